@@ -1,0 +1,11 @@
+"""One LLM layer for every app. Use `get_llm()`."""
+
+from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUnavailable, LLMUpstreamError
+from codegen_site.llm.router import classify_task
+from codegen_site.llm.service import ChatStream, Completion, LLMService, clear_probe_cache, get_llm
+from codegen_site.llm.thinking import Delta, ThinkSplitter
+
+__all__ = [
+    "ChatStream", "Completion", "Delta", "LLMError", "LLMModelNotFound", "LLMService", "LLMUnavailable",
+    "LLMUpstreamError", "ThinkSplitter", "classify_task", "clear_probe_cache", "get_llm",
+]

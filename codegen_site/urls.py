@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from codegen_site import views
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("models", views.ModelsView.as_view(), name="models"),
+    path("config", views.ConfigView.as_view(), name="config"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+    path("", include("chat.urls")),
+    path("", include("workflow.urls")),
+    path("", include("improve.urls")),
+    path("", include("rag.urls")),
+    path("", include("files_app.urls")),
+]
+
+handler400 = "codegen_site.errors.handler400"
+handler403 = "codegen_site.errors.handler403"
+handler404 = "codegen_site.errors.handler404"
+handler500 = "codegen_site.errors.handler500"

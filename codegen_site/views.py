@@ -1,0 +1,50 @@
+"""/health, /models, /config."""
+
+from __future__ import annotations
+
+from adrf.views import APIView as AsyncAPIView
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from codegen_site import config as app_config
+from codegen_site.llm import get_llm
+from codegen_site.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
+
+ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
+
+
+class HealthView(AsyncAPIView):
+    throttle_classes: list = []
+
+    @extend_schema(responses={200: HealthSerializer}, summary="Service and LLM backend status")
+    async def get(self, request):
+        health = await get_llm().health()
+        return Response({"status": "ok", "service": "codegen-ai", "llm_provider": health["llm_provider"],
+                         "llm_available": health["llm_available"]})
+
+
+class ModelsView(AsyncAPIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Model names of the active provider")
+    async def get(self, request):
+        return Response(await get_llm().list_models())
+
+
+class ConfigView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Editable settings")
+    def get(self, request):
+        return Response(app_config.editable_view(app_config.get_config()))
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
+                   summary="Save settings to config/development.toml")
+    def patch(self, request):
+        try:
+            patch = app_config.validate_patch(request.data)
+        except app_config.ConfigError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        app_config.save_development(patch)
+        return Response({"ok": True, "message": "Config saved. Restart backend to apply changes."},
+                        status=status.HTTP_200_OK)

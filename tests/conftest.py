@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from codegen_site import config as app_config
+from codegen_site.llm import clear_probe_cache
+from tests.fakes.llm_server import FakeLLMServer
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path, monkeypatch):
+    """Each test gets its own writable config dir and an empty cache (throttle counters)."""
+    from django.core.cache import cache
+
+    monkeypatch.setenv("CODEGEN_CONFIG_DIR", str(tmp_path / "config"))
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def set_config():
+    """Override parts of the app config for one test: set_config({"llm": {"provider": "ollama"}})."""
+    original = app_config.get_config()
+
+    def apply(overrides: dict) -> dict:
+        app_config._cache = app_config.deep_merge(app_config.get_config(), overrides)
+        clear_probe_cache()
+        return app_config._cache
+
+    yield apply
+    app_config._cache = original
+    clear_probe_cache()
+
+
+@pytest.fixture
+def fake_llm():
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ollama(fake_llm, set_config):
+    """The app pointed at the scripted server as Ollama."""
+    set_config({"llm": {"provider": "ollama"},
+                "ollama": {"host": fake_llm.url, "timeout": 5.0, "connect_timeout": 1.0}})
+    return fake_llm
+
+
+@pytest.fixture
+def lm_studio(fake_llm, set_config):
+    """The app pointed at the scripted server as LM Studio (OpenAI wire format)."""
+    set_config({"llm": {"provider": "lm_studio"},
+                "openai_compatible": {"base_url": fake_llm.openai_url, "timeout": 5.0, "connect_timeout": 1.0}})
+    return fake_llm
+
+
+@pytest.fixture
+def unused_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

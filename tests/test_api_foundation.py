@@ -1,0 +1,162 @@
+"""/health, /models, /config, error shapes, throttling, token auth, OpenAPI."""
+
+import tomllib
+
+import pytest
+from django.test import override_settings
+from rest_framework.settings import api_settings
+
+from codegen_site import config as app_config
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_reports_ollama_when_it_answers(client, ollama):
+    body = client.get("/health").json()
+    assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True}
+
+
+def test_health_reports_unavailable_ollama_without_failing(client, set_config, unused_port):
+    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["llm_available"] is False
+
+
+def test_health_probe_is_cached(client, ollama):
+    for _ in range(5):
+        client.get("/health")
+    probes = [r for r in ollama.requests if r.path == "/api/tags"]
+    assert len(probes) == 1
+
+
+def test_health_auto_without_ollama_is_embedded(client, set_config, unused_port):
+    set_config({"llm": {"provider": "auto"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    body = client.get("/health").json()
+    assert body["llm_provider"] == "embedded"
+    assert body["llm_available"] is True  # the bundled model is installed with the project
+
+
+def test_models_lists_provider_models(client, lm_studio):
+    assert client.get("/models").json() == lm_studio.models
+
+
+def test_models_with_llm_down_is_503_detail(client, set_config, unused_port):
+    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    response = client.get("/models")
+    assert response.status_code == 503
+    assert f"127.0.0.1:{unused_port}" in response.json()["detail"]
+
+
+def test_models_upstream_error_is_502(client, ollama):
+    ollama.listing_status = 500
+    response = client.get("/models")
+    assert response.status_code == 502
+    assert "Ollama" in response.json()["detail"] and ollama.url in response.json()["detail"]
+
+
+def test_config_get_shape(client):
+    body = client.get("/config").json()
+    assert set(body["models"]["defaults"]) == {"simple", "medium", "complex", "fallback"}
+    assert body["models"]["lm_studio"]["simple"] == "local"
+    assert body["llm"]["provider"] in app_config.PROVIDERS
+    assert body["logging"]["level"] == "INFO"
+    assert "api_key" not in body["openai_compatible"]
+
+
+def test_config_patch_merges_into_development_toml(client):
+    path = app_config.development_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('# my notes\n[rag]\ntop_k = 9\n\n[llm]\nprovider = "ollama"\ntemperature = 0.5\n')
+    response = client.patch("/config", {"llm": {"provider": "lm_studio"}, "logging": {"level": "debug"}},
+                            content_type="application/json")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "message": "Config saved. Restart backend to apply changes."}
+    text = path.read_text()
+    saved = tomllib.loads(text)
+    assert "# my notes" in text
+    assert saved["rag"]["top_k"] == 9
+    assert saved["llm"] == {"provider": "lm_studio", "temperature": 0.5}
+    assert saved["logging"]["level"] == "DEBUG"
+    # and the merged config reads it back over the defaults
+    assert app_config.load_config(environ={})["llm"]["provider"] == "lm_studio"
+
+
+def test_config_patch_models_per_provider(client):
+    response = client.patch("/config", {"models": {"lm_studio": {"complex": "qwen-32b"}}},
+                            content_type="application/json")
+    assert response.status_code == 200
+    merged = app_config.load_config(environ={})
+    assert merged["models"]["lm_studio"]["complex"] == "qwen-32b"
+    assert merged["models"]["lm_studio"]["simple"] == "local"
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"llm": {"provider": "gpt5-cloud"}}, "Unknown provider"),
+    ({"logging": {"level": "LOUD"}}, "Unknown log level"),
+    ({"colour": {"x": 1}}, "Unknown config section"),
+    ({"llm": {"provider": "ollama", "turbo": True}}, "Unknown key"),
+    ({"models": {"defaults": {"huge": "x"}}}, "Unknown key"),
+    ({"models": {"defaults": {"simple": ""}}}, "non-empty string"),
+    ({"ollama": {"host": "ftp://x"}}, "http://"),
+    ({}, "non-empty JSON object"),
+    ([1, 2], "non-empty JSON object"),
+])
+def test_config_patch_rejects_bad_input_and_writes_nothing(client, body, fragment):
+    response = client.patch("/config", body, content_type="application/json")
+    assert response.status_code == 400
+    assert fragment in response.json()["detail"]
+    assert not app_config.development_path().exists()
+
+
+def test_malformed_json_is_400_detail(client):
+    response = client.patch("/config", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["detail"]
+
+
+def test_unknown_path_is_json_404(client):
+    response = client.get("/no/such/endpoint")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found"}
+
+
+def test_wrong_method_is_405_detail(client):
+    response = client.delete("/health")
+    assert response.status_code == 405
+    assert "not allowed" in response.json()["detail"]
+
+
+def test_throttling_gives_429_with_detail(client):
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "api": "3/minute"}
+    with override_settings(REST_FRAMEWORK={**api_settings.user_settings, "DEFAULT_THROTTLE_RATES": rates}):
+        codes = [client.get("/config").status_code for _ in range(5)]
+        last = client.get("/config")
+    assert codes == [200, 200, 200, 429, 429]
+    assert "throttled" in last.json()["detail"].lower()
+    assert "Retry-After" in last.headers
+
+
+@override_settings(API_TOKEN="s3cret")
+def test_api_token_required_when_configured(client):
+    assert client.get("/config").status_code == 401
+    assert client.get("/config").json()["detail"].startswith("Authentication required")
+    assert client.get("/config", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/config", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+    assert client.get("/health").status_code == 200  # health checks stay open
+
+
+def test_openapi_schema_lists_every_endpoint(client):
+    response = client.get("/api/schema", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/health", "/models", "/config"):
+        assert path in paths
+    assert "patch" in paths["/config"]
+
+
+def test_docs_page_is_served_without_cdn(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html and "cdn" not in html.lower()

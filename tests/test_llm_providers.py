@@ -1,0 +1,153 @@
+"""Every provider against the scripted server: streaming, thinking, errors, fallback."""
+
+import time
+
+import pytest
+
+from codegen_site.llm import LLMModelNotFound, LLMUnavailable, LLMUpstreamError, get_llm
+from tests.fakes.llm_server import Turn
+
+MESSAGES = [{"role": "user", "content": "write hello world"}]
+
+
+async def collect(llm, messages=MESSAGES, **kwargs):
+    chat = await llm.stream(messages, **kwargs)
+    deltas = [delta async for delta in chat]
+    return chat, deltas
+
+
+def joined(deltas, kind):
+    return "".join(d.text for d in deltas if d.kind == kind)
+
+
+DEFAULT_MODEL = {"ollama": "qwen2.5-coder:7b", "lm_studio": "local"}
+
+
+@pytest.fixture(params=["ollama", "lm_studio"])
+def backend(request):
+    """Run a test against both wire formats; the server gets `.kind` and `.default_model`."""
+    server = request.getfixturevalue(request.param)
+    server.kind = request.param
+    server.default_model = DEFAULT_MODEL[request.param]
+    return server
+
+
+async def test_streams_content_chunks_in_order(backend):
+    backend.script(Turn(content=["def ", "hello", "():", " pass"]))
+    chat, deltas = await collect(get_llm())
+    assert [d.text for d in deltas] == ["def ", "hello", "():", " pass"]
+    assert chat.model == backend.default_model
+    sent = backend.chat_requests[0]
+    assert sent["messages"] == MESSAGES and sent["stream"] is True
+
+
+async def test_think_tag_split_across_chunks(backend):
+    backend.script(Turn(content=["<thi", "nk>plan: ", "add</th", "ink>def add(a, b):", " return a + b"]))
+    _, deltas = await collect(get_llm())
+    assert joined(deltas, "thinking") == "plan: add"
+    assert joined(deltas, "content") == "def add(a, b): return a + b"
+
+
+async def test_native_reasoning_field_becomes_thinking(backend):
+    # Ollama sends message.thinking, LM Studio delta.reasoning_content.
+    backend.script(Turn(thinking=["let me ", "think"], content=["answer"]))
+    _, deltas = await collect(get_llm())
+    assert joined(deltas, "thinking") == "let me think"
+    assert joined(deltas, "content") == "answer"
+    assert deltas[0].kind == "thinking"
+
+
+async def test_complete_collects_content_and_thinking(backend):
+    backend.script(Turn(content=["<think>hmm</think>", "4"]))
+    completion = await get_llm().complete([{"role": "user", "content": "2+2"}])
+    assert (completion.content, completion.thinking) == ("4", "hmm")
+    assert (completion.provider, completion.model) == (backend.kind, backend.default_model)
+
+
+async def test_upstream_500_is_a_502_error_naming_provider_and_host(backend, set_config):
+    set_config({"models": {"defaults": {"fallback": "qwen2.5-coder:7b"}, "lm_studio": {"fallback": "local"}}})
+    backend.script(Turn(status=500, error="GPU on fire"), Turn(status=500, error="GPU on fire"))
+    with pytest.raises(LLMUpstreamError) as caught:
+        await collect(get_llm(), model=backend.default_model)
+    assert caught.value.status_code == 502
+    assert "GPU on fire" in caught.value.detail
+    assert backend.url in caught.value.detail
+
+
+async def test_disconnect_mid_stream_raises_after_partial_output(backend):
+    backend.script(Turn(content=["one ", "two ", "three"], disconnect_after=2))
+    received = []
+    with pytest.raises(LLMUpstreamError) as caught:
+        chat = await get_llm().stream(MESSAGES)
+        async for delta in chat:
+            received.append(delta.text)
+    assert received == ["one ", "two "]
+    assert caught.value.status_code == 502
+
+
+async def test_unknown_model_falls_back_to_configured_fallback(backend):
+    chat, deltas = await collect(get_llm(), model="no-such-model")
+    assert chat.model == backend.default_model
+    assert joined(deltas, "content") == "echo: write hello world"
+    assert [r["model"] for r in backend.chat_requests] == ["no-such-model", chat.model]
+
+
+async def test_unknown_model_without_usable_fallback_is_502(backend, set_config):
+    set_config({"models": {"defaults": {"fallback": "missing-too"}, "lm_studio": {"fallback": "missing-too"}}})
+    with pytest.raises(LLMModelNotFound) as caught:
+        await collect(get_llm(), model="no-such-model")
+    assert caught.value.status_code == 502
+    assert "missing-too" in caught.value.detail
+
+
+async def test_failure_after_first_chunk_is_not_retried_on_fallback(backend):
+    backend.script(Turn(content=["partial", "rest"], disconnect_after=1))
+    with pytest.raises(LLMUpstreamError):
+        await collect(get_llm())
+    assert len(backend.chat_requests) == 1
+
+
+async def test_slow_first_byte_times_out_as_503_within_the_limit(backend, set_config):
+    set_config({"ollama": {"timeout": 0.5}, "openai_compatible": {"timeout": 0.5}})
+    backend.script(Turn(content="late", first_byte_delay=3.0))
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable) as caught:
+        await collect(get_llm())
+    assert time.monotonic() - started < 2.0
+    assert caught.value.status_code == 503 and "did not answer" in caught.value.detail
+
+
+async def test_unreachable_host_is_503(set_config, unused_port):
+    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    with pytest.raises(LLMUnavailable) as caught:
+        await collect(get_llm())
+    assert f"127.0.0.1:{unused_port}" in caught.value.detail and "Ollama" in caught.value.detail
+
+
+async def test_list_models_and_embeddings(backend):
+    llm = get_llm()
+    assert await llm.list_models() == backend.models
+    vectors = await llm.embed(["def add(a, b)", "class Foo"], model="nomic-embed-text")
+    assert len(vectors) == 2 and len(vectors[0]) == backend.embed_dim
+    assert vectors[0] != vectors[1]
+
+
+async def test_auto_uses_ollama_when_it_answers(fake_llm, set_config):
+    set_config({"llm": {"provider": "auto"}, "ollama": {"host": fake_llm.url}})
+    health = await get_llm().health()
+    assert health["llm_provider"] == "ollama" and health["llm_available"] is True
+
+
+async def test_auto_falls_back_to_embedded_when_ollama_is_down(set_config, unused_port):
+    set_config({"llm": {"provider": "auto"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    health = await get_llm().health()
+    assert health["llm_provider"] == "embedded"
+
+
+async def test_routing_picks_tier_model(ollama, set_config):
+    set_config({"models": {"defaults": {"simple": "qwen2.5-coder:7b", "complex": "qwen2.5-coder:32b"}}})
+    llm = get_llm()
+    await collect(llm, [{"role": "user", "content": "hello"}])
+    await collect(llm, [{"role": "user", "content": "Design a distributed cache architecture with "
+                                                   "consistent hashing and concurrency control"}])
+    assert [r["model"] for r in ollama.chat_requests] == ["qwen2.5-coder:7b", "qwen2.5-coder:32b"]
