@@ -1,0 +1,22 @@
+"""Run untrusted Python (optionally with pytest tests) in an isolated, resource-limited child.
+
+See runner.py for the server side and _zygote.py for the warm process that forks the runs.
+"""
+
+from codegen_site.sandbox.runner import (
+    SandboxBusy,
+    SandboxResult,
+    arun_python,
+    isolation_info,
+    isolation_mode,
+    override_limits,
+    run_python,
+    shutdown,
+    strip_code_fences,
+    warmup,
+)
+
+__all__ = [
+    "SandboxBusy", "SandboxResult", "arun_python", "isolation_info", "isolation_mode",
+    "override_limits", "run_python", "shutdown", "strip_code_fences", "warmup",
+]

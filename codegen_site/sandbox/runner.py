@@ -1,0 +1,507 @@
+"""Server side of the sandbox: admission control, the zygote client, output capture."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import logging
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+DEFAULTS: dict[str, Any] = {
+    "max_concurrent": 2,
+    "max_waiting": 16,
+    "cpu_seconds": 30,
+    "memory_mb": 512,
+    "max_processes": 64,
+    "max_file_mb": 16,
+    "max_open_files": 256,
+    "max_output_bytes": 65536,
+    "kill_output_bytes": 16 * 1024 * 1024,
+    "disk_mb": 256,
+    "uid_base": 61000,
+    "uid_count": 256,
+    "per_run_netns": True,
+    "hide_paths": ["/root", "/home"],
+}
+# keys fixed when the zygote starts (the rest are read per run)
+_ZYGOTE_KEYS = ("disk_mb", "uid_base", "uid_count", "hide_paths")
+
+
+@dataclass
+class SandboxResult:
+    success: bool
+    output: str
+    error: str | None
+    exit_code: int | None
+    timed_out: bool
+    duration: float
+    tests_passed: int = 0
+    tests_failed: int = 0
+
+
+class SandboxBusy(Exception):
+    """All run slots are busy and the wait queue is full."""
+
+
+# ---------------------------------------------------------------- config
+
+_overrides: dict[str, Any] = {}
+
+
+def _fallback_config() -> dict:
+    import tomllib
+    try:
+        with open(PROJECT_ROOT / "config" / "default.toml", "rb") as f:
+            return tomllib.load(f).get("sandbox", {})
+    except OSError:
+        return {}
+
+
+def settings() -> dict[str, Any]:
+    try:
+        from codegen_site.config import get_config
+        section = dict(get_config().get("sandbox") or {})
+    except ImportError:
+        section = _fallback_config()
+    return {**DEFAULTS, **section, **_overrides}
+
+
+@contextlib.contextmanager
+def override_limits(**values: Any):
+    """Temporarily override [sandbox] settings in this process (tests, benchmarks)."""
+    old = dict(_overrides)
+    _overrides.update(values)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(old)
+
+
+# ---------------------------------------------------------------- admission
+
+class _Limiter:
+    """At most max_concurrent active; up to max_waiting queued; beyond that SandboxBusy.
+
+    Reads the limits at every call so config changes apply without a restart."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.active = 0
+        self.waiting = 0
+
+    def admit(self) -> None:
+        """Reserve a place (active or waiting) or raise SandboxBusy; never blocks."""
+        cfg = settings()
+        with self._cond:
+            if self.active + self.waiting >= int(cfg["max_concurrent"]) + int(cfg["max_waiting"]):
+                raise SandboxBusy(f"sandbox busy: {self.active} running, {self.waiting} waiting")
+            self.waiting += 1
+
+    def acquire(self) -> None:
+        """Turn an admitted reservation into an active slot, waiting for one if needed."""
+        with self._cond:
+            while self.active >= int(settings()["max_concurrent"]):
+                self._cond.wait(0.5)
+            self.waiting -= 1
+            self.active += 1
+
+    def cancel(self) -> None:
+        with self._cond:
+            self.waiting -= 1
+            self._cond.notify()
+
+    def release(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify()
+
+
+_limiter = _Limiter()
+
+
+# ---------------------------------------------------------------- zygote client
+
+def _clean_env() -> dict[str, str]:
+    # Nothing from the server's environment except what an interpreter needs.
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "MALLOC_ARENA_MAX": "2", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    return env
+
+
+class _Zygote:
+    def __init__(self, cfg: dict) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        zsettings = {k: cfg[k] for k in _ZYGOTE_KEYS}
+        zsettings["project_root"] = str(PROJECT_ROOT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(ZYGOTE_SCRIPT), str(child.fileno()), json.dumps(zsettings)],
+            pass_fds=[child.fileno()], env=_clean_env(), cwd="/", stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, start_new_session=True)
+        child.close()
+        self.sock = parent
+        self.send_lock = threading.Lock()
+        self.pending: dict[int, queue.Queue] = {}
+        self.pending_lock = threading.Lock()
+        self.hello: dict | None = None
+        self.ready = threading.Event()
+        self.dead = False
+        self.reader = threading.Thread(target=self._read_loop, name="sandbox-zygote-reader", daemon=True)
+        self.reader.start()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return bytes(buf)
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                (n,) = struct.unpack(">I", self._recv_exact(4))
+                msg = json.loads(self._recv_exact(n))
+                if msg.get("event") == "hello":
+                    self.hello = msg
+                    self.ready.set()
+                    continue
+                with self.pending_lock:
+                    q = self.pending.get(msg.get("id"))
+                if q is not None:
+                    q.put(msg)
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            self.dead = True
+            self.ready.set()
+            with self.pending_lock:
+                for q in self.pending.values():
+                    q.put({"event": "dead"})
+
+    def alive(self) -> bool:
+        return not self.dead and self.proc.poll() is None
+
+    def send(self, obj: dict, fds: list[int] = ()) -> None:
+        data = json.dumps(obj).encode()
+        frame = struct.pack(">I", len(data)) + data
+        with self.send_lock:
+            if fds:
+                sent = self.sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                    array.array("i", fds))])
+                frame = frame[sent:]
+            if frame:
+                self.sock.sendall(frame)
+
+    def close(self) -> None:
+        self.dead = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_zygote: _Zygote | None = None
+_zygote_lock = threading.Lock()
+_ids = itertools.count(1)
+
+
+def _get_zygote() -> _Zygote:
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or not _zygote.alive():
+            if _zygote is not None:
+                log.warning("sandbox runner died (exit %s); restarting", _zygote.proc.poll())
+                _zygote.close()
+            _zygote = _Zygote(settings())
+        z = _zygote
+    if not z.ready.wait(60) or z.hello is None:
+        raise RuntimeError("sandbox runner failed to start")
+    return z
+
+
+def warmup() -> None:
+    """Start the runner now instead of at the first run (optional)."""
+    _get_zygote()
+
+
+def shutdown() -> None:
+    """Stop the runner; the next run starts a fresh one."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.close()
+            _zygote = None
+
+
+def isolation_mode() -> str:
+    """"netns" (own network namespace, no network at all) or "audit-hook" (best effort)."""
+    return _get_zygote().hello["mode"]
+
+
+def isolation_info() -> dict:
+    return dict(_get_zygote().hello)
+
+
+# ---------------------------------------------------------------- a run
+
+_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+
+
+def strip_code_fences(text: str) -> str:
+    """Unwrap ```python ... ``` (or bare ```) fenced code; text without fences is unchanged."""
+    if text is None or "```" not in text:
+        return text
+    blocks = _FENCE_RE.findall(text)
+    if not blocks:
+        return text
+    py = [b for lang, b in blocks if lang.lower() in ("", "python", "py", "python3")]
+    return "\n\n".join(py or [b for _, b in blocks]).strip("\n") + "\n"
+
+
+class _Capture:
+    """Head of the output plus a tail ring; the tail keeps pytest's summary visible."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.tail_max = min(8192, cap // 4)
+        self.head_max = cap - self.tail_max
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_max - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > self.tail_max:
+                del self.tail[: len(self.tail) - self.tail_max]
+
+    def text(self) -> str:
+        if self.total <= self.cap:
+            raw = bytes(self.head + self.tail)
+            return raw.decode("utf-8", "replace")
+        omitted = self.total - len(self.head) - len(self.tail)
+        return (self.head.decode("utf-8", "replace")
+                + f"\n[output truncated at {self.cap} bytes: {omitted} bytes omitted]\n"
+                + self.tail.decode("utf-8", "replace"))
+
+
+def _summary(counts: dict) -> str:
+    parts = []
+    for key, label in (("failed", "failed"), ("passed", "passed"), ("skipped", "skipped"),
+                       ("xfailed", "xfailed"), ("xpassed", "xpassed"), ("error", "error")):
+        n = counts.get(key, 0)
+        if n:
+            parts.append(f"{n} {label}{'s' if key == 'error' and n > 1 else ''}")
+    return ", ".join(parts)
+
+
+def _poll_exit(q: queue.Queue, timeout: float) -> dict | None:
+    """The final message of a run ("exit" or "dead"); None if it has not arrived in time."""
+    end = time.perf_counter() + timeout
+    while True:
+        try:
+            msg = q.get(timeout=max(0.0, end - time.perf_counter())) if timeout else q.get_nowait()
+        except queue.Empty:
+            return None
+        if msg.get("event") != "started":
+            return msg
+
+
+def _execute(code: str, tests: str | None, timeout: float, cfg: dict) -> SandboxResult:
+    z = _get_zygote()
+    rid = next(_ids)
+    q: queue.Queue = queue.Queue()
+    with z.pending_lock:
+        z.pending[rid] = q
+    r, w = os.pipe2(os.O_CLOEXEC)
+    limits = {k: cfg[k] for k in ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb",
+                                  "max_open_files", "per_run_netns")}
+    cap = _Capture(int(cfg["max_output_bytes"]))
+    kill_at = max(int(cfg["kill_output_bytes"]), cap.cap)
+    timed_out = output_killed = False
+    exit_msg: dict | None = None
+    start = time.perf_counter()
+    try:
+        try:
+            z.send({"op": "run", "id": rid, "code": code, "tests": tests, "limits": limits}, [w])
+        finally:
+            os.close(w)
+        deadline = start + timeout
+        killed_at: float | None = None
+        eof = False
+        while not eof:
+            now = time.perf_counter()
+            if killed_at is None and now >= deadline:
+                timed_out = True
+                killed_at = now
+                z.send({"op": "kill", "id": rid})
+            if killed_at is not None and now - killed_at > 5:
+                break  # something outside our reach holds the pipe open
+            if exit_msg is None:
+                exit_msg = _poll_exit(q, 0)
+            wait = 0.25 if killed_at is not None or exit_msg is not None else max(0.0, min(deadline - now, 0.5))
+            ready, _, _ = select.select([r], [], [], wait)
+            if not ready:
+                if exit_msg is not None:
+                    break  # exited, but an escaped process keeps the pipe open
+                continue
+            data = os.read(r, 1 << 16)
+            if not data:
+                eof = True
+                break
+            cap.feed(data)
+            if cap.total > kill_at and killed_at is None:
+                output_killed = True
+                killed_at = time.perf_counter()
+                z.send({"op": "kill", "id": rid})
+        if exit_msg is None:
+            exit_msg = _poll_exit(q, max(1.0, deadline + 5 - time.perf_counter())) or {"event": "lost"}
+            if exit_msg.get("event") == "exit" and not timed_out and time.perf_counter() > deadline + 0.05 \
+                    and exit_msg.get("signal") == signal.SIGKILL:
+                timed_out = True
+    finally:
+        os.close(r)
+        with z.pending_lock:
+            z.pending.pop(rid, None)
+    duration = time.perf_counter() - start
+    return _result(exit_msg, cap, timed_out, output_killed, timeout, duration, tests is not None, cfg)
+
+
+def _result(msg: dict, cap: _Capture, timed_out: bool, output_killed: bool, timeout: float,
+             duration: float, with_tests: bool, cfg: dict) -> SandboxResult:
+    output = cap.text()
+    if msg.get("event") != "exit" or msg.get("status") is None:
+        reason = msg.get("error") or "sandbox runner crashed"
+        return SandboxResult(False, output, f"Sandbox error: {reason}", None, timed_out, duration)
+    report = msg.get("report") or {}
+    sig = msg.get("signal")
+    exit_code = -sig if sig else msg.get("exit_code")
+    counts = report.get("tests") or {}
+    passed = counts.get("passed", 0)
+    failed = counts.get("failed", 0) + counts.get("error", 0)
+    error: str | None = None
+    if timed_out:
+        error = f"Timed out after {timeout:g} s"
+    elif output_killed:
+        error = f"Output limit exceeded (killed after {cap.total} bytes)"
+    elif sig:
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and msg.get("cpu", 0) >= cfg["cpu_seconds"] - 0.05):
+            error = f"CPU time limit exceeded ({cfg['cpu_seconds']} s)"
+        else:
+            error = f"Killed by signal {signal.Signals(sig).name}" if sig in signal.valid_signals() \
+                else f"Killed by signal {sig}"
+    elif report.get("exc") == "MemoryError":
+        error = "Memory limit exceeded"
+    elif with_tests and "pytest_exit" in report:
+        pe = report["pytest_exit"]
+        if pe == 5:
+            error = "No tests collected"
+        elif pe != 0:
+            error = _summary(counts) or f"pytest exit code {pe}"
+    elif exit_code != 0:
+        error = f"Exit code {exit_code}"
+        if report.get("exc"):
+            error += f" ({report['exc']})"
+    elif with_tests:
+        error = "Tests did not run"  # the code ended the process before pytest started
+    return SandboxResult(
+        success=error is None, output=output, error=error, exit_code=exit_code,
+        timed_out=timed_out, duration=duration, tests_passed=passed, tests_failed=failed)
+
+
+def _empty() -> SandboxResult:
+    return SandboxResult(False, "", "No code provided", None, False, 0.0)
+
+
+def _run_admitted(code: str, tests: str | None, timeout: float) -> SandboxResult:
+    try:
+        _limiter.acquire()
+    except BaseException:
+        _limiter.cancel()
+        raise
+    try:
+        return _execute(code, tests, float(timeout), settings())
+    finally:
+        _limiter.release()
+
+
+def _prepare(code: str, tests: str | None) -> tuple[str, str | None]:
+    code = strip_code_fences(code or "")
+    if tests is not None:
+        tests = strip_code_fences(tests)
+        if not tests.strip():
+            tests = None
+    return code, tests
+
+
+def run_python(code: str, tests: str | None = None, timeout: float = 30.0) -> SandboxResult:
+    """Run code (and optional pytest tests) in the sandbox; blocks the calling thread."""
+    code, tests = _prepare(code, tests)
+    if not code.strip():
+        return _empty()
+    _limiter.admit()
+    return _run_admitted(code, tests, timeout)
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _get_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            # every admitted call gets a thread, so queued runs never starve the default pool
+            cfg = settings()
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(4, int(cfg["max_concurrent"]) + int(cfg["max_waiting"])),
+                thread_name_prefix="sandbox")
+        return _executor
+
+
+async def arun_python(code: str, tests: str | None = None, timeout: float = 30.0) -> SandboxResult:
+    """Async run_python: admission is checked immediately, the run happens in a worker thread."""
+    code, tests = _prepare(code, tests)
+    if not code.strip():
+        return _empty()
+    _limiter.admit()
+    loop = asyncio.get_running_loop()
+    try:
+        fut = loop.run_in_executor(_get_executor(), _run_admitted, code, tests, timeout)
+    except BaseException:
+        _limiter.cancel()
+        raise
+    return await fut
