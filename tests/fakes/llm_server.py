@@ -240,6 +240,15 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
 
+    def handle_error(self, request, client_address):
+        # A client that hung up (timeouts, cancelled streams) is expected here.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            self.owner._client_gone()
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeLLMServer:
     def __init__(self, models=("qwen2.5-coder:7b", "qwen2.5-coder:32b", "local", "nomic-embed-text"),
