@@ -4,16 +4,27 @@ developer's development.toml or database never leaks into tests."""
 import os
 import tempfile
 
-_root = tempfile.mkdtemp(prefix="codegen-test-")
+# A server started by a test as a subprocess inherits CODEGEN_TEST_ROOT and so
+# shares the test's directories.
+_root = os.environ.get("CODEGEN_TEST_ROOT") or tempfile.mkdtemp(prefix="codegen-test-")
+os.environ["CODEGEN_TEST_ROOT"] = _root
 os.environ["CODEGEN_DATA_DIR"] = os.path.join(_root, "data")
 os.environ["CODEGEN_CONFIG_DIR"] = os.path.join(_root, "config")
 os.environ.setdefault("CODEGEN_WORKSPACE_ROOT", os.path.join(_root, "workspace"))
 os.makedirs(os.environ["CODEGEN_WORKSPACE_ROOT"], exist_ok=True)
-# Tests pick their provider explicitly; never probe a developer's real Ollama.
-os.environ["CODEGEN_LLM__PROVIDER"] = "embedded"
-os.environ.pop("CODEGEN_API_TOKEN", None)
+if not os.environ.get("CODEGEN_TEST_SERVER_DB"):
+    # Tests pick their provider explicitly; never probe a developer's real Ollama.
+    # (A live server subprocess gets its provider from the test that starts it.)
+    os.environ["CODEGEN_LLM__PROVIDER"] = "embedded"
+    os.environ.pop("CODEGEN_API_TOKEN", None)
 
 from codegen_site.settings import *  # noqa: E402,F401,F403
 
-DATABASES["default"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(_root, "test.sqlite3")}  # noqa: F405
+DATABASES["default"] = {  # noqa: F405
+    "ENGINE": "django.db.backends.sqlite3",
+    # A live server subprocess is pointed at the test database pytest-django created.
+    "NAME": os.environ.get("CODEGEN_TEST_SERVER_DB") or os.path.join(_root, "test.sqlite3"),
+    "TEST": {"NAME": os.path.join(_root, "test_db.sqlite3")},
+    "OPTIONS": {"timeout": 20},
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -62,3 +62,26 @@ def unused_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_asgi(transactional_db):
+    """Start daphne serving the app against this test's database.
+
+    Call it with environment overrides (the server reads config from the
+    environment, e.g. {"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": url});
+    it returns the server (`.url`, `.log()`), stopped after the test."""
+    from django.db import connection
+
+    from tests.live_server import LiveASGIServer
+
+    servers = []
+
+    def start(env: dict[str, str] | None = None) -> LiveASGIServer:
+        server = LiveASGIServer(env or {}, connection.settings_dict["NAME"])
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,64 @@
+"""A real ASGI server (daphne, as `make run` uses) in a subprocess, for tests that
+need real sockets: SSE streaming, client disconnects, concurrency."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveASGIServer:
+    def __init__(self, env: dict[str, str], db_name: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings_test",
+                     "CODEGEN_TEST_SERVER_DB": db_name, "PYTHONUNBUFFERED": "1", **env}
+        self.log_path = Path(os.environ["CODEGEN_TEST_ROOT"]) / f"daphne-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "codegen_site.asgi:application"],
+            cwd=ROOT, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log()}")
+            try:
+                httpx.get(self.url + "/health", timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"daphne did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
