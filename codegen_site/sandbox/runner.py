@@ -272,7 +272,7 @@ def isolation_info() -> dict:
 
 # ---------------------------------------------------------------- a run
 
-_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.S | re.M)
 
 
 def strip_code_fences(text: str) -> str:
@@ -282,8 +282,9 @@ def strip_code_fences(text: str) -> str:
     blocks = _FENCE_RE.findall(text)
     if not blocks:
         return text
-    py = [b for lang, b in blocks if lang.lower() in ("", "python", "py", "python3")]
-    return "\n\n".join(py or [b for _, b in blocks]).strip("\n") + "\n"
+    py = [b.strip("\n") for lang, b in blocks if lang.lower() in ("", "python", "py", "python3")]
+    code = "\n\n".join(b for b in py or [b.strip("\n") for _, b in blocks] if b)
+    return code + "\n" if code else ""
 
 
 class _Capture:

@@ -1,0 +1,347 @@
+"""Real sandbox runs (no mocks). Needs no database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from codegen_site import sandbox
+from codegen_site.sandbox import SandboxBusy, arun_python, run_python, strip_code_fences
+
+pytestmark = pytest.mark.timeout(30)
+
+ADD = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
+
+
+def test_simple_print():
+    r = run_python("print('hello')")
+    assert r.success and r.error is None and r.exit_code == 0
+    assert r.output == "hello\n"
+    assert not r.timed_out and r.duration < 5
+
+
+def test_exception_reports_traceback():
+    r = run_python("def f():\n    return 1 / 0\n\nf()\n")
+    assert not r.success and r.exit_code == 1
+    assert "Traceback (most recent call last)" in r.output
+    assert "ZeroDivisionError: division by zero" in r.output
+    assert r.error.startswith("Exit code 1")
+
+
+def test_syntax_error():
+    r = run_python("def broken(:\n    pass\n")
+    assert not r.success and "SyntaxError" in r.output
+
+
+def test_sys_exit_code():
+    r = run_python("import sys\nprint('bye')\nsys.exit(3)")
+    assert not r.success and r.exit_code == 3 and r.output == "bye\n"
+
+
+@pytest.mark.parametrize("tests", [
+    "def test_add():\n    assert add(1, 2) == 3\n",
+    "from solution import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+    "from impl import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+], ids=["bare", "solution", "impl"])
+def test_tests_pass_with_each_import_style(tests):
+    r = run_python(ADD, tests)
+    assert r.success, r.output
+    assert r.output.startswith("3\n")
+    assert "1 passed" in r.output
+    assert (r.tests_passed, r.tests_failed) == (1, 0)
+
+
+def test_private_names_visible_to_tests():
+    code = "def _helper(x):\n    return x * 2\n"
+    r = run_python(code, "def test_helper():\n    assert _helper(2) == 4\n")
+    assert r.success, r.output
+
+
+def test_failing_test():
+    tests = ("def test_ok():\n    assert add(1, 1) == 2\n\n"
+             "def test_bad():\n    assert add(1, 2) == 4\n\n"
+             "def test_bad2():\n    assert add(0, 0) == 1\n")
+    r = run_python(ADD, tests)
+    assert not r.success
+    assert "2 failed, 1 passed" in r.output
+    assert r.error == "2 failed, 1 passed"
+    assert (r.tests_passed, r.tests_failed) == (1, 2)
+    assert "test_solution.py:5" in r.output  # line numbers match the tests as written
+
+
+def test_single_failing_test():
+    r = run_python(ADD, "def test_add():\n    assert add(1, 2) == 4\n")
+    assert not r.success and "1 failed" in r.output and r.tests_failed == 1
+
+
+def test_test_modules_are_fresh_each_run():
+    r1 = run_python("def f():\n    return 1\n", "def test_f():\n    assert f() == 1\n")
+    r2 = run_python("def f():\n    return 2\n", "def test_f():\n    assert f() == 2\n")
+    assert r1.success and r2.success, (r1.output, r2.output)
+
+
+def test_fenced_code_is_unwrapped():
+    fenced = "Here you go:\n```python\nprint('fenced')\n```\nEnjoy."
+    assert strip_code_fences(fenced) == "print('fenced')\n"
+    assert strip_code_fences("print(1)") == "print(1)"
+    assert strip_code_fences("```\nx = 1\n```") == "x = 1\n"
+    r = run_python(fenced, "```python\ndef test_x():\n    assert True\n```")
+    assert r.success and r.output.startswith("fenced\n") and "1 passed" in r.output
+
+
+@pytest.mark.parametrize("code", ["", "   \n\t", "```python\n```"])
+def test_empty_code(code):
+    r = run_python(code)
+    assert not r.success and r.error == "No code provided" and r.exit_code is None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_timeout_kills_grandchildren():
+    code = (
+        "import subprocess, sys, time\n"
+        "child = 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'\n"
+        "a = subprocess.Popen([sys.executable, '-c', child])\n"
+        "b = subprocess.Popen([sys.executable, '-c', child], start_new_session=True)\n"
+        "print('pids', a.pid, b.pid, flush=True)\n"
+        "while True:\n    pass\n"
+    )
+    t0 = time.monotonic()
+    r = run_python(code, timeout=2)
+    elapsed = time.monotonic() - t0
+    assert r.timed_out and not r.success
+    assert r.error == "Timed out after 2 s"
+    assert elapsed < 4.5
+    pids = [int(p) for p in r.output.split("pids", 1)[1].split()[:2]]
+    deadline = time.monotonic() + 3
+    while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_pid_alive(p) for p in pids), "grandchildren survived the timeout"
+
+
+def test_timeout_in_tests():
+    r = run_python("def f():\n    while True:\n        pass\n", "def test_f():\n    f()\n", timeout=1.5)
+    assert r.timed_out and not r.success and r.duration < 4
+
+
+def test_fork_bomb_is_contained():
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    t0 = time.monotonic()
+    r = run_python(code, timeout=3)
+    assert not r.success
+    assert time.monotonic() - t0 < 10
+    # the machine is still usable and the next run is unaffected
+    ok = run_python("print('still fine')")
+    assert ok.success and ok.output == "still fine\n"
+
+
+def test_fork_limit_applies():
+    code = ("import os, time\nn = 0\ntry:\n    for _ in range(500):\n        if os.fork() == 0:\n"
+            "            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n"
+            "    print('limited after', n, type(e).__name__)\n")
+    r = run_python(code, timeout=10)
+    assert "limited after" in r.output, r.output
+    assert int(r.output.split("limited after")[1].split()[0]) < 100
+
+
+def test_memory_limit():
+    r = run_python("x = bytearray(4 * 1024 ** 3)\nprint('allocated')")
+    assert not r.success
+    assert "allocated" not in r.output
+    assert "MemoryError" in r.output or r.exit_code is not None and r.exit_code < 0
+    assert r.error == "Memory limit exceeded" or "signal" in r.error
+
+
+def test_huge_output_is_truncated():
+    code = "import sys\nchunk = 'x' * 1023 + '\\n'\nfor _ in range(100 * 1024):\n    sys.stdout.write(chunk)\nprint('END')\n"
+    t0 = time.monotonic()
+    r = run_python(code, timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert "[output truncated at 65536 bytes" in r.output
+    assert len(r.output.encode()) < 65536 + 200
+
+
+def test_moderate_output_keeps_tail():
+    # over the cap but under the kill threshold: head, marker and the end are kept
+    code = "for i in range(20000):\n    print(i)\nprint('THE END')\n"
+    r = run_python(code)
+    assert r.success
+    assert r.output.startswith("0\n1\n2\n")
+    assert "[output truncated at 65536 bytes" in r.output
+    assert r.output.endswith("THE END\n")
+
+
+def test_network_is_blocked():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted = []
+    stop = threading.Event()
+
+    def accept_loop():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)
+            except (TimeoutError, OSError):
+                continue
+
+    t = threading.Thread(target=accept_loop, daemon=True)
+    t.start()
+    try:
+        code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+                "s.sendall(b'hello')\nprint('connected')\n")
+        r = run_python(code, timeout=10)
+        assert not r.success
+        assert "connected" not in r.output
+        assert "Error" in r.output
+        time.sleep(0.3)
+        assert accepted == []
+    finally:
+        stop.set()
+        t.join(2)
+        server.close()
+
+
+def test_isolation_mode_reported():
+    assert sandbox.isolation_mode() in ("netns", "audit-hook")
+
+
+SHOW_ENV = (
+    "import os\n"
+    "print(sorted(os.environ))\n"
+    "print('SECRET' if 'CODEGEN_TEST_SECRET' in os.environ else 'clean')\n"
+    "leaks = []\n"
+    "for pid in ['self', str(os.getppid()), '1']:\n"
+    "    try:\n"
+    "        leaks.append(open(f'/proc/{pid}/environ', 'rb').read())\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print('LEAK' if any(b'top-secret-' in x for x in leaks) else 'noleak')\n"
+    "print(os.environ['HOME'] == os.getcwd(), os.environ['TMPDIR'] == os.getcwd())\n"
+)
+
+
+def test_secret_env_is_invisible():
+    sandbox.shutdown()
+    os.environ["CODEGEN_TEST_SECRET"] = "top-secret-before"
+    try:
+        r1 = run_python(SHOW_ENV)  # runner started with the secret in our environment
+        os.environ["CODEGEN_TEST_SECRET"] = "top-secret-after"
+        r2 = run_python(SHOW_ENV)  # set while the runner is already up
+    finally:
+        del os.environ["CODEGEN_TEST_SECRET"]
+    for r in (r1, r2):
+        assert r.success, r.output
+        assert "top-secret" not in r.output
+        assert "clean" in r.output and "noleak" in r.output
+        assert "True True" in r.output
+
+
+def test_busy_when_over_capacity():
+    with sandbox.override_limits(max_concurrent=1, max_waiting=0):
+        results = []
+        t = threading.Thread(target=lambda: results.append(run_python("import time; time.sleep(2)", timeout=10)))
+        t.start()
+        deadline = time.monotonic() + 5
+        while sandbox.runner._limiter.active == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(SandboxBusy):
+            run_python("print(1)")
+        with pytest.raises(SandboxBusy):
+            asyncio.run(arun_python("print(1)"))
+        t.join(15)
+        assert results and results[0].success
+    assert run_python("print(1)").success
+
+
+def test_waiting_runs_queue_up():
+    with sandbox.override_limits(max_concurrent=1, max_waiting=4):
+        async def many():
+            return await asyncio.gather(*(arun_python(f"print({i})") for i in range(4)))
+        results = asyncio.run(many())
+    assert [r.output for r in results] == ["0\n", "1\n", "2\n", "3\n"]
+
+
+def test_arun_does_not_block_event_loop():
+    async def main():
+        ticks = 0
+        task = asyncio.create_task(arun_python("import time; time.sleep(1); print('done')"))
+        while not task.done():
+            ticks += 1
+            await asyncio.sleep(0.05)
+        return ticks, task.result()
+
+    ticks, r = asyncio.run(main())
+    assert r.success and r.output == "done\n"
+    assert ticks >= 10
+
+
+def test_concurrent_runs_are_isolated():
+    writer = (
+        "import os, time\n"
+        "open('a_secret.txt', 'w').write('TOKEN-' + 'XYZZY')\n"
+        "print(os.getcwd())\n"
+        "time.sleep(2)\n"
+    )
+    reader = (
+        "import os, time\n"
+        "time.sleep(0.7)\n"
+        "try:\n    print('listing', os.listdir('..'))\nexcept OSError as e:\n    print('no listing', type(e).__name__)\n"
+        "found = False\n"
+        "for root, dirs, files in os.walk('/tmp'):\n"
+        "    for name in files:\n"
+        "        try:\n"
+        "            if 'TOKEN-XYZZY' in open(os.path.join(root, name), errors='replace').read():\n"
+        "                found = True\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "print('FOUND' if found else 'not found')\n"
+        "print(sorted(os.listdir('.')))\n"
+    )
+    with sandbox.override_limits(max_concurrent=2):
+        out = {}
+        threads = [threading.Thread(target=lambda k=k, c=c: out.__setitem__(k, run_python(c, timeout=10)))
+                   for k, c in (("w", writer), ("r", reader))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    assert out["w"].success and out["r"].success, (out["w"].output, out["r"].output)
+    assert "no listing" in out["r"].output
+    assert "not found" in out["r"].output
+    assert "a_secret.txt" not in out["r"].output
+    assert out["w"].output.strip() != ""
+
+
+def test_files_do_not_survive_runs():
+    r1 = run_python("open('left.txt', 'w').write('x')\nimport os; print(os.listdir('.'))")
+    r2 = run_python("import os; print(os.path.exists('left.txt'))")
+    assert r1.success and "left.txt" in r1.output
+    assert r2.output == "False\n"
+
+
+def test_runner_restarts_after_crash():
+    run_python("print(1)")
+    z = sandbox.runner._zygote
+    z.proc.kill()
+    z.proc.wait()
+    r = run_python("print('back')")
+    assert r.success and r.output == "back\n"
