@@ -345,3 +345,25 @@ def test_runner_restarts_after_crash():
     z.proc.wait()
     r = run_python("print('back')")
     assert r.success and r.output == "back\n"
+
+
+def test_audit_hook_fallback():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    port = server.getsockname()[1]
+    try:
+        with sandbox.override_limits(force_audit_hook=True):
+            assert sandbox.isolation_mode() == "audit-hook"
+            r = run_python(f"import socket\nsocket.socket().connect(('127.0.0.1', {port}))\n")
+            assert not r.success and "PermissionError" in r.output and "socket.connect" in r.output
+            r = run_python("import subprocess\nsubprocess.run(['true'])\n")
+            assert not r.success and "PermissionError" in r.output
+            r = run_python(ADD, "def test_add():\n    assert add(1, 2) == 3\n")
+            assert r.success, r.output
+        server.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+    assert sandbox.isolation_mode() in ("netns", "audit-hook")

@@ -121,10 +121,12 @@ def _mask(target: str, keep: list[str], opts: str) -> None:
 def setup_isolation(settings: dict) -> dict:
     """Enter private namespaces once for the zygote; every child inherits them."""
     info = {"root": os.geteuid() == 0, "netns": False, "mountns": False, "masked": []}
+    want_net = not settings.get("force_audit_hook")
     if info["root"]:
         try:
-            unshare(CLONE_NEWNET)
-            info["netns"] = True
+            if want_net:
+                unshare(CLONE_NEWNET)
+                info["netns"] = True
         except OSError as exc:
             log(f"no network namespace ({exc}); falling back to the audit hook")
         try:
@@ -133,7 +135,7 @@ def setup_isolation(settings: dict) -> dict:
             info["mountns"] = True
         except OSError as exc:
             log(f"no mount namespace ({exc}); run dirs stay on the host /tmp")
-    else:
+    elif want_net:
         # Unprivileged: a user namespace (if the kernel allows it) still buys a netns.
         try:
             unshare(CLONE_NEWUSER | CLONE_NEWNET)
@@ -291,12 +293,22 @@ class _Stats:
                        if k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
 
 
+# Plugins a one-file run never needs; each costs registration and fixture scanning.
+_UNUSED_PLUGINS = ("cacheprovider", "legacypath", "doctest", "junitxml", "pastebin", "stepwise",
+                   "setuponly", "setupplan", "nose")
+
+
+def pytest_args(rundir: str, target: str) -> list[str]:
+    args = ["-q", "--rootdir", rundir, "-c", os.path.join(rundir, "pytest.ini"), "--color=no", "--tb=short"]
+    for name in _UNUSED_PLUGINS:
+        args += ["-p", "no:" + name]
+    return args + [target]
+
+
 def _run_tests(rundir: str) -> int:
     _inject_solution_names()
     stats = _Stats()
-    args = ["-q", "-p", "no:cacheprovider", "--rootdir", rundir, "-c", os.path.join(rundir, "pytest.ini"),
-            "--color=no", "--tb=short", "-p", "no:legacypath", os.path.join(rundir, "test_solution.py")]
-    rc = int(pytest.main(args, plugins=[stats]))
+    rc = int(pytest.main(pytest_args(rundir, os.path.join(rundir, "test_solution.py")), plugins=[stats]))
     _status({"tests": stats.counts, "pytest_exit": rc})
     return rc
 
@@ -312,7 +324,7 @@ def child_main(req: dict, out_fd: int, status_fd: int, rundir: str, uid: int | N
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         lim = req["limits"]
-        if lim.get("per_run_netns"):
+        if lim.get("per_run_netns") and not audit:
             try:
                 unshare(CLONE_NEWNET)
             except OSError:
@@ -442,8 +454,7 @@ def _warm_up(base: str) -> None:
         os.dup2(null, 2)
         os.close(null)
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        pytest.main(["-q", "-p", "no:cacheprovider", "--rootdir", d, "-c", os.path.join(d, "pytest.ini"),
-                     "--color=no", "--tb=short", "-p", "no:legacypath", d], plugins=[_Stats()])
+        pytest.main(pytest_args(d, d), plugins=[_Stats()])
     finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # pytest's output must not linger in buffers the children inherit
@@ -469,6 +480,9 @@ def main() -> None:
     os.makedirs(base, exist_ok=True)
     os.chmod(base, 0o711)  # dropped uids may enter their own run dir but not list others
     _warm_up(base)
+    import gc
+    gc.collect()
+    gc.freeze()  # children skip scanning (and copy-on-write touching) everything loaded so far
 
     uid_base, uid_count = int(settings.get("uid_base", 61000)), int(settings.get("uid_count", 256))
     free_uids = list(range(uid_base, uid_base + uid_count))

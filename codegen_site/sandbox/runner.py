@@ -44,9 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "uid_count": 256,
     "per_run_netns": True,
     "hide_paths": ["/root", "/home"],
+    "force_audit_hook": False,  # testing aid: behave as if no network namespace were possible
 }
 # keys fixed when the zygote starts (the rest are read per run)
-_ZYGOTE_KEYS = ("disk_mb", "uid_base", "uid_count", "hide_paths")
+_ZYGOTE_KEYS = ("disk_mb", "uid_base", "uid_count", "hide_paths", "force_audit_hook")
 
 
 @dataclass
@@ -154,7 +155,8 @@ def _clean_env() -> dict[str, str]:
 class _Zygote:
     def __init__(self, cfg: dict) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        zsettings = {k: cfg[k] for k in _ZYGOTE_KEYS}
+        self.settings = {k: cfg[k] for k in _ZYGOTE_KEYS}
+        zsettings = dict(self.settings)
         zsettings["project_root"] = str(PROJECT_ROOT)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", str(ZYGOTE_SCRIPT), str(child.fileno()), json.dumps(zsettings)],
@@ -216,6 +218,17 @@ class _Zygote:
             if frame:
                 self.sock.sendall(frame)
 
+    def retire(self) -> None:
+        """Close once the runs in flight are done (the runner exits at EOF)."""
+        def wait_and_close():
+            while True:
+                with self.pending_lock:
+                    if not self.pending:
+                        break
+                time.sleep(0.1)
+            self.close()
+        threading.Thread(target=wait_and_close, daemon=True).start()
+
     def close(self) -> None:
         self.dead = True
         with contextlib.suppress(OSError):
@@ -235,12 +248,16 @@ _ids = itertools.count(1)
 
 def _get_zygote() -> _Zygote:
     global _zygote
+    cfg = settings()
     with _zygote_lock:
-        if _zygote is None or not _zygote.alive():
+        stale = _zygote is not None and _zygote.settings != {k: cfg[k] for k in _ZYGOTE_KEYS}
+        if _zygote is None or stale or not _zygote.alive():
             if _zygote is not None:
-                log.warning("sandbox runner died (exit %s); restarting", _zygote.proc.poll())
-                _zygote.close()
-            _zygote = _Zygote(settings())
+                if not stale:
+                    log.warning("sandbox runner died (exit %s); restarting", _zygote.proc.poll())
+                # runs still in flight on a stale runner finish there; it exits once they are done
+                _zygote.retire() if stale else _zygote.close()
+            _zygote = _Zygote(cfg)
         z = _zygote
     if not z.ready.wait(60) or z.hello is None:
         raise RuntimeError("sandbox runner failed to start")
