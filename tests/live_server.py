@@ -22,11 +22,13 @@ def free_port() -> int:
 
 
 class LiveASGIServer:
-    def __init__(self, env: dict[str, str], db_name: str):
+    def __init__(self, env: dict[str, str], db_name: str | None = None,
+                 settings_module: str = "codegen_site.settings_test"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings_test",
-                     "CODEGEN_TEST_SERVER_DB": db_name, "PYTHONUNBUFFERED": "1", **env}
+        child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONUNBUFFERED": "1", **env}
+        if db_name:
+            child_env["CODEGEN_TEST_SERVER_DB"] = db_name
         self.log_path = Path(os.environ["CODEGEN_TEST_ROOT"]) / f"daphne-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
