@@ -160,3 +160,10 @@ def test_docs_page_is_served_without_cdn(client):
     assert response.status_code == 200
     html = response.content.decode()
     assert "swagger-ui" in html and "cdn" not in html.lower()
+
+
+def test_health_does_not_wait_on_a_slow_llm(client, ollama, set_config):
+    set_config({"llm": {"probe_timeout": 0.2}})
+    ollama.listing_delay = 2.0
+    body = client.get("/health").json()
+    assert body["llm_provider"] == "ollama" and body["llm_available"] is False

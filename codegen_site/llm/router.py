@@ -33,9 +33,10 @@ def classify_task(text: str) -> str:
     # Numbered or bulleted requirement lists signal multi-part work.
     list_items = len(re.findall(r"^\s*(?:\d+[.)]|[-*•])\s+", text or "", flags=re.MULTILINE))
 
-    score = len(words) / 60 + code_lines / 40 + complex_hits + list_items / 3 - simple_hits * 0.5
+    score = len(words) / 60 + code_lines / 40 + complex_hits + list_items / 4 - simple_hits * 0.5
     if complex_hits >= 2 or score >= 2.0:
         return "complex"
-    if complex_hits == 0 and len(words) <= 20 and list_items < 2 and score < 0.6:
+    # Short requests are simple when they name a routine job or are a few words.
+    if complex_hits == 0 and list_items < 2 and (len(words) <= 6 or (simple_hits and len(words) <= 20)):
         return "simple"
     return "medium"

@@ -110,6 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self._record(None)
         owner = self.server.owner
+        if self.path in ("/api/tags", "/v1/models") and owner.listing_delay:
+            time.sleep(owner.listing_delay)
         if self.path in ("/", "/api/version"):
             self._send_json(200, {"version": "0.0.0-fake"})
         elif self.path in ("/api/tags", "/v1/models") and owner.listing_status != 200:
@@ -258,6 +260,8 @@ class FakeLLMServer:
         self.responder: Callable[[dict], Turn] | None = None
         # Status for /api/tags and /v1/models (set to 500 to make listing fail).
         self.listing_status = 200
+        # Seconds /api/tags and /v1/models wait before answering (a slow backend).
+        self.listing_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.client_disconnects = 0
         self.aborted_streams = 0
