@@ -49,7 +49,11 @@ def main() -> None:
         Path(d, "test_solution.py").write_text(TESTS)
         Path(d, "pytest.ini").write_text("[pytest]\n")
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_solution.py"]
-        cold = timed(lambda: subprocess.run(cmd, cwd=d, env=env, check=True, stdout=subprocess.DEVNULL), n)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        cold = timed(lambda: subprocess.run(cmd, cwd=d, env=env, check=True, **quiet), n)
+        # the stricter baseline: no third-party plugin autoload, like the sandbox
+        env_na = {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        cold_na = timed(lambda: subprocess.run(cmd, cwd=d, env=env_na, check=True, **quiet), n)
 
     t = time.perf_counter()
     sandbox.warmup()
@@ -78,11 +82,14 @@ def main() -> None:
     print(f"runner start-up (once per server process): {startup * 1000:.0f} ms")
     print(f"{'':34}{'p50 ms':>9}{'p90 ms':>9}{'/floor':>9}{'/cold pytest':>14}")
     rows = [("floor: python -c pass", floor), ("cold: python -m pytest", cold),
+            ("cold pytest, no plugin autoload", cold_na),
             ("run_python(code)", plain_t), ("run_python(code) no per-run netns", plain_nonet),
             ("run_python(code, tests)", tests_t)]
     for name, xs in rows:
         p50 = pct(xs, .5)
         print(f"{name:34}{p50:9.1f}{pct(xs, .9):9.1f}{p50 / f50:9.2f}{p50 / c50:14.2f}")
+    print(f"run_python(code, tests) vs cold pytest without autoload: "
+          f"{pct(tests_t, .5) / pct(cold_na, .5):.2f}")
     print(f"mean run_python(code) {statistics.mean(plain_t) * 1000:.1f} ms, "
           f"mean run_python(code, tests) {statistics.mean(tests_t) * 1000:.1f} ms")
 

@@ -155,6 +155,7 @@ def _clean_env() -> dict[str, str]:
 class _Zygote:
     def __init__(self, cfg: dict) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.owner_pid = os.getpid()
         self.settings = {k: cfg[k] for k in _ZYGOTE_KEYS}
         zsettings = dict(self.settings)
         zsettings["project_root"] = str(PROJECT_ROOT)
@@ -250,6 +251,8 @@ def _get_zygote() -> _Zygote:
     global _zygote
     cfg = settings()
     with _zygote_lock:
+        if _zygote is not None and _zygote.owner_pid != os.getpid():
+            _zygote = None  # forked server worker: the runner belongs to the parent
         stale = _zygote is not None and _zygote.settings != {k: cfg[k] for k in _ZYGOTE_KEYS}
         if _zygote is None or stale or not _zygote.alive():
             if _zygote is not None:
@@ -359,6 +362,17 @@ def _poll_exit(q: queue.Queue, timeout: float) -> dict | None:
 
 
 def _execute(code: str, tests: str | None, timeout: float, cfg: dict) -> SandboxResult:
+    try:
+        return _execute_once(code, tests, timeout, cfg)
+    except _RunnerGone:
+        return _execute_once(code, tests, timeout, cfg)  # the runner died before the run began
+
+
+class _RunnerGone(Exception):
+    pass
+
+
+def _execute_once(code: str, tests: str | None, timeout: float, cfg: dict) -> SandboxResult:
     z = _get_zygote()
     rid = next(_ids)
     q: queue.Queue = queue.Queue()
@@ -375,6 +389,9 @@ def _execute(code: str, tests: str | None, timeout: float, cfg: dict) -> Sandbox
     try:
         try:
             z.send({"op": "run", "id": rid, "code": code, "tests": tests, "limits": limits}, [w])
+        except OSError as exc:
+            z.dead = True
+            raise _RunnerGone from exc
         finally:
             os.close(w)
         deadline = start + timeout
@@ -407,9 +424,6 @@ def _execute(code: str, tests: str | None, timeout: float, cfg: dict) -> Sandbox
                 z.send({"op": "kill", "id": rid})
         if exit_msg is None:
             exit_msg = _poll_exit(q, max(1.0, deadline + 5 - time.perf_counter())) or {"event": "lost"}
-            if exit_msg.get("event") == "exit" and not timed_out and time.perf_counter() > deadline + 0.05 \
-                    and exit_msg.get("signal") == signal.SIGKILL:
-                timed_out = True
     finally:
         os.close(r)
         with z.pending_lock:
