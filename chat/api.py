@@ -1,0 +1,108 @@
+"""Thin views: validate, call chat.services, serialize."""
+
+from __future__ import annotations
+
+from adrf.views import APIView as AsyncAPIView
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.serializers import (
+    ChatRequestSerializer, ChatResponseSerializer, ConversationListQuerySerializer, ConversationSerializer,
+    ConversationSummarySerializer, StreamQuerySerializer, parse_uuid,
+)
+from codegen_site.serializers import ErrorSerializer
+from codegen_site.sse import sse_response
+from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle
+
+ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
+
+SSE_DESCRIPTION = (
+    "text/event-stream. Events: `thinking` and `content` (JSON string chunks), then `done` "
+    '({"conversation_id", "model"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
+    "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
+)
+SSE_RESPONSES = {200: OpenApiResponse(response=OpenApiTypes.STR, description=SSE_DESCRIPTION),
+                 400: ErrorSerializer, 429: ErrorSerializer}
+
+
+class ChatView(AsyncAPIView):
+    throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+
+    @extend_schema(request=ChatRequestSerializer, responses={200: ChatResponseSerializer, **ERRORS},
+                   summary="Chat with the LLM (whole answer)",
+                   description="With a stored `conversation_id` its messages are the history; `history` is used "
+                               "only when the conversation is new. An unknown well-formed id starts a conversation "
+                               "with that id.")
+    async def post(self, request):
+        serializer = ChatRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(await services.reply(**serializer.chat_arguments))
+
+
+class ChatStreamView(AsyncAPIView):
+    throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+
+    def perform_content_negotiation(self, request, force=False):
+        # EventSource sends Accept: text/event-stream; the body is built here, and
+        # errors before the stream starts are JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    async def _stream(self, serializer):
+        serializer.is_valid(raise_exception=True)
+        arguments = serializer.chat_arguments
+        turn = await services.start_turn(arguments["message"], arguments.get("history"),
+                                         arguments["conversation_id"])
+        return sse_response(services.stream_reply(turn))
+
+    @extend_schema(parameters=[
+        OpenApiParameter("message", str, required=True, description="The user message"),
+        OpenApiParameter("conversation_id", str, required=False, description="Conversation to continue (UUID)"),
+    ], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
+    async def get(self, request):
+        return await self._stream(StreamQuerySerializer(data=request.query_params))
+
+    @extend_schema(request=ChatRequestSerializer, responses=SSE_RESPONSES,
+                   summary="Chat over server-sent events, taking the same JSON body as POST /chat")
+    async def post(self, request):
+        return await self._stream(ChatRequestSerializer(data=request.data))
+
+
+def _conversation_id(raw: str):
+    conversation_id = parse_uuid(raw)
+    if conversation_id is None:
+        raise NotFound("Conversation not found")
+    return conversation_id
+
+
+class ConversationListView(APIView):
+    @extend_schema(parameters=[ConversationListQuerySerializer],
+                   responses={200: ConversationSummarySerializer(many=True), 400: ErrorSerializer},
+                   summary="Stored conversations, newest first")
+    def get(self, request):
+        query = ConversationListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = services.list_conversations(query.validated_data["limit"], query.validated_data["offset"])
+        return Response(ConversationSummarySerializer(rows, many=True).data)
+
+
+class ConversationDetailView(APIView):
+    @extend_schema(responses={200: ConversationSerializer, 404: ErrorSerializer},
+                   summary="One conversation with its messages in order")
+    def get(self, request, conversation_id: str):
+        conversation = services.get_conversation(_conversation_id(conversation_id))
+        if conversation is None:
+            raise NotFound("Conversation not found")
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(responses={204: None, 404: ErrorSerializer}, summary="Delete a conversation and its messages")
+    def delete(self, request, conversation_id: str):
+        if not services.delete_conversation(_conversation_id(conversation_id)):
+            raise NotFound("Conversation not found")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import serializers
+
+from chat.models import Message
+from codegen_site.config import get_config
+
+
+def chat_limits() -> dict:
+    section = get_config().get("chat", {})
+    return {"message": int(section.get("max_message_chars", 100_000)),
+            "history": int(section.get("max_history_items", 500))}
+
+
+class OptionalUUIDField(serializers.UUIDField):
+    """A UUID, or empty / null meaning "start a new conversation"."""
+
+    def to_internal_value(self, data):
+        if data in ("", None):
+            return None
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class TextField(serializers.CharField):
+    """A JSON string only: numbers, lists and objects are refused, not coerced."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class HistoryItemSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Message.Role.choices)
+    content = TextField(allow_blank=True, trim_whitespace=False)
+
+
+class ChatRequestSerializer(serializers.Serializer):
+    message = TextField(trim_whitespace=False, allow_blank=True)
+    history = HistoryItemSerializer(many=True, required=False)
+    conversation_id = OptionalUUIDField(required=False, allow_null=True)
+
+    def validate_message(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        limit = chat_limits()["message"]
+        if len(value) > limit:
+            raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
+        return value
+
+    def validate_history(self, value: list) -> list:
+        limit = chat_limits()["history"]
+        if len(value) > limit:
+            raise serializers.ValidationError(f"Ensure this field has no more than {limit} items.")
+        return [{"role": item["role"], "content": item["content"]} for item in value]
+
+    @property
+    def chat_arguments(self) -> dict:
+        data = self.validated_data
+        return {"message": data["message"], "history": data.get("history") or [],
+                "conversation_id": data.get("conversation_id")}
+
+
+class StreamQuerySerializer(ChatRequestSerializer):
+    """GET /chat/stream takes the message and conversation id as query parameters."""
+
+    history = None
+
+
+class ChatResponseSerializer(serializers.Serializer):
+    content = serializers.CharField()
+    thinking = serializers.CharField(help_text="Reasoning, when the model produced any")
+    model = serializers.CharField()
+    conversation_id = serializers.UUIDField()
+
+
+class ConversationSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    message_count = serializers.IntegerField()
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Message.Role.choices)
+    content = serializers.CharField()
+    thinking = serializers.CharField()
+    model = serializers.CharField()
+    finished = serializers.BooleanField(help_text="False when the answer was cut off")
+    created_at = serializers.DateTimeField()
+
+
+class ConversationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    messages = MessageSerializer(many=True)
+
+
+class ConversationListQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

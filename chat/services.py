@@ -1,0 +1,203 @@
+"""Chat turns: build the LLM context from stored or client history, call the LLM,
+store both sides of the exchange.
+
+A turn has two halves. `start_turn` stores the user message (and, for a new
+conversation, the client's history) and returns the messages to send;
+`finish_turn` stores the assistant's answer, marked unfinished when it was cut
+off. `reply` (POST /chat) and `stream_reply` (SSE) run the LLM in between."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from chat.models import Conversation, Message, title_from
+from codegen_site.config import get_config
+from codegen_site.llm import LLMError, get_llm
+from codegen_site.sse import sse_frame
+
+logger = logging.getLogger(__name__)
+
+Role = Message.Role
+
+
+@dataclass
+class Turn:
+    """One user message on its way to the LLM."""
+
+    conversation_id: uuid.UUID
+    message: str
+    llm_messages: list[dict[str, str]]
+    created: bool = False
+
+
+@dataclass
+class Answer:
+    content: str = ""
+    thinking: str = ""
+    model: str = ""
+    finished: bool = False
+    _content: list[str] = field(default_factory=list, repr=False)
+    _thinking: list[str] = field(default_factory=list, repr=False)
+
+    def add(self, kind: str, text: str) -> None:
+        (self._content if kind == "content" else self._thinking).append(text)
+
+    def close(self, model: str, finished: bool) -> "Answer":
+        self.content, self.thinking = "".join(self._content), "".join(self._thinking)
+        self.model, self.finished = model, finished
+        return self
+
+
+# --- context -----------------------------------------------------------------
+def context_budget() -> int:
+    return max(0, int(get_config()["persistence"]["max_context_messages"]))
+
+
+def system_prompt() -> str:
+    return str(get_config().get("chat", {}).get("system_prompt", "") or "")
+
+
+def build_context(history: list[dict[str, str]], message: str, *, budget: int,
+                  prompt: str = "") -> list[dict[str, str]]:
+    """System messages first (the configured prompt, then any from the history),
+    then the newest `budget` other messages, then the new user message."""
+    system = [{"role": Role.SYSTEM, "content": prompt}] if prompt else []
+    system += [item for item in history if item["role"] == Role.SYSTEM]
+    turns = [item for item in history if item["role"] != Role.SYSTEM and item["content"]]
+    kept = turns[len(turns) - budget:] if budget else []
+    return [{"role": str(item["role"]), "content": item["content"]} for item in system + kept] + [
+        {"role": Role.USER.value, "content": message}]
+
+
+def _stored_history(conversation: Conversation, budget: int) -> list[dict[str, str]]:
+    messages = conversation.messages
+    system = list(messages.filter(role=Role.SYSTEM).values("role", "content"))
+    newest = (messages.exclude(role=Role.SYSTEM).exclude(content="")
+              .order_by("-id").values("role", "content")[:budget]) if budget else []
+    return system + list(reversed(list(newest)))
+
+
+# --- storage (sync; called through sync_to_async) ------------------------------
+def start_turn_sync(message: str, history: list[dict[str, str]] | None = None,
+                    conversation_id: uuid.UUID | None = None) -> Turn:
+    """Store the user message; the stored conversation's messages are the history,
+    the client's `history` counts only when the conversation is new."""
+    history = history or []
+    budget = context_budget()
+    with transaction.atomic():
+        first_user = next((item["content"] for item in history if item["role"] == Role.USER), message)
+        conversation, created = Conversation.objects.get_or_create(
+            id=conversation_id or uuid.uuid4(), defaults={"title": title_from(first_user)})
+        if created or not conversation.messages.exists():
+            # Kept so the conversation reads as the model saw it and can be continued by id.
+            Message.objects.bulk_create(
+                Message(conversation=conversation, role=item["role"], content=item["content"]) for item in history)
+            context_history = history
+            if not conversation.title:
+                conversation.title = title_from(first_user)
+        else:
+            context_history = _stored_history(conversation, budget)
+        Message.objects.create(conversation=conversation, role=Role.USER, content=message)
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["title", "updated_at"])
+    llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
+    return Turn(conversation.id, message, llm_messages, created)
+
+
+def finish_turn_sync(conversation_id: uuid.UUID, answer: Answer) -> Message | None:
+    """Store the assistant's answer; an answer with no text at all is not stored."""
+    if not answer.content and not answer.thinking:
+        return None
+    with transaction.atomic():
+        stored = Message.objects.create(conversation_id=conversation_id, role=Role.ASSISTANT,
+                                        content=answer.content, thinking=answer.thinking,
+                                        model=answer.model, finished=answer.finished)
+        Conversation.objects.filter(id=conversation_id).update(updated_at=timezone.now())
+    return stored
+
+
+start_turn = sync_to_async(start_turn_sync)
+finish_turn = sync_to_async(finish_turn_sync)
+
+
+# --- LLM ---------------------------------------------------------------------
+async def reply(message: str, history: list[dict[str, str]] | None = None,
+                conversation_id: uuid.UUID | None = None) -> dict:
+    """POST /chat: the whole answer at once."""
+    turn = await start_turn(message, history, conversation_id)
+    completion = await get_llm().complete(turn.llm_messages, task=message)
+    answer = Answer(content=completion.content, thinking=completion.thinking, model=completion.model,
+                    finished=True)
+    await finish_turn(turn.conversation_id, answer)
+    return {"content": answer.content, "thinking": answer.thinking, "model": answer.model,
+            "conversation_id": str(turn.conversation_id)}
+
+
+async def stream_reply(turn: Turn) -> AsyncIterator[bytes]:
+    """SSE frames for one turn: `thinking` / `content` chunks, then `done`, or
+    `error` when the LLM fails. Whatever arrived is stored even when the client
+    hangs up (the generator is cancelled or closed at an await point); closing
+    the delta iterator closes the upstream request."""
+    answer = Answer()
+    model = ""
+    saved = False
+
+    async def save(finished: bool) -> None:
+        nonlocal saved
+        if not saved:
+            saved = True
+            await finish_turn(turn.conversation_id, answer.close(model, finished))
+
+    try:
+        chat = await get_llm().stream(turn.llm_messages, task=turn.message)
+        model = chat.model
+        async with aclosing(chat.__aiter__()) as deltas:
+            async for delta in deltas:
+                answer.add(delta.kind, delta.text)
+                yield sse_frame(delta.kind, delta.text)
+        model = chat.model
+        await save(finished=True)
+        yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": model})
+    except LLMError as exc:
+        logger.warning("Chat stream for %s failed: %s", turn.conversation_id, exc.detail)
+        await save(finished=False)
+        yield sse_frame("error", {"detail": exc.detail, "status": exc.status_code,
+                                  "conversation_id": str(turn.conversation_id)})
+    finally:
+        if not saved:  # client gone: cancelled or closed mid-stream
+            try:
+                await save(finished=False)
+            except Exception:  # never mask the cancellation itself
+                logger.exception("Could not store the cut-off answer of %s", turn.conversation_id)
+
+
+# --- conversations -----------------------------------------------------------
+def list_conversations(limit: int, offset: int = 0) -> list[dict]:
+    rows = (Conversation.objects.annotate(message_count=Count("messages"))
+            .order_by("-created_at", "-id")[offset:offset + limit])
+    return [{"id": str(row.id), "title": row.title, "created_at": row.created_at, "updated_at": row.updated_at,
+             "message_count": row.message_count} for row in rows]
+
+
+def get_conversation(conversation_id: uuid.UUID) -> dict | None:
+    conversation = Conversation.objects.filter(id=conversation_id).first()
+    if conversation is None:
+        return None
+    messages = conversation.messages.order_by("id").values("role", "content", "thinking", "model", "finished",
+                                                           "created_at")
+    return {"id": str(conversation.id), "title": conversation.title, "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at, "messages": list(messages)}
+
+
+def delete_conversation(conversation_id: uuid.UUID) -> bool:
+    deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
+    return bool(deleted)
