@@ -1,0 +1,61 @@
+"""/workflow (sync and SSE) and /code/run: validate, call a service, shape the reply."""
+
+from __future__ import annotations
+
+from adrf.views import APIView as AsyncAPIView
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.response import Response
+
+from codegen_site.serializers import ErrorSerializer
+from codegen_site.sse import sse_response
+from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle
+from workflow import services
+from workflow.serializers import (
+    CodeRunRequestSerializer,
+    CodeRunResponseSerializer,
+    WorkflowRequestSerializer,
+    WorkflowResponseSerializer,
+)
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+
+SSE_DESCRIPTION = (
+    "With `?stream=true` the reply is `text/event-stream`. Events: `plan`, `plan_thinking`, `tests`, "
+    "`tests_thinking`, `code`, `code_thinking` (chunks: {\"content\": ...}; code chunks carry `attempt`), "
+    "`validation` ({passed, output, attempt, tests_passed, tests_failed}) after each sandbox run, `repair` "
+    "({attempt, max_attempts, reason, ...}) when a repair round starts, `content`/`thinking` chunks for a chat "
+    "answer, `done` (the same payload as the JSON reply) and `error` ({detail, status})."
+)
+
+
+class WorkflowView(AsyncAPIView):
+    throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+
+    @extend_schema(
+        request=WorkflowRequestSerializer,
+        parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Stream the run as SSE events")],
+        responses={200: OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
+                   400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer},
+        summary="TDD workflow: plan → research → tests → code → validate → repair",
+    )
+    async def post(self, request):
+        serializer = WorkflowRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task, session_id = serializer.validated_data["task"], serializer.validated_data.get("session_id")
+        if request.query_params.get("stream", "").lower() in TRUE_VALUES:
+            return sse_response(services.workflow_sse(task, session_id))
+        return Response(await services.run_workflow(task, session_id))
+
+
+class CodeRunView(AsyncAPIView):
+    @extend_schema(
+        request=CodeRunRequestSerializer,
+        responses={200: CodeRunResponseSerializer, 400: ErrorSerializer, 429: ErrorSerializer},
+        summary="Run Python code (and optional pytest tests) in the sandbox",
+    )
+    async def post(self, request):
+        serializer = CodeRunRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return Response(await services.run_code(data["code"], data.get("tests"), data["timeout"]))

@@ -1,0 +1,42 @@
+"""One row per /workflow request: what was asked, what each stage produced, the verdict."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class WorkflowRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"  # answered; for code: the tests passed
+        FAILED = "failed", "Failed"  # the pipeline finished but the tests never passed
+        CANCELLED = "cancelled", "Cancelled"  # the client went away mid-run
+        ERROR = "error", "Error"  # LLM or sandbox error stopped the run
+
+    session_id = models.UUIDField(default=uuid.uuid4, db_index=True)
+    task = models.TextField()
+    intent_kind = models.CharField(max_length=16, db_index=True)
+    content = models.TextField(blank=True, default="")
+    plan = models.TextField(blank=True, default="")
+    tests = models.TextField(blank=True, default="")
+    code = models.TextField(blank=True, default="")
+    passed = models.BooleanField(default=False)
+    output = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    error = models.TextField(blank=True, default="")
+    # stage -> model name that answered it
+    models_used = models.JSONField(default=dict, blank=True)
+    # stage -> seconds (plus "total")
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["session_id", "-created_at"], name="workflow_session_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.intent_kind} {self.status}: {self.task[:60]}"

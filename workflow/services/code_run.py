@@ -1,0 +1,14 @@
+"""POST /code/run: one sandbox run, shaped as the reference's {success, output, error}."""
+
+from __future__ import annotations
+
+from codegen_site.errors import ServiceBusy
+from codegen_site.sandbox import SandboxBusy, arun_python
+
+
+async def run_code(code: str, tests: str | None = None, timeout: float = 30.0) -> dict:
+    try:
+        result = await arun_python(code, tests or None, timeout=timeout)
+    except SandboxBusy as exc:
+        raise ServiceBusy(f"Sandbox busy, try again shortly ({exc})") from exc
+    return {"success": result.success, "output": result.output, "error": result.error}
