@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -90,25 +90,35 @@ def _stored_history(conversation: Conversation, budget: int) -> list[dict[str, s
 def start_turn_sync(message: str, history: list[dict[str, str]] | None = None,
                     conversation_id: uuid.UUID | None = None) -> Turn:
     """Store the user message; the stored conversation's messages are the history,
-    the client's `history` counts only when the conversation is new."""
+    the client's `history` counts only when the conversation is new.
+
+    Reads happen outside the write transactions: on SQLite a transaction that
+    reads first and then writes fails at once ("database is locked") when another
+    writer got in between, while one that starts by writing waits its turn."""
     history = history or []
     budget = context_budget()
-    with transaction.atomic():
+    conversation = Conversation.objects.filter(id=conversation_id).first() if conversation_id else None
+    created = False
+    if conversation is None:
         first_user = next((item["content"] for item in history if item["role"] == Role.USER), message)
-        conversation, created = Conversation.objects.get_or_create(
-            id=conversation_id or uuid.uuid4(), defaults={"title": title_from(first_user)})
-        if created or not conversation.messages.exists():
-            # Kept so the conversation reads as the model saw it and can be continued by id.
-            Message.objects.bulk_create(
-                Message(conversation=conversation, role=item["role"], content=item["content"]) for item in history)
-            context_history = history
-            if not conversation.title:
-                conversation.title = title_from(first_user)
-        else:
-            context_history = _stored_history(conversation, budget)
-        Message.objects.create(conversation=conversation, role=Role.USER, content=message)
-        conversation.updated_at = timezone.now()
-        conversation.save(update_fields=["title", "updated_at"])
+        try:
+            with transaction.atomic():
+                conversation = Conversation.objects.create(id=conversation_id or uuid.uuid4(),
+                                                           title=title_from(first_user))
+                # Kept so the conversation reads as the model saw it and can be continued by id.
+                Message.objects.bulk_create(Message(conversation=conversation, role=item["role"],
+                                                    content=item["content"]) for item in history)
+                Message.objects.create(conversation=conversation, role=Role.USER, content=message)
+            created = True
+        except IntegrityError:  # the same new id arrived twice at once: continue the stored one
+            conversation = Conversation.objects.get(id=conversation_id)
+    if created:
+        context_history = history
+    else:
+        context_history = _stored_history(conversation, budget)
+        with transaction.atomic():
+            Message.objects.create(conversation=conversation, role=Role.USER, content=message)
+            Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
     llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
     return Turn(conversation.id, message, llm_messages, created)
 

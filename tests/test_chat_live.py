@@ -1,0 +1,101 @@
+"""/chat/stream over real sockets (daphne): client hang-ups cancel the upstream
+request, and many streams are open upstream at the same time."""
+
+import asyncio
+import threading
+import time
+
+import httpx
+
+from codegen_site.sse import parse_sse
+from tests.fakes.llm_server import Turn
+
+
+def start_server(live_asgi, fake_llm, **env):
+    return live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
+                      "CODEGEN_OLLAMA__TIMEOUT": "10", **env})
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_client_disconnect_cancels_upstream_and_keeps_partial_answer(live_asgi, fake_llm):
+    server = start_server(live_asgi, fake_llm)
+    fake_llm.script(Turn(content=[f"w{i} " for i in range(3000)], chunk_delay=0.005))
+    seen = []
+    with httpx.Client(timeout=10) as http:
+        with http.stream("GET", server.url + "/chat/stream", params={"message": "write a lot"}) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    seen.append(line)
+                if len(seen) >= 3:
+                    break  # leaving the block closes the connection mid-stream
+    assert fake_llm.client_gone.wait(10), "the upstream LLM request was not cancelled"
+    assert fake_llm.finished_streams == 0
+
+    def stored_answer():
+        rows = httpx.get(server.url + "/conversations").json()
+        if not rows:
+            return None
+        messages = httpx.get(f"{server.url}/conversations/{rows[0]['id']}").json()["messages"]
+        return messages[1] if len(messages) > 1 else None
+
+    answer = wait_for(stored_answer)
+    assert answer is not None, server.log()
+    assert answer["role"] == "assistant" and answer["finished"] is False
+    # Everything the client saw was stored, and the stream stopped well before the end.
+    assert answer["content"].startswith("w0 w1 w2 ") and len(answer["content"].split()) < 3000
+    assert "Traceback" not in server.log()
+
+
+def test_eventsource_accept_header_and_done_event_over_daphne(live_asgi, fake_llm):
+    server = start_server(live_asgi, fake_llm)
+    fake_llm.script(Turn(content=["line one\n", "line two"], thinking="because"))
+    response = httpx.get(server.url + "/chat/stream", params={"message": "two lines"},
+                         headers={"Accept": "text/event-stream"}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    events = parse_sse(response.text)
+    assert events[0] == ("thinking", "because")
+    assert "".join(text for kind, text in events if kind == "content") == "line one\nline two"
+    assert events[-1][0] == "done"
+
+
+def test_many_streams_are_open_upstream_at_once(live_asgi, fake_llm):
+    """Each stream blocks upstream until all of them have arrived: if the server
+    relayed streams on a bounded pool of threads, the barrier would break."""
+    count = 24
+    # The upstream connection pool (llm.max_connections) is the only intended limit.
+    server = start_server(live_asgi, fake_llm, CODEGEN_LLM__MAX_CONNECTIONS="64")
+    barrier = threading.Barrier(count, timeout=15)
+
+    def responder(body):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return Turn(status=500, error="not all streams were open at once")
+        return Turn(content=["all ", "together"])
+
+    fake_llm.responder = responder
+
+    async def run():
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=count)) as http:
+            async def one(number):
+                response = await http.get(server.url + "/chat/stream", params={"message": f"m{number}"})
+                return parse_sse(response.text)
+
+            return await asyncio.gather(*(one(number) for number in range(count)))
+
+    results = asyncio.run(run())
+    assert [events[-1][0] for events in results] == ["done"] * count, results
+    assert len({events[-1][1]["conversation_id"] for events in results}) == count
+    assert len(httpx.get(server.url + "/conversations").json()) == count
