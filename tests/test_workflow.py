@@ -346,6 +346,12 @@ def test_schema_lists_workflow_and_code_run(client):
     ("Here you go:\ndef f():\n    return 1\n\nThis returns one.", "def f():\n    return 1\n"),
     ("```python\ndef f():\n    return 1", "def f():\n    return 1\n"),  # cut off by the token limit
     ("import math\n\nx = math.pi\n", "import math\n\nx = math.pi\n"),
+    # the token limit cut the last function short: it is dropped, the complete ones stay
+    ("```python\ndef f():\n    return 1\n\ndef g(\n", "def f():\n    return 1\n"),
+    ("```python\ndef f():\n    return 1\n\ndef g():\n    return [1,\n", "def f():\n    return 1\n"),
+    # a syntax error before the last block is the model's bug and stays visible
+    ("```python\ndef f(:\n    return 1\n\ndef g():\n    return 2\n```",
+     "def f(:\n    return 1\n\ndef g():\n    return 2\n"),
 ])
 def test_extract_code(reply, expected):
     assert prompts.extract_code(reply) == expected

@@ -114,13 +114,30 @@ def _parses(text: str) -> bool:
         return False
 
 
+def _drop_cut_off_tail(code: str) -> str:
+    """Remove a last top-level block left unfinished by the token limit (only when that block is
+    where parsing fails, so real syntax errors earlier in the code stay visible)."""
+    for _ in range(3):
+        try:
+            ast.parse(code)
+            return code
+        except (SyntaxError, ValueError) as exc:
+            error_line = getattr(exc, "lineno", None) or 0
+        lines = code.rstrip("\n").split("\n")
+        starts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", ")", "]", "}")]
+        if len(starts) < 2 or error_line < starts[-1] + 1:
+            return code
+        code = "\n".join(lines[: starts[-1]]).rstrip("\n") + "\n"
+    return code
+
+
 def extract_code(reply: str) -> str:
     """The Python code in a model reply (fenced or not), without surrounding prose."""
     text = (reply or "").replace("\r\n", "\n")
     if "```" in text:
         code = strip_code_fences(text) or ""
         if code.strip():
-            return code.strip("\n") + "\n"
+            return _drop_cut_off_tail(code.strip("\n") + "\n")
     lines = text.strip("\n").split("\n")
     start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
     if start is None:
@@ -134,7 +151,7 @@ def extract_code(reply: str) -> str:
         end -= 1
     if _parses("\n".join(lines[:end])):
         lines = lines[:end]
-    return "\n".join(lines).strip("\n") + "\n"
+    return _drop_cut_off_tail("\n".join(lines).strip("\n") + "\n")
 
 
 def _module_available(name: str) -> bool:

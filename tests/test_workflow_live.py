@@ -1,0 +1,60 @@
+"""The workflow over real sockets (daphne) and on the real bundled model."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.fakes.llm_server import Turn
+from tests.test_workflow import TASK, stage_of
+from workflow.models import WorkflowRun
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_client_disconnect_stops_the_pipeline(live_asgi, fake_llm):
+    def responder(request):
+        if stage_of(request) == "plan":  # a slow plan, so the client leaves mid-stream
+            return Turn(content=[f"Step {i}.\n" for i in range(1, 40)], chunk_delay=0.1)
+        return Turn(content="```python\ndef factorial(n):\n    return 1\n```")
+
+    fake_llm.responder = responder
+    server = live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url})
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", server.url + "/workflow?stream=true", json={"task": TASK}) as response:
+            assert response.status_code == 200
+            first = next(response.iter_lines())
+            assert first == "event: plan"
+    # the upstream plan request is dropped, and nothing after it starts
+    assert fake_llm.client_gone.wait(10), "the LLM request outlived the client"
+    time.sleep(1.5)
+    assert [stage_of(r) for r in fake_llm.chat_requests] == ["plan"]
+    assert fake_llm.finished_streams == 0
+
+    deadline = time.monotonic() + 10
+    while WorkflowRun.objects.filter(status="running").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = WorkflowRun.objects.get()
+    assert run.status == "cancelled" and not run.passed and run.finished_at is not None
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+@pytest.mark.django_db
+def test_whole_workflow_on_the_bundled_model(client, set_config):
+    set_config({"llm": {"provider": "embedded"},
+                "workflow": {"plan_max_tokens": 48, "tests_max_tokens": 120, "code_max_tokens": 120,
+                             "max_repairs": 1, "validation_timeout": 10}})
+    response = client.post("/workflow", {"task": "Write a Python function add(a, b) that returns a + b."},
+                           content_type="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["intent_kind"] == "code"
+    assert body["plan"].strip() and body["tests"].strip() and body["code"].strip()
+    assert isinstance(body["validation_passed"], bool) and body["validation_output"].strip()
+    assert 1 <= body["attempts"] <= 2
+    run = WorkflowRun.objects.get()
+    assert run.status == ("completed" if body["validation_passed"] else "failed")
+    assert run.models_used["plan"] == "smollm2-135m-instruct"
+    assert {"plan", "tests", "code", "validation"} <= set(run.timings)
