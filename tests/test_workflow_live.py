@@ -58,3 +58,26 @@ def test_whole_workflow_on_the_bundled_model(client, set_config):
     assert run.status == ("completed" if body["validation_passed"] else "failed")
     assert run.models_used["plan"] == "smollm2-135m-instruct"
     assert {"plan", "tests", "code", "validation"} <= set(run.timings)
+
+
+def test_concurrent_streams_each_finish_with_their_own_result(live_asgi, fake_llm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from codegen_site.sse import parse_sse
+    from tests.test_workflow import RIGHT, WRONG, Model
+
+    fake_llm.responder = Model([WRONG, RIGHT])  # shared: some runs need a repair, all end passing
+    server = live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url})
+
+    def one_run(index):
+        response = httpx.post(server.url + "/workflow?stream=true", json={"task": f"{TASK} (variant {index})"},
+                              timeout=60)
+        return parse_sse(response.text)
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(one_run, range(4)))
+    for events in runs:
+        name, done = events[-1]
+        assert name == "done" and done["validation_passed"] is True, events[-1]
+    assert len({events[-1][1]["session_id"] for events in runs}) == 4
+    assert sorted(WorkflowRun.objects.values_list("status", flat=True)) == ["completed"] * 4
