@@ -167,6 +167,14 @@ def test_unusable_tests_stop_the_repair_loop(client, ollama):
     assert [stage_of(r) for r in ollama.chat_requests] == ["plan", "tests", "code"]
 
 
+def test_no_tests_means_no_pass_verdict(client, ollama):
+    ollama.responder = Model([RIGHT], tests="")
+    body = post_workflow(client, {"task": TASK}).json()
+    assert body["tests"] == "" and body["code"].startswith("def factorial")
+    assert body["validation_passed"] is False and body["attempts"] == 1
+    assert "No tests were generated" in body["validation_output"] and "the code ran" in body["validation_output"]
+
+
 @pytest.mark.parametrize("task,kind", [("hi", "greeting"), ("Привет!", "greeting"), ("help", "help"),
                                         ("What can you do?", "help")])
 def test_greeting_and_help_answer_from_a_template_without_the_llm(client, ollama, task, kind):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -136,9 +137,16 @@ class Workflow:
     async def _validate(self, code: str, tests: str) -> SandboxResult:
         runnable_tests = prompts.normalize_test_imports(tests, code) if tests.strip() else None
         try:
-            return await arun_python(code, runnable_tests, timeout=float(self.settings["validation_timeout"]))
+            result = await arun_python(code, runnable_tests, timeout=float(self.settings["validation_timeout"]))
         except SandboxBusy as exc:
             raise ServiceBusy(f"Sandbox busy, try again shortly ({exc})") from exc
+        if runnable_tests is None:
+            # Code that merely runs is not validated: without tests there is no pass verdict.
+            note = "No tests were generated, so the code could not be validated"
+            result = dataclasses.replace(result, success=False,
+                                         error=f"{note} (the code {'ran' if result.success else 'failed'}"
+                                               f"{'' if result.success else ': ' + (result.error or '')})")
+        return result
 
     def _payload(self, run: WorkflowRun) -> dict:
         return {"session_id": str(self.session_id), "content": run.content, "intent_kind": run.intent_kind,
