@@ -54,10 +54,9 @@ class ChatStreamView(AsyncAPIView):
 
     async def _stream(self, serializer):
         serializer.is_valid(raise_exception=True)
-        arguments = serializer.chat_arguments
-        turn = await services.start_turn(arguments["message"], arguments.get("history"),
-                                         arguments["conversation_id"])
-        return sse_response(services.stream_reply(turn))
+        # All the work (storing, the LLM) runs as the body is sent: nothing is
+        # started for a client that is gone before the response begins.
+        return sse_response(services.stream_chat(**serializer.chat_arguments))
 
     @extend_schema(parameters=[
         OpenApiParameter("message", str, required=True, description="The user message"),

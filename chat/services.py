@@ -8,6 +8,7 @@ off. `reply` (POST /chat) and `stream_reply` (SSE) run the LLM in between."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from contextlib import aclosing
@@ -37,6 +38,8 @@ class Turn:
     message: str
     llm_messages: list[dict[str, str]]
     created: bool = False
+    # The client's history, stored with the question when the conversation is new.
+    history: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,40 +90,50 @@ def _stored_history(conversation: Conversation, budget: int) -> list[dict[str, s
 
 
 # --- storage (sync; called through sync_to_async) ------------------------------
-def start_turn_sync(message: str, history: list[dict[str, str]] | None = None,
-                    conversation_id: uuid.UUID | None = None) -> Turn:
-    """Store the user message; the stored conversation's messages are the history,
-    the client's `history` counts only when the conversation is new.
-
-    Reads happen outside the write transactions: on SQLite a transaction that
-    reads first and then writes fails at once ("database is locked") when another
-    writer got in between, while one that starts by writing waits its turn."""
+# Reads happen outside the write transactions: on SQLite a transaction that reads
+# first and then writes fails at once ("database is locked") when another writer
+# got in between, while one that starts by writing waits its turn.
+def prepare_turn_sync(message: str, history: list[dict[str, str]] | None = None,
+                      conversation_id: uuid.UUID | None = None) -> Turn:
+    """The messages to send. A stored conversation's messages are the history;
+    the client's `history` counts only when the conversation is new."""
     history = history or []
     budget = context_budget()
     conversation = Conversation.objects.filter(id=conversation_id).first() if conversation_id else None
-    created = False
     if conversation is None:
-        first_user = next((item["content"] for item in history if item["role"] == Role.USER), message)
-        try:
-            with transaction.atomic():
-                conversation = Conversation.objects.create(id=conversation_id or uuid.uuid4(),
-                                                           title=title_from(first_user))
-                # Kept so the conversation reads as the model saw it and can be continued by id.
-                Message.objects.bulk_create(Message(conversation=conversation, role=item["role"],
-                                                    content=item["content"]) for item in history)
-                Message.objects.create(conversation=conversation, role=Role.USER, content=message)
-            created = True
-        except IntegrityError:  # the same new id arrived twice at once: continue the stored one
-            conversation = Conversation.objects.get(id=conversation_id)
-    if created:
+        turn = Turn(conversation_id or uuid.uuid4(), message, [], created=True, history=history)
         context_history = history
     else:
+        turn = Turn(conversation.id, message, [])
         context_history = _stored_history(conversation, budget)
-        with transaction.atomic():
-            Message.objects.create(conversation=conversation, role=Role.USER, content=message)
-            Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
-    llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
-    return Turn(conversation.id, message, llm_messages, created)
+    turn.llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
+    return turn
+
+
+def store_user_message_sync(turn: Turn) -> None:
+    """Store the question (with the client's history when the conversation is new)."""
+    if turn.created:
+        first_user = next((item["content"] for item in turn.history if item["role"] == Role.USER), turn.message)
+        try:
+            with transaction.atomic():
+                conversation = Conversation.objects.create(id=turn.conversation_id, title=title_from(first_user))
+                # Kept so the conversation reads as the model saw it and can be continued by id.
+                Message.objects.bulk_create(Message(conversation=conversation, role=item["role"],
+                                                    content=item["content"]) for item in turn.history)
+                Message.objects.create(conversation=conversation, role=Role.USER, content=turn.message)
+            return
+        except IntegrityError:  # the same new id arrived twice at once: add to the stored one
+            pass
+    with transaction.atomic():
+        Message.objects.create(conversation_id=turn.conversation_id, role=Role.USER, content=turn.message)
+        Conversation.objects.filter(id=turn.conversation_id).update(updated_at=timezone.now())
+
+
+def start_turn_sync(message: str, history: list[dict[str, str]] | None = None,
+                    conversation_id: uuid.UUID | None = None) -> Turn:
+    turn = prepare_turn_sync(message, history, conversation_id)
+    store_user_message_sync(turn)
+    return turn
 
 
 def finish_turn_sync(conversation_id: uuid.UUID, answer: Answer) -> Message | None:
@@ -135,7 +148,15 @@ def finish_turn_sync(conversation_id: uuid.UUID, answer: Answer) -> Message | No
     return stored
 
 
+async def prepare_turn(message: str, history: list[dict[str, str]] | None = None,
+                       conversation_id: uuid.UUID | None = None) -> Turn:
+    if conversation_id is None:  # nothing to read: skip the hop to the database thread
+        return prepare_turn_sync(message, history, None)
+    return await sync_to_async(prepare_turn_sync)(message, history, conversation_id)
+
+
 start_turn = sync_to_async(start_turn_sync)
+store_user_message = sync_to_async(store_user_message_sync)
 finish_turn = sync_to_async(finish_turn_sync)
 
 
@@ -152,17 +173,23 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
             "conversation_id": str(turn.conversation_id)}
 
 
-async def stream_reply(turn: Turn) -> AsyncIterator[bytes]:
+async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
+                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
     """SSE frames for one turn: `thinking` / `content` chunks, then `done`, or
-    `error` when the LLM fails. Whatever arrived is stored even when the client
-    hangs up (the generator is cancelled or closed at an await point); closing
-    the delta iterator closes the upstream request."""
+    `error` when the LLM fails. The user message is stored while the LLM request
+    is under way (both are waits) and before any frame goes out. Whatever
+    arrived is stored even when the client hangs up (this generator is then
+    cancelled or closed at an await point); closing the delta iterator closes
+    the upstream request."""
+    turn = await prepare_turn(message, history, conversation_id)
+    store = asyncio.ensure_future(store_user_message(turn))
     answer = Answer()
     model = ""
     saved = False
 
     async def save(finished: bool) -> None:
         nonlocal saved
+        await store  # the answer needs its conversation row
         if not saved:
             saved = True
             await finish_turn(turn.conversation_id, answer.close(model, finished))
@@ -171,9 +198,18 @@ async def stream_reply(turn: Turn) -> AsyncIterator[bytes]:
         chat = await get_llm().stream(turn.llm_messages, task=turn.message)
         model = chat.model
         async with aclosing(chat.__aiter__()) as deltas:
-            async for delta in deltas:
+            first = asyncio.ensure_future(anext(deltas, None))
+            try:
+                await store
+            except BaseException:
+                first.cancel()
+                await asyncio.wait([first])
+                raise
+            delta = await first
+            while delta is not None:
                 answer.add(delta.kind, delta.text)
                 yield sse_frame(delta.kind, delta.text)
+                delta = await anext(deltas, None)
         model = chat.model
         await save(finished=True)
         yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": model})
@@ -183,11 +219,55 @@ async def stream_reply(turn: Turn) -> AsyncIterator[bytes]:
         yield sse_frame("error", {"detail": exc.detail, "status": exc.status_code,
                                   "conversation_id": str(turn.conversation_id)})
     finally:
-        if not saved:  # client gone: cancelled or closed mid-stream
+        if not saved:  # client gone (cancelled or closed mid-stream), or storing failed
             try:
                 await save(finished=False)
-            except Exception:  # never mask the cancellation itself
+            except BaseException:  # never mask what is ending the stream
                 logger.exception("Could not store the cut-off answer of %s", turn.conversation_id)
+
+
+async def stream_chat(message: str, history: list[dict[str, str]] | None = None,
+                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
+    """The response body of /chat/stream: `turn_frames` runs in its own task and
+    whatever frames piled up while the last write went out are sent as one, so
+    a fast model costs one ASGI send per batch rather than per token, while a
+    slow one still gets each chunk out as soon as it arrives."""
+    pending: list[bytes] = []
+    wakeup = asyncio.Event()
+    finished = False
+
+    async def produce() -> None:
+        nonlocal finished
+        try:
+            async for frame in turn_frames(message, history, conversation_id):
+                pending.append(frame)
+                wakeup.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Chat stream failed")
+            pending.append(sse_frame("error", {"detail": "Internal server error", "status": 500}))
+        finally:
+            finished = True
+            wakeup.set()
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        while True:
+            if pending:
+                batch = b"".join(pending)
+                pending.clear()
+                yield batch
+            elif finished:
+                break
+            else:
+                wakeup.clear()
+                await wakeup.wait()
+    finally:
+        if not producer.done():
+            producer.cancel()
+        # Let the producer store the cut-off answer before the request ends.
+        await asyncio.wait([producer])
 
 
 # --- conversations -----------------------------------------------------------
