@@ -184,7 +184,7 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
     turn = await prepare_turn(message, history, conversation_id)
     store = asyncio.ensure_future(store_user_message(turn))
     answer = Answer()
-    model = ""
+    chat = None
     saved = False
 
     async def save(finished: bool) -> None:
@@ -192,11 +192,11 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
         await store  # the answer needs its conversation row
         if not saved:
             saved = True
-            await finish_turn(turn.conversation_id, answer.close(model, finished))
+            # chat.model names the model that answered, after any fallback.
+            await finish_turn(turn.conversation_id, answer.close(chat.model if chat else "", finished))
 
     try:
         chat = await get_llm().stream(turn.llm_messages, task=turn.message)
-        model = chat.model
         async with aclosing(chat.__aiter__()) as deltas:
             first = asyncio.ensure_future(anext(deltas, None))
             try:
@@ -210,9 +210,8 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
                 answer.add(delta.kind, delta.text)
                 yield sse_frame(delta.kind, delta.text)
                 delta = await anext(deltas, None)
-        model = chat.model
         await save(finished=True)
-        yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": model})
+        yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})
     except LLMError as exc:
         logger.warning("Chat stream for %s failed: %s", turn.conversation_id, exc.detail)
         await save(finished=False)

@@ -359,3 +359,33 @@ async def test_stream_bad_input_is_400_json_before_streaming(async_client, chat_
     assert response["Content-Type"] == "application/json"
     assert field in response.json()["errors"]
     assert chat_llm.chat_requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_stream_unknown_well_formed_id_starts_that_conversation(async_client, chat_llm):
+    chosen = str(uuid.uuid4())
+    events = await read_stream(async_client, "/chat/stream", query_params={"message": "hi", "conversation_id": chosen})
+    assert events[-1][0] == "done" and events[-1][1]["conversation_id"] == chosen
+    assert (await async_client.get(f"/conversations/{chosen}")).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_stream_names_the_fallback_model_that_answered(async_client, chat_llm, set_config):
+    set_config({"models": {"ollama": {"simple": "missing-model", "medium": "missing-model",
+                                      "complex": "missing-model", "fallback": "qwen2.5-coder:7b"}}})
+    events = await read_stream(async_client, "/chat/stream", query_params={"message": "hi"})
+    assert [body["model"] for body in chat_llm.chat_requests] == ["missing-model", "qwen2.5-coder:7b"]
+    done = events[-1][1]
+    assert done["model"] == "qwen2.5-coder:7b"
+    conversation = (await async_client.get(f"/conversations/{done['conversation_id']}")).json()
+    assert conversation["messages"][-1]["model"] == "qwen2.5-coder:7b"
+
+
+def test_chat_with_the_bundled_model(client, set_config):
+    """A real (tiny) generation through the embedded llama.cpp model."""
+    set_config({"llm": {"provider": "embedded", "max_tokens": 8}})
+    body = post_chat(client, message="Say hello.").json()
+    assert body["model"] == "smollm2-135m-instruct"
+    assert body["content"].strip()
+    answer = Message.objects.get(conversation_id=body["conversation_id"], role="assistant")
+    assert answer.content == body["content"] and answer.finished

@@ -70,6 +70,20 @@ def test_eventsource_accept_header_and_done_event_over_daphne(live_asgi, fake_ll
     assert events[-1][0] == "done"
 
 
+def test_fast_stream_arrives_whole_and_in_order(live_asgi, fake_llm):
+    """Frames that pile up are sent in batches; none may be lost or reordered."""
+    server = start_server(live_asgi, fake_llm)
+    pieces = [f"{i}," for i in range(2000)]
+    fake_llm.script(Turn(content=pieces, thinking=["a", "b"]))
+    response = httpx.get(server.url + "/chat/stream", params={"message": "count"}, timeout=30)
+    events = parse_sse(response.text)
+    assert [text for kind, text in events if kind == "content"] == pieces
+    assert [text for kind, text in events if kind == "thinking"] == ["a", "b"]
+    assert events[-1][0] == "done" and [kind for kind, _ in events].count("done") == 1
+    conversation = httpx.get(f"{server.url}/conversations/{events[-1][1]['conversation_id']}").json()
+    assert conversation["messages"][-1]["content"] == "".join(pieces)
+
+
 def test_many_streams_are_open_upstream_at_once(live_asgi, fake_llm):
     """Each stream blocks upstream until all of them have arrived: if the server
     relayed streams on a bounded pool of threads, the barrier would break."""
