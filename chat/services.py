@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, title_from
 from codegen_site.config import get_config
+from codegen_site.db import db_async
 from codegen_site.llm import LLMError, get_llm
 from codegen_site.sse import sse_frame
 
@@ -152,12 +153,12 @@ async def prepare_turn(message: str, history: list[dict[str, str]] | None = None
                        conversation_id: uuid.UUID | None = None) -> Turn:
     if conversation_id is None:  # nothing to read: skip the hop to the database thread
         return prepare_turn_sync(message, history, None)
-    return await sync_to_async(prepare_turn_sync)(message, history, conversation_id)
+    return await db_async(prepare_turn_sync)(message, history, conversation_id)
 
 
-start_turn = sync_to_async(start_turn_sync)
-store_user_message = sync_to_async(store_user_message_sync)
-finish_turn = sync_to_async(finish_turn_sync)
+start_turn = db_async(start_turn_sync)
+store_user_message = db_async(store_user_message_sync)
+finish_turn = db_async(finish_turn_sync)
 
 
 # --- LLM ---------------------------------------------------------------------
@@ -197,19 +198,22 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
 
     try:
         chat = await get_llm().stream(turn.llm_messages, task=turn.message)
-        async with aclosing(chat.__aiter__()) as deltas:
-            first = asyncio.ensure_future(anext(deltas, None))
+        # Deltas come in batches (what the upstream sent together); each still
+        # becomes its own event, and a batch goes out as one write.
+        async with aclosing(chat.batches()) as batches:
+            first = asyncio.ensure_future(anext(batches, None))
             try:
                 await store
             except BaseException:
                 first.cancel()
                 await asyncio.wait([first])
                 raise
-            delta = await first
-            while delta is not None:
-                answer.add(delta.kind, delta.text)
-                yield sse_frame(delta.kind, delta.text)
-                delta = await anext(deltas, None)
+            batch = await first
+            while batch is not None:
+                for delta in batch:
+                    answer.add(delta.kind, delta.text)
+                yield b"".join([sse_frame(delta.kind, delta.text) for delta in batch])
+                batch = await anext(batches, None)
         await save(finished=True)
         yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})
     except LLMError as exc:
@@ -227,46 +231,15 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
 
 async def stream_chat(message: str, history: list[dict[str, str]] | None = None,
                       conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
-    """The response body of /chat/stream: `turn_frames` runs in its own task and
-    whatever frames piled up while the last write went out are sent as one, so
-    a fast model costs one ASGI send per batch rather than per token, while a
-    slow one still gets each chunk out as soon as it arrives."""
-    pending: list[bytes] = []
-    wakeup = asyncio.Event()
-    finished = False
-
-    async def produce() -> None:
-        nonlocal finished
-        try:
-            async for frame in turn_frames(message, history, conversation_id):
-                pending.append(frame)
-                wakeup.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("Chat stream failed")
-            pending.append(sse_frame("error", {"detail": "Internal server error", "status": 500}))
-        finally:
-            finished = True
-            wakeup.set()
-
-    producer = asyncio.ensure_future(produce())
+    """The response body of /chat/stream. Tokens that arrive together are
+    already grouped by the LLM layer, so a fast model costs one write per
+    group rather than per token, while a slow one gets each token out at once."""
     try:
-        while True:
-            if pending:
-                batch = b"".join(pending)
-                pending.clear()
-                yield batch
-            elif finished:
-                break
-            else:
-                wakeup.clear()
-                await wakeup.wait()
-    finally:
-        if not producer.done():
-            producer.cancel()
-        # Let the producer store the cut-off answer before the request ends.
-        await asyncio.wait([producer])
+        async for frames in turn_frames(message, history, conversation_id):
+            yield frames
+    except Exception:
+        logger.exception("Chat stream failed")
+        yield sse_frame("error", {"detail": "Internal server error", "status": 500})
 
 
 # --- conversations -----------------------------------------------------------

@@ -6,6 +6,7 @@ import hmac
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from codegen_site.errors import json_error
 
@@ -47,3 +48,30 @@ class ApiTokenMiddleware:
 
     async def __acall__(self, request):
         return _refused(request) or await self.get_response(request)
+
+
+class BrowserOnlyMiddleware:
+    """Runs Django's session / auth / CSRF / messages middleware (settings.BROWSER_MIDDLEWARE)
+    only for pages a browser uses: the admin and the UI. API requests skip them.
+
+    Those middlewares run their hooks through sync_to_async, a thread hop each
+    way per middleware; the JSON API needs none of them (it is token-guarded, not
+    cookie-based), and on a streaming endpoint the hops were most of the time
+    to first byte."""
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        markcoroutinefunction(self)
+        handler = get_response
+        for path in reversed(settings.BROWSER_MIDDLEWARE):
+            handler = import_string(path)(handler)
+        self.browser_handler = handler
+
+    async def __call__(self, request):
+        path = request.path
+        if path.startswith(settings.BROWSER_PATH_PREFIXES) or path in settings.BROWSER_PATHS:
+            return await self.browser_handler(request)
+        return await self.get_response(request)

@@ -55,8 +55,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
     "codegen_site.middleware.ApiTokenMiddleware",
+    "codegen_site.middleware.BrowserOnlyMiddleware",
+]
+# Cookie-based middleware for the admin and the UI pages only (see BrowserOnlyMiddleware).
+BROWSER_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,6 +68,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# The admin's checks look for its middleware in MIDDLEWARE; it is in BROWSER_MIDDLEWARE.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+BROWSER_PATH_PREFIXES = ("/admin", "/ui/", "/accounts/")
+BROWSER_PATHS = ("/",)
 
 ROOT_URLCONF = "codegen_site.urls"
 APPEND_SLASH = False
@@ -92,6 +100,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+
+# ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.db).
+DB_ASYNC_POOLED = True
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://codegen")}
 

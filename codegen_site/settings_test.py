@@ -28,3 +28,7 @@ DATABASES["default"] = {  # noqa: F405
     "OPTIONS": {"timeout": 20},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# In-process tests roll back one connection per test; a live server subprocess
+# runs the pooled path as production does.
+DB_ASYNC_POOLED = bool(os.environ.get("CODEGEN_TEST_SERVER_DB"))

@@ -150,6 +150,75 @@ class HTTPProvider:
     def _bad_stream(self, why: str) -> LLMUpstreamError:
         return LLMUpstreamError(f"{self.label} at {self.host} {why}", provider=self.name, host=self.host)
 
+    async def _line_batches(self, response: httpx.Response) -> AsyncIterator[list[bytes]]:
+        """Complete lines, grouped: everything that arrived while the previous
+        group was being handled comes out together.
+
+        The HTTP parser hands over one chunk per token, so a fast model would
+        otherwise cost a trip through every layer above (parsing, routing, the
+        SSE relay, the server's write) per token. A small task reads the
+        response into a buffer; this generator takes what has piled up."""
+        pending: list[bytes] = []
+        arrived = asyncio.Event()
+        ended = False
+        failure: BaseException | None = None
+
+        async def read() -> None:
+            nonlocal ended, failure
+            try:
+                async for data in response.aiter_bytes():
+                    pending.append(data)
+                    arrived.set()
+                    # Buffered data is parsed without yielding to the event loop (a
+                    # slow model's next token is awaited, which yields); during a
+                    # burst, hand over every few chunks.
+                    if len(pending) % 16 == 0:
+                        await asyncio.sleep(0)
+            except Exception as exc:
+                failure = exc
+            finally:
+                ended = True
+                arrived.set()
+
+        reader = asyncio.ensure_future(read())
+        tail = b""
+        try:
+            while True:
+                await arrived.wait()
+                arrived.clear()
+                if pending:
+                    lines = (tail + b"".join(pending)).split(b"\n")
+                    pending.clear()
+                    tail = lines.pop()
+                    lines = [line for line in lines if line.strip()]
+                    if lines:
+                        yield lines
+                elif ended:
+                    break
+            if failure is not None:
+                if isinstance(failure, httpx.HTTPError):
+                    raise self._transport_error(failure) from failure
+                raise failure
+            if tail.strip():
+                yield [tail]
+        finally:
+            if not reader.done():
+                reader.cancel()
+                # The response closes after this generator: let the reader let go of it first.
+                await asyncio.wait([reader])
+
+    def _parse_lines(self, lines: list[bytes], what: str) -> list:
+        # One json.loads per batch instead of one per line.
+        try:
+            return json.loads(b"[" + b",".join(lines) + b"]")
+        except ValueError:
+            raise self._bad_stream(f"sent {what} that is not JSON") from None
+
+    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        async for batch in self.stream_batches(messages, model, options):
+            for delta in batch:
+                yield delta
+
     async def list_models(self, timeout: float | None = None) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -162,7 +231,8 @@ class OllamaProvider(HTTPProvider):
         payload = await self._json("GET", "/api/tags", timeout=timeout)
         return [item.get("name") or item.get("model") for item in payload.get("models", [])]
 
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+    async def stream_batches(self, messages: Messages, model: str,
+                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
         options = options or {}
         body = {
             "model": model,
@@ -176,29 +246,28 @@ class OllamaProvider(HTTPProvider):
         splitter = ThinkSplitter()
         finished = False
         async with self._open("POST", "/api/chat", json_body=body, model=model) as response:
-            try:
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except ValueError:
-                        raise self._bad_stream("sent a line that is not JSON") from None
+            async for lines in self._line_batches(response):
+                batch: list[Delta] = []
+                for item in self._parse_lines(lines, "a line"):
+                    if not isinstance(item, dict):
+                        raise self._bad_stream("sent a line that is not a JSON object")
                     if item.get("error"):
                         raise self._bad_stream(f"reported an error mid-stream: {item['error']}")
                     message = item.get("message") or {}
                     if message.get("thinking"):
-                        yield Delta("thinking", message["thinking"])
+                        batch.append(Delta("thinking", message["thinking"]))
                     if message.get("content"):
-                        for delta in splitter.feed(message["content"]):
-                            yield delta
+                        batch.extend(splitter.feed(message["content"]))
                     if item.get("done"):
                         finished = True
                         break
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
-        for delta in splitter.flush():
-            yield delta
+                if batch:
+                    yield batch
+                if finished:
+                    break
+        tail = splitter.flush()
+        if tail:
+            yield tail
         if not finished:
             raise self._bad_stream("closed the stream before it was done")
 
@@ -224,7 +293,8 @@ class OpenAICompatibleProvider(HTTPProvider):
         payload = await self._json("GET", "/models", timeout=timeout)
         return [item["id"] for item in payload.get("data", [])]
 
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+    async def stream_batches(self, messages: Messages, model: str,
+                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
         options = options or {}
         body = {"model": model, "messages": messages, "stream": True}
         if options.get("temperature") is not None:
@@ -234,32 +304,36 @@ class OpenAICompatibleProvider(HTTPProvider):
         splitter = ThinkSplitter()
         finished = False
         async with self._open("POST", "/chat/completions", json_body=body, model=model) as response:
-            try:
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
+            async for lines in self._line_batches(response):
+                events = []
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue  # comments, event names, keep-alives
                     data = line[5:].strip()
-                    if data == "[DONE]":
+                    if data == b"[DONE]":
                         finished = True
                         break
-                    try:
-                        item = json.loads(data)
-                    except ValueError:
-                        raise self._bad_stream("sent an event that is not JSON") from None
+                    events.append(data)
+                batch: list[Delta] = []
+                for item in self._parse_lines(events, "an event") if events else []:
+                    if not isinstance(item, dict):
+                        raise self._bad_stream("sent an event that is not a JSON object")
                     if item.get("error"):
-                        raise self._bad_stream(f"reported an error mid-stream: {_error_text(data.encode())}")
+                        raise self._bad_stream(f"reported an error mid-stream: {_error_text(json.dumps(item).encode())}")
                     for choice in item.get("choices") or []:
                         delta = choice.get("delta") or {}
                         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                         if reasoning:
-                            yield Delta("thinking", reasoning)
+                            batch.append(Delta("thinking", reasoning))
                         if delta.get("content"):
-                            for piece in splitter.feed(delta["content"]):
-                                yield piece
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc) from exc
-        for delta in splitter.flush():
-            yield delta
+                            batch.extend(splitter.feed(delta["content"]))
+                if batch:
+                    yield batch
+                if finished:
+                    break
+        tail = splitter.flush()
+        if tail:
+            yield tail
         if not finished:
             raise self._bad_stream("closed the stream before [DONE]")
 
@@ -334,6 +408,12 @@ class EmbeddedProvider:
             return cls._llama
 
     async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        async for batch in self.stream_batches(messages, model, options):
+            for delta in batch:
+                yield delta
+
+    async def stream_batches(self, messages: Messages, model: str,
+                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
         options = options or {}
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -372,17 +452,25 @@ class EmbeddedProvider:
         future = loop.run_in_executor(self._executor, generate)
         splitter = ThinkSplitter()
         try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "text":
-                    for delta in splitter.feed(value):
-                        yield delta
-                elif kind == "error":
-                    raise value
-                else:
-                    break
-            for delta in splitter.flush():
-                yield delta
+            ended = False
+            while not ended:
+                items = [await queue.get()]
+                while not queue.empty():  # whatever else is ready goes out with it
+                    items.append(queue.get_nowait())
+                batch: list[Delta] = []
+                for kind, value in items:
+                    if kind == "text":
+                        batch.extend(splitter.feed(value))
+                    elif kind == "error":
+                        raise value
+                    else:
+                        ended = True
+                        break
+                if batch:
+                    yield batch
+            tail = splitter.flush()
+            if tail:
+                yield tail
         finally:
             # Stops generation at the next token when the consumer goes away.
             stop.set()

@@ -50,13 +50,20 @@ class ChatStream:
         return self.provider.name
 
     async def __aiter__(self) -> AsyncIterator[Delta]:
+        async for batch in self.batches():
+            for delta in batch:
+                yield delta
+
+    async def batches(self) -> AsyncIterator[list[Delta]]:
+        """Deltas grouped as they arrived together; for relays that forward
+        many tokens at once (one write per batch instead of per token)."""
         for index, model in enumerate(self.candidates):
             self.model = model
             answered = False
             try:
-                async for delta in self.provider.stream(self.messages, model, self.options):
+                async for batch in self.provider.stream_batches(self.messages, model, self.options):
                     answered = True
-                    yield delta
+                    yield batch
                 return
             except (LLMModelNotFound, LLMUpstreamError) as exc:
                 # A model that already produced text cannot be silently swapped.

@@ -34,6 +34,8 @@ class ThinkSplitter:
         self._pending = ""
 
     def feed(self, chunk: str) -> list[Delta]:
+        if not self._inside and not self._pending and "<" not in chunk:
+            return [Delta("content", chunk)]  # the common case, kept cheap
         text = self._pending + chunk
         self._pending = ""
         deltas: list[Delta] = []
