@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adrf.views import APIView as AsyncAPIView
+from codegen_site.apiview import AsyncAPIView
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
