@@ -207,17 +207,62 @@ class HTTPProvider:
                 # The response closes after this generator: let the reader let go of it first.
                 await asyncio.wait([reader])
 
-    def _parse_lines(self, lines: list[bytes], what: str) -> list:
+    def _parse_lines(self, lines: list[bytes]) -> list:
         # One json.loads per batch instead of one per line.
         try:
             return json.loads(b"[" + b",".join(lines) + b"]")
         except ValueError:
-            raise self._bad_stream(f"sent {what} that is not JSON") from None
+            raise self._bad_stream("sent data that is not JSON") from None
 
     async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
         async for batch in self.stream_batches(messages, model, options):
             for delta in batch:
                 yield delta
+
+    async def stream_batches(self, messages: Messages, model: str,
+                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
+        """Deltas grouped as they arrived; the wire format is the subclass's
+        `chat_body` / `payloads` / `item_deltas`."""
+        splitter = ThinkSplitter()
+        finished = False
+        body = self.chat_body(messages, model, options or {})
+        async with self._open("POST", self.chat_path, json_body=body, model=model) as response:
+            async for lines in self._line_batches(response):
+                payloads, ended = self.payloads(lines)
+                batch: list[Delta] = []
+                for item in self._parse_lines(payloads) if payloads else []:
+                    if not isinstance(item, dict):
+                        raise self._bad_stream("sent data that is not a JSON object")
+                    if item.get("error"):
+                        raise self._bad_stream(f"reported an error mid-stream: {_error_text(json.dumps(item).encode())}")
+                    if self.item_deltas(item, splitter, batch):
+                        ended = True
+                        break
+                if batch:
+                    yield batch
+                if ended:
+                    finished = True
+                    break
+        tail = splitter.flush()
+        if tail:
+            yield tail
+        if not finished:
+            raise self._bad_stream(f"closed the stream before {self.end_of_stream}")
+
+    # Provided by each wire format.
+    chat_path = ""
+    end_of_stream = "the end"
+
+    def chat_body(self, messages: Messages, model: str, options: dict) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def payloads(self, lines: list[bytes]) -> tuple[list[bytes], bool]:  # pragma: no cover - abstract
+        """The JSON texts among the lines, and whether the end-of-stream marker was seen."""
+        raise NotImplementedError
+
+    def item_deltas(self, item: dict, splitter: ThinkSplitter, batch: list[Delta]) -> bool:  # pragma: no cover
+        """Append the item's deltas to batch; True when the item ends the stream."""
+        raise NotImplementedError
 
     async def list_models(self, timeout: float | None = None) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -231,45 +276,24 @@ class OllamaProvider(HTTPProvider):
         payload = await self._json("GET", "/api/tags", timeout=timeout)
         return [item.get("name") or item.get("model") for item in payload.get("models", [])]
 
-    async def stream_batches(self, messages: Messages, model: str,
-                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
-        options = options or {}
-        body = {
-            "model": model,
-            "messages": messages,
-            "stream": True,
-            "options": {k: v for k, v in {
-                "temperature": options.get("temperature"),
-                "num_predict": options.get("max_tokens"),
-            }.items() if v is not None},
-        }
-        splitter = ThinkSplitter()
-        finished = False
-        async with self._open("POST", "/api/chat", json_body=body, model=model) as response:
-            async for lines in self._line_batches(response):
-                batch: list[Delta] = []
-                for item in self._parse_lines(lines, "a line"):
-                    if not isinstance(item, dict):
-                        raise self._bad_stream("sent a line that is not a JSON object")
-                    if item.get("error"):
-                        raise self._bad_stream(f"reported an error mid-stream: {item['error']}")
-                    message = item.get("message") or {}
-                    if message.get("thinking"):
-                        batch.append(Delta("thinking", message["thinking"]))
-                    if message.get("content"):
-                        batch.extend(splitter.feed(message["content"]))
-                    if item.get("done"):
-                        finished = True
-                        break
-                if batch:
-                    yield batch
-                if finished:
-                    break
-        tail = splitter.flush()
-        if tail:
-            yield tail
-        if not finished:
-            raise self._bad_stream("closed the stream before it was done")
+    chat_path = "/api/chat"
+    end_of_stream = "it was done"
+
+    def chat_body(self, messages: Messages, model: str, options: dict) -> dict:
+        settings = {"temperature": options.get("temperature"), "num_predict": options.get("max_tokens")}
+        return {"model": model, "messages": messages, "stream": True,
+                "options": {k: v for k, v in settings.items() if v is not None}}
+
+    def payloads(self, lines: list[bytes]) -> tuple[list[bytes], bool]:
+        return lines, False  # NDJSON: every line is an object; the last says "done"
+
+    def item_deltas(self, item: dict, splitter: ThinkSplitter, batch: list[Delta]) -> bool:
+        message = item.get("message") or {}
+        if message.get("thinking"):
+            batch.append(Delta("thinking", message["thinking"]))
+        if message.get("content"):
+            batch.extend(splitter.feed(message["content"]))
+        return bool(item.get("done"))
 
     async def embed(self, texts: list[str], model: str) -> list[list[float]]:
         payload = await self._json("POST", "/api/embed", json_body={"model": model, "input": texts}, model=model)
@@ -293,49 +317,36 @@ class OpenAICompatibleProvider(HTTPProvider):
         payload = await self._json("GET", "/models", timeout=timeout)
         return [item["id"] for item in payload.get("data", [])]
 
-    async def stream_batches(self, messages: Messages, model: str,
-                             options: dict | None = None) -> AsyncIterator[list[Delta]]:
-        options = options or {}
+    chat_path = "/chat/completions"
+    end_of_stream = "[DONE]"
+
+    def chat_body(self, messages: Messages, model: str, options: dict) -> dict:
         body = {"model": model, "messages": messages, "stream": True}
-        if options.get("temperature") is not None:
-            body["temperature"] = options["temperature"]
-        if options.get("max_tokens") is not None:
-            body["max_tokens"] = options["max_tokens"]
-        splitter = ThinkSplitter()
-        finished = False
-        async with self._open("POST", "/chat/completions", json_body=body, model=model) as response:
-            async for lines in self._line_batches(response):
-                events = []
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue  # comments, event names, keep-alives
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        finished = True
-                        break
-                    events.append(data)
-                batch: list[Delta] = []
-                for item in self._parse_lines(events, "an event") if events else []:
-                    if not isinstance(item, dict):
-                        raise self._bad_stream("sent an event that is not a JSON object")
-                    if item.get("error"):
-                        raise self._bad_stream(f"reported an error mid-stream: {_error_text(json.dumps(item).encode())}")
-                    for choice in item.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                        if reasoning:
-                            batch.append(Delta("thinking", reasoning))
-                        if delta.get("content"):
-                            batch.extend(splitter.feed(delta["content"]))
-                if batch:
-                    yield batch
-                if finished:
-                    break
-        tail = splitter.flush()
-        if tail:
-            yield tail
-        if not finished:
-            raise self._bad_stream("closed the stream before [DONE]")
+        for key in ("temperature", "max_tokens"):
+            if options.get(key) is not None:
+                body[key] = options[key]
+        return body
+
+    def payloads(self, lines: list[bytes]) -> tuple[list[bytes], bool]:
+        events = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # comments, event names, keep-alives
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return events, True
+            events.append(data)
+        return events, False
+
+    def item_deltas(self, item: dict, splitter: ThinkSplitter, batch: list[Delta]) -> bool:
+        for choice in item.get("choices") or []:
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                batch.append(Delta("thinking", reasoning))
+            if delta.get("content"):
+                batch.extend(splitter.feed(delta["content"]))
+        return False
 
     async def embed(self, texts: list[str], model: str) -> list[list[float]]:
         payload = await self._json("POST", "/embeddings", json_body={"model": model, "input": texts}, model=model)
