@@ -1,10 +1,30 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
 
-django_application = get_asgi_application()
+
+class CodegenASGIHandler(ASGIHandler):
+    """Django's ASGI handler, without a thread per request on the streaming endpoints.
+
+    Django gives every request its own thread for sync work (ThreadSensitiveContext),
+    alive until the response ends: for a stream that lasts minutes it is a parked
+    thread per open stream. The streaming endpoints do their database work on
+    pooled threads (codegen_site.db) and their remaining sync calls (request
+    signals) are quick, so they share one thread instead."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(settings.SHARED_THREAD_PATHS):
+            await self.handle(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+django.setup(set_prefix=False)
+django_application = CodegenASGIHandler()
 
 # Serve /static/ (admin, API docs, UI assets) from the app itself: a local
 # service has no separate web server in front of it.

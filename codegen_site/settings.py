@@ -10,7 +10,8 @@ from codegen_site.config import get_config
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env("CODEGEN_DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 
+# Long-lived async endpoints that do without a per-request thread (codegen_site.asgi).
+SHARED_THREAD_PATHS = ("/chat/stream", "/workflow")
 # ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.db).
 DB_ASYNC_POOLED = True
 

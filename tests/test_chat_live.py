@@ -113,3 +113,42 @@ def test_many_streams_are_open_upstream_at_once(live_asgi, fake_llm):
     assert [events[-1][0] for events in results] == ["done"] * count, results
     assert len({events[-1][1]["conversation_id"] for events in results}) == count
     assert len(httpx.get(server.url + "/conversations").json()) == count
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
+def test_open_streams_hold_no_thread_each(live_asgi, fake_llm):
+    """Twelve streams open at once add no thread per stream to the server."""
+    server = start_server(live_asgi, fake_llm, CODEGEN_LLM__MAX_CONNECTIONS="40")
+    streams = 12
+    fake_llm.responder = lambda body: Turn(content=[f"t{i} " for i in range(200)], chunk_delay=0.02)
+    httpx.get(server.url + "/chat/stream", params={"message": "warm up"}, timeout=30)  # pools, runner threads
+    before = _threads(server.process.pid)
+    opened = threading.Barrier(streams + 1)
+    errors = []
+
+    def read_one(index):
+        try:
+            with httpx.stream("GET", server.url + "/chat/stream", params={"message": f"q{index}"},
+                              timeout=30) as response:
+                lines = response.iter_lines()
+                next(line for line in lines if line.startswith("data:"))  # the stream is open
+                opened.wait(timeout=20)
+                for _ in lines:
+                    pass
+        except Exception as exc:  # reported below
+            errors.append(exc)
+            opened.abort()
+
+    readers = [threading.Thread(target=read_one, args=(i,)) for i in range(streams)]
+    for reader in readers:
+        reader.start()
+    opened.wait(timeout=20)
+    during = _threads(server.process.pid)
+    for reader in readers:
+        reader.join(timeout=30)
+    assert not errors
+    assert during - before < streams // 2, f"{before} threads before, {during} with {streams} streams open"
