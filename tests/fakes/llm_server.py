@@ -67,6 +67,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "_Server"
 
+    def setup(self):
+        super().setup()
+        # Like Ollama (Go sets TCP_NODELAY): small stream writes go out at once
+        # instead of waiting on the client's delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, *args):  # keep test output quiet
         pass
 
