@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from codegen_site import views
 
 urlpatterns = [
+    path("", views.index, name="index"),
     path("health", views.HealthView.as_view(), name="health"),
     path("models", views.ModelsView.as_view(), name="models"),
     path("config", views.ConfigView.as_view(), name="config"),

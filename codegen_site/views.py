@@ -48,3 +48,24 @@ class ConfigView(APIView):
         app_config.save_development(patch)
         return Response({"ok": True, "message": "Config saved. Restart backend to apply changes."},
                         status=status.HTTP_200_OK)
+
+
+ENDPOINTS = [
+    ("GET", "/health", "service and LLM status"),
+    ("GET", "/models", "models of the active provider"),
+    ("GET, PATCH", "/config", "editable settings"),
+    ("POST", "/chat", "chat, whole answer"),
+    ("GET, POST", "/chat/stream", "chat over server-sent events"),
+    ("GET", "/conversations", "stored conversations"),
+    ("GET, DELETE", "/conversations/{id}", "one conversation"),
+    ("POST", "/workflow", "test-first code generation (?stream=true for events)"),
+    ("POST", "/code/run", "run Python in the sandbox"),
+]
+
+
+async def index(request):
+    """The landing page: LLM status, a streaming chat box, the endpoint list."""
+    from django.shortcuts import render
+
+    health = await get_llm().health()
+    return render(request, "index.html", {"health": health, "endpoints": ENDPOINTS})

@@ -181,3 +181,12 @@ def test_openapi_schema_is_valid_and_complete():
     for path in ("/health:", "/models:", "/config:", "/chat:", "/chat/stream:", "/conversations:",
                  "/conversations/{conversation_id}:", "/workflow:", "/code/run:"):
         assert f"\n  {path}" in schema, path
+
+
+def test_landing_page_shows_provider_and_links(client, ollama):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-provider="ollama"' in html and "available" in html
+    assert "/api/docs" in html and "/admin/" in html and "/static/codegen.js" in html
+
