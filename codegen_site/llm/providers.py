@@ -66,7 +66,22 @@ def _error_text(body: bytes) -> str:
     return str(error or payload.get("detail") or text)[:500]
 
 
-class HTTPProvider:
+class Provider:
+    """Every provider streams batches of deltas (`stream_batches`); `stream` is one delta at a time."""
+
+    name = "provider"
+
+    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
+        async for batch in self.stream_batches(messages, model, options):
+            for delta in batch:
+                yield delta
+
+    def stream_batches(self, messages: Messages, model: str,
+                       options: dict | None = None) -> AsyncIterator[list[Delta]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class HTTPProvider(Provider):
     """Shared HTTP plumbing: error mapping, timeouts, streaming lines."""
 
     name = "http"
@@ -213,11 +228,6 @@ class HTTPProvider:
             return json.loads(b"[" + b",".join(lines) + b"]")
         except ValueError:
             raise self._bad_stream("sent data that is not JSON") from None
-
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
-        async for batch in self.stream_batches(messages, model, options):
-            for delta in batch:
-                yield delta
 
     async def stream_batches(self, messages: Messages, model: str,
                              options: dict | None = None) -> AsyncIterator[list[Delta]]:
@@ -367,7 +377,7 @@ def bundled_model_path() -> str | None:
     return None
 
 
-class EmbeddedProvider:
+class EmbeddedProvider(Provider):
     """llama.cpp running a small GGUF model in-process.
 
     The model is loaded once per process; generation runs on one dedicated
@@ -417,11 +427,6 @@ class EmbeddedProvider:
                 )
                 cls._loaded_path = self.model_path
             return cls._llama
-
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
-        async for batch in self.stream_batches(messages, model, options):
-            for delta in batch:
-                yield delta
 
     async def stream_batches(self, messages: Messages, model: str,
                              options: dict | None = None) -> AsyncIterator[list[Delta]]:
