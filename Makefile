@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install migrate run test bench clean
+.PHONY: install migrate run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ migrate: install
 run: migrate
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) codegen_site.asgi:application
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check codegen_site chat workflow improve rag files_app tests bench
+
+test: lint
 	$(PY) -m pytest
 
 bench: install

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from codegen_site.apiview import AsyncAPIView
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -12,9 +11,15 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.serializers import (
-    ChatRequestSerializer, ChatResponseSerializer, ConversationListQuerySerializer, ConversationSerializer,
-    ConversationSummarySerializer, StreamQuerySerializer, parse_uuid,
+    ChatRequestSerializer,
+    ChatResponseSerializer,
+    ConversationListQuerySerializer,
+    ConversationSerializer,
+    ConversationSummarySerializer,
+    StreamQuerySerializer,
+    parse_uuid,
 )
+from codegen_site.apiview import AsyncAPIView
 from codegen_site.serializers import ErrorSerializer
 from codegen_site.sse import sse_response
 from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle

@@ -8,14 +8,12 @@ off. `reply` (POST /chat) and `stream_reply` (SSE) run the LLM in between."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from codegen_site.apiview import AsyncAPIView
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -11,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site import config as app_config
+from codegen_site.apiview import AsyncAPIView
 from codegen_site.llm import get_llm
 from codegen_site.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 

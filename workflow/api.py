@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from codegen_site.apiview import AsyncAPIView
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
+from codegen_site.apiview import AsyncAPIView
 from codegen_site.serializers import ErrorSerializer
 from codegen_site.sse import sse_response
 from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle

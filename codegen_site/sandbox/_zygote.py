@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import errno
 import json
 import os
 import resource
@@ -31,10 +30,10 @@ import sys
 import tempfile
 import time
 
-import pytest  # noqa: F401  (pre-import is the point: children inherit it)
 import _pytest.assertion.rewrite  # noqa: F401
 import _pytest.python  # noqa: F401
 import _pytest.terminal  # noqa: F401
+import pytest  # noqa: F401  (pre-import is the point: children inherit it)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
