@@ -8,6 +8,7 @@ off. `reply` (POST /chat) and `stream_reply` (SSE) run the LLM in between."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from contextlib import aclosing
@@ -175,21 +176,22 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
 async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
                       conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
     """SSE frames for one turn: `thinking` / `content` chunks, then `done`, or
-    `error` when the LLM fails. The user message is stored before the model is
-    asked. Whatever arrived is stored even when the client hangs up (this
+    `error` when the LLM fails. The user message is stored before the first
+    frame goes out. Whatever arrived is stored even when the client hangs up (this
     generator is then cancelled or closed at an await point); closing the delta
     iterator closes the upstream request."""
     turn = await prepare_turn(message, history, conversation_id)
-    # Not overlapped with the LLM request: that would save a millisecond or two
-    # against a real model's first token, while a fast stream arriving meanwhile
-    # keeps the database thread waiting for the GIL (measured: 3 ms -> 10-20 ms).
-    await store_user_message(turn)
+    # Stored while the LLM request is under way (both are waits), and before any
+    # frame goes out. The LLM layer reads only a little ahead, so a fast stream
+    # arriving meanwhile does not keep the database thread from the GIL.
+    store = asyncio.ensure_future(store_user_message(turn))
     answer = Answer()
     chat = None
     saved = False
 
     async def save(finished: bool) -> None:
         nonlocal saved
+        await store  # the answer needs its conversation row
         if not saved:
             saved = True
             # chat.model names the model that answered, after any fallback.
@@ -200,10 +202,19 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
         # Deltas come in batches (what the upstream sent together); each still
         # becomes its own event, and a batch goes out as one write.
         async with aclosing(chat.batches()) as batches:
-            async for batch in batches:
+            first = asyncio.ensure_future(anext(batches, None))
+            try:
+                await store
+            except BaseException:
+                first.cancel()
+                await asyncio.wait([first])
+                raise
+            batch = await first
+            while batch is not None:
                 for delta in batch:
                     answer.add(delta.kind, delta.text)
                 yield b"".join([sse_frame(delta.kind, delta.text) for delta in batch])
+                batch = await anext(batches, None)
         await save(finished=True)
         yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})
     except LLMError as exc:

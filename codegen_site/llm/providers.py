@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
 
+# HTTP chunks a stream reader buffers before waiting for its consumer.
+READ_AHEAD = 64
+
 # One pooled client per event loop and settings: an httpx.AsyncClient is bound
 # to the loop it first ran on, and async_to_sync may run each call on a new loop.
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
@@ -175,6 +178,7 @@ class HTTPProvider(Provider):
         response into a buffer; this generator takes what has piled up."""
         pending: list[bytes] = []
         arrived = asyncio.Event()
+        taken = asyncio.Event()
         ended = False
         failure: BaseException | None = None
 
@@ -186,8 +190,11 @@ class HTTPProvider(Provider):
                     arrived.set()
                     # Buffered data is parsed without yielding to the event loop (a
                     # slow model's next token is awaited, which yields); during a
-                    # burst, hand over every few chunks.
-                    if len(pending) % 16 == 0:
+                    # burst, hand over every few chunks, and read ahead only so far.
+                    if len(pending) >= READ_AHEAD:
+                        taken.clear()
+                        await taken.wait()
+                    elif len(pending) % 16 == 0:
                         await asyncio.sleep(0)
             except Exception as exc:
                 failure = exc
@@ -204,6 +211,7 @@ class HTTPProvider(Provider):
                 if pending:
                     lines = (tail + b"".join(pending)).split(b"\n")
                     pending.clear()
+                    taken.set()
                     tail = lines.pop()
                     lines = [line for line in lines if line.strip()]
                     if lines:
