@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -35,6 +37,11 @@ def drf_exception_handler(exc, context):
         return Response({"detail": exc.detail}, status=exc.status_code)
     if isinstance(exc, ServiceBusy):
         return Response({"detail": str(exc) or "Too many requests"}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": f"Request body too large (limit {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)"},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": f"Bad request: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("Unhandled error in %s", context.get("view"))

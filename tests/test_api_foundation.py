@@ -190,3 +190,11 @@ def test_landing_page_shows_provider_and_links(client, ollama):
     assert 'data-provider="ollama"' in html and "available" in html
     assert "/api/docs" in html and "/admin/" in html and "/static/codegen.js" in html
 
+
+
+@pytest.mark.parametrize("path, field", [("/chat", "message"), ("/code/run", "code"), ("/workflow", "task")])
+def test_oversized_body_is_413_detail_not_500(client, path, field, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = client.post(path, {field: "x" * 20_000}, content_type="application/json")
+    assert response.status_code == 413
+    assert "too large" in response.json()["detail"]
