@@ -105,7 +105,8 @@ class ConversationSerializer(serializers.Serializer):
 
 class ConversationListQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    # Bounded: the database rejects offsets past a 64-bit integer.
+    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:

@@ -203,9 +203,11 @@ def test_conversations_list_newest_first_with_title_and_count(client, chat_llm):
     assert [row["id"] for row in client.get("/conversations?limit=1&offset=1").json()] == [older]
 
 
-def test_conversations_list_bad_paging_is_400(client):
-    response = client.get("/conversations?limit=zero")
-    assert response.status_code == 400 and "limit" in response.json()["detail"]
+@pytest.mark.parametrize("query, field", [("limit=zero", "limit"), ("offset=7908935515579686584320", "offset"),
+                                          ("offset=-1", "offset")])
+def test_conversations_list_bad_paging_is_400(client, query, field):
+    response = client.get(f"/conversations?{query}")
+    assert response.status_code == 400 and field in response.json()["detail"]
 
 
 def test_conversation_detail_shape(client, chat_llm):
