@@ -151,3 +151,12 @@ async def test_routing_picks_tier_model(ollama, set_config):
     await collect(llm, [{"role": "user", "content": "Design a distributed cache architecture with "
                                                    "consistent hashing and concurrency control"}])
     assert [r["model"] for r in ollama.chat_requests] == ["qwen2.5-coder:7b", "qwen2.5-coder:32b"]
+
+
+async def test_finished_streams_leave_the_connection_for_reuse(backend):
+    llm = get_llm()
+    for _ in range(3):
+        backend.script(Turn(content=["a", "b", "c"]))
+        _, deltas = await collect(llm)
+        assert joined(deltas, "content") == "abc"
+    assert backend.connections == 1

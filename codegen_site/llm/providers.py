@@ -16,7 +16,7 @@ import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, AsyncIterator
 
 import httpx
@@ -30,6 +30,8 @@ Messages = list[dict[str, str]]
 
 # HTTP chunks a stream reader buffers before waiting for its consumer.
 READ_AHEAD = 64
+# How long a finished stream's remaining bytes are awaited to keep its connection.
+DRAIN_SECONDS = 0.5
 
 # One pooled client per event loop and settings: an httpx.AsyncClient is bound
 # to the loop it first ran on, and async_to_sync may run each call on a new loop.
@@ -244,8 +246,9 @@ class HTTPProvider(Provider):
         splitter = ThinkSplitter()
         finished = False
         body = self.chat_body(messages, model, options or {})
-        async with self._open("POST", self.chat_path, json_body=body, model=model) as response:
-            async for lines in self._line_batches(response):
+        async with self._open("POST", self.chat_path, json_body=body, model=model) as response, \
+                aclosing(self._line_batches(response)) as line_batches:
+            async for lines in line_batches:
                 payloads, ended = self.payloads(lines)
                 batch: list[Delta] = []
                 for item in self._parse_lines(payloads) if payloads else []:
@@ -261,6 +264,15 @@ class HTTPProvider(Provider):
                 if ended:
                     finished = True
                     break
+            if finished:
+                # Read what is left of the body (normally only the end of the chunked
+                # encoding) so the connection goes back to the pool, not closed.
+                try:
+                    async with asyncio.timeout(DRAIN_SECONDS):
+                        async for _ in line_batches:
+                            pass
+                except TimeoutError:
+                    pass
         tail = splitter.flush()
         if tail:
             yield tail

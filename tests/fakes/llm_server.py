@@ -72,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Like Ollama (Go sets TCP_NODELAY): small stream writes go out at once
         # instead of waiting on the client's delayed ACK.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.owner._lock:
+            self.server.owner.connections += 1
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -270,6 +272,8 @@ class FakeLLMServer:
         self.listing_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.client_disconnects = 0
+        # TCP connections accepted (keep-alive reuse shows as fewer connections than requests).
+        self.connections = 0
         self.aborted_streams = 0
         self.finished_streams = 0
         self.client_gone = threading.Event()
