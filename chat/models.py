@@ -54,6 +54,3 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
-
-    def as_llm_message(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}

@@ -1,5 +1,4 @@
-"""Rate limits keyed by client address. Plain (non-DRF) async views use the same
-classes through `check_throttles`, so SSE endpoints are limited like the rest."""
+"""Rate limits keyed by client address (the API has no user accounts)."""
 
 from __future__ import annotations
 
@@ -23,12 +22,3 @@ class LLMRateThrottle(ApiRateThrottle):
 
     scope = "llm"
 
-
-def check_throttles(request, throttle_classes=(ApiRateThrottle, LLMRateThrottle)) -> float | None:
-    """Return None when allowed, else the suggested wait in seconds."""
-    waits = []
-    for throttle_class in throttle_classes:
-        throttle = throttle_class()
-        if not throttle.allow_request(request, None):
-            waits.append(throttle.wait() or 1.0)
-    return max(waits) if waits else None

