@@ -173,6 +173,15 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
             "conversation_id": str(turn.conversation_id)}
 
 
+async def _let_server_write() -> None:
+    """Give the event loop two turns. Daphne (Twisted) writes a response chunk to
+    the socket only when the loop next polls it for writing, and reading the next
+    batch from a full buffer never returns to the loop: without this, a fast
+    stream's first chunk waited until the next batch had been parsed too."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
 async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
                       conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
     """SSE frames for one turn: `thinking` / `content` chunks, then `done`, or
@@ -181,17 +190,17 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
     generator is then cancelled or closed at an await point); closing the delta
     iterator closes the upstream request."""
     turn = await prepare_turn(message, history, conversation_id)
-    # Stored while the LLM request is under way (both are waits), and before any
-    # frame goes out. The LLM layer reads only a little ahead, so a fast stream
-    # arriving meanwhile does not keep the database thread from the GIL.
-    store = asyncio.ensure_future(store_user_message(turn))
+    # Stored before the LLM is asked. Asking it meanwhile was measured
+    # (bench/sse_relay.py): a fast stream's first chunks then arrive during the
+    # write, the event loop parses them while the database thread waits for the
+    # GIL, and the first chunk went out 1-3 ms later than when storing first.
+    await store_user_message(turn)
     answer = Answer()
     chat = None
     saved = False
 
     async def save(finished: bool) -> None:
         nonlocal saved
-        await store  # the answer needs its conversation row
         if not saved:
             saved = True
             # chat.model names the model that answered, after any fallback.
@@ -202,19 +211,11 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
         # Deltas come in batches (what the upstream sent together); each still
         # becomes its own event, and a batch goes out as one write.
         async with aclosing(chat.batches()) as batches:
-            first = asyncio.ensure_future(anext(batches, None))
-            try:
-                await store
-            except BaseException:
-                first.cancel()
-                await asyncio.wait([first])
-                raise
-            batch = await first
-            while batch is not None:
+            async for batch in batches:
                 for delta in batch:
                     answer.add(delta.kind, delta.text)
                 yield b"".join([sse_frame(delta.kind, delta.text) for delta in batch])
-                batch = await anext(batches, None)
+                await _let_server_write()
         await save(finished=True)
         yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})
     except LLMError as exc:

@@ -2,6 +2,7 @@
 request, and many streams are open upstream at the same time."""
 
 import asyncio
+import sqlite3
 import threading
 import time
 
@@ -153,3 +154,25 @@ def test_open_streams_hold_no_thread_each(live_asgi, fake_llm):
         reader.join(timeout=30)
     assert not errors
     assert during - before < streams // 2, f"{before} threads before, {during} with {streams} streams open"
+
+
+def test_question_is_stored_before_the_model_is_asked(live_asgi, fake_llm):
+    """The model sees the question only once it is in the database (a crash or a
+    hang-up mid-answer cannot lose it)."""
+    from django.db import connection
+
+    database = connection.settings_dict["NAME"]
+    server = start_server(live_asgi, fake_llm)
+    stored_when_asked = []
+
+    def responder(body):
+        with sqlite3.connect(database) as db:
+            stored_when_asked.extend(row[0] for row in db.execute(
+                "SELECT content FROM chat_message WHERE role = 'user'"))
+        return Turn(content=["noted"])
+
+    fake_llm.responder = responder
+    for question in ("first question", "second question"):
+        response = httpx.get(server.url + "/chat/stream", params={"message": question}, timeout=10)
+        assert parse_sse(response.text)[-1][0] == "done"
+    assert stored_when_asked == ["first question", "first question", "second question"], server.log()

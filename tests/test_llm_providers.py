@@ -1,5 +1,6 @@
 """Every provider against the scripted server: streaming, thinking, errors, fallback."""
 
+import asyncio
 import time
 
 import pytest
@@ -160,3 +161,42 @@ async def test_finished_streams_leave_the_connection_for_reuse(backend):
         _, deltas = await collect(llm)
         assert joined(deltas, "content") == "abc"
     assert backend.connections == 1
+
+
+async def test_a_flood_comes_in_bounded_batches_whole_and_in_order(backend):
+    """What piles up is handed over in groups, but no group takes a whole flood:
+    the first tokens go on while the rest is still being parsed."""
+    from codegen_site.llm import providers
+
+    pieces = [f"{i}," for i in range(3000)]
+    backend.script(Turn(content=pieces))
+    chat = await get_llm().stream(MESSAGES)
+    batches = [batch async for batch in chat.batches()]
+    assert [delta.text for batch in batches for delta in batch] == pieces
+    # Every line of either wire format is longer than 50 bytes.
+    assert max(len(batch) for batch in batches) <= providers.BATCH_BYTES // 50
+
+
+def test_sessions_of_ended_event_loops_are_closed_quietly(ollama, caplog):
+    """Each asyncio.run (or async_to_sync call) has its own loop and so its own
+    pooled session; once that loop is gone, its sockets are closed, with no
+    'Unclosed client session' complaint."""
+    import gc
+    import warnings
+
+    from codegen_site.llm import providers
+
+    async def ask():
+        chat = await get_llm().stream(MESSAGES)
+        return [delta.text async for delta in chat]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(ask()) == ["echo: write hello world"]
+        first = next(iter(providers._sessions[loop] for loop in providers._sessions if loop.is_closed()))
+        assert asyncio.run(ask()) == ["echo: write hello world"]
+        gc.collect()
+    assert all(session.closed for session in first.values())
+    assert len(providers._sessions) == 1  # only the last loop's, swept when the next loop asks
+    unclosed = [str(w.message) for w in caught if "nclosed" in str(w.message)]
+    assert not unclosed and "nclosed" not in caplog.text

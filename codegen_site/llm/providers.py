@@ -8,6 +8,7 @@ Errors are raised as LLMUnavailable (503) or LLMModelNotFound / LLMUpstreamError
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import glob
 import importlib.util
@@ -18,7 +19,7 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 import aiohttp
 import httpx
@@ -34,6 +35,8 @@ Messages = list[dict[str, str]]
 DRAIN_SECONDS = 0.5
 # Bytes a token stream buffers ahead of its consumer before reading pauses.
 STREAM_BUFFER = 2**16
+# At most this many bytes (about 80 Ollama chunks) make one batch.
+BATCH_BYTES = 8192
 
 # One pooled client per event loop and settings: an httpx.AsyncClient is bound
 # to the loop it first ran on, and async_to_sync may run each call on a new loop.
@@ -67,25 +70,43 @@ def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> h
 # the relay's own work (bench/sse_relay.py). Requests with a whole JSON answer
 # (model lists, embeddings, probes) stay on httpx.
 _sessions: dict[asyncio.AbstractEventLoop, dict[tuple, aiohttp.ClientSession]] = {}
+_closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
 
 
-def _discard_sessions_of_closed_loops() -> None:
-    """Sessions of loops that have ended (a test's, or async_to_sync's) cannot be
-    closed by awaiting any more; their sockets are closed here instead."""
-    for loop in [loop for loop in _sessions if loop.is_closed()]:
-        for session in _sessions.pop(loop).values():
-            connector = session.connector
-            session.detach()
-            if connector is not None:
-                connector._close()  # the synchronous part of close(); nothing left to await
+async def _close_with_the_loop(sessions: dict[tuple, aiohttp.ClientSession]) -> AsyncGenerator[None, None]:
+    """Left suspended at its yield. A loop that ends through asyncio.run,
+    async_to_sync or a test runner first closes its open async generators
+    (shutdown_asyncgens), and so this one closes the loop's sessions while the
+    loop can still run their clean-up."""
+    try:
+        yield
+    finally:
+        for session in list(sessions.values()):
+            await session.close()
 
 
-def stream_session(timeout: float, connect_timeout: float, llm_config: dict) -> aiohttp.ClientSession:
+def _close_all_sessions() -> None:
+    """At exit: the server's loop has stopped but can run once more to close its sessions."""
+    for loop, closer in list(_closers.items()):
+        if not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(closer.aclose())
+    _closers.clear()
+    _sessions.clear()
+
+
+atexit.register(_close_all_sessions)
+
+
+async def stream_session(timeout: float, connect_timeout: float, llm_config: dict) -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     per_loop = _sessions.get(loop)
     if per_loop is None:
-        _discard_sessions_of_closed_loops()
+        for ended in [other for other in _sessions if other.is_closed()]:
+            del _sessions[ended]  # closed by its closer as the loop ended
+            _closers.pop(ended, None)
         per_loop = _sessions[loop] = {}
+        closer = _closers[loop] = _close_with_the_loop(per_loop)
+        await anext(closer)  # registers it with the loop
     key = (timeout, connect_timeout, llm_config.get("max_connections"))
     session = per_loop.get(key)
     if session is None or session.closed:
@@ -210,7 +231,7 @@ class HTTPProvider(Provider):
         """POST a streaming request; the response's body is read by the caller.
         Leaving the block before the end closes the connection (the upstream
         sees the hang-up and stops generating); after the end it is pooled."""
-        session = stream_session(self.timeout, self.connect_timeout, self.llm_config)
+        session = await stream_session(self.timeout, self.connect_timeout, self.llm_config)
         try:
             async with session.post(self.host + path, json=body, headers=self.headers()) as response:
                 if response.status >= 400:
@@ -241,7 +262,7 @@ class HTTPProvider(Provider):
             tail = b""
             at_end = False
             while not (finished or at_end):
-                data = await content.readany()
+                data = await content.read(BATCH_BYTES)
                 if not data:
                     at_end = True
                     data = b"\n"  # ends a last line sent without its newline
