@@ -7,13 +7,17 @@ disconnects; generators that own an upstream LLM stream close it in their
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 from typing import Any, AsyncIterator
 
 from django.http import StreamingHttpResponse
 
 
 def sse_frame(event: str, data: Any) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    # A token is a str: encode_basestring is what json.dumps(..., ensure_ascii=False)
+    # calls for one, without building an encoder per call.
+    payload = (encode_basestring(data) if type(data) is str
+               else json.dumps(data, ensure_ascii=False, separators=(",", ":")))
     return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
