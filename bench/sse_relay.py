@@ -270,25 +270,6 @@ def main() -> None:
             print(f"    relay/direct throughput {relay_rate / direct_rate:.2f}x (goal >= 0.9x); "
                   f"added time to first chunk {relay_ttfc - direct_ttfc:+.2f} ms (goal <= 5 ms)")
 
-        # On 2 cores a flood keeps the LLM server and the relay busy, and the client
-        # (a third process) can wait a few ms for a core once the first chunk
-        # is sent: measured with timestamps on both sides, the wait was 0.3 ms
-        # or 2-5 ms at random. Given priority, the client measures the servers
-        # alone; the same client reads both ways, so direct pays the same.
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, -10)
-        except PermissionError:
-            print("  (raising the client's priority needs root: skipped)")
-        else:
-            try:
-                print("  httpx clients that count raw bytes, the client process at raised priority (nice -10):")
-                results = asyncio.run(sequential(llm_url, app_url, rounds, "raw"))
-                ttfc = {way: statistics.median(row[1] for row in rows) * 1000 for way, rows in results.items()}
-                print(f"    time to first chunk direct {ttfc['direct']:.2f} ms, relay {ttfc['relay']:.2f} ms, "
-                      f"added {ttfc['relay'] - ttfc['direct']:+.2f} ms (goal <= 5 ms)")
-            finally:
-                os.setpriority(os.PRIO_PROCESS, 0, 0)
-
         # The framework's own floor: a request that does no work.
         with httpx.Client(trust_env=False) as http:
             http.get(app_url + "/health")
