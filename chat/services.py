@@ -23,7 +23,7 @@ from chat.models import Conversation, Message, title_from
 from codegen_site.config import get_config
 from codegen_site.db import db_async
 from codegen_site.llm import LLMError, get_llm
-from codegen_site.sse import sse_frame
+from codegen_site.sse import sse_frame, sse_text_frames
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,10 @@ class Answer:
     _content: list[str] = field(default_factory=list, repr=False)
     _thinking: list[str] = field(default_factory=list, repr=False)
 
-    def add(self, kind: str, text: str) -> None:
-        (self._content if kind == "content" else self._thinking).append(text)
+    def extend(self, deltas) -> None:
+        content, thinking = self._content, self._thinking
+        for delta in deltas:
+            (content if delta.kind == "content" else thinking).append(delta.text)
 
     def close(self, model: str, finished: bool) -> "Answer":
         self.content, self.thinking = "".join(self._content), "".join(self._thinking)
@@ -212,9 +214,8 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
         # becomes its own event, and a batch goes out as one write.
         async with aclosing(chat.batches()) as batches:
             async for batch in batches:
-                for delta in batch:
-                    answer.add(delta.kind, delta.text)
-                yield b"".join([sse_frame(delta.kind, delta.text) for delta in batch])
+                answer.extend(batch)
+                yield sse_text_frames(batch)
                 await _let_server_write()
         await save(finished=True)
         yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})

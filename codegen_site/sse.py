@@ -12,13 +12,28 @@ from typing import Any, AsyncIterator
 
 from django.http import StreamingHttpResponse
 
+# JSON leaves these unescaped when ensure_ascii is off, but Python's
+# str.splitlines (and line readers built on it, httpx's among them) breaks lines
+# at them, cutting a data field in two. Escaped, they are the same JSON.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
-def sse_frame(event: str, data: Any) -> bytes:
+
+def _json(data: Any) -> str:
     # A token is a str: encode_basestring is what json.dumps(..., ensure_ascii=False)
     # calls for one, without building an encoder per call.
     payload = (encode_basestring(data) if type(data) is str
                else json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    return payload if payload.isascii() else payload.translate(_LINE_BREAKS)
+
+
+def sse_frame(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {_json(data)}\n\n".encode()
+
+
+def sse_text_frames(items) -> bytes:
+    """Frames for many (event, text) items at once, one encode for all: a batch
+    of tokens from the LLM layer (anything with .kind and .text)."""
+    return "".join([f"event: {item.kind}\ndata: {_json(item.text)}\n\n" for item in items]).encode()
 
 
 def sse_response(frames: AsyncIterator[bytes], status: int = 200) -> StreamingHttpResponse:
@@ -31,9 +46,10 @@ def sse_response(frames: AsyncIterator[bytes], status: int = 200) -> StreamingHt
 def parse_sse(text: str) -> list[tuple[str, Any]]:
     """Split an SSE body into (event, data) pairs; used by tests, benches and the UI's server-side checks."""
     events = []
-    for block in text.split("\n\n"):
+    # Lines end at CRLF, LF or CR only (the SSE spec), not at every break str.splitlines knows.
+    for block in text.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
         event, data_lines = "message", []
-        for line in block.splitlines():
+        for line in block.split("\n"):
             if line.startswith("event:"):
                 event = line[6:].strip()
             elif line.startswith("data:"):
