@@ -200,3 +200,14 @@ def test_sessions_of_ended_event_loops_are_closed_quietly(ollama, caplog):
     assert len(providers._sessions) == 1  # only the last loop's, swept when the next loop asks
     unclosed = [str(w.message) for w in caught if "nclosed" in str(w.message)]
     assert not unclosed and "nclosed" not in caplog.text
+
+
+async def test_lm_studio_api_key_goes_with_streams_and_listings(lm_studio, set_config):
+    set_config({"openai_compatible": {"api_key": "sk-local-123"}})
+    _, deltas = await collect(get_llm())
+    assert joined(deltas, "content") == "echo: write hello world"
+    assert await get_llm().list_models() == lm_studio.models
+    sent = {request.path: {k.lower(): v for k, v in request.headers.items()} for request in lm_studio.requests}
+    assert sent["/v1/chat/completions"]["authorization"] == "Bearer sk-local-123"
+    assert sent["/v1/models"]["authorization"] == "Bearer sk-local-123"
+    assert sent["/v1/chat/completions"]["content-type"].startswith("application/json")
