@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import aiohttp
 import httpx
@@ -62,49 +63,60 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 60.0) -> Non
     raise SystemExit(f"no answer from {url}")
 
 
-# Both readers count chunks by scanning the raw bytes rather than parsing them
+# The raw readers count chunks by scanning the bytes rather than parsing them
 # line by line in Python: on a 2-core machine a parsing client would compete
 # with the server for CPU and measure itself as much as the relay.
-async def read_direct(http: httpx.AsyncClient, llm_url: str, message: str = "go") -> tuple[int, float, float]:
-    """(chunks, seconds to first chunk, seconds in all) reading Ollama's NDJSON:
+CHAT_BODY = {"model": "qwen2.5-coder:7b", "stream": True}
+CONTENT_EVENT = b"event: content\n"
+
+
+async def count_lines(data: AsyncIterator[bytes], started: float) -> tuple[int, float, float]:
+    """(chunks, seconds to first chunk, seconds in all) of Ollama's NDJSON:
     one line per chunk, and a last line with "done": true."""
-    body = {"model": "qwen2.5-coder:7b", "stream": True, "messages": [{"role": "user", "content": message}]}
-    started = time.perf_counter()
     first = None
     lines = 0
-    async with http.stream("POST", llm_url + "/api/chat", json=body) as response:
-        async for data in response.aiter_raw():
-            if first is None:
-                first = time.perf_counter() - started
-            lines += data.count(b"\n")
+    async for piece in data:
+        if first is None:
+            first = time.perf_counter() - started
+        lines += piece.count(b"\n")
     return lines - 1, first or 0.0, time.perf_counter() - started
 
 
-async def read_relay(http: httpx.AsyncClient, app_url: str, message: str = "go") -> tuple[int, float, float]:
-    """The same through /chat/stream: `content` events, until `done`."""
-    started = time.perf_counter()
+async def count_content_events(data: AsyncIterator[bytes], started: float) -> tuple[int, float, float]:
+    """The same for /chat/stream: `content` events, until the stream ends."""
     first = None
     chunks = 0
     tail = b""
-    marker = b"event: content\n"
+    async for piece in data:
+        window = tail + piece
+        found = window.count(CONTENT_EVENT)
+        if found and first is None:
+            first = time.perf_counter() - started
+        chunks += found
+        tail = window[-(len(CONTENT_EVENT) - 1):]
+        if b"event: error" in window:
+            raise RuntimeError(f"stream failed: {window[-300:]!r}")
+    return chunks, first or 0.0, time.perf_counter() - started
+
+
+async def read_direct(http: httpx.AsyncClient, llm_url: str, message: str = "go") -> tuple[int, float, float]:
+    body = {**CHAT_BODY, "messages": [{"role": "user", "content": message}]}
+    started = time.perf_counter()
+    async with http.stream("POST", llm_url + "/api/chat", json=body) as response:
+        return await count_lines(response.aiter_raw(), started)
+
+
+async def read_relay(http: httpx.AsyncClient, app_url: str, message: str = "go") -> tuple[int, float, float]:
+    started = time.perf_counter()
     async with http.stream("GET", app_url + "/chat/stream", params={"message": message}) as response:
         if response.status_code != 200:
             raise RuntimeError(f"/chat/stream answered {response.status_code}: {await response.aread()!r}")
-        async for data in response.aiter_raw():
-            window = tail + data
-            found = window.count(marker)
-            if found and first is None:
-                first = time.perf_counter() - started
-            chunks += found
-            tail = window[-(len(marker) - 1):]
-            if b"event: error" in window:
-                raise RuntimeError(f"stream failed: {window[-300:]!r}")
-    return chunks, first or 0.0, time.perf_counter() - started
+        return await count_content_events(response.aiter_raw(), started)
 
 
 async def read_direct_parsed(http: httpx.AsyncClient, llm_url: str) -> tuple[int, float, float]:
     """Like a real client: every NDJSON line decoded."""
-    body = {"model": "qwen2.5-coder:7b", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    body = {**CHAT_BODY, "messages": [{"role": "user", "content": "go"}]}
     started = time.perf_counter()
     first = None
     chunks = 0
@@ -146,38 +158,19 @@ async def read_relay_parsed(http: httpx.AsyncClient, app_url: str) -> tuple[int,
 
 async def read_direct_c(http: aiohttp.ClientSession, llm_url: str) -> tuple[int, float, float]:
     """read_direct with aiohttp's C HTTP parser: the fastest direct reader at hand."""
-    body = {"model": "qwen2.5-coder:7b", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    body = {**CHAT_BODY, "messages": [{"role": "user", "content": "go"}]}
     started = time.perf_counter()
-    first = None
-    lines = 0
     async with http.post(llm_url + "/api/chat", json=body) as response:
-        while data := await response.content.readany():
-            if first is None:
-                first = time.perf_counter() - started
-            lines += data.count(b"\n")
-    return lines - 1, first or 0.0, time.perf_counter() - started
+        return await count_lines(response.content.iter_any(), started)
 
 
 async def read_relay_c(http: aiohttp.ClientSession, app_url: str) -> tuple[int, float, float]:
     """read_relay with aiohttp's C HTTP parser."""
     started = time.perf_counter()
-    first = None
-    chunks = 0
-    tail = b""
-    marker = b"event: content\n"
     async with http.get(app_url + "/chat/stream", params={"message": "go"}) as response:
         if response.status != 200:
             raise RuntimeError(f"/chat/stream answered {response.status}: {await response.read()!r}")
-        while data := await response.content.readany():
-            window = tail + data
-            found = window.count(marker)
-            if found and first is None:
-                first = time.perf_counter() - started
-            chunks += found
-            tail = window[-(len(marker) - 1):]
-            if b"event: error" in window:
-                raise RuntimeError(f"stream failed: {window[-300:]!r}")
-    return chunks, first or 0.0, time.perf_counter() - started
+        return await count_content_events(response.content.iter_any(), started)
 
 
 READERS = {"raw": (read_direct, read_relay), "parsed": (read_direct_parsed, read_relay_parsed),
