@@ -78,11 +78,14 @@ class ChatResponseSerializer(serializers.Serializer):
     conversation_id = serializers.UUIDField()
 
 
-class ConversationSummarySerializer(serializers.Serializer):
+class ConversationFieldsSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     title = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ConversationSummarySerializer(ConversationFieldsSerializer):
     message_count = serializers.IntegerField()
 
 
@@ -95,11 +98,7 @@ class MessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class ConversationSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    title = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+class ConversationSerializer(ConversationFieldsSerializer):
     messages = MessageSerializer(many=True)
 
 
