@@ -212,3 +212,11 @@ async def test_lm_studio_api_key_goes_with_streams_and_listings(lm_studio, set_c
     assert sent["/v1/chat/completions"]["authorization"] == "Bearer sk-local-123"
     assert sent["/v1/models"]["authorization"] == "Bearer sk-local-123"
     assert sent["/v1/chat/completions"]["content-type"].startswith("application/json")
+
+
+async def test_a_line_longer_than_a_read_arrives_whole(backend):
+    """One chunk of 200 KB spans many reads (4 KB, then 64 KB at a time)."""
+    big = "".join(chr(0x61 + i % 26) for i in range(200_000))
+    backend.script(Turn(content=["start ", big, " end"]))
+    _, deltas = await collect(get_llm())
+    assert [d.text for d in deltas] == ["start ", big, " end"]

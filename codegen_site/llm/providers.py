@@ -262,7 +262,7 @@ class HTTPProvider(Provider):
         body = self.chat_body(messages, model, options or {})
         async with self._open_stream(self.chat_path, body, model) as response:
             content = response.content
-            tail = b""
+            tail = bytearray()  # a line not yet ended (grows in place, however long)
             at_end = False
             limit = FIRST_BATCH_BYTES
             while not (finished or at_end):
@@ -271,11 +271,11 @@ class HTTPProvider(Provider):
                 if not data:
                     at_end = True
                     data = b"\n"  # ends a last line sent without its newline
+                tail += data
                 if b"\n" not in data:
-                    tail += data
                     continue
-                lines = (tail + data).split(b"\n")
-                tail = lines.pop()
+                lines = bytes(tail).split(b"\n")
+                tail = bytearray(lines.pop())
                 payloads, ended = self.payloads([line for line in lines if line.strip()])
                 batch: list[Delta] = []
                 for item in self._parse_lines(payloads) if payloads else []:
