@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
 
-from codegen_site.config import deep_merge, get_config  # noqa: E402
+from codegen_site.core.config import deep_merge, get_config  # noqa: E402
 from codegen_site.llm import get_llm  # noqa: E402
 from codegen_site.llm.providers import EmbeddedProvider, bundled_model_path  # noqa: E402
 

@@ -19,10 +19,10 @@ from chat.serializers import (
     StreamQuerySerializer,
     parse_uuid,
 )
-from codegen_site.apiview import AsyncAPIView
-from codegen_site.serializers import ErrorSerializer
-from codegen_site.sse import sse_response
-from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle
+from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.serializers import ErrorSerializer
+from codegen_site.core.sse import sse_response
+from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
 

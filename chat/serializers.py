@@ -5,7 +5,7 @@ import uuid
 from rest_framework import serializers
 
 from chat.models import Message
-from codegen_site.config import get_config
+from codegen_site.core.config import get_config
 
 
 def chat_limits() -> dict:

@@ -20,10 +20,10 @@ from django.db.models import Count
 from django.utils import timezone
 
 from chat.models import Conversation, Message, title_from
-from codegen_site.config import get_config
-from codegen_site.db import db_async
+from codegen_site.core.config import get_config
+from codegen_site.core.db import db_async
+from codegen_site.core.sse import sse_error_frame, sse_frame, sse_text_frames
 from codegen_site.llm import LLMError, get_llm
-from codegen_site.sse import sse_frame, sse_text_frames
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +222,7 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
     except LLMError as exc:
         logger.warning("Chat stream for %s failed: %s", turn.conversation_id, exc.detail)
         await save(finished=False)
-        yield sse_frame("error", {"detail": exc.detail, "status": exc.status_code,
-                                  "conversation_id": str(turn.conversation_id)})
+        yield sse_error_frame(exc, conversation_id=str(turn.conversation_id))
     finally:
         if not saved:  # client gone (cancelled or closed mid-stream)
             try:
@@ -240,9 +239,8 @@ async def stream_chat(message: str, history: list[dict[str, str]] | None = None,
     try:
         async for frames in turn_frames(message, history, conversation_id):
             yield frames
-    except Exception:
-        logger.exception("Chat stream failed")
-        yield sse_frame("error", {"detail": "Internal server error", "status": 500})
+    except Exception as exc:
+        yield sse_error_frame(exc)
 
 
 # --- conversations -----------------------------------------------------------

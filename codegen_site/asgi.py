@@ -13,7 +13,7 @@ class CodegenASGIHandler(ASGIHandler):
     Django gives every request its own thread for sync work (ThreadSensitiveContext),
     alive until the response ends: for a stream that lasts minutes it is a parked
     thread per open stream. The streaming endpoints do their database work on
-    pooled threads (codegen_site.db) and their remaining sync calls (request
+    pooled threads (codegen_site.core.db) and their remaining sync calls (request
     signals) are quick, so they share one thread instead."""
 
     async def __call__(self, scope, receive, send):

@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from codegen_site.errors import json_error
+from codegen_site.core.errors import json_error
 
 # Health checks, the admin (own login), static files and the UI shell stay open.
 OPEN_PREFIXES = ("/health", "/admin", "/static/")

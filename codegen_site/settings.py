@@ -1,11 +1,11 @@
 """Django settings. Deployment settings come from the environment (django-environ,
-optional .env file); application behaviour comes from codegen_site.config (TOML)."""
+optional .env file); application behaviour comes from codegen_site.core.config (TOML)."""
 
 from pathlib import Path
 
 import environ
 
-from codegen_site.config import get_config
+from codegen_site.core.config import get_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # Long-lived async endpoints that do without a per-request thread (codegen_site.asgi).
 SHARED_THREAD_PATHS = ("/chat/stream", "/workflow")
-# ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.db).
+# ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.core.db).
 DB_ASYNC_POOLED = True
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://codegen")}
@@ -127,9 +127,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "codegen_site.errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "codegen_site.core.errors.drf_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["codegen_site.throttling.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["codegen_site.core.throttling.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "api": APP_CONFIG["security"]["rate_anon"],
         "llm": APP_CONFIG["security"]["rate_llm"],

@@ -20,7 +20,7 @@ urlpatterns = [
     path("", include("files_app.urls")),
 ]
 
-handler400 = "codegen_site.errors.handler400"
-handler403 = "codegen_site.errors.handler403"
-handler404 = "codegen_site.errors.handler404"
-handler500 = "codegen_site.errors.handler500"
+handler400 = "codegen_site.core.errors.handler400"
+handler403 = "codegen_site.core.errors.handler403"
+handler404 = "codegen_site.core.errors.handler404"
+handler500 = "codegen_site.core.errors.handler500"

@@ -9,10 +9,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from codegen_site import config as app_config
-from codegen_site.apiview import AsyncAPIView
+from codegen_site.core import config as app_config
+from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 from codegen_site.llm import get_llm
-from codegen_site.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
 

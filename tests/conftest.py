@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from codegen_site import config as app_config
+from codegen_site.core import config as app_config
 from codegen_site.llm import clear_probe_cache
 from tests.fakes.llm_server import FakeLLMServer
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.settings import api_settings
 
-from codegen_site import config as app_config
+from codegen_site.core import config as app_config
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.test import override_settings
 from rest_framework.settings import api_settings
 
 from chat.models import Conversation, Message
-from codegen_site.sse import parse_sse
+from codegen_site.core.sse import parse_sse
 from tests.fakes.llm_server import Turn
 
 pytestmark = pytest.mark.django_db

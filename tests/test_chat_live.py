@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from codegen_site.sse import parse_sse
+from codegen_site.core.sse import parse_sse
 from tests.fakes.llm_server import Turn
 
 

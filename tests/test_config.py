@@ -2,7 +2,7 @@
 
 import pytest
 
-from codegen_site import config as app_config
+from codegen_site.core import config as app_config
 from codegen_site.llm import classify_task, get_llm
 
 

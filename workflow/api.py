@@ -6,10 +6,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
-from codegen_site.apiview import AsyncAPIView
-from codegen_site.serializers import ErrorSerializer
-from codegen_site.sse import sse_response
-from codegen_site.throttling import ApiRateThrottle, LLMRateThrottle
+from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.serializers import ErrorSerializer
+from codegen_site.core.sse import sse_response
+from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 from workflow import services
 from workflow.serializers import (
     CodeRunRequestSerializer,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from codegen_site.core.errors import ServiceError
 
-class LLMError(Exception):
+
+class LLMError(ServiceError):
     status_code = 502
+    default_detail = "LLM error"
 
     def __init__(self, detail: str, *, provider: str = "", host: str = ""):
         super().__init__(detail)
-        self.detail = detail
         self.provider = provider
         self.host = host
 

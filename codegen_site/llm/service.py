@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from codegen_site.config import get_config
+from codegen_site.core.config import get_config
 from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUpstreamError
 from codegen_site.llm.providers import EmbeddedProvider, Messages, OllamaProvider, OpenAICompatibleProvider
 from codegen_site.llm.router import classify_task

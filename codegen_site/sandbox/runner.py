@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codegen_site.core.errors import ServiceBusy
+
 log = logging.getLogger(__name__)
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
@@ -62,7 +64,7 @@ class SandboxResult:
     tests_failed: int = 0
 
 
-class SandboxBusy(Exception):
+class SandboxBusy(ServiceBusy):
     """All run slots are busy and the wait queue is full."""
 
 
@@ -82,7 +84,7 @@ def _fallback_config() -> dict:
 
 def settings() -> dict[str, Any]:
     try:
-        from codegen_site.config import get_config
+        from codegen_site.core.config import get_config
         section = dict(get_config().get("sandbox") or {})
     except ImportError:
         section = _fallback_config()
@@ -118,7 +120,7 @@ class _Limiter:
         cfg = settings()
         with self._cond:
             if self.active + self.waiting >= int(cfg["max_concurrent"]) + int(cfg["max_waiting"]):
-                raise SandboxBusy(f"sandbox busy: {self.active} running, {self.waiting} waiting")
+                raise SandboxBusy(f"Sandbox busy, try again shortly ({self.active} running, {self.waiting} waiting)")
             self.waiting += 1
 
     def acquire(self) -> None:

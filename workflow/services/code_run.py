@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from codegen_site.errors import ServiceBusy
-from codegen_site.sandbox import SandboxBusy, arun_python
+from codegen_site.sandbox import arun_python
 
 
 async def run_code(code: str, tests: str | None = None, timeout: float = 30.0) -> dict:
-    try:
-        result = await arun_python(code, tests or None, timeout=timeout)
-    except SandboxBusy as exc:
-        raise ServiceBusy(f"Sandbox busy, try again shortly ({exc})") from exc
+    result = await arun_python(code, tests or None, timeout=timeout)
     return {"success": result.success, "output": result.output, "error": result.error}

@@ -21,10 +21,10 @@ from typing import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from codegen_site.config import get_config
-from codegen_site.errors import ServiceBusy
-from codegen_site.llm import LLMError, classify_task, get_llm
-from codegen_site.sandbox import SandboxBusy, SandboxResult, arun_python
+from codegen_site.core.config import get_config
+from codegen_site.core.errors import ServiceError
+from codegen_site.llm import classify_task, get_llm
+from codegen_site.sandbox import SandboxResult, arun_python
 from workflow.models import WorkflowRun
 from workflow.services import intent as intents
 from workflow.services import prompts
@@ -136,10 +136,7 @@ class Workflow:
 
     async def _validate(self, code: str, tests: str) -> SandboxResult:
         runnable_tests = prompts.normalize_test_imports(tests, code) if tests.strip() else None
-        try:
-            result = await arun_python(code, runnable_tests, timeout=float(self.settings["validation_timeout"]))
-        except SandboxBusy as exc:
-            raise ServiceBusy(f"Sandbox busy, try again shortly ({exc})") from exc
+        result = await arun_python(code, runnable_tests, timeout=float(self.settings["validation_timeout"]))
         if runnable_tests is None:
             # Code that merely runs is not validated: without tests there is no pass verdict.
             note = "No tests were generated, so the code could not be validated"
@@ -272,11 +269,8 @@ class Workflow:
             state.timings["total"] = round(time.monotonic() - started, 3)
             await self._save(state)
             yield "done", self._payload(run)
-        except LLMError as exc:
-            run.status, run.error = WorkflowRun.Status.ERROR, exc.detail
-            raise
-        except ServiceBusy as exc:
-            run.status, run.error = WorkflowRun.Status.ERROR, str(exc)
+        except ServiceError as exc:
+            run.status, run.error = WorkflowRun.Status.ERROR, str(exc.detail)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             if run.status == WorkflowRun.Status.RUNNING:

@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator
 
 from django.http import StreamingHttpResponse
 
+from codegen_site.core.errors import error_body
+
 # JSON leaves these unescaped when ensure_ascii is off, but Python's
 # str.splitlines (and line readers built on it, httpx's among them) breaks lines
 # at them, cutting a data field in two. Escaped, they are the same JSON.
@@ -28,6 +30,12 @@ def _json(data: Any) -> str:
 
 def sse_frame(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {_json(data)}\n\n".encode()
+
+
+def sse_error_frame(exc: BaseException, **extra: Any) -> bytes:
+    """The `error` event of every stream: the same body as the JSON error, plus its status."""
+    status, body = error_body(exc)
+    return sse_frame("error", {**body, "status": status, **extra})
 
 
 def sse_text_frames(items) -> bytes:

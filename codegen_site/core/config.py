@@ -18,7 +18,7 @@ from typing import Any
 
 import tomlkit
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
 ENV_PREFIX = "CODEGEN_"
 ENV_ALIASES = {
     "OLLAMA_HOST": ("ollama", "host"),

@@ -1,0 +1,126 @@
+"""One error vocabulary and one error shape: {"detail": "..."} with a fitting status.
+
+Every domain error is a `ServiceError` (DRF's APIException style: `status_code`,
+`default_detail`). `error_body` turns any exception into (status, body); the DRF
+handler, the plain-Django handlers and every SSE `error` event use it."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(exceptions.APIException):
+    """Base of the project's own errors; subclasses set status_code and default_detail."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_detail = "Internal server error"
+
+
+class BadInput(ServiceError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Bad request"
+
+
+class NotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = "Not found"
+
+
+class Conflict(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object changed since it was read"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Too large"
+
+
+class ServiceBusy(ServiceError):
+    """Too much work already queued."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_detail = "Too many requests, try again shortly"
+
+
+class PathOutsideWorkspace(BadInput):
+    """A client path that leaves the workspace root (.., absolute, symlink)."""
+
+    default_detail = "Path is outside the workspace"
+
+
+class PathNotAllowed(BadInput):
+    """A path inside the workspace that belongs to the product itself (data dir, config, .venv, .git)."""
+
+    default_detail = "Path is off limits"
+
+
+class PathNotFound(NotFound):
+    default_detail = "Path not found"
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for field, value in detail.items():
+            text = _flatten(value)
+            parts.append(text if field in ("non_field_errors", "detail") else f"{field}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, (list, tuple)):
+        return "; ".join(_flatten(item) for item in detail)
+    return str(detail)
+
+
+def error_body(exc: BaseException) -> tuple[int, dict]:
+    """(HTTP status, {"detail": ...}) for any exception; unknown ones are a logged 500."""
+    if isinstance(exc, RequestDataTooBig):
+        return 413, {"detail": f"Request body too large (limit {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)"}
+    if isinstance(exc, SuspiciousOperation):
+        return 400, {"detail": f"Bad request: {exc}"}
+    if isinstance(exc, exceptions.ValidationError):
+        return exc.status_code, {"detail": _flatten(exc.detail), "errors": exc.detail}
+    if isinstance(exc, exceptions.APIException):
+        return exc.status_code, {"detail": _flatten(exc.detail)}
+    logger.error("Unhandled error", exc_info=exc)
+    return 500, {"detail": "Internal server error"}
+
+
+def drf_exception_handler(exc, context):
+    if isinstance(exc, (exceptions.APIException, RequestDataTooBig, SuspiciousOperation)):
+        response = exception_handler(exc, context)  # keeps DRF's headers (Retry-After, WWW-Authenticate)
+        status_code, body = error_body(exc)
+        if response is None:
+            return Response(body, status=status_code)
+        response.data = body
+        return response
+    status_code, body = error_body(exc)
+    return Response(body, status=status_code)
+
+
+def json_error(detail: str, status_code: int) -> JsonResponse:
+    return JsonResponse({"detail": detail}, status=status_code)
+
+
+def handler404(request, exception=None):
+    return json_error("Not found", 404)
+
+
+def handler500(request):
+    return json_error("Internal server error", 500)
+
+
+def handler400(request, exception=None):
+    return json_error("Bad request", 400)
+
+
+def handler403(request, exception=None):
+    return json_error("Forbidden", 403)
