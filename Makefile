@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# llama.cpp compiled for a generic CPU (AVX2/FMA, no -march=native) and kept outside the
+# checkout, so a fresh clone reuses it: a native build crashed with "illegal instruction" on a
+# virtual machine whose CPU flags promised more than it ran.
+WHEELS ?= $(HOME)/.cache/codegen-ai/wheels
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -11,8 +15,12 @@ PORT   ?= 8000
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# llama-cpp-python compiles from source once (a few minutes); pip caches the wheel.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --quiet -e '.[dev]'
+	# llama-cpp-python compiles from source once (a few minutes) into $(WHEELS).
+	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="-DGGML_NATIVE=OFF" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel --quiet --no-deps --no-cache-dir -w $(WHEELS) \
+	  "$$(grep -o 'llama-cpp-python[^"]*' pyproject.toml)"
+	$(PY) -m pip install --quiet "$$(ls $(WHEELS)/llama_cpp_python-*.whl | sort -V | tail -n1)"
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
