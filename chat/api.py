@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -17,7 +19,6 @@ from chat.serializers import (
     ConversationSerializer,
     ConversationSummarySerializer,
     StreamQuerySerializer,
-    parse_uuid,
 )
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.serializers import ErrorSerializer
@@ -76,13 +77,6 @@ class ChatStreamView(AsyncAPIView):
         return await self._stream(ChatRequestSerializer(data=request.data))
 
 
-def _conversation_id(raw: str):
-    conversation_id = parse_uuid(raw)
-    if conversation_id is None:
-        raise NotFound("Conversation not found")
-    return conversation_id
-
-
 class ConversationListView(APIView):
     @extend_schema(parameters=[ConversationListQuerySerializer],
                    responses={200: ConversationSummarySerializer(many=True), 400: ErrorSerializer},
@@ -97,15 +91,15 @@ class ConversationListView(APIView):
 class ConversationDetailView(APIView):
     @extend_schema(responses={200: ConversationSerializer, 404: ErrorSerializer},
                    summary="One conversation with its messages in order")
-    def get(self, request, conversation_id: str):
-        conversation = services.get_conversation(_conversation_id(conversation_id))
+    def get(self, request, conversation_id: uuid.UUID):
+        conversation = services.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("Conversation not found")
         return Response(ConversationSerializer(conversation).data)
 
     @extend_schema(responses={204: None, 404: ErrorSerializer}, summary="Delete a conversation and its messages")
-    def delete(self, request, conversation_id: str):
-        if not services.delete_conversation(_conversation_id(conversation_id)):
+    def delete(self, request, conversation_id: uuid.UUID):
+        if not services.delete_conversation(conversation_id):
             raise NotFound("Conversation not found")
         return Response(status=status.HTTP_204_NO_CONTENT)
 

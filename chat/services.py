@@ -68,7 +68,7 @@ def context_budget() -> int:
 
 
 def system_prompt() -> str:
-    return str(get_config().get("chat", {}).get("system_prompt", "") or "")
+    return str(get_config()["chat"]["system_prompt"])
 
 
 def build_context(history: list[dict[str, str]], message: str, *, budget: int,

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from codegen_site.core.sse import parse_sse, sse_frame, sse_text_frames
+from codegen_site.core.sse import sse_frame, sse_text_frames
 from codegen_site.llm import Delta
+from tests.sse import parse_sse
 
 AWKWARD = ["plain", "two\nlines", 'quote " and \\ backslash', "tab\tand\r\nCRLF", "ünïcødé ✓ 🐍",
            "line\u2028separator\u2029paragraph", "next\x85line", "form\x0cfeed", "nul\x00byte", "",

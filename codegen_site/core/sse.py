@@ -49,23 +49,3 @@ def sse_response(frames: AsyncIterator[bytes], status: int = 200) -> StreamingHt
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # keep reverse proxies from buffering the stream
     return response
-
-
-def parse_sse(text: str) -> list[tuple[str, Any]]:
-    """Split an SSE body into (event, data) pairs; used by tests, benches and the UI's server-side checks."""
-    events = []
-    # Lines end at CRLF, LF or CR only (the SSE spec), not at every break str.splitlines knows.
-    for block in text.replace("\r\n", "\n").replace("\r", "\n").split("\n\n"):
-        event, data_lines = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data_lines.append(line[5:].lstrip())
-        if data_lines:
-            raw = "\n".join(data_lines)
-            try:
-                events.append((event, json.loads(raw)))
-            except ValueError:
-                events.append((event, raw))
-    return events

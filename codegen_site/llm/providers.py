@@ -1,6 +1,6 @@
 """LLM providers behind one async interface.
 
-Each provider has `stream(messages, model)` yielding Delta(kind, text),
+Each provider has `stream_batches(messages, model)` yielding lists of Delta(kind, text),
 `list_models()`, `probe()` and, where the backend has one, `embed(texts, model)`.
 Errors are raised as LLMUnavailable (503) or LLMModelNotFound / LLMUpstreamError (502).
 """
@@ -57,8 +57,8 @@ def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> h
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(
-                max_connections=int(llm_config.get("max_connections", 20)),
-                max_keepalive_connections=int(llm_config.get("max_keepalive_connections", 10)),
+                max_connections=int(llm_config["max_connections"]),
+                max_keepalive_connections=int(llm_config["max_keepalive_connections"]),
             ),
             # Local model servers: never route them through a proxy from the environment.
             trust_env=False,
@@ -68,9 +68,8 @@ def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> h
 
 
 # Token streams go through aiohttp: its HTTP parser is C, where httpx's (h11) is
-# Python, and a model streams one HTTP chunk per token. Measured on this
-# project's fake server: 6.5 us of CPU per chunk against 10.4 us, before any of
-# the relay's own work (bench/sse_relay.py). Requests with a whole JSON answer
+# Python, and a model streams one HTTP chunk per token, so parsing costs less CPU
+# per token (bench/sse_relay.py compares them). Requests with a whole JSON answer
 # (model lists, embeddings, probes) stay on httpx.
 _sessions: dict[asyncio.AbstractEventLoop, dict[tuple, aiohttp.ClientSession]] = {}
 _closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
@@ -114,7 +113,7 @@ async def stream_session(timeout: float, connect_timeout: float, llm_config: dic
     session = per_loop.get(key)
     if session is None or session.closed:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=int(llm_config.get("max_connections", 20)), limit_per_host=0),
+            connector=aiohttp.TCPConnector(limit=int(llm_config["max_connections"]), limit_per_host=0),
             # connect: waiting for a pooled connection and opening one; sock_read: between bytes.
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout + connect_timeout,
                                           sock_connect=connect_timeout, sock_read=timeout),
@@ -138,14 +137,9 @@ def _error_text(body: bytes) -> str:
 
 
 class Provider:
-    """Every provider streams batches of deltas (`stream_batches`); `stream` is one delta at a time."""
+    """Every provider streams batches of deltas (`stream_batches`): what arrived together."""
 
     name = "provider"
-
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
-        async for batch in self.stream_batches(messages, model, options):
-            for delta in batch:
-                yield delta
 
     def stream_batches(self, messages: Messages, model: str,
                        options: dict | None = None) -> AsyncIterator[list[Delta]]:  # pragma: no cover
@@ -472,8 +466,8 @@ class EmbeddedProvider(Provider):
 
                 cls._llama = Llama(
                     model_path=self.model_path,
-                    n_ctx=int(self.config.get("n_ctx", 4096)),
-                    n_threads=int(self.config.get("n_threads", 2)),
+                    n_ctx=int(self.config["n_ctx"]),
+                    n_threads=int(self.config["n_threads"]),
                     verbose=False,
                 )
                 cls._loaded_path = self.model_path
@@ -485,8 +479,9 @@ class EmbeddedProvider(Provider):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        max_tokens = min(int(options.get("max_tokens") or self.config.get("max_tokens", 512)),
-                         int(self.config.get("max_tokens", 512)))
+        max_tokens = min(int(options.get("max_tokens") or self.config["max_tokens"]), int(self.config["max_tokens"]))
+        # Unset: llama.cpp's own default.
+        sampling = {"temperature": float(options["temperature"])} if options.get("temperature") is not None else {}
 
         def send(kind: str, value: Any) -> None:
             try:
@@ -500,8 +495,7 @@ class EmbeddedProvider(Provider):
             try:
                 llama = self._load()
                 chunks = llama.create_chat_completion(
-                    messages=messages, stream=True, max_tokens=max_tokens,
-                    temperature=float(options.get("temperature", 0.2)),
+                    messages=messages, stream=True, max_tokens=max_tokens, **sampling,
                 )
                 for chunk in chunks:
                     if stop.is_set():

@@ -80,17 +80,17 @@ class LLMService:
     # --- providers ---------------------------------------------------------
     def _ollama(self) -> OllamaProvider:
         section = self.config["ollama"]
-        return OllamaProvider(section["host"], section["timeout"], section.get("connect_timeout", 3.0),
-                              self.config["llm"], self.config["llm"].get("probe_timeout", 1.0))
+        return OllamaProvider(section["host"], section["timeout"], section["connect_timeout"],
+                              self.config["llm"], self.config["llm"]["probe_timeout"])
 
     def _lm_studio(self) -> OpenAICompatibleProvider:
         section = self.config["openai_compatible"]
-        return OpenAICompatibleProvider(section["base_url"], section["timeout"], section.get("connect_timeout", 3.0),
-                                        self.config["llm"], self.config["llm"].get("probe_timeout", 1.0),
-                                        api_key=section.get("api_key", ""))
+        return OpenAICompatibleProvider(section["base_url"], section["timeout"], section["connect_timeout"],
+                                        self.config["llm"], self.config["llm"]["probe_timeout"],
+                                        api_key=section["api_key"])
 
     def _embedded(self) -> EmbeddedProvider:
-        return EmbeddedProvider(self.config.get("embedded", {}))
+        return EmbeddedProvider(self.config["embedded"])
 
     @property
     def setting(self) -> str:
@@ -129,8 +129,8 @@ class LLMService:
 
     # --- routing -----------------------------------------------------------
     def models_for(self, provider_name: str) -> dict[str, str]:
-        models = self.config.get("models", {})
-        return {**models.get("defaults", {}), **models.get(provider_name, {})}
+        models = self.config["models"]
+        return {**models["defaults"], **models.get(provider_name, {})}
 
     def candidates(self, provider_name: str, *, model: str | None = None, task: str | None = None,
                    tier: str | None = None) -> list[str]:
@@ -141,7 +141,7 @@ class LLMService:
 
     def options(self, **overrides) -> dict:
         llm = self.config["llm"]
-        base = {"temperature": llm.get("temperature"), "max_tokens": llm.get("max_tokens")}
+        base = {"temperature": llm["temperature"], "max_tokens": llm["max_tokens"]}
         return {**base, **{k: v for k, v in overrides.items() if v is not None}}
 
     # --- generation --------------------------------------------------------
