@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import services
+from chat import selectors, services
 from chat.serializers import (
     ChatRequestSerializer,
     ChatResponseSerializer,
@@ -22,7 +22,7 @@ from chat.serializers import (
 )
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.serializers import ErrorSerializer
-from codegen_site.core.sse import sse_response
+from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
@@ -62,7 +62,7 @@ class ChatStreamView(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         # All the work (storing, the LLM) runs as the body is sent: nothing is
         # started for a client that is gone before the response begins.
-        return sse_response(services.stream_chat(**serializer.chat_arguments))
+        return sse_response(sse_stream(services.turn_events(**serializer.chat_arguments)))
 
     @extend_schema(parameters=[
         OpenApiParameter("message", str, required=True, description="The user message"),
@@ -84,7 +84,7 @@ class ConversationListView(APIView):
     def get(self, request):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        rows = services.list_conversations(query.validated_data["limit"], query.validated_data["offset"])
+        rows = selectors.list_conversations(query.validated_data["limit"], query.validated_data["offset"])
         return Response(ConversationSummarySerializer(rows, many=True).data)
 
 
@@ -92,7 +92,7 @@ class ConversationDetailView(APIView):
     @extend_schema(responses={200: ConversationSerializer, 404: ErrorSerializer},
                    summary="One conversation with its messages in order")
     def get(self, request, conversation_id: uuid.UUID):
-        conversation = services.get_conversation(conversation_id)
+        conversation = selectors.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("Conversation not found")
         return Response(ConversationSerializer(conversation).data)
