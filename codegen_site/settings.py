@@ -5,7 +5,7 @@ from pathlib import Path
 
 import environ
 
-from codegen_site.core.config import get_config
+from codegen_site.core.config import django_log_level, get_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -165,6 +165,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL, "propagate": False},
+    "loggers": {"django": {"handlers": ["console"], "level": django_log_level(LOG_LEVEL), "propagate": False},
                 "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from codegen_site.core.config import get_config
+from codegen_site.core.config import get_config, on_reload
 from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUpstreamError
 from codegen_site.llm.providers import EmbeddedProvider, Messages, OllamaProvider, OpenAICompatibleProvider
 from codegen_site.llm.router import classify_task
@@ -25,6 +25,12 @@ _probe_cache: dict[tuple[str, str], tuple[float, bool]] = {}
 
 def clear_probe_cache() -> None:
     _probe_cache.clear()
+
+
+# Providers are built from the config on every get_llm(), so a changed config
+# reaches the next request by itself; only what was learnt about the old
+# addresses goes.
+on_reload(lambda previous, current: clear_probe_cache())
 
 
 @dataclass
