@@ -207,3 +207,45 @@ def test_oversized_body_is_413_detail_not_500(client, path, field, settings):
     response = client.post(path, {field: "x" * 20_000}, content_type="application/json")
     assert response.status_code == 413
     assert "too large" in response.json()["detail"]
+
+
+# --- /health under a burst: one probe at a time, a timeout a busy machine can meet ---
+def test_a_burst_of_health_checks_after_idle_sends_one_probe_and_reports_the_llm_up(live_asgi, fake_llm):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    server = live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
+                        "CODEGEN_LLM__PROBE_CACHE_SECONDS": "0.5"})
+    # Slower than a dropped connection attempt's first retry: the probe must wait it out.
+    fake_llm.listing_delay = 1.2
+
+    def probes():
+        return len([r for r in fake_llm.requests if r.path == "/api/tags"])
+
+    def burst():
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda _: httpx.get(server.url + "/health", timeout=10).json(), range(16)))
+
+    for _ in range(2):
+        time.sleep(0.6)  # idle: the last answer has gone stale
+        before = probes()
+        answers = burst()
+        assert [answer["llm_available"] for answer in answers] == [True] * 16
+        assert probes() - before == 1
+
+
+async def test_concurrent_callers_share_one_probe_and_one_leaving_does_not_cancel_it(ollama, set_config):
+    import asyncio
+
+    from codegen_site.llm import get_llm
+
+    ollama.listing_delay = 0.3
+    leaving = asyncio.ensure_future(get_llm().health())
+    staying = [asyncio.ensure_future(get_llm().health()) for _ in range(7)]
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    answers = await asyncio.gather(*staying)
+    assert [answer["llm_available"] for answer in answers] == [True] * 7
+    assert len([r for r in ollama.requests if r.path == "/api/tags"]) == 1

@@ -6,6 +6,7 @@ fallback model when the chosen one is missing or fails before answering."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from codegen_site.llm.thinking import Delta
 
 logger = logging.getLogger(__name__)
 
-# (provider setting, address) -> (checked at, available)
+# (provider, address) -> (checked at, available)
 _probe_cache: dict[tuple[str, str], tuple[float, bool]] = {}
+# (provider, address) -> the probe under way: callers that arrive meanwhile wait
+# for it rather than start their own (a burst of probes can time itself out).
+_probes_in_flight: dict[tuple[str, str], asyncio.Future] = {}
 
 
 def clear_probe_cache() -> None:
@@ -103,15 +107,29 @@ class LLMService:
         return self.config["llm"]["provider"]
 
     async def _cached_probe(self, provider) -> bool:
+        """The provider's availability: the last answer while it is fresh, else one
+        probe shared by every caller that asks while it runs."""
         key = (provider.name, provider.host)
-        ttl = float(self.config["llm"].get("probe_cache_seconds", 2.0))
-        now = time.monotonic()
         cached = _probe_cache.get(key)
-        if cached and now - cached[0] < ttl:
+        if cached and time.monotonic() - cached[0] < float(self.config["llm"]["probe_cache_seconds"]):
             return cached[1]
-        available = await provider.probe()
-        _probe_cache[key] = (time.monotonic(), available)
-        return available
+        in_flight = _probes_in_flight.get(key)
+        # A future belongs to its event loop (async_to_sync may run each call on a new one).
+        if in_flight is None or in_flight.get_loop() is not asyncio.get_running_loop():
+            in_flight = asyncio.ensure_future(self._probe(provider, key))
+            _probes_in_flight[key] = in_flight
+        # Shielded: a caller that goes away does not cancel the others' probe.
+        return await asyncio.shield(in_flight)
+
+    @staticmethod
+    async def _probe(provider, key: tuple[str, str]) -> bool:
+        try:
+            available = await provider.probe()
+            _probe_cache[key] = (time.monotonic(), available)
+            return available
+        finally:
+            if _probes_in_flight.get(key) is asyncio.current_task():
+                del _probes_in_flight[key]
 
     async def provider(self):
         setting = self.setting
