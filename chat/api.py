@@ -52,6 +52,7 @@ class ChatView(AsyncAPIView):
 
 class ChatStreamView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True  # codegen_site.routes
 
     def perform_content_negotiation(self, request, force=False):
         # EventSource sends Accept: text/event-stream; the body is built here, and

@@ -31,6 +31,7 @@ SSE_DESCRIPTION = (
 
 class WorkflowView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True  # with ?stream=true (codegen_site.routes)
 
     @extend_schema(
         request=WorkflowRequestSerializer,
