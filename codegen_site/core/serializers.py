@@ -98,6 +98,7 @@ def _seconds():
     return NumberSetting(min_value=0.1, max_value=3600)
 
 
+
 class LLMSettings(SettingsSection):
     provider = serializers.ChoiceField(choices=config.PROVIDERS)
     temperature = NumberSetting(min_value=0, max_value=2)
@@ -139,13 +140,16 @@ class LoggingSettings(SettingsSection):
     level = LogLevelField()
 
 
+STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
+
+
 class WorkflowSettings(SettingsSection):
     max_repairs = IntegerSetting(min_value=0, max_value=20)
     validation_timeout = NumberSetting(min_value=1, max_value=600)
-    plan_max_tokens = IntegerSetting(min_value=0)
-    tests_max_tokens = IntegerSetting(min_value=0)
-    code_max_tokens = IntegerSetting(min_value=0)
-    chat_max_tokens = IntegerSetting(min_value=0)
+    plan_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
+    tests_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
+    code_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
+    chat_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
     repair_output_chars = IntegerSetting(min_value=0)
     context_code_chars = IntegerSetting(min_value=0)
     research_top_k = IntegerSetting(min_value=0, max_value=100)

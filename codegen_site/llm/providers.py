@@ -140,6 +140,11 @@ class Provider:
     """Every provider streams batches of deltas (`stream_batches`): what arrived together."""
 
     name = "provider"
+    host = ""
+
+    def error(self, kind: type[LLMError], detail: str) -> LLMError:
+        """An error of this kind naming this provider and its address."""
+        return kind(detail, provider=self.name, host=self.host)
 
     def stream_batches(self, messages: Messages, model: str,
                        options: dict | None = None) -> AsyncIterator[list[Delta]]:  # pragma: no cover
@@ -170,31 +175,20 @@ class HTTPProvider(Provider):
         message = _error_text(body)
         lowered = message.lower()
         if model and (status == 404 or "not found" in lowered or "no such model" in lowered):
-            return LLMModelNotFound(
-                f"Model '{model}' not found at {self.label} ({self.host}): {message}",
-                provider=self.name, host=self.host,
-            )
-        return LLMUpstreamError(
-            f"{self.label} at {self.host} answered {status}: {message or 'no details'}",
-            provider=self.name, host=self.host,
-        )
+            return self.error(LLMModelNotFound,
+                              f"Model '{model}' not found at {self.label} ({self.host}): {message}")
+        return self.error(LLMUpstreamError,
+                          f"{self.label} at {self.host} answered {status}: {message or 'no details'}")
 
     def _transport_error(self, exc: Exception) -> LLMError:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError,
                             aiohttp.ConnectionTimeoutError)):
-            return LLMUnavailable(
-                f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})",
-                provider=self.name, host=self.host,
-            )
+            return self.error(LLMUnavailable,
+                              f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})")
         if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-            return LLMUnavailable(
-                f"{self.label} at {self.host} did not answer within {self.timeout:g} s",
-                provider=self.name, host=self.host,
-            )
-        return LLMUpstreamError(
-            f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})",
-            provider=self.name, host=self.host,
-        )
+            return self.error(LLMUnavailable, f"{self.label} at {self.host} did not answer within {self.timeout:g} s")
+        return self.error(LLMUpstreamError,
+                          f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})")
 
     async def _json(self, method: str, path: str, *, json_body: Any = None, model: str | None = None,
                     timeout: float | None = None) -> Any:
@@ -210,8 +204,7 @@ class HTTPProvider(Provider):
         try:
             return response.json()
         except ValueError as exc:
-            raise LLMUpstreamError(f"{self.label} at {self.host} sent invalid JSON",
-                                   provider=self.name, host=self.host) from exc
+            raise self.error(LLMUpstreamError, f"{self.label} at {self.host} sent invalid JSON") from exc
 
     async def probe(self) -> bool:
         try:
@@ -221,7 +214,7 @@ class HTTPProvider(Provider):
             return False
 
     def _bad_stream(self, why: str) -> LLMUpstreamError:
-        return LLMUpstreamError(f"{self.label} at {self.host} {why}", provider=self.name, host=self.host)
+        return self.error(LLMUpstreamError, f"{self.label} at {self.host} {why}")
 
     @asynccontextmanager
     async def _open_stream(self, path: str, body: dict, model: str) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -445,7 +438,7 @@ class EmbeddedProvider(Provider):
         self.host = f"local:{os.path.basename(self.model_path) if self.model_path else 'no model'}"
 
     def _unavailable(self, why: str) -> LLMUnavailable:
-        return LLMUnavailable(f"Embedded model unavailable: {why}", provider=self.name, host=self.host)
+        return self.error(LLMUnavailable, f"Embedded model unavailable: {why}")
 
     def available(self) -> bool:
         return bool(self.model_path and os.path.exists(self.model_path) and _llama_cpp_installed())
@@ -508,7 +501,7 @@ class EmbeddedProvider(Provider):
                 send("error", exc)
             except Exception as exc:  # llama.cpp failures become upstream errors
                 logger.exception("Embedded model failed")
-                send("error", LLMUpstreamError(f"Embedded model failed: {exc}", provider=self.name, host=self.host))
+                send("error", self.error(LLMUpstreamError, f"Embedded model failed: {exc}"))
 
         future = loop.run_in_executor(self._executor, generate)
         splitter = ThinkSplitter()
