@@ -153,3 +153,13 @@ def test_another_process_saving_the_file_is_seen_on_the_next_read():
     assert app_config.get_config()["rag"]["top_k"] == 5
     app_config.save_development({"rag": {"top_k": 7}})  # as a PATCH in another server process writes it
     assert app_config.get_config()["rag"]["top_k"] == 7
+
+
+def test_a_development_file_broken_by_hand_keeps_the_settings_in_effect(caplog):
+    app_config.save_development({"rag": {"top_k": 7}})
+    assert app_config.get_config()["rag"]["top_k"] == 7
+    app_config.development_path().write_text("[rag\ntop_k = ")
+    assert app_config.get_config()["rag"]["top_k"] == 7
+    assert "keeping the settings in effect" in caplog.text
+    app_config.development_path().write_text("[rag]\ntop_k = 8\n")
+    assert app_config.get_config()["rag"]["top_k"] == 8

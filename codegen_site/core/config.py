@@ -31,6 +31,8 @@ ENV_ALIASES = {
 PROVIDERS = ("auto", "ollama", "lm_studio", "embedded")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+logger = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _cache: dict[str, Any] | None = None
 _cache_stamp: tuple | None = None
@@ -122,9 +124,18 @@ def get_config() -> dict[str, Any]:
     with _lock:
         if _cache is not None and stamp == _cache_stamp:
             return _cache
-        previous, _cache, _cache_stamp = _cache, load_config(), stamp
-        current = _cache
-    if previous is not None:
+        previous = _cache
+        try:
+            current = load_config()
+        except (tomllib.TOMLDecodeError, OSError):
+            if previous is None:
+                raise
+            # A file broken by hand must not take a running server down: keep
+            # what was in effect until the file is fixed (its stamp changes again).
+            logger.exception("Could not read %s; keeping the settings in effect", development_path())
+            current = previous
+        _cache, _cache_stamp = current, stamp
+    if previous is not None and current is not previous:
         for listener in list(_listeners):
             listener(previous, current)
     return current
