@@ -33,6 +33,7 @@ run: migrate
 
 lint: install
 	$(VENV)/bin/ruff check codegen_site chat workflow improve rag files_app tests bench
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest

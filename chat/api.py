@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -9,7 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import services
+from chat import selectors, services
 from chat.serializers import (
     ChatRequestSerializer,
     ChatResponseSerializer,
@@ -17,11 +19,10 @@ from chat.serializers import (
     ConversationSerializer,
     ConversationSummarySerializer,
     StreamQuerySerializer,
-    parse_uuid,
 )
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.serializers import ErrorSerializer
-from codegen_site.core.sse import sse_response
+from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
@@ -51,6 +52,7 @@ class ChatView(AsyncAPIView):
 
 class ChatStreamView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True  # codegen_site.routes
 
     def perform_content_negotiation(self, request, force=False):
         # EventSource sends Accept: text/event-stream; the body is built here, and
@@ -61,7 +63,7 @@ class ChatStreamView(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         # All the work (storing, the LLM) runs as the body is sent: nothing is
         # started for a client that is gone before the response begins.
-        return sse_response(services.stream_chat(**serializer.chat_arguments))
+        return sse_response(sse_stream(services.turn_events(**serializer.chat_arguments)))
 
     @extend_schema(parameters=[
         OpenApiParameter("message", str, required=True, description="The user message"),
@@ -76,13 +78,6 @@ class ChatStreamView(AsyncAPIView):
         return await self._stream(ChatRequestSerializer(data=request.data))
 
 
-def _conversation_id(raw: str):
-    conversation_id = parse_uuid(raw)
-    if conversation_id is None:
-        raise NotFound("Conversation not found")
-    return conversation_id
-
-
 class ConversationListView(APIView):
     @extend_schema(parameters=[ConversationListQuerySerializer],
                    responses={200: ConversationSummarySerializer(many=True), 400: ErrorSerializer},
@@ -90,22 +85,22 @@ class ConversationListView(APIView):
     def get(self, request):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        rows = services.list_conversations(query.validated_data["limit"], query.validated_data["offset"])
+        rows = selectors.list_conversations(query.validated_data["limit"], query.validated_data["offset"])
         return Response(ConversationSummarySerializer(rows, many=True).data)
 
 
 class ConversationDetailView(APIView):
     @extend_schema(responses={200: ConversationSerializer, 404: ErrorSerializer},
                    summary="One conversation with its messages in order")
-    def get(self, request, conversation_id: str):
-        conversation = services.get_conversation(_conversation_id(conversation_id))
+    def get(self, request, conversation_id: uuid.UUID):
+        conversation = selectors.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("Conversation not found")
         return Response(ConversationSerializer(conversation).data)
 
     @extend_schema(responses={204: None, 404: ErrorSerializer}, summary="Delete a conversation and its messages")
-    def delete(self, request, conversation_id: str):
-        if not services.delete_conversation(_conversation_id(conversation_id)):
+    def delete(self, request, conversation_id: uuid.UUID):
+        if not services.delete_conversation(conversation_id):
             raise NotFound("Conversation not found")
         return Response(status=status.HTTP_204_NO_CONTENT)
 

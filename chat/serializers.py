@@ -1,28 +1,15 @@
 from __future__ import annotations
 
-import uuid
-
 from rest_framework import serializers
 
 from chat.models import Message
 from codegen_site.core.config import get_config
+from codegen_site.core.serializers import OptionalUUIDField
 
 
 def chat_limits() -> dict:
-    section = get_config().get("chat", {})
-    return {"message": int(section.get("max_message_chars", 100_000)),
-            "history": int(section.get("max_history_items", 500))}
-
-
-class OptionalUUIDField(serializers.UUIDField):
-    """A UUID, or empty / null meaning "start a new conversation"."""
-
-    def to_internal_value(self, data):
-        if data in ("", None):
-            return None
-        if not isinstance(data, str):
-            self.fail("invalid", value=data)
-        return super().to_internal_value(data)
+    section = get_config()["chat"]
+    return {"message": int(section["max_message_chars"]), "history": int(section["max_history_items"])}
 
 
 class TextField(serializers.CharField):
@@ -42,6 +29,7 @@ class HistoryItemSerializer(serializers.Serializer):
 class ChatRequestSerializer(serializers.Serializer):
     message = TextField(trim_whitespace=False, allow_blank=True)
     history = HistoryItemSerializer(many=True, required=False)
+    # Empty or null: a new conversation.
     conversation_id = OptionalUUIDField(required=False, allow_null=True)
 
     def validate_message(self, value: str) -> str:
@@ -107,9 +95,3 @@ class ConversationListQuerySerializer(serializers.Serializer):
     # Bounded: the database rejects offsets past a 64-bit integer.
     offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
 
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None

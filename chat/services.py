@@ -1,28 +1,27 @@
 """Chat turns: build the LLM context from stored or client history, call the LLM,
-store both sides of the exchange.
+store both sides of the exchange (read queries are in chat.selectors).
 
 A turn has two halves. `start_turn` stores the user message (and, for a new
 conversation, the client's history) and returns the messages to send;
 `finish_turn` stores the assistant's answer, marked unfinished when it was cut
-off. `reply` (POST /chat) and `stream_reply` (SSE) run the LLM in between."""
+off. `reply` (POST /chat) and `turn_events` (the stream) run the LLM in between."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count
 from django.utils import timezone
 
+from chat import selectors
 from chat.models import Conversation, Message, title_from
 from codegen_site.core.config import get_config
 from codegen_site.core.db import db_async
-from codegen_site.core.sse import sse_error_frame, sse_frame, sse_text_frames
+from codegen_site.core.sse import TOKENS, error_event
 from codegen_site.llm import LLMError, get_llm
 
 logger = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def context_budget() -> int:
 
 
 def system_prompt() -> str:
-    return str(get_config().get("chat", {}).get("system_prompt", "") or "")
+    return str(get_config()["chat"]["system_prompt"])
 
 
 def build_context(history: list[dict[str, str]], message: str, *, budget: int,
@@ -83,14 +82,6 @@ def build_context(history: list[dict[str, str]], message: str, *, budget: int,
         {"role": Role.USER.value, "content": message}]
 
 
-def _stored_history(conversation: Conversation, budget: int) -> list[dict[str, str]]:
-    messages = conversation.messages
-    system = list(messages.filter(role=Role.SYSTEM).values("role", "content"))
-    newest = (messages.exclude(role=Role.SYSTEM).exclude(content="")
-              .order_by("-id").values("role", "content")[:budget]) if budget else []
-    return system + list(reversed(list(newest)))
-
-
 # --- storage (sync; called through sync_to_async) ------------------------------
 # Reads happen outside the write transactions: on SQLite a transaction that reads
 # first and then writes fails at once ("database is locked") when another writer
@@ -101,13 +92,13 @@ def prepare_turn_sync(message: str, history: list[dict[str, str]] | None = None,
     the client's `history` counts only when the conversation is new."""
     history = history or []
     budget = context_budget()
-    conversation = Conversation.objects.filter(id=conversation_id).first() if conversation_id else None
+    conversation = selectors.find_conversation(conversation_id) if conversation_id else None
     if conversation is None:
         turn = Turn(conversation_id or uuid.uuid4(), message, [], created=True, history=history)
         context_history = history
     else:
         turn = Turn(conversation.id, message, [])
-        context_history = _stored_history(conversation, budget)
+        context_history = selectors.stored_history(conversation, budget)
     turn.llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
     return turn
 
@@ -175,27 +166,18 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
             "conversation_id": str(turn.conversation_id)}
 
 
-async def _let_server_write() -> None:
-    """Give the event loop two turns. Daphne (Twisted) writes a response chunk to
-    the socket only when the loop next polls it for writing, and reading the next
-    batch from a full buffer never returns to the loop: without this, a fast
-    stream's first chunk waited until the next batch had been parsed too."""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-
-
-async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
-                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
-    """SSE frames for one turn: `thinking` / `content` chunks, then `done`, or
-    `error` when the LLM fails. The user message is stored before the first
-    frame goes out. Whatever arrived is stored even when the client hangs up (this
-    generator is then cancelled or closed at an await point); closing the delta
-    iterator closes the upstream request."""
+async def turn_events(message: str, history: list[dict[str, str]] | None = None,
+                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """One turn as events: TOKENS batches (`thinking` / `content` deltas as the
+    LLM sent them together), then `done`, or `error` when the LLM fails. The user
+    message is stored before the LLM is asked. Whatever arrived is stored even
+    when the client hangs up (this generator is then cancelled or closed at an
+    await point); closing the delta iterator closes the upstream request."""
     turn = await prepare_turn(message, history, conversation_id)
-    # Stored before the LLM is asked. Asking it meanwhile was measured
-    # (bench/sse_relay.py): a fast stream's first chunks then arrive during the
-    # write, the event loop parses them while the database thread waits for the
-    # GIL, and the first chunk went out 1-3 ms later than when storing first.
+    # Stored before the LLM is asked: asking it meanwhile let a fast stream's
+    # first chunks arrive during the write, and the event loop parsed them while
+    # the database thread waited for the GIL, delaying the first chunk
+    # (measured with bench/sse_relay.py).
     await store_user_message(turn)
     answer = Answer()
     chat = None
@@ -210,19 +192,16 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
 
     try:
         chat = await get_llm().stream(turn.llm_messages, task=turn.message)
-        # Deltas come in batches (what the upstream sent together); each still
-        # becomes its own event, and a batch goes out as one write.
         async with aclosing(chat.batches()) as batches:
             async for batch in batches:
                 answer.extend(batch)
-                yield sse_text_frames(batch)
-                await _let_server_write()
+                yield TOKENS, batch
         await save(finished=True)
-        yield sse_frame("done", {"conversation_id": str(turn.conversation_id), "model": chat.model})
+        yield "done", {"conversation_id": str(turn.conversation_id), "model": chat.model}
     except LLMError as exc:
         logger.warning("Chat stream for %s failed: %s", turn.conversation_id, exc.detail)
         await save(finished=False)
-        yield sse_error_frame(exc, conversation_id=str(turn.conversation_id))
+        yield error_event(exc, conversation_id=str(turn.conversation_id))
     finally:
         if not saved:  # client gone (cancelled or closed mid-stream)
             try:
@@ -231,36 +210,7 @@ async def turn_frames(message: str, history: list[dict[str, str]] | None = None,
                 logger.exception("Could not store the cut-off answer of %s", turn.conversation_id)
 
 
-async def stream_chat(message: str, history: list[dict[str, str]] | None = None,
-                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[bytes]:
-    """The response body of /chat/stream. Tokens that arrive together are
-    already grouped by the LLM layer, so a fast model costs one write per
-    group rather than per token, while a slow one gets each token out at once."""
-    try:
-        async for frames in turn_frames(message, history, conversation_id):
-            yield frames
-    except Exception as exc:
-        yield sse_error_frame(exc)
-
-
 # --- conversations -----------------------------------------------------------
-def list_conversations(limit: int, offset: int = 0) -> list[dict]:
-    rows = (Conversation.objects.annotate(message_count=Count("messages"))
-            .order_by("-created_at", "-id")[offset:offset + limit])
-    return [{"id": str(row.id), "title": row.title, "created_at": row.created_at, "updated_at": row.updated_at,
-             "message_count": row.message_count} for row in rows]
-
-
-def get_conversation(conversation_id: uuid.UUID) -> dict | None:
-    conversation = Conversation.objects.filter(id=conversation_id).first()
-    if conversation is None:
-        return None
-    messages = conversation.messages.order_by("id").values("role", "content", "thinking", "model", "finished",
-                                                           "created_at")
-    return {"id": str(conversation.id), "title": conversation.title, "created_at": conversation.created_at,
-            "updated_at": conversation.updated_at, "messages": list(messages)}
-
-
 def delete_conversation(conversation_id: uuid.UUID) -> bool:
     deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
     return bool(deleted)

@@ -6,5 +6,5 @@ urlpatterns = [
     path("chat", api.ChatView.as_view(), name="chat"),
     path("chat/stream", api.ChatStreamView.as_view(), name="chat-stream"),
     path("conversations", api.ConversationListView.as_view(), name="conversations"),
-    path("conversations/<str:conversation_id>", api.ConversationDetailView.as_view(), name="conversation"),
+    path("conversations/<uuid:conversation_id>", api.ConversationDetailView.as_view(), name="conversation"),
 ]

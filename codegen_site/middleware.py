@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from codegen_site.core.errors import json_error
+from codegen_site.routes import browser_paths
 
 # Health checks, the admin (own login), static files and the UI shell stay open.
 OPEN_PREFIXES = ("/health", "/admin", "/static/")
@@ -52,7 +53,8 @@ class ApiTokenMiddleware:
 
 class BrowserOnlyMiddleware:
     """Runs Django's session / auth / CSRF / messages middleware (settings.BROWSER_MIDDLEWARE)
-    only for pages a browser uses: the admin and the UI. API requests skip them.
+    only for pages a browser uses: the routes marked `browser(...)` in urls.py (the
+    admin and the UI). API requests skip them.
 
     Those middlewares run their hooks through sync_to_async, a thread hop each
     way per middleware; the JSON API needs none of them (it is token-guarded, not
@@ -71,7 +73,6 @@ class BrowserOnlyMiddleware:
         self.browser_handler = handler
 
     async def __call__(self, request):
-        path = request.path
-        if path.startswith(settings.BROWSER_PATH_PREFIXES) or path in settings.BROWSER_PATHS:
+        if request.path in browser_paths():
             return await self.browser_handler(request)
         return await self.get_response(request)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import environ
 
-from codegen_site.core.config import get_config
+from codegen_site.core.config import django_log_level, get_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,6 @@ BROWSER_MIDDLEWARE = [
 ]
 # The admin's checks look for its middleware in MIDDLEWARE; it is in BROWSER_MIDDLEWARE.
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
-BROWSER_PATH_PREFIXES = ("/admin", "/ui/", "/accounts/")
-BROWSER_PATHS = ("/",)
 
 ROOT_URLCONF = "codegen_site.urls"
 APPEND_SLASH = False
@@ -102,8 +100,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
 
-# Long-lived async endpoints that do without a per-request thread (codegen_site.asgi).
-SHARED_THREAD_PATHS = ("/chat/stream", "/workflow")
 # ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.core.db).
 DB_ASYNC_POOLED = True
 
@@ -165,6 +161,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django": {"handlers": ["console"], "level": "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL, "propagate": False},
+    "loggers": {"django": {"handlers": ["console"], "level": django_log_level(LOG_LEVEL), "propagate": False},
                 "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -3,16 +3,17 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from codegen_site import views
+from codegen_site.routes import browser
 
 urlpatterns = [
-    path("", views.index, name="index"),
+    browser(path("", views.index, name="index")),
     path("health", views.HealthView.as_view(), name="health"),
     path("models", views.ModelsView.as_view(), name="models"),
     path("config", views.ConfigView.as_view(), name="config"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("admin/", admin.site.urls),
+    browser(path("admin/", admin.site.urls)),
     path("", include("chat.urls")),
     path("", include("workflow.urls")),
     path("", include("improve.urls")),

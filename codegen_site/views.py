@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+
+from asgiref.sync import sync_to_async
+from django.shortcuts import render
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core import config as app_config
 from codegen_site.core.apiview import AsyncAPIView
-from codegen_site.core.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
+from codegen_site.core.serializers import (
+    ConfigSavedSerializer,
+    EditableConfigSerializer,
+    ErrorSerializer,
+    HealthSerializer,
+)
 from codegen_site.llm import get_llm
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
@@ -34,38 +42,52 @@ class ModelsView(AsyncAPIView):
 
 
 class ConfigView(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Editable settings")
+    @extend_schema(responses={200: EditableConfigSerializer}, summary="Editable settings, as in effect")
     def get(self, request):
-        return Response(app_config.editable_view(app_config.get_config()))
+        return Response(EditableConfigSerializer(app_config.get_config()).data)
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
-                   summary="Save settings to config/development.toml")
+    @extend_schema(request=EditableConfigSerializer, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
+                   summary="Save settings to config/development.toml; they apply to the next request")
     def patch(self, request):
-        try:
-            patch = app_config.validate_patch(request.data)
-        except app_config.ConfigError as exc:
-            raise ValidationError({"detail": str(exc)}) from exc
+        serializer = EditableConfigSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        patch = serializer.validated_data
         app_config.save_development(patch)
-        return Response({"ok": True, "message": "Config saved. Restart backend to apply changes."},
-                        status=status.HTTP_200_OK)
+        app_config.get_config()  # reads the saved file: the change applies from here on
+        return Response({"ok": True, "message": config_saved_message(patch)})
 
 
-ENDPOINTS = [
-    ("GET", "/health", "service and LLM status"),
-    ("GET", "/models", "models of the active provider"),
-    ("GET, PATCH", "/config", "editable settings"),
-    ("POST", "/chat", "chat, whole answer"),
-    ("GET, POST", "/chat/stream", "chat over server-sent events"),
-    ("GET", "/conversations", "stored conversations"),
-    ("GET, DELETE", "/conversations/{id}", "one conversation"),
-    ("POST", "/workflow", "test-first code generation (?stream=true for events)"),
-    ("POST", "/code/run", "run Python in the sandbox"),
-]
+def config_saved_message(patch: dict) -> str:
+    """Which of the saved settings are in effect: all but those the environment sets."""
+    overridden = app_config.overridden_by_environment(patch)
+    applied = [key for key in app_config.dotted_keys(patch) if key not in overridden]
+    message = "Config saved to development.toml."
+    if applied:
+        message += f" Applied now, no restart needed: {', '.join(applied)}."
+    if overridden:
+        message += (f" Not in effect: {', '.join(overridden)} (set in the environment, which takes precedence; "
+                    "unset it and restart to use the saved value).")
+    return message
+
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@functools.cache
+def endpoints() -> list[tuple[str, str, str]]:
+    """(methods, path, summary) of every API path, from the OpenAPI schema /api/docs shows."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    rows = []
+    for path, operations in schema["paths"].items():
+        methods = [method for method in operations if method in HTTP_METHODS]
+        summary = operations[methods[0]].get("summary", "") if methods else ""
+        rows.append((", ".join(method.upper() for method in methods), path, summary))
+    return rows
 
 
 async def index(request):
     """The landing page: LLM status, a streaming chat box, the endpoint list."""
-    from django.shortcuts import render
-
     health = await get_llm().health()
-    return render(request, "index.html", {"health": health, "endpoints": ENDPOINTS})
+    # Built once per process, off the event loop (it inspects every view).
+    listing = await sync_to_async(endpoints, thread_sensitive=False)()
+    return render(request, "index.html", {"health": health, "endpoints": listing})

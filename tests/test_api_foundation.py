@@ -64,14 +64,16 @@ def test_config_get_shape(client):
     assert "api_key" not in body["openai_compatible"]
 
 
-def test_config_patch_merges_into_development_toml(client):
+def test_config_patch_merges_into_development_toml(client, monkeypatch):
+    monkeypatch.delenv("CODEGEN_LLM__PROVIDER")  # the test settings pin it
     path = app_config.development_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('# my notes\n[rag]\ntop_k = 9\n\n[llm]\nprovider = "ollama"\ntemperature = 0.5\n')
     response = client.patch("/config", {"llm": {"provider": "lm_studio"}, "logging": {"level": "debug"}},
                             content_type="application/json")
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "message": "Config saved. Restart backend to apply changes."}
+    assert response.json()["ok"] is True
+    assert "Applied now, no restart needed: llm.provider, logging.level." in response.json()["message"]
     text = path.read_text()
     saved = tomllib.loads(text)
     assert "# my notes" in text
@@ -92,15 +94,22 @@ def test_config_patch_models_per_provider(client):
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ({"llm": {"provider": "gpt5-cloud"}}, "Unknown provider"),
-    ({"logging": {"level": "LOUD"}}, "Unknown log level"),
-    ({"colour": {"x": 1}}, "Unknown config section"),
-    ({"llm": {"provider": "ollama", "turbo": True}}, "Unknown key"),
-    ({"models": {"defaults": {"huge": "x"}}}, "Unknown key"),
-    ({"models": {"defaults": {"simple": ""}}}, "non-empty string"),
-    ({"ollama": {"host": "ftp://x"}}, "http://"),
-    ({}, "non-empty JSON object"),
-    ([1, 2], "non-empty JSON object"),
+    ({"llm": {"provider": "gpt5-cloud"}}, 'llm: provider: "gpt5-cloud" is not a valid choice'),
+    ({"logging": {"level": "LOUD"}}, "logging: level: "),
+    ({"colour": {"x": 1}}, "colour: Unknown setting"),
+    ({"llm": {"provider": "ollama", "turbo": True}}, "llm: turbo: Unknown setting"),
+    ({"models": {"defaults": {"huge": "x"}}}, "models: defaults: huge: Unknown setting"),
+    ({"models": {"defaults": {"simple": ""}}}, "models: defaults: simple: This field may not be blank"),
+    ({"models": {"defaults": {"simple": 7}}}, "models: defaults: simple: A string is required"),
+    ({"ollama": {"host": "ftp://x"}}, "ollama: host: Must start with http://"),
+    ({"ollama": {"timeout": "5"}}, "ollama: timeout: "),
+    ({"llm": {"temperature": True}}, "llm: temperature: "),
+    ({"workflow": {"max_repairs": 2.5}}, "workflow: max_repairs: "),
+    ({"sandbox": {"uid_base": 1000}}, "sandbox: uid_base: Unknown setting"),
+    ({"llm": {}}, "llm: Name at least one setting"),
+    ({"llm": None}, "llm: This field may not be null"),
+    ({}, "Name at least one setting"),
+    ([1, 2], "Expected a dictionary"),
 ])
 def test_config_patch_rejects_bad_input_and_writes_nothing(client, body, fragment):
     response = client.patch("/config", body, content_type="application/json")
@@ -189,6 +198,18 @@ def test_landing_page_shows_provider_and_links(client, ollama):
     html = response.content.decode()
     assert 'data-provider="ollama"' in html and "available" in html
     assert "/api/docs" in html and "/admin/" in html and "/static/codegen.js" in html
+    # The endpoint list is the API schema's: every path with its methods.
+    for row in ("GET, PATCH /config", "GET, POST /chat/stream", "GET, DELETE /conversations/{conversation_id}",
+                "POST /workflow", "POST /code/run"):
+        assert f"<code>{row}</code>" in html, row
+
+
+def test_streaming_and_browser_paths_are_read_from_the_routes():
+    from codegen_site.routes import browser_paths, streaming_paths
+
+    assert streaming_paths().exact == {"/chat/stream", "/workflow"} and streaming_paths().prefixes == ()
+    assert browser_paths().exact == {"/"} and browser_paths().prefixes == ("/admin/",)
+    assert "/admin/chat/conversation/" in browser_paths() and "/chat" not in browser_paths()
 
 
 
@@ -198,3 +219,45 @@ def test_oversized_body_is_413_detail_not_500(client, path, field, settings):
     response = client.post(path, {field: "x" * 20_000}, content_type="application/json")
     assert response.status_code == 413
     assert "too large" in response.json()["detail"]
+
+
+# --- /health under a burst: one probe at a time, a timeout a busy machine can meet ---
+def test_a_burst_of_health_checks_after_idle_sends_one_probe_and_reports_the_llm_up(live_asgi, fake_llm):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    server = live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
+                        "CODEGEN_LLM__PROBE_CACHE_SECONDS": "0.5"})
+    # Slower than a dropped connection attempt's first retry: the probe must wait it out.
+    fake_llm.listing_delay = 1.2
+
+    def probes():
+        return len([r for r in fake_llm.requests if r.path == "/api/tags"])
+
+    def burst():
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda _: httpx.get(server.url + "/health", timeout=10).json(), range(16)))
+
+    for _ in range(2):
+        time.sleep(0.6)  # idle: the last answer has gone stale
+        before = probes()
+        answers = burst()
+        assert [answer["llm_available"] for answer in answers] == [True] * 16
+        assert probes() - before == 1
+
+
+async def test_concurrent_callers_share_one_probe_and_one_leaving_does_not_cancel_it(ollama, set_config):
+    import asyncio
+
+    from codegen_site.llm import get_llm
+
+    ollama.listing_delay = 0.3
+    leaving = asyncio.ensure_future(get_llm().health())
+    staying = [asyncio.ensure_future(get_llm().health()) for _ in range(7)]
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    answers = await asyncio.gather(*staying)
+    assert [answer["llm_available"] for answer in answers] == [True] * 7
+    assert len([r for r in ollama.requests if r.path == "/api/tags"]) == 1

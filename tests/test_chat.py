@@ -8,8 +8,8 @@ from django.test import override_settings
 from rest_framework.settings import api_settings
 
 from chat.models import Conversation, Message
-from codegen_site.core.sse import parse_sse
 from tests.fakes.llm_server import Turn
+from tests.sse import parse_sse
 
 pytestmark = pytest.mark.django_db
 
@@ -218,11 +218,12 @@ def test_conversation_detail_shape(client, chat_llm):
     assert body["messages"][1]["finished"] is True and body["messages"][1]["model"]
 
 
-@pytest.mark.parametrize("path", [f"/conversations/{uuid.uuid4()}", "/conversations/not-a-uuid"])
-def test_unknown_conversation_is_404_detail(client, path):
-    response = client.get(path)
-    assert response.status_code == 404
-    assert response.json() == {"detail": "Conversation not found"}
+@pytest.mark.parametrize("path, detail", [(f"/conversations/{uuid.uuid4()}", "Conversation not found"),
+                                          ("/conversations/not-a-uuid", "Not found")])  # no route matches
+def test_unknown_conversation_is_404_detail(client, path, detail):
+    for response in (client.get(path), client.delete(path)):
+        assert response.status_code == 404
+        assert response.json() == {"detail": detail}
 
 
 def test_delete_conversation_removes_its_messages(client, chat_llm):

@@ -8,8 +8,8 @@ import time
 
 import httpx
 
-from codegen_site.core.sse import parse_sse
 from tests.fakes.llm_server import Turn
+from tests.sse import parse_sse
 
 
 def start_server(live_asgi, fake_llm, **env):

@@ -1,4 +1,7 @@
-"""Config layering: default.toml < development.toml < environment."""
+"""Config layering: default.toml < development.toml < environment; PATCH /config applied live."""
+
+import logging
+import tomllib
 
 import pytest
 
@@ -64,3 +67,99 @@ def test_complexity_router(task, tier):
 
 def test_long_requests_are_complex():
     assert classify_task("implement the following " + "requirement and detail " * 80) == "complex"
+
+
+# --- live config: PATCH /config applies to the next request --------------------
+def patch_config(client, body):
+    response = client.patch("/config", body, content_type="application/json")
+    assert response.status_code == 200, response.json()
+    return response.json()["message"]
+
+
+def ask(client, message="hello"):
+    response = client.post("/chat", {"message": message}, content_type="application/json")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+@pytest.fixture
+def llm_from_environment(fake_llm, monkeypatch):
+    """Both wire formats of the scripted server reachable; the provider left to PATCH /config."""
+    monkeypatch.delenv("CODEGEN_LLM__PROVIDER")  # the test settings pin it
+    monkeypatch.setenv("CODEGEN_OLLAMA__HOST", fake_llm.url)
+    monkeypatch.setenv("CODEGEN_OPENAI_COMPATIBLE__BASE_URL", fake_llm.openai_url)
+    return fake_llm
+
+
+@pytest.fixture
+def restore_log_levels():
+    loggers = [logging.getLogger(), logging.getLogger("django")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+@pytest.mark.django_db
+def test_patched_log_level_is_shown_and_applied(client, restore_log_levels):
+    message = patch_config(client, {"logging": {"level": "error"}})
+    assert "Applied now, no restart needed: logging.level." in message
+    assert client.get("/config").json()["logging"] == {"level": "ERROR"}
+    assert logging.getLogger().level == logging.ERROR
+    assert logging.getLogger("django").level == logging.ERROR
+    patch_config(client, {"logging": {"level": "DEBUG"}})
+    assert logging.getLogger().level == logging.DEBUG
+    assert logging.getLogger("django").level == logging.INFO  # its DEBUG is every SQL query
+
+
+@pytest.mark.django_db
+def test_patched_model_for_simple_tasks_is_asked_for_on_the_next_chat(client, llm_from_environment):
+    patch_config(client, {"llm": {"provider": "ollama"}})
+    assert ask(client)["model"] == "qwen2.5-coder:7b"
+    llm_from_environment.models.append("tiny-coder:1b")
+    patch_config(client, {"models": {"defaults": {"simple": "tiny-coder:1b"}}})
+    assert client.get("/config").json()["models"]["defaults"]["simple"] == "tiny-coder:1b"
+    assert ask(client)["model"] == "tiny-coder:1b"
+    assert [body["model"] for body in llm_from_environment.chat_requests] == ["qwen2.5-coder:7b", "tiny-coder:1b"]
+
+
+@pytest.mark.django_db
+def test_patched_provider_switches_on_the_next_request(client, llm_from_environment):
+    def chat_paths():
+        return [r.path for r in llm_from_environment.requests if r.method == "POST"]
+
+    patch_config(client, {"llm": {"provider": "ollama"}})
+    assert client.get("/health").json()["llm_provider"] == "ollama"
+    ask(client)
+    assert chat_paths() == ["/api/chat"]
+    message = patch_config(client, {"llm": {"provider": "lm_studio"}})
+    assert "Applied now, no restart needed: llm.provider." in message
+    assert client.get("/health").json()["llm_provider"] == "lm_studio"
+    assert ask(client)["model"] == "local"  # the lm_studio model table
+    assert chat_paths() == ["/api/chat", "/v1/chat/completions"]
+
+
+@pytest.mark.django_db
+def test_patch_names_the_settings_the_environment_overrides(client, monkeypatch, restore_log_levels):
+    monkeypatch.setenv("CODEGEN_LLM__PROVIDER", "embedded")
+    message = patch_config(client, {"llm": {"provider": "ollama"}, "logging": {"level": "WARNING"}})
+    assert "Applied now, no restart needed: logging.level." in message
+    assert "Not in effect: llm.provider (set in the environment" in message
+    assert client.get("/config").json()["llm"]["provider"] == "embedded"  # what is in effect
+    assert tomllib.loads(app_config.development_path().read_text())["llm"]["provider"] == "ollama"
+
+
+def test_another_process_saving_the_file_is_seen_on_the_next_read():
+    assert app_config.get_config()["rag"]["top_k"] == 5
+    app_config.save_development({"rag": {"top_k": 7}})  # as a PATCH in another server process writes it
+    assert app_config.get_config()["rag"]["top_k"] == 7
+
+
+def test_a_development_file_broken_by_hand_keeps_the_settings_in_effect(caplog):
+    app_config.save_development({"rag": {"top_k": 7}})
+    assert app_config.get_config()["rag"]["top_k"] == 7
+    app_config.development_path().write_text("[rag\ntop_k = ")
+    assert app_config.get_config()["rag"]["top_k"] == 7
+    assert "keeping the settings in effect" in caplog.text
+    app_config.development_path().write_text("[rag]\ntop_k = 8\n")
+    assert app_config.get_config()["rag"]["top_k"] == 8

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from codegen_site.core.sse import parse_sse, sse_frame, sse_text_frames
+from codegen_site.core.errors import ServiceBusy
+from codegen_site.core.sse import TOKENS, error_event, sse_frame, sse_stream, sse_text_frames
 from codegen_site.llm import Delta
+from tests.sse import parse_sse
 
 AWKWARD = ["plain", "two\nlines", 'quote " and \\ backslash', "tab\tand\r\nCRLF", "ünïcødé ✓ 🐍",
            "line\u2028separator\u2029paragraph", "next\x85line", "form\x0cfeed", "nul\x00byte", "",
@@ -40,3 +42,41 @@ def test_parse_sse_splits_lines_only_at_cr_and_lf():
     # What another server may send unescaped: per the SSE spec it is part of the data.
     assert parse_sse('event: content\r\ndata: "a\u2028b"\r\n\r\n') == [("content", "a\u2028b")]
     assert parse_sse("data: plain\rdata: more\r\r") == [("message", "plain\nmore")]
+
+
+async def test_a_stream_of_events_is_framed_and_an_exception_ends_it_with_an_error_event():
+    async def events():
+        yield TOKENS, [Delta("thinking", "hm"), Delta("content", "Hi")]
+        yield "plan", {"content": "step"}
+        raise ServiceBusy("queue full")
+
+    chunks = [chunk async for chunk in sse_stream(events())]
+    assert len(chunks) == 3  # a token batch is one write
+    assert parse_sse(b"".join(chunks).decode()) == [
+        ("thinking", "hm"), ("content", "Hi"), ("plan", {"content": "step"}),
+        ("error", {"detail": "queue full", "status": 429})]
+
+
+async def test_a_stream_may_add_context_to_its_own_error_event():
+    async def events():
+        yield error_event(ServiceBusy(), conversation_id="abc")
+
+    chunks = [chunk async for chunk in sse_stream(events())]
+    assert parse_sse(b"".join(chunks).decode()) == [
+        ("error", {"detail": ServiceBusy.default_detail, "status": 429, "conversation_id": "abc"})]
+
+
+async def test_closing_the_stream_closes_the_event_generator():
+    closed = []
+
+    async def events():
+        try:
+            while True:
+                yield "content", "x"
+        finally:
+            closed.append(True)
+
+    stream = sse_stream(events())
+    assert await anext(stream) == sse_frame("content", "x")
+    await stream.aclose()
+    assert closed == [True]

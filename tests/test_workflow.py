@@ -8,9 +8,9 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 
-from codegen_site.core.sse import parse_sse
 from codegen_site.llm import classify_task
 from tests.fakes.llm_server import Turn
+from tests.sse import parse_sse
 from workflow.models import WorkflowRun
 from workflow.services import prompts
 

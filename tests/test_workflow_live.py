@@ -63,7 +63,7 @@ def test_whole_workflow_on_the_bundled_model(client, set_config):
 def test_concurrent_streams_each_finish_with_their_own_result(live_asgi, fake_llm):
     from concurrent.futures import ThreadPoolExecutor
 
-    from codegen_site.core.sse import parse_sse
+    from tests.sse import parse_sse
     from tests.test_workflow import RIGHT, WRONG, Model
 
     fake_llm.responder = Model([WRONG, RIGHT])  # shared: some runs need a repair, all end passing

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.serializers import ErrorSerializer
-from codegen_site.core.sse import sse_response
+from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 from workflow import services
 from workflow.serializers import (
@@ -31,6 +31,7 @@ SSE_DESCRIPTION = (
 
 class WorkflowView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True  # with ?stream=true (codegen_site.routes)
 
     @extend_schema(
         request=WorkflowRequestSerializer,
@@ -44,7 +45,7 @@ class WorkflowView(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         task, session_id = serializer.validated_data["task"], serializer.validated_data.get("session_id")
         if request.query_params.get("stream", "").lower() in TRUE_VALUES:
-            return sse_response(services.workflow_sse(task, session_id))
+            return sse_response(sse_stream(services.workflow_events(task, session_id)))
         return Response(await services.run_workflow(task, session_id))
 
 

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from codegen_site.core.serializers import OptionalUUIDField
+
 MAX_CODE_CHARS = 200_000
 MAX_TASK_CHARS = 20_000
 
@@ -25,15 +27,8 @@ class CodeRunResponseSerializer(serializers.Serializer):
 
 class WorkflowRequestSerializer(serializers.Serializer):
     task = serializers.CharField(max_length=MAX_TASK_CHARS)
-    session_id = serializers.UUIDField(required=False, allow_null=True)
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and data.get("session_id") == "":
-            data = {k: v for k, v in data.items() if k != "session_id"}
-        if isinstance(data, dict) and data.get("session_id") is not None and not isinstance(data["session_id"], str):
-            # DRF would read 42 as UUID(int=42); ids are strings.
-            raise serializers.ValidationError({"session_id": ["Must be a valid UUID string."]})
-        return super().to_internal_value(data)
+    # Empty or null: a new session.
+    session_id = OptionalUUIDField(required=False, allow_null=True)
 
 
 class WorkflowResponseSerializer(serializers.Serializer):

@@ -9,12 +9,13 @@ strings. A few common names are accepted as aliases (OLLAMA_HOST, LLM_PROVIDER).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 import threading
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tomlkit
 
@@ -29,11 +30,13 @@ ENV_ALIASES = {
 
 PROVIDERS = ("auto", "ollama", "lm_studio", "embedded")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-MODEL_TIERS = ("simple", "medium", "complex", "fallback")
-MODEL_GROUPS = ("defaults", "ollama", "lm_studio", "embedded")
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _cache: dict[str, Any] | None = None
+_cache_stamp: tuple | None = None
+_listeners: list[Callable[[dict, dict], None]] = []
 
 
 def config_dir() -> Path:
@@ -102,126 +105,84 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return deep_merge(config, _env_overrides(dict(environ)))
 
 
+def _stamp() -> tuple:
+    """What identifies the saved settings on disk: a save replaces the file (new inode)."""
+    path = development_path()
+    try:
+        info = path.stat()
+    except OSError:
+        return (path, None)
+    return (path, info.st_ino, info.st_mtime_ns, info.st_size)
+
+
 def get_config() -> dict[str, Any]:
-    """The merged config, read once per process (PATCH /config needs a restart)."""
-    global _cache
+    """The merged config. Read again when development.toml changed (PATCH /config, in
+    this process or another), so application settings apply without a restart;
+    the functions given to `on_reload` then run with the previous and new config."""
+    global _cache, _cache_stamp
+    stamp = _stamp()
     with _lock:
-        if _cache is None:
-            _cache = load_config()
-        return _cache
+        if _cache is not None and stamp == _cache_stamp:
+            return _cache
+        previous = _cache
+        try:
+            current = load_config()
+        except (tomllib.TOMLDecodeError, OSError):
+            if previous is None:
+                raise
+            # A file broken by hand must not take a running server down: keep
+            # what was in effect until the file is fixed (its stamp changes again).
+            logger.exception("Could not read %s; keeping the settings in effect", development_path())
+            current = previous
+        _cache, _cache_stamp = current, stamp
+    if previous is not None and current is not previous:
+        for listener in list(_listeners):
+            listener(previous, current)
+    return current
 
 
-def reload_config() -> dict[str, Any]:
-    global _cache
-    with _lock:
-        _cache = None
-    return get_config()
+def on_reload(listener: Callable[[dict, dict], None]) -> None:
+    _listeners.append(listener)
 
 
-# --- the editable part (GET/PATCH /config) ---------------------------------
-
-class ConfigError(ValueError):
-    pass
-
-
-def editable_view(config: dict[str, Any]) -> dict[str, Any]:
-    models = config.get("models", {})
-    return {
-        "llm": {"provider": config["llm"]["provider"]},
-        "models": {group: dict(models[group]) for group in MODEL_GROUPS if group in models},
-        "embeddings": {"model": config["embeddings"]["model"]},
-        "logging": {"level": config["logging"]["level"]},
-        "ollama": {"host": config["ollama"]["host"], "timeout": config["ollama"]["timeout"]},
-        "openai_compatible": {
-            "base_url": config["openai_compatible"]["base_url"],
-            "timeout": config["openai_compatible"]["timeout"],
-        },
-    }
+def django_log_level(level: str) -> str:
+    # Django's DEBUG output is every SQL query: under DEBUG it stays at INFO.
+    return "INFO" if level == "DEBUG" else level
 
 
-def _require_str(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where} must be a non-empty string")
-    return value.strip()
+def _apply_log_level(previous: dict, current: dict) -> None:
+    level = current["logging"]["level"]
+    if level != previous["logging"]["level"]:
+        logging.getLogger().setLevel(level)
+        logging.getLogger("django").setLevel(django_log_level(level))
 
 
-def _require_timeout(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-        raise ConfigError(f"{where} must be a number of seconds between 0 and 3600")
-    return float(value)
+on_reload(_apply_log_level)
 
 
-def _require_url(value: Any, where: str) -> str:
-    url = _require_str(value, where)
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} must start with http:// or https://")
-    return url.rstrip("/")
+def overridden_by_environment(patch: dict, environ: dict[str, str] | None = None) -> list[str]:
+    """Dotted keys of a patch that the environment sets too (the environment wins)."""
+    overrides = _env_overrides(dict(os.environ if environ is None else environ))
+
+    def walk(node: dict, env_node: dict, prefix: str) -> list[str]:
+        found = []
+        for key, value in node.items():
+            if key not in env_node:
+                continue
+            if isinstance(value, dict) and isinstance(env_node[key], dict):
+                found += walk(value, env_node[key], f"{prefix}{key}.")
+            else:
+                found.append(prefix + key)
+        return found
+
+    return walk(patch, overrides, "")
 
 
-def validate_patch(patch: Any) -> dict[str, Any]:
-    """Check a PATCH body against the editable keys; return it normalised."""
-    if not isinstance(patch, dict) or not patch:
-        raise ConfigError("Body must be a non-empty JSON object")
-
-    def section(name: str, allowed: tuple[str, ...]) -> dict:
-        body = patch[name]
-        if not isinstance(body, dict) or not body:
-            raise ConfigError(f"'{name}' must be a non-empty object")
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise ConfigError(f"Unknown key(s) in '{name}': {', '.join(unknown)}")
-        return body
-
-    clean: dict[str, Any] = {}
-    handlers = {"llm", "models", "embeddings", "logging", "ollama", "openai_compatible"}
-    unknown = sorted(set(patch) - handlers)
-    if unknown:
-        raise ConfigError(f"Unknown config section(s): {', '.join(unknown)}")
-
-    if "llm" in patch:
-        provider = section("llm", ("provider",)).get("provider")
-        if provider not in PROVIDERS:
-            raise ConfigError(f"Unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
-        clean["llm"] = {"provider": provider}
-    if "models" in patch:
-        groups = section("models", MODEL_GROUPS)
-        clean["models"] = {}
-        for group, tiers in groups.items():
-            if not isinstance(tiers, dict) or not tiers:
-                raise ConfigError(f"'models.{group}' must be a non-empty object")
-            bad = sorted(set(tiers) - set(MODEL_TIERS))
-            if bad:
-                raise ConfigError(f"Unknown key(s) in 'models.{group}': {', '.join(bad)}")
-            clean["models"][group] = {
-                tier: _require_str(name, f"models.{group}.{tier}") for tier, name in tiers.items()
-            }
-    if "embeddings" in patch:
-        body = section("embeddings", ("model",))
-        clean["embeddings"] = {"model": _require_str(body.get("model"), "embeddings.model")}
-    if "logging" in patch:
-        level = section("logging", ("level",)).get("level")
-        if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
-            raise ConfigError(f"Unknown log level {level!r}; expected one of {', '.join(LOG_LEVELS)}")
-        clean["logging"] = {"level": level.upper()}
-    if "ollama" in patch:
-        body = section("ollama", ("host", "timeout"))
-        clean["ollama"] = {}
-        if "host" in body:
-            clean["ollama"]["host"] = _require_url(body["host"], "ollama.host")
-        if "timeout" in body:
-            clean["ollama"]["timeout"] = _require_timeout(body["timeout"], "ollama.timeout")
-    if "openai_compatible" in patch:
-        body = section("openai_compatible", ("base_url", "api_key", "timeout"))
-        clean["openai_compatible"] = {}
-        if "base_url" in body:
-            clean["openai_compatible"]["base_url"] = _require_url(body["base_url"], "openai_compatible.base_url")
-        if "api_key" in body:
-            if not isinstance(body["api_key"], str):
-                raise ConfigError("openai_compatible.api_key must be a string")
-            clean["openai_compatible"]["api_key"] = body["api_key"]
-        if "timeout" in body:
-            clean["openai_compatible"]["timeout"] = _require_timeout(body["timeout"], "openai_compatible.timeout")
-    return clean
+def dotted_keys(patch: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in patch.items():
+        keys += dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+    return keys
 
 
 def _merge_into_document(document: tomlkit.TOMLDocument | dict, patch: dict) -> None:

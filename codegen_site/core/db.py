@@ -2,9 +2,9 @@
 
 Django's default (`sync_to_async` thread-sensitive) runs each request's ORM
 calls on a thread made for that request, with a new database connection that is
-closed when the request ends: a few milliseconds per request, paid before the
-first byte of a stream. Hot paths use `db_async` instead: a pooled worker thread
-that keeps its connection between calls, replaced when an error left it unusable."""
+closed when the request ends: a cost paid before the first byte of a stream. Hot
+paths use `db_async` instead: a pooled worker thread that keeps its connection
+between calls, replaced when an error left it unusable."""
 
 from __future__ import annotations
 

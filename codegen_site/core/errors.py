@@ -19,53 +19,51 @@ logger = logging.getLogger(__name__)
 
 
 class ServiceError(exceptions.APIException):
-    """Base of the project's own errors; subclasses set status_code and default_detail."""
+    """Base of the project's own errors. A subclass names its status and default
+    detail in its class line: `class Gone(ServiceError, status_code=410, detail="Gone")`."""
 
     status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
     default_detail = "Internal server error"
 
-
-class BadInput(ServiceError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request"
-
-
-class NotFound(ServiceError):
-    status_code = status.HTTP_404_NOT_FOUND
-    default_detail = "Not found"
+    def __init_subclass__(cls, status_code: int | None = None, detail: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+        if detail is not None:
+            cls.default_detail = detail
 
 
-class Conflict(ServiceError):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object changed since it was read"
+class BadInput(ServiceError, status_code=status.HTTP_400_BAD_REQUEST, detail="Bad request"):
+    pass
 
 
-class PayloadTooLarge(ServiceError):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Too large"
+class NotFound(ServiceError, status_code=status.HTTP_404_NOT_FOUND, detail="Not found"):
+    pass
 
 
-class ServiceBusy(ServiceError):
+class Conflict(ServiceError, status_code=status.HTTP_409_CONFLICT, detail="The object changed since it was read"):
+    pass
+
+
+class PayloadTooLarge(ServiceError, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail="Too large"):
+    pass
+
+
+class ServiceBusy(ServiceError, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                  detail="Too many requests, try again shortly"):
     """Too much work already queued."""
 
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    default_detail = "Too many requests, try again shortly"
 
-
-class PathOutsideWorkspace(BadInput):
+class PathOutsideWorkspace(BadInput, detail="Path is outside the workspace"):
     """A client path that leaves the workspace root (.., absolute, symlink)."""
 
-    default_detail = "Path is outside the workspace"
 
-
-class PathNotAllowed(BadInput):
+class PathNotAllowed(BadInput, detail="Path is off limits"):
     """A path inside the workspace that belongs to the product itself (data dir, config, .venv, .git)."""
 
-    default_detail = "Path is off limits"
 
-
-class PathNotFound(NotFound):
-    default_detail = "Path not found"
+class PathNotFound(NotFound, detail="Path not found"):
+    pass
 
 
 def _flatten(detail) -> str:

@@ -1,6 +1,6 @@
 """LLM providers behind one async interface.
 
-Each provider has `stream(messages, model)` yielding Delta(kind, text),
+Each provider has `stream_batches(messages, model)` yielding lists of Delta(kind, text),
 `list_models()`, `probe()` and, where the backend has one, `embed(texts, model)`.
 Errors are raised as LLMUnavailable (503) or LLMModelNotFound / LLMUpstreamError (502).
 """
@@ -57,8 +57,8 @@ def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> h
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(
-                max_connections=int(llm_config.get("max_connections", 20)),
-                max_keepalive_connections=int(llm_config.get("max_keepalive_connections", 10)),
+                max_connections=int(llm_config["max_connections"]),
+                max_keepalive_connections=int(llm_config["max_keepalive_connections"]),
             ),
             # Local model servers: never route them through a proxy from the environment.
             trust_env=False,
@@ -68,9 +68,8 @@ def shared_client(timeout: float, connect_timeout: float, llm_config: dict) -> h
 
 
 # Token streams go through aiohttp: its HTTP parser is C, where httpx's (h11) is
-# Python, and a model streams one HTTP chunk per token. Measured on this
-# project's fake server: 6.5 us of CPU per chunk against 10.4 us, before any of
-# the relay's own work (bench/sse_relay.py). Requests with a whole JSON answer
+# Python, and a model streams one HTTP chunk per token, so parsing costs less CPU
+# per token (bench/sse_relay.py compares them). Requests with a whole JSON answer
 # (model lists, embeddings, probes) stay on httpx.
 _sessions: dict[asyncio.AbstractEventLoop, dict[tuple, aiohttp.ClientSession]] = {}
 _closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
@@ -114,7 +113,7 @@ async def stream_session(timeout: float, connect_timeout: float, llm_config: dic
     session = per_loop.get(key)
     if session is None or session.closed:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=int(llm_config.get("max_connections", 20)), limit_per_host=0),
+            connector=aiohttp.TCPConnector(limit=int(llm_config["max_connections"]), limit_per_host=0),
             # connect: waiting for a pooled connection and opening one; sock_read: between bytes.
             timeout=aiohttp.ClientTimeout(total=None, connect=timeout + connect_timeout,
                                           sock_connect=connect_timeout, sock_read=timeout),
@@ -138,14 +137,14 @@ def _error_text(body: bytes) -> str:
 
 
 class Provider:
-    """Every provider streams batches of deltas (`stream_batches`); `stream` is one delta at a time."""
+    """Every provider streams batches of deltas (`stream_batches`): what arrived together."""
 
     name = "provider"
+    host = ""
 
-    async def stream(self, messages: Messages, model: str, options: dict | None = None) -> AsyncIterator[Delta]:
-        async for batch in self.stream_batches(messages, model, options):
-            for delta in batch:
-                yield delta
+    def error(self, kind: type[LLMError], detail: str) -> LLMError:
+        """An error of this kind naming this provider and its address."""
+        return kind(detail, provider=self.name, host=self.host)
 
     def stream_batches(self, messages: Messages, model: str,
                        options: dict | None = None) -> AsyncIterator[list[Delta]]:  # pragma: no cover
@@ -176,31 +175,20 @@ class HTTPProvider(Provider):
         message = _error_text(body)
         lowered = message.lower()
         if model and (status == 404 or "not found" in lowered or "no such model" in lowered):
-            return LLMModelNotFound(
-                f"Model '{model}' not found at {self.label} ({self.host}): {message}",
-                provider=self.name, host=self.host,
-            )
-        return LLMUpstreamError(
-            f"{self.label} at {self.host} answered {status}: {message or 'no details'}",
-            provider=self.name, host=self.host,
-        )
+            return self.error(LLMModelNotFound,
+                              f"Model '{model}' not found at {self.label} ({self.host}): {message}")
+        return self.error(LLMUpstreamError,
+                          f"{self.label} at {self.host} answered {status}: {message or 'no details'}")
 
     def _transport_error(self, exc: Exception) -> LLMError:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError,
                             aiohttp.ConnectionTimeoutError)):
-            return LLMUnavailable(
-                f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})",
-                provider=self.name, host=self.host,
-            )
+            return self.error(LLMUnavailable,
+                              f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})")
         if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-            return LLMUnavailable(
-                f"{self.label} at {self.host} did not answer within {self.timeout:g} s",
-                provider=self.name, host=self.host,
-            )
-        return LLMUpstreamError(
-            f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})",
-            provider=self.name, host=self.host,
-        )
+            return self.error(LLMUnavailable, f"{self.label} at {self.host} did not answer within {self.timeout:g} s")
+        return self.error(LLMUpstreamError,
+                          f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})")
 
     async def _json(self, method: str, path: str, *, json_body: Any = None, model: str | None = None,
                     timeout: float | None = None) -> Any:
@@ -216,8 +204,7 @@ class HTTPProvider(Provider):
         try:
             return response.json()
         except ValueError as exc:
-            raise LLMUpstreamError(f"{self.label} at {self.host} sent invalid JSON",
-                                   provider=self.name, host=self.host) from exc
+            raise self.error(LLMUpstreamError, f"{self.label} at {self.host} sent invalid JSON") from exc
 
     async def probe(self) -> bool:
         try:
@@ -227,7 +214,7 @@ class HTTPProvider(Provider):
             return False
 
     def _bad_stream(self, why: str) -> LLMUpstreamError:
-        return LLMUpstreamError(f"{self.label} at {self.host} {why}", provider=self.name, host=self.host)
+        return self.error(LLMUpstreamError, f"{self.label} at {self.host} {why}")
 
     @asynccontextmanager
     async def _open_stream(self, path: str, body: dict, model: str) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -451,7 +438,7 @@ class EmbeddedProvider(Provider):
         self.host = f"local:{os.path.basename(self.model_path) if self.model_path else 'no model'}"
 
     def _unavailable(self, why: str) -> LLMUnavailable:
-        return LLMUnavailable(f"Embedded model unavailable: {why}", provider=self.name, host=self.host)
+        return self.error(LLMUnavailable, f"Embedded model unavailable: {why}")
 
     def available(self) -> bool:
         return bool(self.model_path and os.path.exists(self.model_path) and _llama_cpp_installed())
@@ -472,8 +459,8 @@ class EmbeddedProvider(Provider):
 
                 cls._llama = Llama(
                     model_path=self.model_path,
-                    n_ctx=int(self.config.get("n_ctx", 4096)),
-                    n_threads=int(self.config.get("n_threads", 2)),
+                    n_ctx=int(self.config["n_ctx"]),
+                    n_threads=int(self.config["n_threads"]),
                     verbose=False,
                 )
                 cls._loaded_path = self.model_path
@@ -485,8 +472,9 @@ class EmbeddedProvider(Provider):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
-        max_tokens = min(int(options.get("max_tokens") or self.config.get("max_tokens", 512)),
-                         int(self.config.get("max_tokens", 512)))
+        max_tokens = min(int(options.get("max_tokens") or self.config["max_tokens"]), int(self.config["max_tokens"]))
+        # Unset: llama.cpp's own default.
+        sampling = {"temperature": float(options["temperature"])} if options.get("temperature") is not None else {}
 
         def send(kind: str, value: Any) -> None:
             try:
@@ -500,8 +488,7 @@ class EmbeddedProvider(Provider):
             try:
                 llama = self._load()
                 chunks = llama.create_chat_completion(
-                    messages=messages, stream=True, max_tokens=max_tokens,
-                    temperature=float(options.get("temperature", 0.2)),
+                    messages=messages, stream=True, max_tokens=max_tokens, **sampling,
                 )
                 for chunk in chunks:
                     if stop.is_set():
@@ -514,7 +501,7 @@ class EmbeddedProvider(Provider):
                 send("error", exc)
             except Exception as exc:  # llama.cpp failures become upstream errors
                 logger.exception("Embedded model failed")
-                send("error", LLMUpstreamError(f"Embedded model failed: {exc}", provider=self.name, host=self.host))
+                send("error", self.error(LLMUpstreamError, f"Embedded model failed: {exc}"))
 
         future = loop.run_in_executor(self._executor, generate)
         splitter = ThinkSplitter()

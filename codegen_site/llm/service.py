@@ -6,12 +6,13 @@ fallback model when the chosen one is missing or fails before answering."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from codegen_site.core.config import get_config
+from codegen_site.core.config import get_config, on_reload
 from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUpstreamError
 from codegen_site.llm.providers import EmbeddedProvider, Messages, OllamaProvider, OpenAICompatibleProvider
 from codegen_site.llm.router import classify_task
@@ -19,12 +20,21 @@ from codegen_site.llm.thinking import Delta
 
 logger = logging.getLogger(__name__)
 
-# (provider setting, address) -> (checked at, available)
+# (provider, address) -> (checked at, available)
 _probe_cache: dict[tuple[str, str], tuple[float, bool]] = {}
+# (provider, address) -> the probe under way: callers that arrive meanwhile wait
+# for it rather than start their own (a burst of probes can time itself out).
+_probes_in_flight: dict[tuple[str, str], asyncio.Future] = {}
 
 
 def clear_probe_cache() -> None:
     _probe_cache.clear()
+
+
+# Providers are built from the config on every get_llm(), so a changed config
+# reaches the next request by itself; only what was learnt about the old
+# addresses goes.
+on_reload(lambda previous, current: clear_probe_cache())
 
 
 @dataclass
@@ -80,32 +90,46 @@ class LLMService:
     # --- providers ---------------------------------------------------------
     def _ollama(self) -> OllamaProvider:
         section = self.config["ollama"]
-        return OllamaProvider(section["host"], section["timeout"], section.get("connect_timeout", 3.0),
-                              self.config["llm"], self.config["llm"].get("probe_timeout", 1.0))
+        return OllamaProvider(section["host"], section["timeout"], section["connect_timeout"],
+                              self.config["llm"], self.config["llm"]["probe_timeout"])
 
     def _lm_studio(self) -> OpenAICompatibleProvider:
         section = self.config["openai_compatible"]
-        return OpenAICompatibleProvider(section["base_url"], section["timeout"], section.get("connect_timeout", 3.0),
-                                        self.config["llm"], self.config["llm"].get("probe_timeout", 1.0),
-                                        api_key=section.get("api_key", ""))
+        return OpenAICompatibleProvider(section["base_url"], section["timeout"], section["connect_timeout"],
+                                        self.config["llm"], self.config["llm"]["probe_timeout"],
+                                        api_key=section["api_key"])
 
     def _embedded(self) -> EmbeddedProvider:
-        return EmbeddedProvider(self.config.get("embedded", {}))
+        return EmbeddedProvider(self.config["embedded"])
 
     @property
     def setting(self) -> str:
         return self.config["llm"]["provider"]
 
     async def _cached_probe(self, provider) -> bool:
+        """The provider's availability: the last answer while it is fresh, else one
+        probe shared by every caller that asks while it runs."""
         key = (provider.name, provider.host)
-        ttl = float(self.config["llm"].get("probe_cache_seconds", 2.0))
-        now = time.monotonic()
         cached = _probe_cache.get(key)
-        if cached and now - cached[0] < ttl:
+        if cached and time.monotonic() - cached[0] < float(self.config["llm"]["probe_cache_seconds"]):
             return cached[1]
-        available = await provider.probe()
-        _probe_cache[key] = (time.monotonic(), available)
-        return available
+        in_flight = _probes_in_flight.get(key)
+        # A future belongs to its event loop (async_to_sync may run each call on a new one).
+        if in_flight is None or in_flight.get_loop() is not asyncio.get_running_loop():
+            in_flight = asyncio.ensure_future(self._probe(provider, key))
+            _probes_in_flight[key] = in_flight
+        # Shielded: a caller that goes away does not cancel the others' probe.
+        return await asyncio.shield(in_flight)
+
+    @staticmethod
+    async def _probe(provider, key: tuple[str, str]) -> bool:
+        try:
+            available = await provider.probe()
+            _probe_cache[key] = (time.monotonic(), available)
+            return available
+        finally:
+            if _probes_in_flight.get(key) is asyncio.current_task():
+                del _probes_in_flight[key]
 
     async def provider(self):
         setting = self.setting
@@ -129,8 +153,8 @@ class LLMService:
 
     # --- routing -----------------------------------------------------------
     def models_for(self, provider_name: str) -> dict[str, str]:
-        models = self.config.get("models", {})
-        return {**models.get("defaults", {}), **models.get(provider_name, {})}
+        models = self.config["models"]
+        return {**models["defaults"], **models.get(provider_name, {})}
 
     def candidates(self, provider_name: str, *, model: str | None = None, task: str | None = None,
                    tier: str | None = None) -> list[str]:
@@ -141,7 +165,7 @@ class LLMService:
 
     def options(self, **overrides) -> dict:
         llm = self.config["llm"]
-        base = {"temperature": llm.get("temperature"), "max_tokens": llm.get("max_tokens")}
+        base = {"temperature": llm["temperature"], "max_tokens": llm["max_tokens"]}
         return {**base, **{k: v for k, v in overrides.items() if v is not None}}
 
     # --- generation --------------------------------------------------------

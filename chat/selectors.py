@@ -1,0 +1,42 @@
+"""Read queries on stored conversations: the lists and details the API shows, and
+the history a turn sends to the model. Writes live in chat.services."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Count
+
+from chat.models import Conversation, Message
+
+Role = Message.Role
+
+
+def list_conversations(limit: int, offset: int = 0) -> list[dict]:
+    rows = (Conversation.objects.annotate(message_count=Count("messages"))
+            .order_by("-created_at", "-id")[offset:offset + limit])
+    return [{"id": str(row.id), "title": row.title, "created_at": row.created_at, "updated_at": row.updated_at,
+             "message_count": row.message_count} for row in rows]
+
+
+def get_conversation(conversation_id: uuid.UUID) -> dict | None:
+    conversation = Conversation.objects.filter(id=conversation_id).first()
+    if conversation is None:
+        return None
+    messages = conversation.messages.order_by("id").values("role", "content", "thinking", "model", "finished",
+                                                           "created_at")
+    return {"id": str(conversation.id), "title": conversation.title, "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at, "messages": list(messages)}
+
+
+def find_conversation(conversation_id: uuid.UUID) -> Conversation | None:
+    return Conversation.objects.filter(id=conversation_id).first()
+
+
+def stored_history(conversation: Conversation, budget: int) -> list[dict[str, str]]:
+    """Its system messages, then the newest `budget` others with text, oldest first."""
+    messages = conversation.messages
+    system = list(messages.filter(role=Role.SYSTEM).values("role", "content"))
+    newest = (messages.exclude(role=Role.SYSTEM).exclude(content="")
+              .order_by("-id").values("role", "content")[:budget]) if budget else []
+    return system + list(reversed(list(newest)))
