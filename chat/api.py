@@ -15,7 +15,9 @@ from chat import selectors, services
 from chat.serializers import (
     ChatRequestSerializer,
     ChatResponseSerializer,
+    ConversationFieldsSerializer,
     ConversationListQuerySerializer,
+    ConversationRenameSerializer,
     ConversationSerializer,
     ConversationSummarySerializer,
     StreamQuerySerializer,
@@ -68,6 +70,7 @@ class ChatStreamView(AsyncAPIView):
     @extend_schema(parameters=[
         OpenApiParameter("message", str, required=True, description="The user message"),
         OpenApiParameter("conversation_id", str, required=False, description="Conversation to continue (UUID)"),
+        OpenApiParameter("model", str, required=False, description="A model of the active provider (see /models)"),
     ], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
     async def get(self, request):
         return await self._stream(StreamQuerySerializer(data=request.query_params))
@@ -97,6 +100,17 @@ class ConversationDetailView(APIView):
         if conversation is None:
             raise NotFound("Conversation not found")
         return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(request=ConversationRenameSerializer,
+                   responses={200: ConversationFieldsSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+                   summary="Rename a conversation")
+    def patch(self, request, conversation_id: uuid.UUID):
+        serializer = ConversationRenameSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversation = services.rename_conversation(conversation_id, serializer.validated_data["title"])
+        if conversation is None:
+            raise NotFound("Conversation not found")
+        return Response(ConversationFieldsSerializer(conversation).data)
 
     @extend_schema(responses={204: None, 404: ErrorSerializer}, summary="Delete a conversation and its messages")
     def delete(self, request, conversation_id: uuid.UUID):

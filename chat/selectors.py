@@ -29,6 +29,10 @@ def get_conversation(conversation_id: uuid.UUID) -> dict | None:
             "updated_at": conversation.updated_at, "messages": list(messages)}
 
 
+def conversation_fields(conversation_id: uuid.UUID) -> dict | None:
+    return Conversation.objects.filter(id=conversation_id).values("id", "title", "created_at", "updated_at").first()
+
+
 def find_conversation(conversation_id: uuid.UUID) -> Conversation | None:
     return Conversation.objects.filter(id=conversation_id).first()
 

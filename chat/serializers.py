@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from chat.models import Message
+from chat.models import TITLE_LENGTH, Message
 from codegen_site.core.config import get_config
 from codegen_site.core.serializers import OptionalUUIDField
+
+MODEL_NAME_LENGTH = 200
 
 
 def chat_limits() -> dict:
@@ -31,6 +33,9 @@ class ChatRequestSerializer(serializers.Serializer):
     history = HistoryItemSerializer(many=True, required=False)
     # Empty or null: a new conversation.
     conversation_id = OptionalUUIDField(required=False, allow_null=True)
+    # Empty: the model the active provider's table picks for the message.
+    model = TextField(required=False, allow_blank=True, max_length=MODEL_NAME_LENGTH,
+                      help_text="A model of the active provider (see /models) for this turn")
 
     def validate_message(self, value: str) -> str:
         if not value.strip():
@@ -50,7 +55,7 @@ class ChatRequestSerializer(serializers.Serializer):
     def chat_arguments(self) -> dict:
         data = self.validated_data
         return {"message": data["message"], "history": data.get("history") or [],
-                "conversation_id": data.get("conversation_id")}
+                "conversation_id": data.get("conversation_id"), "model": data.get("model") or None}
 
 
 class StreamQuerySerializer(ChatRequestSerializer):
@@ -71,6 +76,10 @@ class ConversationFieldsSerializer(serializers.Serializer):
     title = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ConversationRenameSerializer(serializers.Serializer):
+    title = TextField(max_length=TITLE_LENGTH)
 
 
 class ConversationSummarySerializer(ConversationFieldsSerializer):

@@ -155,10 +155,10 @@ finish_turn = db_async(finish_turn_sync)
 
 # --- LLM ---------------------------------------------------------------------
 async def reply(message: str, history: list[dict[str, str]] | None = None,
-                conversation_id: uuid.UUID | None = None) -> dict:
+                conversation_id: uuid.UUID | None = None, model: str | None = None) -> dict:
     """POST /chat: the whole answer at once."""
     turn = await start_turn(message, history, conversation_id)
-    completion = await get_llm().complete(turn.llm_messages, task=message)
+    completion = await get_llm().complete(turn.llm_messages, model=model, task=message)
     answer = Answer(content=completion.content, thinking=completion.thinking, model=completion.model,
                     finished=True)
     await finish_turn(turn.conversation_id, answer)
@@ -167,7 +167,8 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
 
 
 async def turn_events(message: str, history: list[dict[str, str]] | None = None,
-                      conversation_id: uuid.UUID | None = None) -> AsyncIterator[tuple[str, Any]]:
+                      conversation_id: uuid.UUID | None = None,
+                      model: str | None = None) -> AsyncIterator[tuple[str, Any]]:
     """One turn as events: TOKENS batches (`thinking` / `content` deltas as the
     LLM sent them together), then `done`, or `error` when the LLM fails. The user
     message is stored before the LLM is asked. Whatever arrived is stored even
@@ -191,7 +192,7 @@ async def turn_events(message: str, history: list[dict[str, str]] | None = None,
             await finish_turn(turn.conversation_id, answer.close(chat.model if chat else "", finished))
 
     try:
-        chat = await get_llm().stream(turn.llm_messages, task=turn.message)
+        chat = await get_llm().stream(turn.llm_messages, model=model, task=turn.message)
         async with aclosing(chat.batches()) as batches:
             async for batch in batches:
                 answer.extend(batch)
@@ -211,6 +212,13 @@ async def turn_events(message: str, history: list[dict[str, str]] | None = None,
 
 
 # --- conversations -----------------------------------------------------------
+def rename_conversation(conversation_id: uuid.UUID, title: str) -> dict | None:
+    """Give a conversation a new title; None when there is no such conversation."""
+    if not Conversation.objects.filter(id=conversation_id).update(title=title, updated_at=timezone.now()):
+        return None
+    return selectors.conversation_fields(conversation_id)
+
+
 def delete_conversation(conversation_id: uuid.UUID) -> bool:
     deleted, _ = Conversation.objects.filter(id=conversation_id).delete()
     return bool(deleted)

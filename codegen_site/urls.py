@@ -2,11 +2,24 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from codegen_site import views
+from codegen_site import ui, views
 from codegen_site.routes import browser
 
+# The browser UI's pages (codegen_site/ui.py); the API's paths are below.
+ui_patterns = [
+    path("chat", ui.chat, name="ui-chat"),
+    path("workflow", ui.workflow, name="ui-workflow"),
+    path("improve", ui.improve, name="ui-improve"),
+    path("search", ui.search, name="ui-search"),
+    path("files", ui.files, name="ui-files"),
+    path("settings", ui.config, name="ui-settings"),
+]
+
 urlpatterns = [
-    browser(path("", views.index, name="index")),
+    browser(path("", ui.index, name="index")),
+    browser(path("ui/", include(ui_patterns))),
+    browser(path("login", ui.login, name="login")),
+    browser(path("logout", ui.logout, name="logout")),
     path("health", views.HealthView.as_view(), name="health"),
     path("models", views.ModelsView.as_view(), name="models"),
     path("config", views.ConfigView.as_view(), name="config"),

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
-from asgiref.sync import sync_to_async
-from django.shortcuts import render
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -68,26 +63,3 @@ def config_saved_message(patch: dict) -> str:
         message += (f" Not in effect: {', '.join(overridden)} (set in the environment, which takes precedence; "
                     "unset it and restart to use the saved value).")
     return message
-
-
-HTTP_METHODS = ("get", "post", "put", "patch", "delete")
-
-
-@functools.cache
-def endpoints() -> list[tuple[str, str, str]]:
-    """(methods, path, summary) of every API path, from the OpenAPI schema /api/docs shows."""
-    schema = SchemaGenerator().get_schema(request=None, public=True)
-    rows = []
-    for path, operations in schema["paths"].items():
-        methods = [method for method in operations if method in HTTP_METHODS]
-        summary = operations[methods[0]].get("summary", "") if methods else ""
-        rows.append((", ".join(method.upper() for method in methods), path, summary))
-    return rows
-
-
-async def index(request):
-    """The landing page: LLM status, a streaming chat box, the endpoint list."""
-    health = await get_llm().health()
-    # Built once per process, off the event loop (it inspects every view).
-    listing = await sync_to_async(endpoints, thread_sensitive=False)()
-    return render(request, "index.html", {"health": health, "endpoints": listing})

@@ -199,7 +199,7 @@ def test_landing_page_shows_provider_and_links(client, ollama):
     assert 'data-provider="ollama"' in html and "available" in html
     assert "/api/docs" in html and "/admin/" in html and "/static/codegen.js" in html
     # The endpoint list is the API schema's: every path with its methods.
-    for row in ("GET, PATCH /config", "GET, POST /chat/stream", "GET, DELETE /conversations/{conversation_id}",
+    for row in ("GET, PATCH /config", "GET, POST /chat/stream", "GET, PATCH, DELETE /conversations/{conversation_id}",
                 "POST /workflow", "POST /code/run"):
         assert f"<code>{row}</code>" in html, row
 
@@ -208,7 +208,8 @@ def test_streaming_and_browser_paths_are_read_from_the_routes():
     from codegen_site.routes import browser_paths, streaming_paths
 
     assert streaming_paths().exact == {"/chat/stream", "/workflow"} and streaming_paths().prefixes == ()
-    assert browser_paths().exact == {"/"} and browser_paths().prefixes == ("/admin/",)
+    assert browser_paths().exact == {"/", "/login", "/logout"}
+    assert browser_paths().prefixes == ("/ui/", "/admin/")
     assert "/admin/chat/conversation/" in browser_paths() and "/chat" not in browser_paths()
 
 

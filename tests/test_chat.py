@@ -234,6 +234,40 @@ def test_delete_conversation_removes_its_messages(client, chat_llm):
     assert again.status_code == 404 and again.json() == {"detail": "Conversation not found"}
 
 
+def test_rename_conversation_sets_its_title(client, chat_llm):
+    conversation_id = post_chat(client, message="hi").json()["conversation_id"]
+    before = Conversation.objects.get(id=conversation_id).updated_at
+    response = client.patch(f"/conversations/{conversation_id}", {"title": "  Greetings  "},
+                            content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["title"] == "Greetings" and response.json()["id"] == conversation_id
+    renamed = Conversation.objects.get(id=conversation_id)
+    assert renamed.title == "Greetings" and renamed.updated_at > before
+    assert client.get("/conversations").json()[0]["title"] == "Greetings"
+
+
+@pytest.mark.parametrize("body, field", [({"title": ""}, "title"), ({"title": "x" * 121}, "title"),
+                                         ({"title": 5}, "title"), ({}, "title")])
+def test_rename_with_a_bad_title_is_400(client, chat_llm, body, field):
+    conversation_id = post_chat(client, message="hi").json()["conversation_id"]
+    response = client.patch(f"/conversations/{conversation_id}", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["detail"].startswith(field)
+    assert Conversation.objects.get(id=conversation_id).title == "hi"
+
+
+def test_rename_unknown_conversation_is_404(client):
+    response = client.patch(f"/conversations/{uuid.uuid4()}", {"title": "x"}, content_type="application/json")
+    assert response.status_code == 404 and response.json() == {"detail": "Conversation not found"}
+
+
+def test_chosen_model_answers_the_turn(client, chat_llm):
+    chat_llm.models.append("picked-model")
+    body = post_chat(client, message="hi", model="picked-model").json()
+    assert chat_llm.chat_requests[-1]["model"] == "picked-model" and body["model"] == "picked-model"
+    post_chat(client, message="hi again", model="")  # blank: the table's choice
+    assert chat_llm.chat_requests[-1]["model"] != "picked-model"
+
+
 # --- admin, schema ---------------------------------------------------------------
 def test_admin_pages_load_for_superuser(client, chat_llm, django_user_model):
     user = django_user_model.objects.create_superuser("admin", "admin@example.com", "pw")

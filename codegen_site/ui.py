@@ -1,0 +1,97 @@
+"""The browser UI: server-rendered page shells whose scripts (static/) call the
+JSON API from the same origin.
+
+Every page needs a Django login when CODEGEN_API_TOKEN is set; the API then
+accepts the page's calls by their session (codegen_site.middleware)."""
+
+from __future__ import annotations
+
+import functools
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import render
+from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
+
+from codegen_site.core import config as app_config
+from codegen_site.llm import get_llm
+
+# (url name, label) of the pages in the navigation, in order.
+PAGES = (
+    ("index", "Home"),
+    ("ui-chat", "Chat"),
+    ("ui-workflow", "Workflow"),
+    ("ui-improve", "Improve"),
+    ("ui-search", "Code search"),
+    ("ui-files", "Files"),
+    ("ui-settings", "Settings"),
+)
+
+
+def login_required_with_token(view):
+    """Send a visitor without a session to the login page, when a token guards the API.
+    Without a token the API is open, and so is the UI."""
+
+    @functools.wraps(view)
+    async def guarded(request, *args, **kwargs):
+        if settings.API_TOKEN and not (await request.auser()).is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url=reverse("login"))
+        return await view(request, *args, **kwargs)
+
+    return guarded
+
+
+def page_context(request, current: str, **extra) -> dict:
+    return {"pages": PAGES, "current": current, "login_needed": bool(settings.API_TOKEN), **extra}
+
+
+def page(template: str, current: str, **extra):
+    """A view rendering one page shell of the UI."""
+
+    @login_required_with_token
+    async def view(request):
+        return render(request, template, page_context(request, current, **extra))
+
+    view.__name__ = current.replace("-", "_")
+    return view
+
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@functools.cache
+def endpoints() -> list[tuple[str, str, str]]:
+    """(methods, path, summary) of every API path, from the OpenAPI schema /api/docs shows."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    rows = []
+    for path, operations in schema["paths"].items():
+        methods = [method for method in operations if method in HTTP_METHODS]
+        summary = operations[methods[0]].get("summary", "") if methods else ""
+        rows.append((", ".join(method.upper() for method in methods), path, summary))
+    return rows
+
+
+@login_required_with_token
+async def index(request):
+    """The landing page: LLM status, the pages, the endpoint list."""
+    health = await get_llm().health()
+    # Built once per process, off the event loop (it inspects every view).
+    listing = await sync_to_async(endpoints, thread_sensitive=False)()
+    return render(request, "index.html", page_context(request, "index", health=health, endpoints=listing))
+
+
+chat = page("ui/chat.html", "ui-chat")
+workflow = page("ui/workflow.html", "ui-workflow")
+improve = page("ui/improve.html", "ui-improve")
+search = page("ui/search.html", "ui-search")
+files = page("ui/files.html", "ui-files")
+# The form's choices come from the config module, which the serializers check against.
+config = page("ui/settings.html", "ui-settings",
+              choices={"llm.provider": app_config.PROVIDERS, "logging.level": app_config.LOG_LEVELS})
+
+login = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True,
+                                     next_page="/", extra_context={"pages": (), "current": "login"})
+logout = auth_views.LogoutView.as_view(next_page="login")

@@ -1,0 +1,330 @@
+// Improve: analyse a folder (POST /improve/analyze) into a sortable, filterable issues table;
+// run an improvement of one issue without writing (POST /improve/run?stream=true,
+// auto_write false), review its diff and validation, Accept (POST /improve/apply) or Reject;
+// queue issues and watch the queue live (GET /improve/queue/events); past reports.
+"use strict";
+
+(function () {
+  const { api, stream, el, showError, formatTime } = CG;
+  const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+  const $ = (id) => document.getElementById(id);
+  const table = $("issues").querySelector("tbody");
+  const filters = { severity: $("filter-severity"), type: $("filter-type"), file: $("filter-file") };
+
+  let issues = [];
+  let sort = { key: "severity", descending: false };
+  let proposal = null;
+  let runController = null;
+
+  // --- analysis and the issues table ------------------------------------------------------
+  async function analyse(event) {
+    if (event) event.preventDefault();
+    const button = $("analyze");
+    button.disabled = true;
+    $("analyze-state").textContent = "Analysing…";
+    $("analyze-error").hidden = true;
+    try {
+      const report = await api("POST", "/improve/analyze", {
+        path: $("analyze-path").value || ".", include_linter: $("analyze-linter").checked, use_llm: $("analyze-llm").checked,
+      });
+      $("analyze-state").textContent = `Done in ${report.duration.toFixed(1)} s.`;
+      showReport(Object.assign({ id: report.report_id, path: $("analyze-path").value || ".", totals: report,
+        created_at: new Date().toISOString() }, report));
+      loadReports();
+    } catch (error) {
+      $("analyze-state").textContent = "";
+      showError($("analyze-error"), error, analyse);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function showReport(report) {
+    $("report").hidden = false;
+    $("report-title").textContent = `Report ${report.id} · ${report.path}`;
+    $("report-meta").textContent = formatTime(report.created_at);
+    const totals = report.totals || report;
+    const bySeverity = {};
+    for (const issue of report.issues) bySeverity[issue.severity] = (bySeverity[issue.severity] || 0) + 1;
+    const figures = [["files", totals.total_files], ["lines", totals.total_lines], ["functions", totals.total_functions],
+      ["classes", totals.total_classes], ["avg complexity", Number(totals.avg_complexity).toFixed(2)],
+      ["issues", report.matching_issues ?? report.issues.length],
+      ...Object.keys(SEVERITY_RANK).filter((s) => bySeverity[s]).map((s) => [s, bySeverity[s]])];
+    $("totals").replaceChildren(...figures.map(([label, value]) => el("span", {}, el("strong", { text: String(value) }), " " + label)));
+    $("suggestions").replaceChildren(...(report.suggestions || []).map((s) =>
+      el("li", {}, el("strong", { text: s.title }), ` — ${s.description} `, el("span", { class: "muted", text: `(effort ${s.estimated_effort})` }))));
+    issues = report.issues;
+    fillFilter(filters.severity, Object.keys(SEVERITY_RANK).filter((s) => bySeverity[s]));
+    fillFilter(filters.type, [...new Set(issues.map((i) => i.type))].sort());
+    renderIssues();
+  }
+
+  function fillFilter(select, values) {
+    const keep = select.value;
+    select.replaceChildren(el("option", { value: "", text: "all" }), ...values.map((v) => el("option", { value: v, text: v })));
+    select.value = values.includes(keep) ? keep : "";
+  }
+
+  function renderIssues() {
+    const file = filters.file.value.trim().toLowerCase();
+    const shown = issues.filter((issue) =>
+      (!filters.severity.value || issue.severity === filters.severity.value) &&
+      (!filters.type.value || issue.type === filters.type.value) &&
+      (!file || issue.file.toLowerCase().includes(file)));
+    const value = (issue) => sort.key === "severity" ? SEVERITY_RANK[issue.severity] ?? 9
+      : sort.key === "file" ? `${issue.file}:${String(issue.line).padStart(8, "0")}` : issue[sort.key];
+    shown.sort((a, b) => {
+      const order = value(a) < value(b) ? -1 : value(a) > value(b) ? 1 : 0;
+      return sort.descending ? -order : order;
+    });
+    for (const button of $("issues").querySelectorAll("th button")) {
+      const on = button.dataset.sort === sort.key;
+      button.parentElement.setAttribute("aria-sort", on ? (sort.descending ? "descending" : "ascending") : "none");
+      button.textContent = button.textContent.replace(/ [▲▼]$/, "") + (on ? (sort.descending ? " ▼" : " ▲") : "");
+    }
+    $("issue-count").textContent = `${shown.length} of ${issues.length} shown`;
+    table.replaceChildren(...shown.map(issueRow));
+    if (!shown.length) table.append(el("tr", {}, el("td", { colspan: 5, class: "muted", text: issues.length ? "No issue matches the filters." : "No issues found." })));
+  }
+
+  function issueRow(issue) {
+    const improve = el("button", { type: "button", class: "small primary", text: "Improve" });
+    improve.addEventListener("click", () => runImprovement(issue, row));
+    const queueIt = el("button", { type: "button", class: "small", text: "Queue" });
+    queueIt.addEventListener("click", () => queueIssue(issue, queueIt));
+    const row = el("tr", {},
+      el("td", {}, el("span", { class: "badge " + issue.severity, text: issue.severity })),
+      el("td", { text: issue.type }),
+      el("td", {}, el("a", { href: `/ui/files?path=${encodeURIComponent(issue.file)}&line=${issue.line}`, text: `${issue.file}:${issue.line}` })),
+      el("td", {}, issue.message, issue.suggestion ? el("div", { class: "muted small", text: issue.suggestion }) : null),
+      el("td", { class: "row" }, improve, queueIt));
+    return row;
+  }
+
+  function runRequest(issue) {
+    return { file_path: issue.file, auto_write: false,
+      issue: { message: issue.message + (issue.suggestion ? `\nSuggestion: ${issue.suggestion}` : ""),
+        severity: issue.severity, issue_type: issue.type, line: issue.line } };
+  }
+
+  // --- one improvement: proposal, review, accept or reject --------------------------------
+  async function runImprovement(issue, row) {
+    if (runController) runController.abort();
+    for (const selected of table.querySelectorAll("tr.selected")) selected.classList.remove("selected");
+    if (row) row.classList.add("selected");
+    resetProposal(`${issue.file}:${issue.line} — ${issue.message}`);
+    setState("running");
+    runController = new AbortController();
+    const mine = runController;
+    const steps = [];
+    try {
+      await stream("POST", "/improve/run?stream=true", runRequest(issue), (event, data) => {
+        if (event === "step") {
+          steps.push(data.step + (data.attempt ? ` (attempt ${data.attempt})` : ""));
+          $("proposal-steps").textContent = steps.join(" → ");
+        } else if (event === "validation") {
+          showValidation(data.output);
+        } else if (event === "done") {
+          showProposal(data);
+        } else if (event === "error") {
+          throw new CG.ApiError(data.status, data.detail);
+        }
+      }, mine.signal);
+    } catch (error) {
+      if (error.name !== "AbortError") {
+        setState("failed");
+        showError($("proposal-error"), error, () => runImprovement(issue, row));
+      }
+    } finally {
+      if (runController === mine) runController = null;
+    }
+  }
+
+  function resetProposal(what) {
+    proposal = null;
+    $("proposal").hidden = false;
+    $("proposal-issue").textContent = what;
+    $("proposal-steps").textContent = "";
+    $("proposal-error").hidden = true;
+    $("proposal-diff").hidden = true;
+    $("proposal-validation").hidden = true;
+    $("proposal-backups").hidden = true;
+    $("accept").hidden = true;
+    $("reject").hidden = true;
+    $("proposal").scrollIntoView({ block: "nearest" });
+  }
+
+  function setState(state) {
+    $("proposal-state").textContent = state;
+    $("proposal-state").className = "badge " + state;
+  }
+
+  function showValidation(output) {
+    $("proposal-validation").hidden = false;
+    $("proposal-validation").querySelector("pre").textContent = output || "(no output)";
+  }
+
+  function showProposal(result) {
+    proposal = result;
+    setState(result.status);
+    if (result.diff) Backups.renderDiff($("proposal-diff"), result.diff);
+    showValidation(result.validation_output);
+    if (result.error) { $("proposal-error").textContent = result.error; $("proposal-error").hidden = false; }
+    const open = result.status === "proposed";
+    $("accept").hidden = !open;
+    $("reject").hidden = !open;
+    if (result.status === "applied") showBackups(result.file_path);
+  }
+
+  async function accept() {
+    if (!proposal) return;
+    $("accept").disabled = true;
+    try {
+      const result = await api("POST", "/improve/apply", { run_id: proposal.run_id });
+      proposal = result;
+      setState("applied");
+      $("accept").hidden = true;
+      $("reject").hidden = true;
+      showBackups(result.file_path);
+    } catch (error) {
+      showError($("proposal-error"), error);
+    } finally {
+      $("accept").disabled = false;
+    }
+  }
+
+  function reject() {
+    setState("rejected");
+    $("accept").hidden = true;
+    $("reject").hidden = true;
+    $("proposal-diff").hidden = true;
+    proposal = null;
+  }
+
+  function showBackups(path) {
+    $("proposal-backups").hidden = false;
+    $("backups-file").textContent = path;
+    $("backup-diff").hidden = true;
+    $("backup-message").hidden = true;
+    Backups.show(path, { rows: $("backup-rows"), message: $("backup-message"), diff: $("backup-diff"),
+      onRestored: () => showBackups(path) });
+  }
+
+  // --- the queue ------------------------------------------------------------------------------
+  const tasks = new Map();
+
+  async function queueIssue(issue, button) {
+    button.disabled = true;
+    try {
+      const added = await api("POST", "/improve/queue/add", runRequest(issue));
+      button.textContent = "Queued";
+      tasks.set(added.task_id, { task_id: added.task_id, file_path: issue.file, issue: { message: issue.message },
+        status: added.status, step: "", progress: 0 });
+      renderTasks();
+    } catch (error) {
+      button.disabled = false;
+      showError($("queue-error"), error);
+    }
+  }
+
+  function renderTasks() {
+    const rows = [...tasks.values()].sort((a, b) => (b.created_at || "").localeCompare(a.created_at || ""));
+    $("queue-tasks").replaceChildren(...rows.map(taskView));
+    if (!rows.length) $("queue-tasks").append(el("li", { class: "muted", text: "No tasks. Queue an issue from the table." }));
+  }
+
+  function taskView(task) {
+    const review = task.result && task.result.status === "proposed"
+      ? el("button", { type: "button", class: "small", text: "Review", onclick: () => {
+        resetProposal(`${task.file_path} — ${(task.issue && task.issue.message) || ""}`);
+        showProposal(task.result);
+      } }) : null;
+    return el("li", { class: "attempt", "data-task": task.task_id },
+      el("div", { class: "row" }, el("strong", { text: task.file_path }),
+        el("span", { class: "badge " + task.status, text: task.status }),
+        el("span", { class: "muted small", text: task.step || "" }), el("span", { class: "spacer" }), review),
+      el("progress", { max: 1, value: task.progress || 0, "aria-label": "Progress" }),
+      task.error ? el("p", { class: "error small", text: task.error }) : null);
+  }
+
+  function showQueueStatus(status) {
+    $("queue-state").textContent = status.running ? "running" : "stopped";
+    $("queue-state").className = "badge " + (status.running ? "running" : "cancelled");
+    $("queue-counts").textContent = `${status.pending} pending · ${status.in_progress} in progress · ` +
+      `${status.completed} completed · ${status.failed} failed · ${status.cancelled} cancelled`;
+  }
+
+  async function loadQueue() {
+    try {
+      const status = await api("GET", "/improve/queue/status");
+      showQueueStatus(status);
+      tasks.clear();
+      for (const task of status.tasks) tasks.set(task.task_id, task);
+      renderTasks();
+    } catch (error) {
+      showError($("queue-error"), error, loadQueue);
+    }
+  }
+
+  // The feed reconnects after a pause when the server ends it or the connection drops.
+  async function followQueue() {
+    for (;;) {
+      try {
+        await stream("GET", "/improve/queue/events", undefined, (event, data) => {
+          if (event === "status") showQueueStatus(data);
+          else if (event === "task") { tasks.set(data.task_id, data); renderTasks(); }
+        });
+      } catch (_) { /* dropped: try again below */ }
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    }
+  }
+
+  async function queueAction(action) {
+    try {
+      await api("POST", `/improve/queue/${action}`);
+      await loadQueue();
+    } catch (error) {
+      showError($("queue-error"), error);
+    }
+  }
+
+  // --- past reports ---------------------------------------------------------------------------
+  async function loadReports() {
+    try {
+      const reports = await api("GET", "/improve/reports?limit=20");
+      $("reports").replaceChildren(...reports.map((report) => el("li", { class: "attempt" },
+        el("button", { type: "button", class: "link", text: `#${report.id} ${report.path}`, onclick: () => openReport(report.id) }),
+        el("span", { class: "muted small", text: ` · ${formatTime(report.created_at)} · ${report.issue_count} issues` }))));
+      if (!reports.length) $("reports").append(el("li", { class: "muted", text: "No analyses yet." }));
+    } catch (error) {
+      showError($("reports"), error, loadReports);
+    }
+  }
+
+  async function openReport(id) {
+    try {
+      showReport(await api("GET", `/improve/reports/${id}?limit=10000`));
+      $("report").scrollIntoView({ block: "start" });
+    } catch (error) {
+      showError($("analyze-error"), error);
+    }
+  }
+
+  $("analyze-form").addEventListener("submit", analyse);
+  for (const control of Object.values(filters)) control.addEventListener("input", renderIssues);
+  for (const button of $("issues").querySelectorAll("th button")) {
+    button.addEventListener("click", () => {
+      sort = { key: button.dataset.sort, descending: sort.key === button.dataset.sort ? !sort.descending : false };
+      renderIssues();
+    });
+  }
+  $("accept").addEventListener("click", accept);
+  $("reject").addEventListener("click", reject);
+  $("queue-start").addEventListener("click", () => queueAction("start"));
+  $("queue-stop").addEventListener("click", () => queueAction("stop"));
+  $("queue-clear").addEventListener("click", () => queueAction("clear"));
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape" && runController) runController.abort(); });
+
+  loadReports();
+  loadQueue().then(followQueue);
+})();

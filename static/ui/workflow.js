@@ -1,0 +1,179 @@
+// Workflow: POST /workflow?stream=true; plan, tests and code fill as they stream, each
+// validation run is listed with its output, the final code can be copied or downloaded.
+"use strict";
+
+(function () {
+  const { stream, el, renderMarkdown, renderer, showError, codeBlock, highlight } = CG;
+  const form = document.getElementById("workflow-form");
+  const task = document.getElementById("task");
+  const runButton = document.getElementById("run");
+  const stopButton = document.getElementById("stop");
+  const newSession = document.getElementById("new-session");
+  const sessionLine = document.getElementById("session");
+  const errorLine = document.getElementById("workflow-error");
+  const attempts = document.getElementById("attempts");
+  const verdict = document.getElementById("verdict");
+  const finalCard = document.getElementById("final");
+  const answerCard = document.getElementById("answer-card");
+
+  let sessionId = null;
+  let controller = null;
+  let finalCode = "";
+
+  const stages = {};
+  for (const name of ["plan", "tests", "code"]) {
+    const target = document.getElementById(name);
+    stages[name] = {
+      text: "", thinking: "", target,
+      state: document.getElementById(name + "-state"),
+      reasoning: document.getElementById(name + "-thinking"),
+      view: name === "plan" ? renderer(target, renderMarkdown)
+        : renderer(target, (text) => { const span = el("span"); span.innerHTML = highlight(text, "python"); return span; }),
+    };
+  }
+  const answer = { text: "", view: renderer(document.getElementById("answer"), renderMarkdown) };
+
+  function setStage(name, text) {
+    const stage = stages[name];
+    stage.text = text;
+    stage.view.set(text);
+  }
+
+  function mark(name, state) {
+    const badge = stages[name].state;
+    badge.textContent = state;
+    badge.className = "badge " + state;
+  }
+
+  function reset() {
+    for (const name of Object.keys(stages)) {
+      setStage(name, "");
+      stages[name].thinking = "";
+      stages[name].reasoning.hidden = true;
+      stages[name].state.textContent = "";
+      stages[name].state.className = "badge";
+    }
+    answer.text = "";
+    answer.view.now("");
+    answerCard.hidden = true;
+    attempts.replaceChildren();
+    verdict.textContent = "";
+    verdict.className = "badge";
+    finalCard.hidden = true;
+    errorLine.hidden = true;
+  }
+
+  function attemptView(data) {
+    const passed = data.passed;
+    const counts = data.tests_passed !== undefined ? ` · ${data.tests_passed} passed, ${data.tests_failed} failed` : "";
+    return el("li", { class: "attempt " + (passed ? "passed" : "failed") },
+      el("div", { class: "row" },
+        el("strong", { text: `Attempt ${data.attempt}` }),
+        el("span", { class: "badge " + (passed ? "passed" : "failed"), text: passed ? "pass" : "fail" }),
+        el("span", { class: "muted small", text: counts.replace(/^ · /, "") })),
+      el("details", { open: !passed || undefined },
+        el("summary", { text: "Output" }), el("pre", { class: "mono", text: data.output || "(no output)" })));
+  }
+
+  function onEvent(event, data) {
+    const chunk = data && typeof data === "object" ? data.content || "" : String(data || "");
+    if (event in stages) {
+      if (stages[event].state.textContent !== "writing") mark(event, "writing");
+      setStage(event, stages[event].text + chunk);
+    } else if (event.endsWith("_thinking") && event.replace("_thinking", "") in stages) {
+      const stage = stages[event.replace("_thinking", "")];
+      stage.thinking += chunk;
+      stage.reasoning.hidden = false;
+      stage.reasoning.querySelector("pre").textContent = stage.thinking;
+    } else if (event === "content") {
+      answerCard.hidden = false;
+      answer.text += chunk;
+      answer.view.set(answer.text);
+    } else if (event === "validation") {
+      if (attempts.querySelector(".muted")) attempts.replaceChildren();
+      attempts.append(attemptView(data));
+      mark("code", data.passed ? "passed" : "failed");
+    } else if (event === "repair") {
+      mark("code", "repairing");
+      setStage("code", "");
+    } else if (event === "done") {
+      finish(data);
+    } else if (event === "error") {
+      throw new CG.ApiError(data.status, data.detail);
+    }
+  }
+
+  function finish(result) {
+    sessionId = result.session_id;
+    sessionLine.textContent = "Session " + sessionId;
+    newSession.hidden = false;
+    if (result.intent_kind !== "code") {
+      answerCard.hidden = false;
+      answer.view.now(result.content || answer.text);
+      return;
+    }
+    for (const name of ["plan", "tests", "code"]) {
+      stages[name].view.now(result[name] || "");
+      stages[name].text = result[name] || "";
+      if (stages[name].state.textContent === "writing") mark(name, "done");
+    }
+    const passed = result.validation_passed;
+    verdict.textContent = passed ? "passed" : (result.verdict || "failed").replace("_", " ");
+    verdict.className = "badge " + (passed ? "passed" : "failed");
+    if (!attempts.children.length || attempts.querySelector(".muted")) {
+      attempts.replaceChildren(attemptView({ attempt: result.attempts || 1, passed, output: result.validation_output }));
+    }
+    finalCode = result.code || "";
+    document.getElementById("final-code").replaceChildren(codeBlock(finalCode, "python"));
+    finalCard.hidden = !finalCode;
+  }
+
+  async function run() {
+    const text = task.value;
+    if (!text.trim() || controller) return;
+    reset();
+    controller = new AbortController();
+    const mine = controller;
+    runButton.disabled = true;
+    stopButton.hidden = false;
+    mark("plan", "waiting");
+    const body = { task: text };
+    if (sessionId) body.session_id = sessionId;
+    try {
+      await stream("POST", "/workflow?stream=true", body, onEvent, mine.signal);
+    } catch (error) {
+      if (error.name === "AbortError") {
+        errorLine.replaceChildren("Stopped.");
+        errorLine.hidden = false;
+      } else {
+        showError(errorLine, error, run);
+      }
+    } finally {
+      for (const name of Object.keys(stages)) {
+        if (["writing", "waiting", "repairing"].includes(stages[name].state.textContent)) mark(name, "stopped");
+      }
+      controller = null;
+      runButton.disabled = false;
+      stopButton.hidden = true;
+    }
+  }
+
+  function stop() { if (controller) controller.abort(); }
+
+  form.addEventListener("submit", (event) => { event.preventDefault(); run(); });
+  stopButton.addEventListener("click", stop);
+  newSession.addEventListener("click", () => {
+    sessionId = null;
+    sessionLine.textContent = "";
+    newSession.hidden = true;
+    reset();
+    task.focus();
+  });
+  // The same task (or an edited one) again; the session's previous code goes with it.
+  document.getElementById("again").addEventListener("click", () => {
+    window.scrollTo({ top: 0 });
+    run();
+  });
+  document.getElementById("download").addEventListener("click", () => CG.download("solution.py", finalCode));
+  CG.keyboard(task, run, stop);
+})();
