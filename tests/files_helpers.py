@@ -1,4 +1,5 @@
-"""Shared fixtures for the files tests: a private workspace and data dir per test."""
+"""Shared fixtures for the files tests: a private workspace and data dir per test.
+Import the *_fixture names into a test module to use `ws` and `outside`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture
-def ws(tmp_path, settings) -> Path:
+@pytest.fixture(name="ws")
+def ws_fixture(tmp_path, settings) -> Path:
     """The workspace root for one test; its data dir sits beside it (tmp_path/data)."""
     root = tmp_path / "ws"
     root.mkdir()
@@ -19,8 +20,8 @@ def ws(tmp_path, settings) -> Path:
     return root
 
 
-@pytest.fixture
-def outside(tmp_path) -> Path:
+@pytest.fixture(name="outside")
+def outside_fixture(tmp_path) -> Path:
     """A directory beside the workspace holding a file no client may reach."""
     directory = tmp_path / "outside"
     directory.mkdir()
