@@ -452,13 +452,16 @@ def prune_backups(keep_last: int | None = None, keep_days: float | None = None, 
     with _store_lock(exclusive=True):
         doomed: set[int] = set()
         if keep_last > 0 or keep_days > 0:
-            ranked = Backup.objects.annotate(rank=Window(RowNumber(), partition_by=[F("path")],
-                                                         order_by=[F("created_at").desc(), F("id").desc()]))
+            candidates = Backup.objects.all()
             if keep_last > 0:
-                ranked = ranked.filter(rank__gt=keep_last)
-            if keep_days > 0:
-                ranked = ranked.filter(created_at__lt=timezone.now() - timedelta(days=keep_days))
-            doomed = set(ranked.values_list("id", flat=True))
+                # The age test stays out of this query: a WHERE on created_at would be
+                # applied before the ranking and change which rows count as newest.
+                candidates = candidates.annotate(rank=Window(
+                    RowNumber(), partition_by=[F("path")], order_by=[F("created_at").desc(), F("id").desc()],
+                )).filter(rank__gt=keep_last)
+            cutoff = timezone.now() - timedelta(days=keep_days)
+            doomed = {backup_id for backup_id, created_at in candidates.values_list("id", "created_at")
+                      if keep_days <= 0 or created_at < cutoff}
         if doomed and not dry_run:
             ordered = sorted(doomed)
             for start in range(0, len(ordered), 500):
