@@ -589,7 +589,11 @@ def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeLis
         elif entry.is_dir(follow_symlinks=False):
             kind, size = "dir", None
         elif entry.is_file(follow_symlinks=False):
-            kind, size = "file", entry.stat(follow_symlinks=False).st_size
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # removed since the listing
+            kind = "file"
         else:
             kind, size = "other", None
         if _ignored(specs, child_parts, kind == "dir"):
