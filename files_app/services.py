@@ -58,7 +58,7 @@ from codegen_site.core.errors import (
     PayloadTooLarge,
     ServiceError,
 )
-from files_app.models import Backup
+from files_app.models import PATH_MAX_LENGTH, Backup
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ def _target(client_path: str | os.PathLike) -> Path:
     target = workspace.resolve(client_path)
     if target == workspace.root():
         raise BadInput("Path names the workspace root, not a file")
+    if len(workspace.relative(target)) > PATH_MAX_LENGTH:
+        raise BadInput(f"Path is longer than {PATH_MAX_LENGTH} characters")
     return target
 
 

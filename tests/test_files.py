@@ -572,3 +572,17 @@ def test_openapi_schema_documents_the_files_endpoints():
     for path in ("/files/write:", "/files/read:", "/files/backups:", "/files/restore:", "/files/tree:",
                  "/files/diff:"):
         assert f"\n  {path}" in schema, path
+
+
+def test_oversized_request_body_is_413_not_500(client, ws, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    response = write(client, "big.txt", "x" * 20_000)
+    assert response.status_code == 413 and "too large" in response.json()["detail"]
+    assert not (ws / "big.txt").exists()
+
+
+def test_overlong_path_is_400(client, ws):
+    deep = "/".join(["d" * 200] * 6) + "/f.txt"
+    response = write(client, deep, "x")
+    assert response.status_code == 400 and "longer than" in response.json()["detail"]
+    assert list(ws.iterdir()) == []
