@@ -308,7 +308,10 @@ def write_file(client_path: str | os.PathLike, content: str | bytes, *, create_b
     Raises PayloadTooLarge (413) beyond files.max_file_bytes, PathOutsideWorkspace /
     PathNotAllowed / BadInput (400) for a path that may not be written, ServiceError
     (500, with the OS error) when the disk refuses; the old content is then intact."""
-    data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    try:
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    except UnicodeEncodeError:
+        raise BadInput("Content is not valid Unicode text (a lone surrogate?)") from None
     limit = _limit()
     if len(data) > limit:
         raise PayloadTooLarge(f"Content is {len(data)} bytes; the limit is {limit} bytes (files.max_file_bytes)")
@@ -573,6 +576,13 @@ def tree(client_path: str | os.PathLike = ".", depth: int | None = None) -> dict
     return {**listing.root, "truncated": listing.truncated, "entries": listing.entries}
 
 
+def _shown_name(name: str) -> str:
+    """A file name as JSON can carry it: bytes that are not UTF-8 become U+FFFD."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeListing, into: list) -> None:
     limit = int(files_config()["tree_max_entries"])
     with os.scandir(dir_fd) as entries:
@@ -600,7 +610,7 @@ def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeLis
             kind, size = "other", None
         if _ignored(specs, child_parts, kind == "dir"):
             continue
-        node = {"name": name, "path": "/".join(child_parts), "kind": kind, "size": size}
+        node = {"name": _shown_name(name), "path": _shown_name("/".join(child_parts)), "kind": kind, "size": size}
         into.append(node)
         listing.entries += 1
         if kind == "dir" and depth > 1:

@@ -586,3 +586,23 @@ def test_overlong_path_is_400(client, ws):
     response = write(client, deep, "x")
     assert response.status_code == 400 and "longer than" in response.json()["detail"]
     assert list(ws.iterdir()) == []
+
+
+def test_lone_surrogates_in_content_or_path_are_400(client, ws):
+    for body in ('{"path": "s.txt", "content": "bad \\ud800 text"}', '{"path": "bad\\udcff.txt", "content": "x"}'):
+        response = client.post("/files/write", body, content_type="application/json")
+        assert response.status_code == 400 and "Surrogate" in response.json()["detail"]
+    # the service refuses them too, for callers that skip the serializer
+    with pytest.raises(services.BadInput, match="Unicode"):
+        services.write_file("s.txt", "bad \ud800 text")
+    with pytest.raises(services.BadInput, match="Unicode"):
+        services.write_file("bad\udcff.txt", "x")
+    assert list(ws.iterdir()) == []
+
+
+def test_tree_shows_a_name_that_is_not_utf8(client, ws):
+    (ws / "ok.txt").write_text("x")
+    os.close(os.open(os.path.join(os.fsencode(ws), b"caf\xe9.txt"), os.O_CREAT | os.O_WRONLY, 0o644))
+    response = client.get("/files/tree")
+    assert response.status_code == 200
+    assert sorted(paths_of(response.json())) == ["caf\ufffd.txt", "ok.txt"]

@@ -100,6 +100,11 @@ def resolve(client_path: str | os.PathLike, *, must_exist: bool = False) -> Path
     text = os.fspath(client_path)
     if "\x00" in text:
         raise PathOutsideWorkspace("Path contains a NUL byte")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput("Path is not valid Unicode text") from None
     workspace = root()
     candidate = Path(text)
     if not candidate.is_absolute():
