@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from codegen_site.core.serializers import ErrorSerializer
 from files_app import services
 from files_app.serializers import (
+    RESTORE_REQUEST,
     BackupListQuerySerializer,
     BackupListSerializer,
     BackupSerializer,
@@ -70,7 +71,7 @@ class BackupListView(APIView):
 
 
 class RestoreView(APIView):
-    @extend_schema(request=RestoreRequestSerializer,
+    @extend_schema(request=RESTORE_REQUEST,
                    responses={200: RestoreResponseSerializer, 409: ErrorSerializer, **PATH_ERRORS},
                    summary="Restore a backup into its file (or into original_path)",
                    description="The current content is backed up first (reason restore); restoring that backup "

@@ -1,20 +1,41 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from codegen_site.core.serializers import TextField
-from files_app.models import Backup
+from files_app.models import PATH_MAX_LENGTH, Backup
 from files_app.services import files_config
+
+
+class TextField(serializers.CharField):
+    """A JSON string only: numbers, lists and objects are refused, not coerced."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
 
 PATH_HELP = "Relative to the workspace root, or absolute inside it"
 BACKUP_PATH_HELP = "Where the backup's bytes are stored, relative to the data dir: backups/<sha256[:2]>/<sha256>"
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": PATH_MAX_LENGTH})
 class PathField(TextField):
+    """A client path as given (checked and resolved by the service)."""
+
     def __init__(self, **kwargs):
         kwargs.setdefault("help_text", PATH_HELP)
-        kwargs.setdefault("max_length", 4096)  # absolute paths; the relative form is held to PATH_MAX_LENGTH
+        kwargs.setdefault("max_length", PATH_MAX_LENGTH)
         super().__init__(trim_whitespace=False, **kwargs)
+
+
+@extend_schema_field({"type": "string", "maxLength": PATH_MAX_LENGTH})
+class OptionalPathField(PathField):
+    """A path that may be left out or blank."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_blank=True, **kwargs)
 
 
 class WriteRequestSerializer(serializers.Serializer):
@@ -57,7 +78,7 @@ class BackupSerializer(serializers.ModelSerializer):
 
 
 class BackupListQuerySerializer(serializers.Serializer):
-    path = PathField(required=False, allow_blank=True)
+    path = OptionalPathField(help_text="Only this file's backups; " + PATH_HELP.lower())
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=200)
 
 
@@ -67,14 +88,31 @@ class BackupListSerializer(serializers.Serializer):
 
 class RestoreRequestSerializer(serializers.Serializer):
     backup_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    backup_path = TextField(required=False, max_length=1024, help_text=BACKUP_PATH_HELP + " (or absolute)")
-    original_path = PathField(required=False, allow_blank=True,
-                              help_text="Restore into this file instead of the one backed up")
+    backup_path = TextField(required=False, allow_blank=True, max_length=1024,
+                            help_text=BACKUP_PATH_HELP + " (or absolute); blank counts as not given")
+    original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
 
     def validate(self, attrs):
         if ("backup_id" in attrs) == bool(attrs.get("backup_path")):
             raise serializers.ValidationError("Give exactly one of backup_id or backup_path")
         return attrs
+
+
+class RestoreByIdSerializer(serializers.Serializer):
+    backup_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    backup_path = TextField(required=False, max_length=0, allow_blank=True, help_text="Blank or left out")
+    original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
+
+
+class RestoreByPathSerializer(serializers.Serializer):
+    backup_path = TextField(min_length=1, max_length=1024, help_text=BACKUP_PATH_HELP + " (or absolute)")
+    original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
+
+
+# The documented request: one of the two ways to name a backup.
+RESTORE_REQUEST = PolymorphicProxySerializer(
+    component_name="RestoreRequest", serializers=[RestoreByIdSerializer, RestoreByPathSerializer],
+    resource_type_field_name=None)
 
 
 class RestoreResponseSerializer(serializers.Serializer):
@@ -90,15 +128,15 @@ class RestoreResponseSerializer(serializers.Serializer):
 
 
 class TreeQuerySerializer(serializers.Serializer):
-    path = PathField(required=False, default=".")
-    depth = serializers.IntegerField(required=False, min_value=1,
-                                     help_text="Levels listed (default files.tree_depth, at most files.tree_max_depth)")
+    path = OptionalPathField(default=".", help_text="The directory to list (blank: the root); " + PATH_HELP.lower())
 
-    def validate_depth(self, value: int) -> int:
-        deepest = int(files_config()["tree_max_depth"])
-        if value > deepest:
-            raise serializers.ValidationError(f"Ensure this value is less than or equal to {deepest}.")
-        return value
+    def get_fields(self):
+        fields = super().get_fields()
+        # The bound comes from config, so the field is built when the serializer is.
+        fields["depth"] = serializers.IntegerField(
+            required=False, min_value=1, max_value=int(files_config()["tree_max_depth"]),
+            help_text="Levels listed (default files.tree_depth)")
+        return fields
 
 
 class TreeEntrySerializer(serializers.Serializer):

@@ -292,9 +292,11 @@ def _write(target: Path, data: bytes, *, create_backup: bool, reason: str) -> Wr
                 backup = _backup_current(dir_fd, target.name, shown, reason)
             _replace(dir_fd, target.name, data, current, shown)
     except OSError as exc:
-        logger.exception("Writing %s failed", shown)
         if exc.errno == errno.EISDIR:
             raise BadInput(f"Path is a directory: {shown}") from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BadInput(f"File name is too long: {shown}") from exc
+        logger.exception("Writing %s failed", shown)
         raise ServiceError(f"Could not write {shown}: {exc.strerror or exc}") from exc
     return WriteResult(path=target, relative_path=shown, created=current is None, size=len(data), backup=backup)
 
@@ -564,12 +566,11 @@ def tree(client_path: str | os.PathLike = ".", depth: int | None = None) -> dict
             if spec is not None:
                 specs.append((parts[:index], spec))
             if index < len(parts):
-                child = workspace.open_child_dir(current, parts[index], shown=workspace.relative(target))
+                child = workspace.open_file(current, parts[index], os.O_RDONLY, shown=workspace.relative(target))
                 os.close(current)
                 current = child
-        info = os.fstat(current)
-        if not stat.S_ISDIR(info.st_mode):
-            raise BadInput(f"Path is not a directory: {workspace.relative(target)}")
+                if not stat.S_ISDIR(os.fstat(current).st_mode):
+                    raise BadInput(f"Path is not a directory: {workspace.relative(target)}")
         _list_dir(current, target, parts, depth, specs, blocked, listing, listing.root["children"])
     finally:
         os.close(current)

@@ -584,8 +584,12 @@ def test_oversized_request_body_is_413_not_500(client, ws, settings):
 def test_overlong_path_is_400(client, ws):
     deep = "/".join(["d" * 200] * 6) + "/f.txt"
     response = write(client, deep, "x")
-    assert response.status_code == 400 and "longer than" in response.json()["detail"]
-    assert list(ws.iterdir()) == []
+    assert response.status_code == 400 and "no more than 1024 characters" in response.json()["detail"]
+    # the service holds the resolved form to the same bound (a short link can expand into a long path)
+    (ws / "short").symlink_to(ws / "/".join(["d" * 200] * 5), target_is_directory=True)
+    with pytest.raises(services.BadInput, match="longer than 1024"):
+        services.write_file("short/" + "f" * 100, "x")
+    assert sorted(p.name for p in ws.iterdir()) == ["short"]
 
 
 def test_lone_surrogates_in_content_or_path_are_400(client, ws):
@@ -606,3 +610,17 @@ def test_tree_shows_a_name_that_is_not_utf8(client, ws):
     response = client.get("/files/tree")
     assert response.status_code == 200
     assert sorted(paths_of(response.json())) == ["caf\ufffd.txt", "ok.txt"]
+
+
+def test_names_too_long_for_the_file_system_are_400_not_500(client, ws):
+    name = "n" * 300
+    assert client.get("/files/tree", {"path": name}).status_code == 400
+    assert read(client, name).status_code == 400
+    assert write(client, name, "x").status_code == 400
+    assert write(client, f"{name}/f.txt", "x").status_code == 400
+
+
+def test_below_a_file_is_not_found_when_reading(client, ws):
+    (ws / "plain.txt").write_text("x")
+    assert read(client, "plain.txt/child").status_code == 404
+    assert client.get("/files/tree", {"path": "plain.txt/child"}).status_code == 404

@@ -120,8 +120,17 @@ def resolve(client_path: str | os.PathLike, *, must_exist: bool = False) -> Path
         raise PathOutsideWorkspace(f"Path is outside the workspace: {text}")
     if is_off_limits(resolved):
         raise PathNotAllowed(f"Path is off limits (the product's own data): {text}")
-    if must_exist and not resolved.exists():
-        raise PathNotFound(f"Path not found: {text}")
+    if must_exist:
+        try:
+            os.lstat(resolved)
+        except FileNotFoundError:
+            raise PathNotFound(f"Path not found: {text}") from None
+        except NotADirectoryError:
+            raise PathNotFound(f"Path not found (a parent is a file): {text}") from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise BadInput(f"Path is too long: {text}") from None
+            raise ServiceError(f"Could not look up {text}: {exc.strerror}") from None
     return resolved
 
 
@@ -141,8 +150,10 @@ def _parts(path: Path) -> tuple[str, ...]:
         raise PathOutsideWorkspace(f"Path is outside the workspace: {path}") from None
 
 
-def _walk_error(exc: OSError, dir_fd: int, name: str, shown: str) -> ServiceError:
-    """The ServiceError for a failed openat of `name` while walking to `shown`."""
+def _walk_error(exc: OSError, dir_fd: int, name: str, shown: str, *, creating: bool = False) -> ServiceError:
+    """The ServiceError for a failed openat of `name` while walking to `shown`.
+
+    A file where a directory should be is "not found" when reading and bad input when creating."""
     if exc.errno == errno.ENOENT:
         return PathNotFound(f"Path not found: {shown}")
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -152,6 +163,8 @@ def _walk_error(exc: OSError, dir_fd: int, name: str, shown: str) -> ServiceErro
             is_link = False
         if is_link or exc.errno == errno.ELOOP:
             return PathOutsideWorkspace(f"Path changed to a symbolic link while in use: {shown}")
+        if not creating:
+            return PathNotFound(f"Path not found (a parent is a file): {shown}")
         return BadInput(f"A parent of the path is not a directory: {shown}")
     if exc.errno == errno.ENAMETOOLONG:
         return BadInput(f"Path is too long: {shown}")
@@ -181,13 +194,13 @@ def open_dir(path: Path, *, create: bool = False) -> Iterator[int]:
                 except FileExistsError:
                     pass  # made by a concurrent writer
                 except OSError as exc:
-                    raise _walk_error(exc, fd, name, shown) from exc
+                    raise _walk_error(exc, fd, name, shown, creating=True) from exc
                 try:
                     next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    raise _walk_error(exc, fd, name, shown) from exc
+                    raise _walk_error(exc, fd, name, shown, creating=True) from exc
             except OSError as exc:
-                raise _walk_error(exc, fd, name, shown) from exc
+                raise _walk_error(exc, fd, name, shown, creating=create) from exc
             os.close(fd)
             fd = next_fd
         yield fd
