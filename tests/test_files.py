@@ -95,11 +95,11 @@ def test_a_failure_mid_write_leaves_the_old_content_and_no_temp_file(client, ws,
     calls = []
 
     def broken(first, *args, **kwargs):
-        if failing == "replace" and "src_dir_fd" not in kwargs or not workspace_temp(first, ws):
+        if (failing == "replace" and "src_dir_fd" not in kwargs) or not workspace_temp(first, ws):
             return real(first, *args, **kwargs)
         calls.append(first)
         if failing == "write" and len(calls) == 1:
-            return real(first, args[0][:100], **kwargs)  # half the bytes land, then the disk fails
+            return real(first, args[0][:100], **kwargs)  # a part lands, then the disk fails
         raise OSError(errno.EIO, "Input/output error (injected)")
 
     monkeypatch.setattr(os, failing, broken)
