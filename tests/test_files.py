@@ -624,3 +624,49 @@ def test_below_a_file_is_not_found_when_reading(client, ws):
     (ws / "plain.txt").write_text("x")
     assert read(client, "plain.txt/child").status_code == 404
     assert client.get("/files/tree", {"path": "plain.txt/child"}).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_in_two_processes_each_keep_the_version_they_replace(live_asgi, tmp_path, settings):
+    """The server and another process (as the queue worker is) writing one file at once."""
+    import uuid
+
+    import httpx
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    settings.WORKSPACE_ROOT = shared  # the data dir stays the run's, which the server uses too
+    server = live_asgi({"CODEGEN_WORKSPACE_ROOT": str(shared), "CODEGEN_SECURITY__RATE_ANON": "100000/minute"})
+    (shared / "both.txt").write_text("start\n")
+    run = uuid.uuid4().hex
+    remote = [f"remote {n} {run}\n" for n in range(15)]
+    local = [f"local {n} {run}\n" for n in range(15)]
+    failures = []
+
+    def through_the_server():
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for content in remote:
+                response = http.post("/files/write", json={"path": "both.txt", "content": content})
+                if response.status_code != 200:
+                    failures.append(response.text)
+
+    def in_this_process():
+        try:
+            for content in local:
+                services.write_file("both.txt", content)
+        except Exception as exc:  # reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=through_the_server), threading.Thread(target=in_this_process)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    rows = list(Backup.objects.filter(path="both.txt"))
+    assert len(rows) == 30
+    recovered = {blob(row, Path(settings.DATA_DIR)).decode() for row in rows} | {(shared / "both.txt").read_text()}
+    assert recovered == set(remote) | set(local) | {"start\n"}
+    assert "Traceback" not in server.log()
