@@ -49,7 +49,8 @@ const CG = (function () {
   // JSON). Resolves when the stream ends; rejects with AbortError when `signal` aborts it.
   async function stream(method, path, body, onEvent, signal) {
     const init = requestInit(method, body, signal);
-    init.headers["Accept"] = "text/event-stream";
+    // JSON too: errors before a stream starts come as JSON, and some views negotiate.
+    init.headers["Accept"] = "text/event-stream, application/json";
     const response = await fetch(path, init);
     if (!response.ok) throw await errorFrom(response);
     const reader = response.body.getReader();

@@ -90,7 +90,7 @@
       answer.text += chunk;
       answer.view.set(answer.text);
     } else if (event === "validation") {
-      if (attempts.querySelector(".muted")) attempts.replaceChildren();
+      if (attempts.querySelector(".placeholder")) attempts.replaceChildren();
       attempts.append(attemptView(data));
       mark("code", data.passed ? "passed" : "failed");
     } else if (event === "repair") {
@@ -120,7 +120,7 @@
     const passed = result.validation_passed;
     verdict.textContent = passed ? "passed" : (result.verdict || "failed").replace("_", " ");
     verdict.className = "badge " + (passed ? "passed" : "failed");
-    if (!attempts.children.length || attempts.querySelector(".muted")) {
+    if (!attempts.children.length || attempts.querySelector(".placeholder")) {
       attempts.replaceChildren(attemptView({ attempt: result.attempts || 1, passed, output: result.validation_output }));
     }
     finalCode = result.code || "";

@@ -1,0 +1,90 @@
+"""Shared by the browser tests: Debian's chromium driven by Playwright, one live
+daphne server per module with the scripted LLM, screenshots of every page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.llm_server import FakeLLMServer
+from tests.live_server import ROOT, LiveASGIServer
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "output" / "screenshots"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+# Playwright's own wait for what the user should see; a slow shared machine needs headroom.
+WAIT_MS = 20_000
+
+
+def require_chromium() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    reason = f"{CHROMIUM} is missing (apt-get install chromium); the browser tests need it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread, so Django
+    # would refuse the tests' own database calls (flushes between tests) as unsafe
+    # in async code; nothing here shares a connection with that loop.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--disable-dev-shm-usage"])
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="module")
+def module_llm():
+    with FakeLLMServer() as server:
+        yield server
+
+
+def start_server(django_db_blocker, llm: FakeLLMServer, workspace: Path, **env: str) -> LiveASGIServer:
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+    return LiveASGIServer({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": llm.url,
+                           "CODEGEN_OLLAMA__TIMEOUT": "20", "CODEGEN_WORKSPACE_ROOT": str(workspace), **env},
+                          name)
+
+
+def development_toml() -> Path:
+    """Where a live server's PATCH /config writes (settings_test puts every server's config there)."""
+    return Path(os.environ["CODEGEN_TEST_ROOT"]) / "config" / "development.toml"
+
+
+def new_page(browser, viewport: str = "desktop"):
+    context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme="light")
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.script_errors = errors
+    return page
+
+
+def screenshot(page, name: str) -> None:
+    """The page as it is now, at desktop and phone width (restoring the viewport after)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    original = page.viewport_size
+    for label, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size(original)
