@@ -86,5 +86,6 @@ def screenshot(page, name: str) -> None:
     original = page.viewport_size
     for label, size in VIEWPORTS.items():
         page.set_viewport_size(size)
+        page.evaluate("window.scrollTo(0, 0)")  # a sticky header is drawn where the page is scrolled to
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(original)

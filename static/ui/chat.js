@@ -53,7 +53,7 @@
     open.addEventListener("click", () => openConversation(conversation.id));
     const rename = el("button", { type: "button", class: "icon", title: "Rename", "aria-label": "Rename", text: "✎" });
     rename.addEventListener("click", () => startRename(item, conversation));
-    const remove = el("button", { type: "button", class: "icon", title: "Delete", "aria-label": "Delete", text: "🗑" });
+    const remove = el("button", { type: "button", class: "icon", title: "Delete", "aria-label": "Delete", text: "×" });
     remove.addEventListener("click", () => deleteConversation(conversation));
     item.append(open, el("span", { class: "actions" }, rename, remove));
     return item;

@@ -70,7 +70,6 @@
     const gutter = el("div", { class: "gutter" }, lines.map((_, i) => el("span", { class: "line", text: String(hit.start_line + i) })));
     const source = el("div", { class: "src" });
     source.innerHTML = lines.map((line) => `<span class="line">${marked(line, words) || " "}</span>`).join("");
-    for (const line of gutter.children) line.style.display = "block";
     return el("article", { class: "hit" },
       el("header", {}, el("a", { href: link, class: "mono", text: `${hit.path}:${hit.start_line}` }),
         hit.symbol ? el("code", { text: hit.symbol }) : null,
