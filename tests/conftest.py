@@ -6,6 +6,9 @@ from codegen_site.core import config as app_config
 from codegen_site.llm import clear_probe_cache
 from tests.fakes.llm_server import FakeLLMServer
 
+# The browser tests' fixtures (chromium through Playwright, a shared live server).
+pytest_plugins = ["tests.ui_browser"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path, monkeypatch):

@@ -10,15 +10,7 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import (  # noqa: F401 (fixtures)
-    WAIT_MS,
-    browser,
-    development_toml,
-    module_llm,
-    new_page,
-    screenshot,
-    start_server,
-)
+from tests.ui_browser import WAIT_MS, development_toml, new_page, screenshot, start_server
 
 pytestmark = [pytest.mark.timeout(300)]
 
