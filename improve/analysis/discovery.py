@@ -1,0 +1,84 @@
+"""Which files an analysis reads: Python files under a path, minus what .gitignore files,
+tool directories and the product's own state (workspace.is_off_limits) rule out.
+
+Symlinks are never followed: one could lead out of the workspace after the path check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pathspec
+
+from codegen_site.core import workspace
+
+SKIPPED_DIRECTORIES = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
+                                 ".pytest_cache", ".ruff_cache", ".tox"})
+
+
+class _Ignores:
+    """The .gitignore rules in force in one directory: (directory, spec) pairs, outermost first."""
+
+    def __init__(self, specs: tuple[tuple[str, pathspec.PathSpec], ...] = ()):
+        self.specs = specs
+
+    def entering(self, directory: str) -> _Ignores:
+        spec = _read_gitignore(directory)
+        return _Ignores(self.specs + ((directory, spec),)) if spec else self
+
+    def ignored(self, path: str, is_dir: bool) -> bool:
+        for base, spec in self.specs:
+            relative = os.path.relpath(path, base).replace(os.sep, "/")
+            if spec.match_file(relative + "/" if is_dir else relative):
+                return True
+        return False
+
+
+def _read_gitignore(directory: str) -> pathspec.PathSpec | None:
+    try:
+        with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    spec = pathspec.GitIgnoreSpec.from_lines(lines)
+    return spec if len(spec) else None
+
+
+def _inherited(target_dir: Path) -> _Ignores:
+    """The .gitignore files from the workspace root down to the target's parent (the walk reads the target's own)."""
+    ignores = _Ignores()
+    root = workspace.root()
+    parts = target_dir.relative_to(root).parts
+    for depth in range(len(parts)):
+        ignores = ignores.entering(str(root.joinpath(*parts[:depth])))
+    return ignores
+
+
+def python_files(target: Path, limit: int) -> list[Path]:
+    """Python files under `target` (a resolved file or directory), sorted; at most `limit` + 1
+    so the caller can tell the limit was passed."""
+    if target.is_file():
+        return [target]
+    found: list[Path] = []
+    pending = [(str(target), _inherited(target))]
+    while pending:
+        directory, ignores = pending.pop()
+        ignores = ignores.entering(directory)
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_dir():
+                if entry.name in SKIPPED_DIRECTORIES or ignores.ignored(entry.path, True):
+                    continue
+                if workspace.is_off_limits(Path(entry.path)):
+                    continue
+                pending.append((entry.path, ignores))
+            elif entry.name.endswith(".py") and entry.is_file() and not ignores.ignored(entry.path, False):
+                found.append(Path(entry.path))
+                if len(found) > limit:
+                    return sorted(found)
+    return sorted(found)

@@ -1,0 +1,282 @@
+"""The rule-based part of an analysis: find the files, reuse cached per-file results, run
+the checks of the rest in worker processes and ruff once over them, then add the
+cross-file duplication pass and the totals.
+
+A file's check result is cached under (checks version, content hash) and its lint
+result under (lint version, path + content hash); the versions cover every setting
+that changes a result, so an unchanged tree re-runs nothing and one edited file
+costs one file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from codegen_site.core import workspace
+from codegen_site.core.config import get_config
+from codegen_site.core.errors import BadInput, PayloadTooLarge
+from improve.analysis import checks, discovery, lint
+from improve.analysis.duplication import duplicate_blocks
+from improve.models import FileAnalysis
+
+logger = logging.getLogger(__name__)
+
+# Bump when the checks change what they report, so old cache entries stop matching.
+CHECKS_REVISION = 1
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+# Rows per query when reading or writing the cache (under SQLite's variable limit).
+CACHE_CHUNK = 500
+
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def analysis_settings() -> dict:
+    return get_config()["improve"]
+
+
+def check_limits(settings: dict, maintainability: bool) -> dict:
+    keys = ("complexity_medium", "complexity_high", "complexity_critical", "max_function_lines",
+            "max_parameters", "max_class_methods", "duplicate_min_lines", "maintainability_min")
+    return {**{key: settings[key] for key in keys}, "maintainability": maintainability}
+
+
+def _digest(*parts: bytes | str, size: int = 16) -> str:
+    digest = hashlib.blake2b(digest_size=size)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def checks_version(limits: dict) -> str:
+    return _digest(str(CHECKS_REVISION), sys.version, package_version("radon"),
+                   json.dumps(limits, sort_keys=True), size=8)[:15]
+
+
+def lint_version(settings: dict) -> str:
+    return _digest(lint.ruff_version(), json.dumps(lint.command(settings)[1:]), size=8)[:15]
+
+
+def worker_count(settings: dict) -> int:
+    return settings["workers"] or os.cpu_count() or 1
+
+
+def worker_pool(size: int) -> ProcessPoolExecutor:
+    """One pool per server process, started on first use. Workers are spawned, not
+    forked: the server has threads (and an event loop) a fork would copy mid-state."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != size:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+            _pool_size = size
+        return _pool
+
+
+def _drop_pool(broken: ProcessPoolExecutor) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is broken:
+            _pool = None
+    broken.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    relative: str
+    source: bytes | None = None
+    # [line, type, severity, message, suggestion] when the file could not be read
+    error: list | None = None
+    checks_key: str = ""
+    lint_key: str = ""
+    result: dict = field(default_factory=dict)
+    lint_issues: list = field(default_factory=list)
+
+
+@dataclass
+class RuleRun:
+    """Everything the rule-based pass found, before the LLM (if asked) and storage."""
+
+    path: str
+    files: list[SourceFile]
+    totals: dict
+    issues: list[dict]
+    stats: dict
+
+
+def _read(files: list[SourceFile], max_bytes: int) -> None:
+    for item in files:
+        try:
+            size = item.path.stat().st_size
+            if size > max_bytes:
+                item.error = [1, "refactor", "medium", f"File is {size} bytes, above the analysis limit of {max_bytes}",
+                              "Split the file; generated or data files belong outside the analysed tree"]
+                continue
+            # O_NOFOLLOW: the path was checked without symlinks; one swapped in since is refused.
+            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                item.source = handle.read()
+        except OSError as exc:
+            item.error = [1, "bug", "critical", f"Cannot read file: {exc.strerror or exc}",
+                          "Make the file readable and run the analysis again"]
+
+
+def _load_cached(keys: list[str]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for start in range(0, len(keys), CACHE_CHUNK):
+        chunk = keys[start:start + CACHE_CHUNK]
+        found.update(FileAnalysis.objects.filter(key__in=chunk).values_list("key", "result"))
+    return found
+
+
+def _store(entries: dict[str, object], max_entries: int) -> None:
+    if not entries:
+        return
+    rows = [FileAnalysis(key=key, result=result) for key, result in entries.items()]
+    FileAnalysis.objects.bulk_create(rows, batch_size=CACHE_CHUNK, ignore_conflicts=True)
+    excess = FileAnalysis.objects.count() - max_entries
+    if excess > 0:
+        oldest = FileAnalysis.objects.order_by("created_at").values_list("key", flat=True)[:excess]
+        FileAnalysis.objects.filter(key__in=list(oldest)).delete()
+
+
+def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
+    """Analyse these files (in worker processes when there are enough); returns the workers used."""
+    workers = min(worker_count(settings), len(pending))
+    if workers <= 1 or len(pending) < settings["parallel_min_files"]:
+        for item in pending:
+            item.result = checks.analyse_source(item.source, limits)
+        return 1
+    # Several batches per worker even out files of very different sizes.
+    size = max(1, min(settings["batch_files"], math.ceil(len(pending) / (workers * 4))))
+    by_key = {}
+    for item in pending:
+        by_key.setdefault(item.checks_key, []).append(item)
+    unique = [(key, items[0].source) for key, items in by_key.items()]
+    pool = worker_pool(worker_count(settings))
+    futures = [(unique[start:start + size], pool.submit(checks.analyse_batch, unique[start:start + size], limits))
+               for start in range(0, len(unique), size)]
+    for batch, future in futures:
+        try:
+            results = future.result()
+        except BrokenProcessPool:
+            # A file crashed its worker (e.g. a parser overflow): report it, start a fresh pool next time.
+            _drop_pool(pool)
+            results = [(key, checks.failed_result(source, "Analysing this file crashed its worker process"))
+                       for key, source in batch]
+        for key, result in results:
+            for item in by_key[key]:
+                item.result = result
+    return workers
+
+
+def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) -> RuleRun:
+    settings = analysis_settings()
+    target = workspace.resolve(client_path, must_exist=True)
+    if target.is_file() and target.suffix != ".py":
+        raise BadInput(f"Not a Python file: {client_path}")
+    paths = discovery.python_files(target, settings["max_files"])
+    if len(paths) > settings["max_files"]:
+        raise PayloadTooLarge(f"More than {settings['max_files']} Python files under {client_path}; "
+                              "analyse a smaller directory")
+    files = [SourceFile(path, workspace.relative(path)) for path in paths]
+    _read(files, settings["max_file_bytes"])
+    readable = [item for item in files if item.source is not None]
+
+    limits = check_limits(settings, maintainability)
+    checks_prefix = "c" + checks_version(limits)
+    lint_prefix = "l" + lint_version(settings) if include_linter else ""
+    for item in readable:
+        item.checks_key = checks_prefix + _digest(item.source)
+        if include_linter:
+            item.lint_key = lint_prefix + _digest(item.relative, item.source)
+    cached = _load_cached([item.checks_key for item in readable] + [item.lint_key for item in readable
+                                                                    if item.lint_key])
+
+    to_lint = [item for item in readable if include_linter and item.lint_key not in cached]
+    lint_state = "off"
+    processes = []
+    if to_lint:
+        try:
+            processes = lint.start([item.path for item in to_lint], settings)
+            lint_state = "ok"
+        except lint.LinterFailed as exc:
+            lint_state = f"failed: {exc}"
+    elif include_linter:
+        lint_state = "ok"
+
+    pending = []
+    for item in readable:
+        if item.checks_key in cached:
+            item.result = cached[item.checks_key]
+        else:
+            pending.append(item)
+    workers = _run_checks(pending, limits, settings) if pending else 0
+
+    new_entries: dict[str, object] = {}
+    for item in pending:
+        if not item.result.get("failed"):
+            new_entries[item.checks_key] = item.result
+    if processes:
+        try:
+            by_file = lint.collect(processes, settings["ruff_timeout"])
+            for item in to_lint:
+                item.lint_issues = by_file.get(os.fspath(item.path), [])
+                new_entries[item.lint_key] = item.lint_issues
+        except lint.LinterFailed as exc:
+            lint_state = f"failed: {exc}"
+    for item in readable:
+        if item.lint_key in cached:
+            item.lint_issues = cached[item.lint_key]
+    _store(new_entries, settings["cache_max_entries"])
+
+    return RuleRun(
+        path=workspace.relative(target), files=files, totals=_totals(files), issues=_issues(files, settings),
+        stats={"files": len(files), "analysed": len(pending), "cached": len(readable) - len(pending),
+               "linted": len(to_lint) if lint_state == "ok" else 0,
+               "lint_cached": len(readable) - len(to_lint) if include_linter else 0,
+               "unreadable": len(files) - len(readable), "workers": workers, "linter": lint_state},
+    )
+
+
+def _totals(files: list[SourceFile]) -> dict:
+    functions = sum(item.result.get("functions", 0) for item in files)
+    complexity = sum(item.result.get("complexity_sum", 0) for item in files)
+    return {
+        "total_files": len(files),
+        "total_lines": sum(item.result.get("lines", 0) for item in files),
+        "total_functions": functions,
+        "total_classes": sum(item.result.get("classes", 0) for item in files),
+        "avg_complexity": round(complexity / functions, 2) if functions else 0.0,
+    }
+
+
+def _issues(files: list[SourceFile], settings: dict) -> list[dict]:
+    window = settings["duplicate_min_lines"]
+    duplicates = duplicate_blocks([(item.relative, item.result["dup"]) for item in files if item.result],
+                                  window, settings["duplicate_large_lines"])
+    issues = []
+    for item in files:
+        found_lists = (item.result["issues"], item.lint_issues, duplicates.get(item.relative, ())) if item.result \
+            else ([item.error],)
+        for found in found_lists:
+            issues.extend({"file": item.relative, "line": line, "type": kind, "severity": severity,
+                           "message": message, "suggestion": suggestion}
+                          for line, kind, severity, message, suggestion in found)
+    issues.sort(key=lambda issue: (SEVERITY_RANK[issue["severity"]], issue["file"], issue["line"]))
+    return issues
