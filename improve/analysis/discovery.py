@@ -56,7 +56,11 @@ def _inherited(target_dir: Path) -> _Ignores:
 
 def python_files(target: Path, limit: int) -> list[Path]:
     """Python files under `target` (a resolved file or directory), sorted; at most `limit` + 1
-    so the caller can tell the limit was passed."""
+    so the caller can tell the limit was passed.
+
+    A directory is checked against workspace.is_off_limits only when it holds Python files
+    (an off-limits directory's descendants are off limits too, so each is refused in turn);
+    the check is costly, and most directories of a real tree (locales, assets) hold none."""
     if target.is_file():
         return [target]
     found: list[Path] = []
@@ -68,17 +72,17 @@ def python_files(target: Path, limit: int) -> list[Path]:
             entries = list(os.scandir(directory))
         except OSError:
             continue
+        sources = []
         for entry in entries:
             if entry.is_symlink():
                 continue
             if entry.is_dir():
-                if entry.name in SKIPPED_DIRECTORIES or ignores.ignored(entry.path, True):
-                    continue
-                if workspace.is_off_limits(Path(entry.path)):
-                    continue
-                pending.append((entry.path, ignores))
+                if entry.name not in SKIPPED_DIRECTORIES and not ignores.ignored(entry.path, True):
+                    pending.append((entry.path, ignores))
             elif entry.name.endswith(".py") and entry.is_file() and not ignores.ignored(entry.path, False):
-                found.append(Path(entry.path))
-                if len(found) > limit:
-                    return sorted(found)
+                sources.append(Path(entry.path))
+        if sources and not workspace.is_off_limits(Path(directory)):
+            found.extend(sources)
+            if len(found) > limit:
+                break
     return sorted(found)

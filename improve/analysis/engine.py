@@ -194,7 +194,13 @@ def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) 
     if len(paths) > settings["max_files"]:
         raise PayloadTooLarge(f"More than {settings['max_files']} Python files under {client_path}; "
                               "analyse a smaller directory")
-    files = [SourceFile(path, workspace.relative(path)) for path in paths]
+    # relative() once: the files' paths below the target are plain suffixes of their own.
+    base = workspace.relative(target)
+    if target.is_file():
+        files = [SourceFile(target, base)]
+    else:
+        prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
+        files = [SourceFile(path, prefix + str(path)[cut:].replace(os.sep, "/")) for path in paths]
     _read(files, settings["max_file_bytes"])
     readable = [item for item in files if item.source is not None]
 
@@ -246,7 +252,7 @@ def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) 
     _store(new_entries, settings["cache_max_entries"])
 
     return RuleRun(
-        path=workspace.relative(target), files=files, totals=_totals(files), issues=_issues(files, settings),
+        path=base, files=files, totals=_totals(files), issues=_issues(files, settings),
         stats={"files": len(files), "analysed": len(pending), "cached": len(readable) - len(pending),
                "linted": len(to_lint) if lint_state == "ok" else 0,
                "lint_cached": len(readable) - len(to_lint) if include_linter else 0,
