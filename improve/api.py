@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.errors import NotFound
 from codegen_site.core.serializers import ErrorSerializer
+from codegen_site.core.throttling import LLMRateThrottle
 from improve.analysis import service
 from improve.serializers import (
     AnalyzeRequestSerializer,
@@ -39,6 +40,11 @@ class AnalyzeView(AsyncAPIView):
     async def post(self, request):
         serializer = AnalyzeRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if serializer.validated_data["use_llm"]:
+            # Only a review by the LLM counts against the LLM's rate limit.
+            throttle = LLMRateThrottle()
+            if not throttle.allow_request(request, self):
+                self.throttled(request, throttle.wait())
         return Response(await service.analyze(**serializer.validated_data))
 
 

@@ -7,6 +7,8 @@ import json
 import os
 
 import pytest
+from django.test import override_settings
+from rest_framework.settings import api_settings
 
 from tests.fakes.llm_server import Turn
 
@@ -51,6 +53,8 @@ PLANTED = {
     "pkg/build/skipped.py": "import sys\n",
     "pkg/made.gen.py": "import sys\n",
     ".venv/lib/skipped.py": "import sys\n",
+    ".git/hooks/skipped.py": "import sys\n",
+    "data/backups/skipped.py": "import sys\n",  # the product's data dir (see the fixture)
     "node_modules/tool/skipped.py": "import sys\n",
     "notes.txt": "not python\n",
 }
@@ -69,6 +73,7 @@ def tree(tmp_path, settings):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     settings.WORKSPACE_ROOT = root
+    settings.DATA_DIR = root / "data"
     return root
 
 
@@ -267,6 +272,21 @@ def test_llm_garbage_falls_back_to_the_rule_based_findings(client, tree, ollama,
     assert "not the requested JSON" in body["llm"]["note"]
     assert body["issues"] == rules["issues"]
     assert len(ollama.chat_requests) == 2
+
+
+def test_gitignore_negation_in_a_deeper_directory_wins(client, tree):
+    (tree / "pkg/.gitignore").write_text("!keep.gen.py\n")
+    (tree / "pkg/keep.gen.py").write_text("x = 1\n")
+    body = analyze(client, path=".", include_linter=False).json()
+    assert body["total_files"] == 7  # made.gen.py stays ignored
+
+
+def test_llm_review_counts_against_the_llm_rate_limit(client, tree, ollama):
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "llm": "1/minute"}
+    with override_settings(REST_FRAMEWORK={**api_settings.user_settings, "DEFAULT_THROTTLE_RATES": rates}):
+        ollama.script(Turn(content='{"issues": []}'))
+        codes = [analyze(client, path="pkg/lint_me.py", use_llm=flag).status_code for flag in (True, True, False)]
+    assert codes == [200, 429, 200]
 
 
 def test_unreachable_llm_is_503_only_when_asked_for(client, tree, set_config, unused_port):

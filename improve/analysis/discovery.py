@@ -27,10 +27,12 @@ class _Ignores:
         return _Ignores(self.specs + ((directory, spec),)) if spec else self
 
     def ignored(self, path: str, is_dir: bool) -> bool:
-        for base, spec in self.specs:
+        # As git does: the deepest .gitignore with a matching rule (a "!" one included) decides.
+        for base, spec in reversed(self.specs):
             relative = os.path.relpath(path, base).replace(os.sep, "/")
-            if spec.match_file(relative + "/" if is_dir else relative):
-                return True
+            verdict = spec.check_file(relative + "/" if is_dir else relative).include
+            if verdict is not None:
+                return verdict
         return False
 
 

@@ -87,6 +87,16 @@ def worker_pool(size: int) -> ProcessPoolExecutor:
         return _pool
 
 
+def _start_workers(settings: dict) -> None:
+    """Have the workers start (import radon) while this process reads files and the cache."""
+    size = worker_count(settings)
+    if _pool is not None and _pool_size == size:
+        return
+    pool = worker_pool(size)
+    for _ in range(size):
+        pool.submit(checks.ready)
+
+
 def _drop_pool(broken: ProcessPoolExecutor) -> None:
     global _pool
     with _pool_lock:
@@ -201,6 +211,8 @@ def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) 
     else:
         prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
         files = [SourceFile(path, prefix + str(path)[cut:].replace(os.sep, "/")) for path in paths]
+    if len(files) >= settings["parallel_min_files"] and worker_count(settings) > 1:
+        _start_workers(settings)
     _read(files, settings["max_file_bytes"])
     readable = [item for item in files if item.source is not None]
 

@@ -6,42 +6,40 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 
 from improve.analysis import engine, review
 from improve.models import AnalysisReport
 
-# What to fix first: (issue type, only these severities or None for all, title, why)
+# What to fix first: (issue type, only these severities or None for all, title, why, effort of a few)
 SUGGESTION_ORDER = (
-    ("bug", ("critical",), "Fix critical issues", "files that do not parse or could not be read"),
-    ("security", None, "Fix security issues", "unsafe calls such as eval or shell commands"),
-    ("bug", ("high", "medium"), "Fix likely bugs", "undefined names, wrong comparisons, mutable defaults"),
+    ("bug", ("critical",), "Fix critical issues", "files that do not parse or could not be read", "medium"),
+    ("security", None, "Fix security issues", "unsafe calls such as eval or shell commands", "medium"),
+    ("bug", ("high", "medium"), "Fix likely bugs", "undefined names, wrong comparisons, mutable defaults",
+     "medium"),
     ("complexity", ("critical", "high"), "Simplify the most complex functions",
-     "functions with the most branches, hardest to test"),
-    ("complexity", ("medium",), "Reduce complexity", "functions above the complexity threshold"),
-    ("duplication", None, "Remove duplicated code", "blocks repeated across files"),
+     "functions with the most branches, hardest to test", "high"),
+    ("complexity", ("medium",), "Reduce complexity", "functions above the complexity threshold", "medium"),
+    ("duplication", None, "Remove duplicated code", "blocks repeated across files", "medium"),
     ("refactor", None, "Refactor long functions and wide interfaces",
-     "long functions, many parameters, large classes"),
-    ("performance", None, "Improve performance", "slow idioms the linter found"),
-    ("bug", ("low",), "Clean up unused code", "unused imports and variables"),
-    ("style", None, "Fix style issues", "formatting and import order; `ruff check --fix` does most of it"),
+     "long functions, many parameters, large classes", "medium"),
+    ("performance", None, "Improve performance", "slow idioms the linter found", "low"),
+    ("bug", ("low",), "Clean up unused code", "unused imports and variables", "low"),
+    ("style", None, "Fix style issues", "formatting and import order; `ruff check --fix` does most of it", "low"),
 )
-# Effort of fixing one issue of a type, and the count past which the whole group is bigger.
-EFFORT_BY_TYPE = {"bug": "medium", "security": "medium", "complexity": "high", "duplication": "medium",
-                  "refactor": "high", "performance": "low", "style": "low"}
 EFFORT_STEPS = ("low", "medium", "high")
+# Past this many issues a group takes one effort step more.
 MANY_ISSUES = 20
 
 
-def _effort(kind: str, count: int) -> str:
-    base = EFFORT_STEPS.index(EFFORT_BY_TYPE[kind])
-    return EFFORT_STEPS[min(base + (count > MANY_ISSUES), 2)]
+def _effort(base: str, count: int) -> str:
+    return EFFORT_STEPS[min(EFFORT_STEPS.index(base) + (count > MANY_ISSUES), 2)]
 
 
 def rank_suggestions(issues: list[dict], extra: list[dict]) -> list[dict]:
     """Rule-based suggestions in fixing order, then the LLM's; priority 1 first."""
     ranked = []
-    for kind, severities, title, why in SUGGESTION_ORDER:
+    for kind, severities, title, why, effort in SUGGESTION_ORDER:
         group = [i for i in issues if i["type"] == kind and (severities is None or i["severity"] in severities)]
         if not group:
             continue
@@ -50,7 +48,7 @@ def rank_suggestions(issues: list[dict], extra: list[dict]) -> list[dict]:
         ranked.append({"title": title,
                        "description": f"Found {len(group)} {kind} issue{'s' * (len(group) != 1)} ({why}) "
                                       f"in {len(files)} file{'s' * (len(files) != 1)}: {shown}",
-                       "estimated_effort": _effort(kind, len(group))})
+                       "estimated_effort": _effort(effort, len(group))})
     ranked.extend(extra)
     return [{"priority": number, **suggestion} for number, suggestion in enumerate(ranked, 1)]
 
@@ -92,8 +90,6 @@ async def analyze(path: str, *, include_linter: bool = True, use_llm: bool = Fal
 
 def analyze_sync(path: str, **options) -> dict:
     """The same for scripts and benchmarks outside an event loop."""
-    from asgiref.sync import async_to_sync
-
     return async_to_sync(analyze)(path, **options)
 
 
