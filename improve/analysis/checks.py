@@ -128,6 +128,34 @@ def analyse_source(source: bytes, limits: dict) -> dict:
         return failed_result(source, f"The analysis of this file failed: {type(exc).__name__}: {exc}")
 
 
+def _class_issues(node: ast.ClassDef, name: str, limits: dict) -> list[Issue]:
+    methods = sum(isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) for item in node.body)
+    if methods <= limits["max_class_methods"]:
+        return []
+    return [[node.lineno, "refactor", "medium",
+             f"Class '{name}' has {methods} methods (limit {limits['max_class_methods']})",
+             "Split its responsibilities into smaller classes or helpers"]]
+
+
+def _function_issues(node, name: str, is_method: bool, complexity: int, limits: dict) -> list[Issue]:
+    issues = []
+    severity = complexity_severity(complexity, limits)
+    if severity:
+        issues.append([node.lineno, "complexity", severity,
+                       f"Function '{name}' has high complexity ({complexity})", SPLIT_SUGGESTION])
+    length = (node.end_lineno or node.lineno) - node.lineno + 1
+    if length > limits["max_function_lines"]:
+        issues.append([node.lineno, "refactor", "medium",
+                       f"Function '{name}' is {length} lines long (limit {limits['max_function_lines']})",
+                       "Extract its steps into well-named helper functions"])
+    parameters = _parameter_count(node, is_method)
+    if parameters > limits["max_parameters"]:
+        issues.append([node.lineno, "refactor", "medium",
+                       f"Function '{name}' takes {parameters} parameters (limit {limits['max_parameters']})",
+                       "Group related parameters into a dataclass or split the function"])
+    return issues
+
+
 def _analyse(source: bytes, limits: dict) -> dict:
     result = {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0,
               "issues": [], "dup": {"lines": [], "hashes": []}}
@@ -149,29 +177,12 @@ def _analyse(source: bytes, limits: dict) -> dict:
     for kind, node, name, is_method in definitions:
         if kind == "class":
             result["classes"] += 1
-            methods = sum(isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) for item in node.body)
-            if methods > limits["max_class_methods"]:
-                issues.append([node.lineno, "refactor", "medium",
-                               f"Class '{name}' has {methods} methods (limit {limits['max_class_methods']})",
-                               "Split its responsibilities into smaller classes or helpers"])
-            continue
-        result["functions"] += 1
-        complexity = complexities.get((node.lineno, node.col_offset)) or _own_complexity(node)
-        result["complexity_sum"] += complexity
-        severity = complexity_severity(complexity, limits)
-        if severity:
-            issues.append([node.lineno, "complexity", severity,
-                           f"Function '{name}' has high complexity ({complexity})", SPLIT_SUGGESTION])
-        length = (node.end_lineno or node.lineno) - node.lineno + 1
-        if length > limits["max_function_lines"]:
-            issues.append([node.lineno, "refactor", "medium",
-                           f"Function '{name}' is {length} lines long (limit {limits['max_function_lines']})",
-                           "Extract its steps into well-named helper functions"])
-        parameters = _parameter_count(node, is_method)
-        if parameters > limits["max_parameters"]:
-            issues.append([node.lineno, "refactor", "medium",
-                           f"Function '{name}' takes {parameters} parameters (limit {limits['max_parameters']})",
-                           "Group related parameters into a dataclass or split the function"])
+            issues.extend(_class_issues(node, name, limits))
+        else:
+            complexity = complexities.get((node.lineno, node.col_offset)) or _own_complexity(node)
+            result["functions"] += 1
+            result["complexity_sum"] += complexity
+            issues.extend(_function_issues(node, name, is_method, complexity, limits))
 
     text = decode(source)
     result["dup"] = fingerprints(text, limits["duplicate_min_lines"])

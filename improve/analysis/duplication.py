@@ -13,44 +13,45 @@ from itertools import chain
 Issue = list
 
 
-def duplicate_blocks(files: list[tuple[str, dict]], window: int, large_block: int) -> dict[str, list[Issue]]:
-    """files: (relative path, fingerprints {"lines", "hashes"}) -> issues per path."""
+def _places(files: list[tuple[str, dict]]) -> dict[int, list[tuple[int, int]]]:
+    """Window hash -> (file index, window position) of every hash seen more than once."""
     counts = Counter(chain.from_iterable(fp["hashes"] for _, fp in files))
     repeated = {value for value, count in counts.items() if count > 1}
-    if not repeated:
-        return {}
     places: dict[int, list[tuple[int, int]]] = {}
     for index, (_, fp) in enumerate(files):
         for position, value in enumerate(fp["hashes"]):
             if value in repeated:
                 places.setdefault(value, []).append((index, position))
+    return places
 
-    def elsewhere(value: int, index: int, position: int) -> tuple[int, int] | None:
-        for other in places[value]:
-            if other[0] != index or abs(other[1] - position) >= window:
-                return other
-        return None
 
+def _runs(partners: list) -> list[tuple[int, int, tuple[int, int]]]:
+    """(first, last window position, partner of the first) of each run of duplicated windows."""
+    runs, start = [], None
+    for position, partner in enumerate([*partners, None]):
+        if partner is not None and start is None:
+            start = position
+        elif partner is None and start is not None:
+            runs.append((start, position - 1, partners[start]))
+            start = None
+    return runs
+
+
+def duplicate_blocks(files: list[tuple[str, dict]], window: int, large_block: int) -> dict[str, list[Issue]]:
+    """files: (relative path, fingerprints {"lines", "hashes"}) -> issues per path."""
+    places = _places(files)
     found: dict[str, list[Issue]] = {}
     for index, (path, fp) in enumerate(files):
-        hashes, lines = fp["hashes"], fp["lines"]
-        position = 0
-        while position < len(hashes):
-            partner = elsewhere(hashes[position], index, position) if hashes[position] in repeated else None
-            if partner is None:
-                position += 1
-                continue
-            start = position
-            while position + 1 < len(hashes) and hashes[position + 1] in repeated and \
-                    elsewhere(hashes[position + 1], index, position + 1) is not None:
-                position += 1
-            first, last = lines[start], lines[position + window - 1]
-            other_path, other_fp = files[partner[0]]
-            size = last - first + 1
+        # Another place with the same window: another file, or this one without overlap.
+        partners = [next((other for other in places.get(value, ())
+                          if other[0] != index or abs(other[1] - position) >= window), None)
+                    for position, value in enumerate(fp["hashes"])]
+        for start, end, (other_index, other_position) in _runs(partners):
+            first, last = fp["lines"][start], fp["lines"][end + window - 1]
+            other_path, other_fp = files[other_index]
             found.setdefault(path, []).append([
-                first, "duplication", "medium" if size >= large_block else "low",
-                f"Lines {first}-{last} repeat code also at {other_path}:{other_fp['lines'][partner[1]]}",
+                first, "duplication", "medium" if last - first + 1 >= large_block else "low",
+                f"Lines {first}-{last} repeat code also at {other_path}:{other_fp['lines'][other_position]}",
                 "Move the shared code into one function or module and call it from both places",
             ])
-            position += 1
     return found

@@ -195,8 +195,8 @@ def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
     return workers
 
 
-def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) -> RuleRun:
-    settings = analysis_settings()
+def _source_files(client_path: str, settings: dict) -> tuple[str, list[SourceFile]]:
+    """(the target as the API shows it, its Python files), or a 400/404/413."""
     target = workspace.resolve(client_path, must_exist=True)
     if target.is_file() and target.suffix != ".py":
         raise BadInput(f"Not a Python file: {client_path}")
@@ -207,69 +207,88 @@ def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) 
     # relative() once: the files' paths below the target are plain suffixes of their own.
     base = workspace.relative(target)
     if target.is_file():
-        files = [SourceFile(target, base)]
-    else:
-        prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
-        files = [SourceFile(path, prefix + str(path)[cut:].replace(os.sep, "/")) for path in paths]
+        return base, [SourceFile(target, base)]
+    prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
+    return base, [SourceFile(path, prefix + str(path)[cut:].replace(os.sep, "/")) for path in paths]
+
+
+class _Lint:
+    """ruff over the files whose lint result is not cached, running while the checks do."""
+
+    def __init__(self, readable: list[SourceFile], cached: dict, settings: dict):
+        self.settings = settings
+        self.pending = [item for item in readable if item.lint_key not in cached]
+        for item in readable:
+            if item.lint_key in cached:
+                item.lint_issues = cached[item.lint_key]
+        self.state, self.processes = "ok", []
+        try:
+            if self.pending:
+                self.processes = lint.start([item.path for item in self.pending], settings)
+        except lint.LinterFailed as exc:
+            self.state = f"failed: {exc}"
+
+    def finish(self) -> dict[str, list]:
+        """Cache entries of the files linted now (none when ruff failed)."""
+        if not self.processes:
+            return {}
+        try:
+            by_file = lint.collect(self.processes, self.settings["ruff_timeout"])
+        except lint.LinterFailed as exc:
+            self.state = f"failed: {exc}"
+            return {}
+        for item in self.pending:
+            item.lint_issues = by_file.get(os.fspath(item.path), [])
+        return {item.lint_key: item.lint_issues for item in self.pending}
+
+    @property
+    def linted(self) -> int:
+        return len(self.pending) if self.state == "ok" else 0
+
+
+def _assign_keys(readable: list[SourceFile], limits: dict, settings: dict, include_linter: bool) -> list[str]:
+    checks_prefix = "c" + checks_version(limits)
+    for item in readable:
+        item.checks_key = checks_prefix + _digest(item.source)
+    if not include_linter:
+        return [item.checks_key for item in readable]
+    lint_prefix = "l" + lint_version(settings)
+    for item in readable:
+        item.lint_key = lint_prefix + _digest(item.relative, item.source)
+    return [item.checks_key for item in readable] + [item.lint_key for item in readable]
+
+
+def _stats(files: list[SourceFile], readable: list[SourceFile], pending: list[SourceFile], workers: int,
+           linter: _Lint | None) -> dict:
+    stats = {"files": len(files), "analysed": len(pending), "cached": len(readable) - len(pending),
+             "linted": 0, "lint_cached": 0, "unreadable": len(files) - len(readable), "workers": workers,
+             "linter": "off"}
+    if linter:
+        stats.update(linted=linter.linted, lint_cached=len(readable) - len(linter.pending), linter=linter.state)
+    return stats
+
+
+def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) -> RuleRun:
+    settings = analysis_settings()
+    base, files = _source_files(client_path, settings)
     if len(files) >= settings["parallel_min_files"] and worker_count(settings) > 1:
         _start_workers(settings)
     _read(files, settings["max_file_bytes"])
     readable = [item for item in files if item.source is not None]
 
     limits = check_limits(settings, maintainability)
-    checks_prefix = "c" + checks_version(limits)
-    lint_prefix = "l" + lint_version(settings) if include_linter else ""
+    cached = _load_cached(_assign_keys(readable, limits, settings, include_linter))
+    linter = _Lint(readable, cached, settings) if include_linter else None
+    pending = [item for item in readable if item.checks_key not in cached]
     for item in readable:
-        item.checks_key = checks_prefix + _digest(item.source)
-        if include_linter:
-            item.lint_key = lint_prefix + _digest(item.relative, item.source)
-    cached = _load_cached([item.checks_key for item in readable] + [item.lint_key for item in readable
-                                                                    if item.lint_key])
-
-    to_lint = [item for item in readable if include_linter and item.lint_key not in cached]
-    lint_state = "off"
-    processes = []
-    if to_lint:
-        try:
-            processes = lint.start([item.path for item in to_lint], settings)
-            lint_state = "ok"
-        except lint.LinterFailed as exc:
-            lint_state = f"failed: {exc}"
-    elif include_linter:
-        lint_state = "ok"
-
-    pending = []
-    for item in readable:
-        if item.checks_key in cached:
-            item.result = cached[item.checks_key]
-        else:
-            pending.append(item)
+        item.result = cached.get(item.checks_key, item.result)
     workers = _run_checks(pending, limits, settings) if pending else 0
-
-    new_entries: dict[str, object] = {}
-    for item in pending:
-        if not item.result.get("failed"):
-            new_entries[item.checks_key] = item.result
-    if processes:
-        try:
-            by_file = lint.collect(processes, settings["ruff_timeout"])
-            for item in to_lint:
-                item.lint_issues = by_file.get(os.fspath(item.path), [])
-                new_entries[item.lint_key] = item.lint_issues
-        except lint.LinterFailed as exc:
-            lint_state = f"failed: {exc}"
-    for item in readable:
-        if item.lint_key in cached:
-            item.lint_issues = cached[item.lint_key]
+    new_entries = {item.checks_key: item.result for item in pending if not item.result.get("failed")}
+    if linter:
+        new_entries.update(linter.finish())
     _store(new_entries, settings["cache_max_entries"])
-
-    return RuleRun(
-        path=base, files=files, totals=_totals(files), issues=_issues(files, settings),
-        stats={"files": len(files), "analysed": len(pending), "cached": len(readable) - len(pending),
-               "linted": len(to_lint) if lint_state == "ok" else 0,
-               "lint_cached": len(readable) - len(to_lint) if include_linter else 0,
-               "unreadable": len(files) - len(readable), "workers": workers, "linter": lint_state},
-    )
+    return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, settings),
+                   stats=_stats(files, readable, pending, workers, linter))
 
 
 def _totals(files: list[SourceFile]) -> dict:

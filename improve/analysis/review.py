@@ -49,8 +49,31 @@ def prompt(path: str, text: str, issues: list[dict]) -> list[dict]:
             {"role": "user", "content": f"File: {path}\nAlready found:\n{known}\n\n```python\n{numbered}\n```"}]
 
 
-def parse_answer(answer: str, path: str) -> tuple[list[dict], list[dict]] | None:
-    """Issues and suggestions from the model's answer, or None when it is not the asked-for JSON."""
+def _issue(raw, path: str) -> dict | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("message"), str) or not raw["message"].strip():
+        return None
+    line = raw.get("line")
+    return {
+        "file": path,
+        "line": line if type(line) is int and line > 0 else 1,
+        "type": raw.get("type") if raw.get("type") in ISSUE_TYPES else "refactor",
+        "severity": raw.get("severity") if raw.get("severity") in SEVERITIES else "medium",
+        "message": raw["message"].strip()[:500],
+        "suggestion": str(raw.get("suggestion") or "")[:500],
+    }
+
+
+def _suggestion(raw, path: str) -> dict | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("title"), str) or not raw["title"].strip():
+        return None
+    return {
+        "title": f"{path}: {raw['title'].strip()[:200]}",
+        "description": str(raw.get("description") or "")[:1000],
+        "estimated_effort": raw.get("estimated_effort") if raw.get("estimated_effort") in EFFORTS else "medium",
+    }
+
+
+def _json_object(answer: str) -> dict | None:
     text = _FENCE.sub("", answer.strip())
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
@@ -59,31 +82,20 @@ def parse_answer(answer: str, path: str) -> tuple[list[dict], list[dict]] | None
         body = json.loads(text[start:end + 1])
     except ValueError:
         return None
-    if not isinstance(body, dict) or not isinstance(body.get("issues", []), list) \
-            or not isinstance(body.get("suggestions", []), list) or not ({"issues", "suggestions"} & body.keys()):
+    return body if isinstance(body, dict) else None
+
+
+def parse_answer(answer: str, path: str) -> tuple[list[dict], list[dict]] | None:
+    """Issues and suggestions from the model's answer, or None when it is not the asked-for JSON.
+    Items that lack a message (or title) are dropped; unknown types and severities get defaults."""
+    body = _json_object(answer)
+    if body is None or not ({"issues", "suggestions"} & body.keys()):
         return None
-    issues = []
-    for raw in body.get("issues", []):
-        if not isinstance(raw, dict) or not isinstance(raw.get("message"), str) or not raw["message"].strip():
-            continue
-        line = raw.get("line")
-        issues.append({
-            "file": path,
-            "line": line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else 1,
-            "type": raw.get("type") if raw.get("type") in ISSUE_TYPES else "refactor",
-            "severity": raw.get("severity") if raw.get("severity") in SEVERITIES else "medium",
-            "message": raw["message"].strip()[:500],
-            "suggestion": str(raw.get("suggestion") or "")[:500],
-        })
-    suggestions = []
-    for raw in body.get("suggestions", []):
-        if not isinstance(raw, dict) or not isinstance(raw.get("title"), str) or not raw["title"].strip():
-            continue
-        suggestions.append({
-            "title": f"{path}: {raw['title'].strip()[:200]}",
-            "description": str(raw.get("description") or "")[:1000],
-            "estimated_effort": raw.get("estimated_effort") if raw.get("estimated_effort") in EFFORTS else "medium",
-        })
+    raw_issues, raw_suggestions = body.get("issues", []), body.get("suggestions", [])
+    if not isinstance(raw_issues, list) or not isinstance(raw_suggestions, list):
+        return None
+    issues = [issue for issue in (_issue(raw, path) for raw in raw_issues) if issue]
+    suggestions = [item for item in (_suggestion(raw, path) for raw in raw_suggestions) if item]
     return issues, suggestions
 
 
