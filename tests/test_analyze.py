@@ -211,6 +211,30 @@ def test_file_that_cannot_be_parsed_is_counted_and_the_run_goes_on(client, tree,
     assert body["stats"]["unreadable"] == 1
 
 
+def test_analyses_beyond_the_concurrency_limit_get_429(client, tree, set_config):
+    from improve.analysis import engine
+
+    set_config({"improve": {"max_concurrent": 1}})
+    with engine._running_lock:
+        engine._running += 1  # one analysis in flight
+    try:
+        response = analyze(client, path="pkg")
+    finally:
+        with engine._running_lock:
+            engine._running -= 1
+    assert response.status_code == 429 and "running already" in response.json()["detail"]
+    assert analyze(client, path="pkg").status_code == 200
+
+
+def test_reports_are_in_the_admin(admin_client, client, tree):
+    report_id = analyze(client, path="pkg", include_linter=True).json()["report_id"]
+    listing = admin_client.get("/admin/improve/analysisreport/")
+    assert listing.status_code == 200 and b"pkg" in listing.content
+    page = admin_client.get(f"/admin/improve/analysisreport/{report_id}/change/")
+    assert page.status_code == 200
+    assert b"Function &#x27;high&#x27; has high complexity (20)" in page.content
+
+
 @pytest.mark.parametrize("path, status", [
     ("../outside", 400), ("/etc", 400), ("pkg/../../x.py", 400), ("missing", 404), ("notes.txt", 400),
     (".venv", 400),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import BadInput, PayloadTooLarge
+from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy
 from improve.analysis import checks, discovery, lint
 from improve.analysis.duplication import duplicate_blocks
 from improve.models import FileAnalysis
@@ -41,6 +41,8 @@ CACHE_CHUNK = 500
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
+_running = 0
+_running_lock = threading.Lock()
 
 
 def analysis_settings() -> dict:
@@ -269,7 +271,21 @@ def _stats(files: list[SourceFile], readable: list[SourceFile], pending: list[So
 
 
 def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) -> RuleRun:
+    """The rule-based analysis of a client path; at most improve.max_concurrent at once (429 beyond)."""
+    global _running
     settings = analysis_settings()
+    with _running_lock:
+        if _running >= settings["max_concurrent"]:
+            raise ServiceBusy(f"{_running} analyses are running already; try again when they finish")
+        _running += 1
+    try:
+        return _run_rules(client_path, settings, include_linter=include_linter, maintainability=maintainability)
+    finally:
+        with _running_lock:
+            _running -= 1
+
+
+def _run_rules(client_path: str, settings: dict, *, include_linter: bool, maintainability: bool) -> RuleRun:
     base, files = _source_files(client_path, settings)
     if len(files) >= settings["parallel_min_files"] and worker_count(settings) > 1:
         _start_workers(settings)
