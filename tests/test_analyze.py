@@ -179,6 +179,22 @@ def test_worker_processes_give_the_same_results(client, tree, set_config):
     assert parallel["total_lines"] == inline["total_lines"]
 
 
+def test_killed_worker_processes_cost_no_results(client, tree, set_config):
+    import signal
+
+    from improve.analysis import engine
+
+    inline = analyze(client, path=".", include_linter=False).json()
+    set_config({"improve": {"parallel_min_files": 1, "workers": 2, "batch_files": 1, "complexity_critical": 40}})
+    analyze(client, path=".", include_linter=False)  # starts the workers
+    for process in list(engine._pool._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+    set_config({"improve": {"complexity_critical": 41}})  # nothing cached: the files go to the workers again
+    response = analyze(client, path=".", include_linter=False)
+    assert response.status_code == 200
+    assert response.json()["issues"] == inline["issues"] and response.json()["stats"]["analysed"] == 6
+
+
 def test_single_file_is_accepted(client, tree):
     body = analyze(client, path="pkg/complex.py", include_linter=False).json()
     assert body["total_files"] == 1 and body["total_functions"] == 4 and body["total_classes"] == 1
@@ -209,6 +225,13 @@ def test_file_that_cannot_be_parsed_is_counted_and_the_run_goes_on(client, tree,
     assert "above the analysis limit" in issues["pkg/huge.py"]["message"]
     assert "pkg/latin.py" not in issues
     assert body["stats"]["unreadable"] == 1
+
+
+def test_pathologically_nested_file_is_a_critical_bug_not_a_crash(client, tree):
+    (tree / "pkg/nested.py").write_text("x" + "[0]" * 100_000 + "\n")
+    body = analyze(client, path="pkg/nested.py", include_linter=True).json()
+    assert [(i["type"], i["severity"]) for i in body["issues"]] == [("bug", "critical")]
+    assert body["issues"][0]["message"].startswith("File cannot be parsed")
 
 
 def test_analyses_beyond_the_concurrency_limit_get_429(client, tree, set_config):

@@ -20,6 +20,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -63,9 +64,14 @@ def _digest(*parts: bytes | str, size: int = 16) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=1)
+def _radon_version() -> str:
+    return package_version("radon")
+
+
 def checks_version(limits: dict) -> str:
-    return _digest(str(CHECKS_REVISION), sys.version, package_version("radon"),
-                   json.dumps(limits, sort_keys=True), size=8)[:15]
+    return _digest(str(CHECKS_REVISION), sys.version, _radon_version(), json.dumps(limits, sort_keys=True),
+                   size=8)[:15]
 
 
 def lint_version(settings: dict) -> str:
@@ -180,21 +186,50 @@ def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
     for item in pending:
         by_key.setdefault(item.checks_key, []).append(item)
     unique = [(key, items[0].source) for key, items in by_key.items()]
+    batches = [unique[start:start + size] for start in range(0, len(unique), size)]
     pool = worker_pool(worker_count(settings))
-    futures = [(unique[start:start + size], pool.submit(checks.analyse_batch, unique[start:start + size], limits))
-               for start in range(0, len(unique), size)]
+    try:
+        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
+    except BrokenProcessPool:
+        # A worker died since the last analysis (killed, out of memory): start afresh.
+        _drop_pool(pool)
+        pool = worker_pool(worker_count(settings))
+        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
+    lost = []
     for batch, future in futures:
         try:
             results = future.result()
         except BrokenProcessPool:
-            # A file crashed its worker (e.g. a parser overflow): report it, start a fresh pool next time.
-            _drop_pool(pool)
-            results = [(key, checks.failed_result(source, "Analysing this file crashed its worker process"))
-                       for key, source in batch]
+            lost.extend(batch)
+            continue
         for key, result in results:
             for item in by_key[key]:
                 item.result = result
+    if lost:
+        # A worker died (a file crashed it, or it was killed): every batch still in the pool is
+        # lost with it. Those files go again one at a time, so only a file that crashes alone
+        # is reported as such.
+        logger.warning("An analysis worker died; %d files are analysed again one by one", len(lost))
+        _drop_pool(pool)
+        for key, result in _one_by_one(lost, limits):
+            for item in by_key[key]:
+                item.result = result
     return workers
+
+
+def _one_by_one(batch: list[tuple[str, bytes]], limits: dict) -> list[tuple[str, dict]]:
+    results, single = [], None
+    for key, source in batch:
+        single = single or ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            results.extend(single.submit(checks.analyse_batch, [(key, source)], limits).result())
+        except BrokenProcessPool:
+            single.shutdown(wait=False)
+            single = None
+            results.append((key, checks.failed_result(source, "Analysing this file crashed its worker process")))
+    if single:
+        single.shutdown(wait=False)
+    return results
 
 
 def _source_files(client_path: str, settings: dict) -> tuple[str, list[SourceFile]]:
