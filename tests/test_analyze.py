@@ -129,6 +129,17 @@ def test_linter_adds_unused_import_and_eval_of_input(client, tree):
     assert body["stats"]["linter"] == "ok" and body["stats"]["linted"] == 6
 
 
+def test_failing_linter_is_reported_and_the_rest_goes_on(client, tree, set_config):
+    set_config({"improve": {"ruff_select": ["NOPE1"]}})
+    body = analyze(client, path="pkg", include_linter=True).json()
+    assert body["stats"]["linter"].startswith("failed: ruff failed") and body["stats"]["linted"] == 0
+    assert found(body, "complexity") and not found(body, "security")
+    # a valid selection lints the same files
+    set_config({"improve": {"ruff_select": ["S"]}})
+    body = analyze(client, path="pkg", include_linter=True).json()
+    assert body["stats"]["linted"] == 6 and found(body, "security")
+
+
 def test_suggestions_ranked_from_the_findings(client, tree):
     body = analyze(client, path="pkg", include_linter=True).json()
     suggestions = body["suggestions"]

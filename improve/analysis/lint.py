@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 # Longest rule prefix wins: "PERF" before "E", "S" before nothing.
@@ -31,6 +30,8 @@ SUGGESTIONS = {
 # Argument list of one ruff run stays well below the OS limit.
 MAX_ARGUMENT_CHARS = 100_000
 
+_version: str | None = None
+
 
 class LinterFailed(RuntimeError):
     """ruff missing, crashed or too slow: the analysis goes on without lint and says so."""
@@ -42,13 +43,16 @@ def ruff_binary() -> str:
     return str(beside) if beside.exists() else "ruff"
 
 
-@lru_cache(maxsize=1)
 def ruff_version() -> str:
-    try:
-        completed = subprocess.run([ruff_binary(), "--version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LinterFailed(f"ruff is not runnable: {exc}") from exc
-    return completed.stdout.strip()
+    """ruff's version (part of the lint cache key); a ruff that does not run fails later, in `start`."""
+    global _version
+    if _version is None:
+        try:
+            completed = subprocess.run([ruff_binary(), "--version"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not runnable"
+        _version = completed.stdout.strip()
+    return _version
 
 
 def issue_type(code: str) -> str | None:
