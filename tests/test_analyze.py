@@ -206,6 +206,21 @@ def test_killed_worker_processes_cost_no_results(client, tree, set_config):
     assert response.json()["issues"] == inline["issues"] and response.json()["stats"]["analysed"] == 6
 
 
+def test_defaults_analyse_the_whole_workspace_with_the_linter(client, tree):
+    body = analyze(client).json()
+    assert body["total_files"] == 6 and body["stats"]["linter"] == "ok" and body["llm"] is None
+
+
+def test_directory_without_python_files(client, tree):
+    (tree / "docs").mkdir()
+    (tree / "docs/readme.md").write_text("# docs\n")
+    body = analyze(client, path="docs").json()
+    assert {key: body[key] for key in ("total_files", "total_lines", "total_functions", "avg_complexity",
+                                       "issues", "suggestions")} == {
+        "total_files": 0, "total_lines": 0, "total_functions": 0, "avg_complexity": 0.0, "issues": [],
+        "suggestions": []}
+
+
 def test_single_file_is_accepted(client, tree):
     body = analyze(client, path="pkg/complex.py", include_linter=False).json()
     assert body["total_files"] == 1 and body["total_functions"] == 4 and body["total_classes"] == 1
