@@ -74,6 +74,8 @@ def main() -> None:
         ruff_after = [ruff_seconds(tree) for _ in range(args.rounds)]
 
     ruff = statistics.median(ruff_before + ruff_after)
+    # Other work on the machine stretches the long cold run more than ruff's short one.
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     warm_median = statistics.median(warm)
     print(f"tree: {tree} — {result['total_files']} files, {result['total_lines']} lines, "
           f"{result['total_functions']} functions, {len(result['issues'])} issues, workers {stats['workers']}")
