@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Longest rule prefix wins: "PERF" before "E", "S" before nothing.
+# Rule family -> issue type. A family prefix is followed by the rule's digits, so "S" (bandit)
+# does not take "SIM" rules, nor "E" the "EM" ones.
 FAMILY_TYPES = (("PERF", "performance"), ("S", "security"), ("F", "bug"), ("B", "bug"),
                 ("E", "style"), ("W", "style"), ("I", "style"))
 SEVERITY_BY_TYPE = {"security": "high", "bug": "medium", "performance": "low", "style": "low"}
