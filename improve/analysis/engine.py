@@ -105,6 +105,15 @@ def _start_workers(settings: dict) -> None:
         pool.submit(checks.ready)
 
 
+def stop_workers() -> None:
+    """Stop the worker processes (they start again on the next large analysis)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _drop_pool(broken: ProcessPoolExecutor) -> None:
     global _pool
     with _pool_lock:
