@@ -362,6 +362,17 @@ def test_llm_review_counts_against_the_llm_rate_limit(client, tree, ollama):
     assert codes == [200, 429, 200]
 
 
+def test_llm_error_for_a_file_is_reported_not_fatal(client, tree, ollama, set_config):
+    set_config({"improve": {"llm_max_files": 1},
+                "models": {"defaults": {"simple": "absent", "medium": "absent", "complex": "absent",
+                                        "fallback": "absent"}}})
+    response = analyze(client, path="pkg", include_linter=False, use_llm=True)
+    assert response.status_code == 200
+    llm = response.json()["llm"]
+    assert llm["used"] == 0 and llm["failed"] == 1 and "pkg/broken.py: " in llm["note"]
+    assert "absent" in llm["note"]
+
+
 def test_unreachable_llm_is_503_only_when_asked_for(client, tree, set_config, unused_port):
     set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
     assert analyze(client, path="pkg", include_linter=False).status_code == 200
