@@ -56,7 +56,7 @@ def _inherited(target_dir: Path) -> _Ignores:
     return ignores
 
 
-def python_files(target: Path, limit: int) -> list[Path]:
+def python_files(target: Path, limit: int) -> list[str]:
     """Python files under `target` (a resolved file or directory), sorted; at most `limit` + 1
     so the caller can tell the limit was passed.
 
@@ -64,8 +64,8 @@ def python_files(target: Path, limit: int) -> list[Path]:
     (an off-limits directory's descendants are off limits too, so each is refused in turn);
     the check is costly, and most directories of a real tree (locales, assets) hold none."""
     if target.is_file():
-        return [target]
-    found: list[Path] = []
+        return [str(target)]
+    found: list[str] = []
     pending = [(str(target), _inherited(target))]
     while pending:
         directory, ignores = pending.pop()
@@ -82,7 +82,7 @@ def python_files(target: Path, limit: int) -> list[Path]:
                 if entry.name not in SKIPPED_DIRECTORIES and not ignores.ignored(entry.path, True):
                     pending.append((entry.path, ignores))
             elif entry.name.endswith(".py") and entry.is_file() and not ignores.ignored(entry.path, False):
-                sources.append(Path(entry.path))
+                sources.append(entry.path)
         if sources and not workspace.is_off_limits(Path(directory)):
             found.extend(sources)
             if len(found) > limit:

@@ -25,28 +25,34 @@ def _places(files: list[tuple[str, dict]]) -> dict[int, list[tuple[int, int]]]:
     return places
 
 
-def _runs(partners: list) -> list[tuple[int, int, tuple[int, int]]]:
-    """(first, last window position, partner of the first) of each run of duplicated windows."""
-    runs, start = [], None
-    for position, partner in enumerate([*partners, None]):
-        if partner is not None and start is None:
+def _runs(marked: dict[int, tuple[int, int]]) -> list[tuple[int, int, tuple[int, int]]]:
+    """(first, last window position, partner of the first) of each run of consecutive marked windows."""
+    runs = []
+    positions = sorted(marked)
+    start = previous = positions[0]
+    for position in positions[1:] + [None]:
+        if position is None or position != previous + 1:
+            runs.append((start, previous, marked[start]))
             start = position
-        elif partner is None and start is not None:
-            runs.append((start, position - 1, partners[start]))
-            start = None
+        previous = position
     return runs
 
 
 def duplicate_blocks(files: list[tuple[str, dict]], window: int, large_block: int) -> dict[str, list[Issue]]:
     """files: (relative path, fingerprints {"lines", "hashes"}) -> issues per path."""
-    places = _places(files)
+    # file index -> {window position: another place with the same window}; another place is
+    # another file, or this one without overlap.
+    marked: dict[int, dict[int, tuple[int, int]]] = {}
+    for occurrences in _places(files).values():
+        for index, position in occurrences:
+            partner = next((other for other in occurrences
+                            if other[0] != index or abs(other[1] - position) >= window), None)
+            if partner is not None:
+                marked.setdefault(index, {})[position] = partner
     found: dict[str, list[Issue]] = {}
-    for index, (path, fp) in enumerate(files):
-        # Another place with the same window: another file, or this one without overlap.
-        partners = [next((other for other in places.get(value, ())
-                          if other[0] != index or abs(other[1] - position) >= window), None)
-                    for position, value in enumerate(fp["hashes"])]
-        for start, end, (other_index, other_position) in _runs(partners):
+    for index in sorted(marked):
+        path, fp = files[index]
+        for start, end, (other_index, other_position) in _runs(marked[index]):
             first, last = fp["lines"][start], fp["lines"][end + window - 1]
             other_path, other_fp = files[other_index]
             found.setdefault(path, []).append([

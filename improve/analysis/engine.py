@@ -22,7 +22,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version as package_version
-from pathlib import Path
 
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
@@ -124,7 +123,7 @@ def _drop_pool(broken: ProcessPoolExecutor) -> None:
 
 @dataclass
 class SourceFile:
-    path: Path
+    path: str
     relative: str
     source: bytes | None = None
     # [line, type, severity, message, suggestion] when the file could not be read
@@ -149,7 +148,7 @@ class RuleRun:
 def _read(files: list[SourceFile], max_bytes: int) -> None:
     for item in files:
         try:
-            size = item.path.stat().st_size
+            size = os.stat(item.path).st_size
             if size > max_bytes:
                 item.error = [1, "refactor", "medium", f"File is {size} bytes, above the analysis limit of {max_bytes}",
                               "Split the file; generated or data files belong outside the analysed tree"]
@@ -253,9 +252,9 @@ def _source_files(client_path: str, settings: dict) -> tuple[str, list[SourceFil
     # relative() once: the files' paths below the target are plain suffixes of their own.
     base = workspace.relative(target)
     if target.is_file():
-        return base, [SourceFile(target, base)]
+        return base, [SourceFile(str(target), base)]
     prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
-    return base, [SourceFile(path, prefix + str(path)[cut:].replace(os.sep, "/")) for path in paths]
+    return base, [SourceFile(path, prefix + path[cut:].replace(os.sep, "/")) for path in paths]
 
 
 class _Lint:
@@ -284,7 +283,7 @@ class _Lint:
             self.state = f"failed: {exc}"
             return {}
         for item in self.pending:
-            item.lint_issues = by_file.get(os.fspath(item.path), [])
+            item.lint_issues = by_file.get(item.path, [])
         return {item.lint_key: item.lint_issues for item in self.pending}
 
     @property

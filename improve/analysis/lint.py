@@ -8,7 +8,6 @@ ruff settings from changing what is reported."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,16 +76,15 @@ def command(settings: dict) -> list[str]:
     return args
 
 
-def start(paths: list[Path], settings: dict) -> list[subprocess.Popen]:
+def start(paths: list[str], settings: dict) -> list[subprocess.Popen]:
     """Start ruff on these files (a few runs when the argument list is long); collect with `collect`."""
     runs, group, size = [], [], 0
     for path in paths:
-        text = os.fspath(path)
-        if group and size + len(text) > MAX_ARGUMENT_CHARS:
+        if group and size + len(path) > MAX_ARGUMENT_CHARS:
             runs.append(group)
             group, size = [], 0
-        group.append(text)
-        size += len(text) + 1
+        group.append(path)
+        size += len(path) + 1
     if group:
         runs.append(group)
     base = command(settings)
