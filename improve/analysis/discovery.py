@@ -69,11 +69,12 @@ def python_files(target: Path, limit: int) -> list[str]:
     pending = [(str(target), _inherited(target))]
     while pending:
         directory, ignores = pending.pop()
-        ignores = ignores.entering(directory)
         try:
             entries = list(os.scandir(directory))
         except OSError:
             continue
+        if any(entry.name == ".gitignore" for entry in entries):
+            ignores = ignores.entering(directory)
         sources = []
         for entry in entries:
             if entry.is_symlink():
