@@ -30,6 +30,8 @@ def count_lines(source: bytes) -> int:
 
 
 def decode(source: bytes) -> str:
+    """Text of a file for line-based work; a file in another encoding (a coding cookie) still
+    gives its lines, byte for character."""
     try:
         return source.decode("utf-8")
     except UnicodeDecodeError:
