@@ -1,0 +1,216 @@
+"""The rule-based checks of one Python file: complexity (radon), size rules, syntax errors,
+and the line fingerprints the duplication pass compares across files.
+
+This module runs inside worker processes, so it imports neither Django nor the
+project's config: the thresholds arrive as a plain dict. A result is a plain
+JSON-able dict, cached by the file's content hash."""
+
+from __future__ import annotations
+
+import ast
+import gc
+import zlib
+
+from radon.metrics import mi_rank, mi_visit
+from radon.visitors import ComplexityVisitor
+
+# (line, type, severity, message, suggestion): compact, cheap to store and to load.
+Issue = list
+
+SPLIT_SUGGESTION = "Split it into smaller functions, each doing one step; early returns flatten nested branches"
+# Lines the duplication pass ignores: comments, decorators, imports, docstring quotes.
+SKIPPED_LINE_STARTS = frozenset("#@")
+SKIPPED_LINE_PREFIXES = ("import ", "from ", '"""', "'''")
+
+
+def count_lines(source: bytes) -> int:
+    if not source:
+        return 0
+    return source.count(b"\n") + (0 if source.endswith(b"\n") else 1)
+
+
+def decode(source: bytes) -> str:
+    """Text of a file for line-based work; a file in another encoding (a coding cookie) still
+    gives its lines, byte for character."""
+    try:
+        return source.decode("utf-8")
+    except UnicodeDecodeError:
+        return source.decode("latin-1")
+
+
+def complexity_severity(value: int, limits: dict) -> str | None:
+    if value >= limits["complexity_critical"]:
+        return "critical"
+    if value >= limits["complexity_high"]:
+        return "high"
+    if value >= limits["complexity_medium"]:
+        return "medium"
+    return None
+
+
+def _complexities(tree: ast.AST) -> dict[tuple[int, int], int]:
+    visitor = ComplexityVisitor.from_ast(tree)
+    pending = list(visitor.functions)
+    classes = list(visitor.classes)
+    while classes:
+        cls = classes.pop()
+        pending.extend(cls.methods)
+        classes.extend(cls.inner_classes)
+    found: dict[tuple[int, int], int] = {}
+    while pending:
+        function = pending.pop()
+        found[(function.lineno, function.col_offset)] = function.complexity
+        pending.extend(function.closures)
+    return found
+
+
+def _own_complexity(node: ast.AST) -> int:
+    # A def radon's module pass does not reach (a class inside a function).
+    functions = ComplexityVisitor.from_ast(node).functions
+    return functions[0].complexity if functions else 1
+
+
+_COMPOUND_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _definitions(body: list, prefix: str, in_class: bool, out: list) -> None:
+    """Every def and class under these statements, with qualified names, without
+    walking expressions (defs only sit in statement lists)."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append(("def", node, prefix + node.name, in_class))
+            _definitions(node.body, f"{prefix}{node.name}.", False, out)
+        elif isinstance(node, ast.ClassDef):
+            out.append(("class", node, prefix + node.name, False))
+            _definitions(node.body, f"{prefix}{node.name}.", True, out)
+        else:
+            for field in _COMPOUND_BODIES:
+                inner = getattr(node, field, None)
+                if inner:
+                    _definitions(inner, prefix, False, out)
+
+
+def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef, is_method: bool) -> int:
+    args = node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args)]
+    count = len(names) + len(args.kwonlyargs)
+    if is_method and names and names[0] in ("self", "cls"):
+        count -= 1
+    return count
+
+
+def fingerprints(text: str, window: int) -> dict:
+    """Normalised lines (whitespace collapsed; blank, comment, import and docstring-quote
+    lines dropped) and a hash per window of `window` consecutive ones. Tuple hashes of
+    ints are the same in every process, so windows compare across workers."""
+    numbers: list[int] = []
+    line_hashes: list[int] = []
+    # split("\n"), not splitlines(): line numbers as Python counts them (form feeds are not breaks)
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if len(stripped) < 4 or stripped[0] in SKIPPED_LINE_STARTS or stripped.startswith(SKIPPED_LINE_PREFIXES):
+            continue
+        numbers.append(number)
+        line_hashes.append(zlib.crc32(" ".join(stripped.split()).encode("utf-8", "replace")))
+    hashes = [hash(tuple(line_hashes[i:i + window])) for i in range(len(line_hashes) - window + 1)]
+    return {"lines": numbers, "hashes": hashes}
+
+
+def failed_result(source: bytes, message: str) -> dict:
+    """The result for a file the checks could not finish; never cached."""
+    return {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0, "failed": True,
+            "issues": [[1, "bug", "critical", message, "Check the file for extreme nesting or size"]],
+            "dup": {"lines": [], "hashes": []}}
+
+
+def analyse_source(source: bytes, limits: dict) -> dict:
+    """Metrics, issues and fingerprints of one file's bytes; never raises."""
+    try:
+        return _analyse(source, limits)
+    except Exception as exc:  # a checker's own bug must not end the whole analysis
+        return failed_result(source, f"The analysis of this file failed: {type(exc).__name__}: {exc}")
+
+
+def _class_issues(node: ast.ClassDef, name: str, limits: dict) -> list[Issue]:
+    methods = sum(isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) for item in node.body)
+    if methods <= limits["max_class_methods"]:
+        return []
+    return [[node.lineno, "refactor", "medium",
+             f"Class '{name}' has {methods} methods (limit {limits['max_class_methods']})",
+             "Split its responsibilities into smaller classes or helpers"]]
+
+
+def _function_issues(node, name: str, is_method: bool, complexity: int, limits: dict) -> list[Issue]:
+    issues = []
+    severity = complexity_severity(complexity, limits)
+    if severity:
+        issues.append([node.lineno, "complexity", severity,
+                       f"Function '{name}' has high complexity ({complexity})", SPLIT_SUGGESTION])
+    length = (node.end_lineno or node.lineno) - node.lineno + 1
+    if length > limits["max_function_lines"]:
+        issues.append([node.lineno, "refactor", "medium",
+                       f"Function '{name}' is {length} lines long (limit {limits['max_function_lines']})",
+                       "Extract its steps into well-named helper functions"])
+    parameters = _parameter_count(node, is_method)
+    if parameters > limits["max_parameters"]:
+        issues.append([node.lineno, "refactor", "medium",
+                       f"Function '{name}' takes {parameters} parameters (limit {limits['max_parameters']})",
+                       "Group related parameters into a dataclass or split the function"])
+    return issues
+
+
+def _analyse(source: bytes, limits: dict) -> dict:
+    result = {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0,
+              "issues": [], "dup": {"lines": [], "hashes": []}}
+    issues: list[Issue] = result["issues"]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        issues.append([exc.lineno or 1, "bug", "critical", f"Syntax error: {exc.msg}",
+                       "Fix the syntax so the file can be imported (and analysed)"])
+        return result
+    except (ValueError, RecursionError, MemoryError) as exc:
+        issues.append([1, "bug", "critical", f"File cannot be parsed: {type(exc).__name__}: {exc}",
+                       "Make it valid Python source"])
+        return result
+
+    complexities = _complexities(tree)
+    definitions: list = []
+    _definitions(tree.body, "", False, definitions)
+    for kind, node, name, is_method in definitions:
+        if kind == "class":
+            result["classes"] += 1
+            issues.extend(_class_issues(node, name, limits))
+        else:
+            complexity = complexities.get((node.lineno, node.col_offset)) or _own_complexity(node)
+            result["functions"] += 1
+            result["complexity_sum"] += complexity
+            issues.extend(_function_issues(node, name, is_method, complexity, limits))
+
+    text = decode(source)
+    result["dup"] = fingerprints(text, limits["duplicate_min_lines"])
+    if limits.get("maintainability") and issues:
+        # radon's maintainability index costs more than everything above: only for flagged files.
+        index = mi_visit(text, multi=True)
+        result["maintainability"] = round(index, 1)
+        if index < limits["maintainability_min"]:
+            issues.append([1, "refactor", "medium",
+                           f"Maintainability index {index:.1f} (rank {mi_rank(index)})",
+                           "Reduce complexity and length; the flagged functions above are the place to start"])
+    return result
+
+
+def ready() -> bool:
+    """A no-op a new worker runs first: importing this module (radon included) is the warm-up."""
+    return True
+
+
+def analyse_batch(batch: list[tuple[str, bytes]], limits: dict) -> list[tuple[str, dict]]:
+    """Worker entry: (key, source) pairs in, (key, result) pairs out. The cyclic collector
+    is off meanwhile: syntax trees hold no cycles, and collections while building them
+    only rescan the same objects."""
+    gc.disable()
+    try:
+        return [(key, analyse_source(source, limits)) for key, source in batch]
+    finally:
+        gc.enable()
