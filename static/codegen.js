@@ -337,6 +337,15 @@ const CG = (function () {
     });
   }
 
+  // crypto.randomUUID exists only in secure contexts; a page served over plain HTTP on a LAN address is not one.
+  function uuid4() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
   function formatTime(iso) {
     if (!iso) return "";
     const when = new Date(iso);
@@ -346,5 +355,5 @@ const CG = (function () {
   document.addEventListener("DOMContentLoaded", startStatus);
 
   return { api, stream, ApiError, el, escapeHtml, showError, copyText, download, highlight, codeBlock, wrapCode,
-    renderMarkdown, renderer, keyboard, formatTime, refreshStatus };
+    renderMarkdown, renderer, keyboard, formatTime, refreshStatus, uuid4 };
 })();

@@ -83,7 +83,8 @@ def test_chat_streams_markdown_stops_and_reopens(ui, server, module_llm):
     assert "c=" in ui.url
     screenshot(ui, "chat")
 
-    # A long answer, stopped with Esc: the upstream request is dropped.
+    # A long answer in a new conversation, stopped with Esc: the upstream request is dropped.
+    ui.click("#new-chat")
     module_llm.script(Turn(content=[f"w{i} " for i in range(3000)], chunk_delay=0.02))
     ui.fill("#chat-input", "Write a lot")
     ui.press("#chat-input", "Enter")
@@ -94,22 +95,31 @@ def test_chat_streams_markdown_stops_and_reopens(ui, server, module_llm):
     check(ui.locator("#stop")).to_be_hidden()
     assert module_llm.client_gone.wait(10), "stopping did not cancel the LLM request"
     assert module_llm.finished_streams == 1
+    # The stopped conversation goes on with the next message.
+    ui.fill("#chat-input", "Shorter, please")
+    ui.press("#chat-input", "Enter")
+    check(ui.locator(".message.assistant").last.locator(".body")).to_have_text("echo: Shorter, please")
+    check(ui.locator("#conversations li .title")).to_have_text(["Write a lot", "How do I compute a factorial?"])
 
-    # Reopen the saved conversation from the list on a fresh page.
+    # Reopen the saved conversations from the list on a fresh page.
     ui.goto(server.url + "/ui/chat")
-    ui.locator("#conversations li .open").first.click()
+    ui.locator("#conversations li .open", has_text="Write a lot").click()
     messages = ui.locator(".message")
     check(messages).to_have_count(4)
+    check(messages.nth(1).locator("header")).to_contain_text("unfinished")
+    check(messages.nth(1).locator(".body")).to_contain_text("w0 w1 w2")
+    ui.locator("#conversations li .open", has_text="factorial").click()
+    check(messages).to_have_count(2)
     check(messages.nth(0)).to_contain_text("How do I compute a factorial?")
     check(messages.nth(1).locator(".codeblock pre")).to_contain_text("def fact(n):")
-    check(messages.nth(3).locator("header")).to_contain_text("unfinished")
+    check(messages.nth(1).locator("details.reasoning pre")).to_have_text("Think first.")
 
     # Shift+Enter is a new line, not a send.
     ui.fill("#chat-input", "one")
     ui.press("#chat-input", "Shift+Enter")
     ui.keyboard.type("two")
     check(ui.locator("#chat-input")).to_have_value("one\ntwo")
-    check(messages).to_have_count(4)
+    check(messages).to_have_count(2)
 
 
 def test_chat_error_in_place_retry_rename_search_delete(ui, server, module_llm):

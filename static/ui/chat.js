@@ -155,7 +155,9 @@
     controller = new AbortController();
     const mine = controller;
     busy(true);
-    const request = { message: text, conversation_id: conversationId || null };
+    // A new conversation gets its id here, so a stopped first answer still belongs to it.
+    if (!conversationId) setConversation(CG.uuid4());
+    const request = { message: text, conversation_id: conversationId };
     if (picker.value) request.model = picker.value;
     try {
       await stream("POST", "/chat/stream", request, (event, data) => {
