@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from chat.models import Message
 from codegen_site.core.config import get_config
+from codegen_site.core.serializers import TextField
 
 
 def chat_limits() -> dict:
@@ -22,15 +23,6 @@ class OptionalUUIDField(serializers.UUIDField):
             return None
         if not isinstance(data, str):
             self.fail("invalid", value=data)
-        return super().to_internal_value(data)
-
-
-class TextField(serializers.CharField):
-    """A JSON string only: numbers, lists and objects are refused, not coerced."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
         return super().to_internal_value(data)
 
 

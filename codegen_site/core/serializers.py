@@ -13,5 +13,14 @@ class ConfigSavedSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class TextField(serializers.CharField):
+    """A JSON string only: numbers, lists and objects are refused, not coerced."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()

@@ -1,32 +1,55 @@
 """The workspace: every client path resolves inside one root, and the product's own
-state inside it (data dir, config, .venv, .git) stays out of reach.
+state inside it (data dir, database, secret key, config, .venv, .git, .env) stays out of reach.
 
 `resolve` is the check every app makes before touching a client path. It follows
-symlinks at every depth (realpath), so a link that leads out is refused. Code that
-then opens the file should still open it with `open_nofollow` (or the files
-service), which refuses a link swapped in between the check and the use."""
+symlinks at every depth (realpath), so a link that leads out is refused. A check is
+not enough on its own: a directory could be swapped for a symlink between the check
+and the open. Code that reads or writes a client's file therefore does the IO through
+`open_dir` / `open_file`, which walk from the root one component at a time with
+O_NOFOLLOW (openat), so a link that appears after the check makes the call fail
+instead of leading out."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
-from codegen_site.core.errors import PathNotAllowed, PathNotFound, PathOutsideWorkspace
+from codegen_site.core.errors import BadInput, PathNotAllowed, PathNotFound, PathOutsideWorkspace, ServiceError
 
-# Directories inside the workspace that belong to the product or to tooling.
-OFF_LIMITS_NAMES = (".git", ".venv")
+# Names that are off limits at any depth under the root: tooling state and secrets.
+OFF_LIMITS_NAMES = (".git", ".venv", ".env")
+# Suffixes SQLite adds next to a database file.
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def root() -> Path:
     return Path(settings.WORKSPACE_ROOT).resolve()
 
 
+def _database_files() -> list[Path]:
+    files = []
+    for alias in connections:
+        database = connections.settings[alias]
+        name = str(database.get("NAME") or "")
+        if "sqlite" in database.get("ENGINE", "") and name and not name.startswith(":memory:") \
+                and not name.startswith("file:"):
+            files.extend(Path(os.path.realpath(name + suffix)) for suffix in SQLITE_COMPANIONS)
+    return files
+
+
 def off_limits() -> list[Path]:
     """Absolute paths no client may read or write, wherever they sit."""
     base = Path(settings.BASE_DIR).resolve()
-    paths = [Path(settings.DATA_DIR).resolve(), base / "config", base / ".env"]
+    paths = [Path(settings.DATA_DIR).resolve(), base / "config", base / ".env", *_database_files()]
     config_dir = os.environ.get("CODEGEN_CONFIG_DIR")
     if config_dir:
         paths.append(Path(config_dir).resolve())
@@ -37,15 +60,20 @@ def _inside(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
+def is_off_limits_name(name: str) -> bool:
+    """True for a file or directory name that is never shown or touched (.git, .venv, .env, .env.local)."""
+    return name in OFF_LIMITS_NAMES or name.startswith(".env.")
+
+
 def is_off_limits(path: Path) -> bool:
-    """True for the product's own state and for .git / .venv directories at any depth under the root."""
+    """True for the product's own state and for .git / .venv / .env at any depth under the root."""
     if any(_inside(path, blocked) for blocked in off_limits()):
         return True
     try:
-        relative = path.relative_to(root())
+        relative_path = path.relative_to(root())
     except ValueError:
         return False
-    return any(part in OFF_LIMITS_NAMES for part in relative.parts)
+    return any(is_off_limits_name(part) for part in relative_path.parts)
 
 
 def resolve(client_path: str | os.PathLike, *, must_exist: bool = False) -> Path:
@@ -73,3 +101,86 @@ def relative(path: Path) -> str:
     """A resolved path as the API shows it: relative to the workspace root, '/'-separated."""
     rel = path.relative_to(root())
     return rel.as_posix() if rel.parts else "."
+
+
+# --- IO that cannot be led out by a symlink swapped in after `resolve` ---------------
+
+def _parts(path: Path) -> tuple[str, ...]:
+    """The components of a resolved path below the root."""
+    try:
+        return path.relative_to(root()).parts
+    except ValueError:
+        raise PathOutsideWorkspace(f"Path is outside the workspace: {path}") from None
+
+
+def _walk_error(exc: OSError, dir_fd: int, name: str, shown: str) -> ServiceError:
+    """The ServiceError for a failed openat of `name` while walking to `shown`."""
+    if exc.errno == errno.ENOENT:
+        return PathNotFound(f"Path not found: {shown}")
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        try:
+            is_link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except OSError:
+            is_link = False
+        if is_link or exc.errno == errno.ELOOP:
+            return PathOutsideWorkspace(f"Path changed to a symbolic link while in use: {shown}")
+        return BadInput(f"A parent of the path is not a directory: {shown}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return BadInput(f"Path is too long: {shown}")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PathNotAllowed(f"Permission denied: {shown}")
+    return ServiceError(f"Could not open {shown}: {exc.strerror}")
+
+
+@contextmanager
+def open_dir(path: Path, *, create: bool = False) -> Iterator[int]:
+    """A directory fd for a resolved path, reached from the root without following links.
+
+    With create=True missing directories are made on the way. The fd is closed on exit."""
+    shown = relative(path) if _inside(path, root()) else str(path)
+    fd = os.open(root(), _DIR_FLAGS)
+    try:
+        for name in _parts(path):
+            if is_off_limits_name(name):
+                raise PathNotAllowed(f"Path is off limits (the product's own data): {shown}")
+            try:
+                next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise PathNotFound(f"Path not found: {shown}") from None
+                try:
+                    os.mkdir(name, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made by a concurrent writer
+                except OSError as exc:
+                    raise _walk_error(exc, fd, name, shown) from exc
+                try:
+                    next_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    raise _walk_error(exc, fd, name, shown) from exc
+            except OSError as exc:
+                raise _walk_error(exc, fd, name, shown) from exc
+            os.close(fd)
+            fd = next_fd
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_file(dir_fd: int, name: str, flags: int = os.O_RDONLY, mode: int = 0o666, *, shown: str = "") -> int:
+    """openat(dir_fd, name) that refuses a symbolic link as the last component.
+
+    Non-blocking open so a FIFO planted in the workspace cannot hang the server;
+    callers check the kind with os.fstat."""
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _walk_error(exc, dir_fd, name, shown or name) from exc
+
+
+def open_child_dir(dir_fd: int, name: str, *, shown: str = "") -> int:
+    """openat(dir_fd, name) of a directory that refuses a symbolic link."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _walk_error(exc, dir_fd, name, shown or name) from exc

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from codegen_site.core.serializers import TextField
+from files_app.models import Backup
+from files_app.services import files_config
+
+PATH_HELP = "Relative to the workspace root, or absolute inside it"
+BACKUP_PATH_HELP = "Where the backup's bytes are stored, relative to the data dir: backups/<sha256[:2]>/<sha256>"
+
+
+class PathField(TextField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", PATH_HELP)
+        kwargs.setdefault("max_length", 4096)
+        super().__init__(trim_whitespace=False, **kwargs)
+
+
+class WriteRequestSerializer(serializers.Serializer):
+    path = PathField()
+    content = TextField(allow_blank=True, trim_whitespace=False)
+    create_backup = serializers.BooleanField(default=True, help_text="Back up the current content first")
+
+
+class WriteResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    path = serializers.CharField(help_text="Absolute path of the written file")
+    backup_path = serializers.CharField(allow_null=True, help_text=BACKUP_PATH_HELP + "; null when none was taken")
+    created = serializers.BooleanField(help_text="True when the file did not exist before")
+    error = serializers.CharField(allow_null=True)
+
+    @staticmethod
+    def from_result(result) -> dict:
+        return {"success": True, "path": str(result.path), "backup_path": result.backup_path,
+                "created": result.created, "error": None}
+
+
+class PathQuerySerializer(serializers.Serializer):
+    path = PathField()
+
+
+class ReadResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    path = serializers.CharField(help_text="Absolute path of the file")
+    content = serializers.CharField()
+    error = serializers.CharField(allow_null=True)
+
+
+class BackupSerializer(serializers.ModelSerializer):
+    path = serializers.CharField(help_text="The backed-up file, relative to the workspace root")
+    backup_path = serializers.CharField(source="stored_path", help_text=BACKUP_PATH_HELP)
+
+    class Meta:
+        model = Backup
+        fields = ["id", "path", "backup_path", "size", "sha256", "reason", "created_at"]
+
+
+class BackupListQuerySerializer(serializers.Serializer):
+    path = PathField(required=False, allow_blank=True)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=200)
+
+
+class BackupListSerializer(serializers.Serializer):
+    backups = BackupSerializer(many=True)
+
+
+class RestoreRequestSerializer(serializers.Serializer):
+    backup_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    backup_path = TextField(required=False, max_length=1024, help_text=BACKUP_PATH_HELP + " (or absolute)")
+    original_path = PathField(required=False, allow_blank=True,
+                              help_text="Restore into this file instead of the one backed up")
+
+    def validate(self, attrs):
+        if ("backup_id" in attrs) == bool(attrs.get("backup_path")):
+            raise serializers.ValidationError("Give exactly one of backup_id or backup_path")
+        return attrs
+
+
+class RestoreResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    path = serializers.CharField(help_text="Absolute path of the restored file")
+    restored_from = serializers.IntegerField(help_text="Id of the backup now in the file")
+    backup_path = serializers.CharField(allow_null=True,
+                                        help_text="The content the restore replaced (restore it to undo); "
+                                                  "null when the file did not exist")
+    backup_id = serializers.IntegerField(allow_null=True, help_text="Id of that backup")
+    created = serializers.BooleanField()
+    error = serializers.CharField(allow_null=True)
+
+
+class TreeQuerySerializer(serializers.Serializer):
+    path = PathField(required=False, default=".")
+    depth = serializers.IntegerField(required=False, min_value=1,
+                                     help_text="Levels listed (default files.tree_depth, at most files.tree_max_depth)")
+
+    def validate_depth(self, value: int) -> int:
+        deepest = int(files_config()["tree_max_depth"])
+        if value > deepest:
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {deepest}.")
+        return value
+
+
+class TreeEntrySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    path = serializers.CharField(help_text="Relative to the workspace root")
+    kind = serializers.ChoiceField(choices=["file", "dir", "symlink", "other"])
+    size = serializers.IntegerField(allow_null=True, help_text="Bytes, for files")
+    children = serializers.ListField(child=serializers.DictField(), required=False,
+                                     help_text="For a listed directory: its entries, each of this same shape")
+
+
+class TreeSerializer(TreeEntrySerializer):
+    truncated = serializers.BooleanField(help_text="True when files.tree_max_entries cut the listing short")
+    entries = serializers.IntegerField(help_text="Entries listed")
+
+
+class DiffQuerySerializer(serializers.Serializer):
+    backup_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+class DiffResponseSerializer(serializers.Serializer):
+    backup_id = serializers.IntegerField()
+    path = serializers.CharField(help_text="Relative to the workspace root")
+    diff = serializers.CharField(help_text="Unified diff from the backup (a/) to the current file (b/)")
+    changed = serializers.BooleanField()
+    current_exists = serializers.BooleanField()
