@@ -107,7 +107,7 @@ def add_task(file_path: str, issue: dict, options: dict) -> ImprovementTask:
 
 def get_task(task_id) -> ImprovementTask:
     try:
-        return ImprovementTask.objects.get(pk=task_id)
+        return ImprovementTask.objects.get(pk=uuid.UUID(str(task_id)))
     except (ImprovementTask.DoesNotExist, ValueError):
         raise NotFound(f"No queued task {task_id}") from None
 
@@ -289,14 +289,15 @@ def _pid_file() -> Path:
 def _alive_cluster_pid() -> int | None:
     try:
         pid = int(_pid_file().read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    if b"qcluster" not in cmdline:
+    if _started_here is not None and _started_here.pid == pid:
+        return pid if _started_here.poll() is None else None  # our own child (maybe not yet exec'd)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return None
-    if _started_here is not None and _started_here.pid == pid and _started_here.poll() is not None:
-        return None  # our own child, exited but not yet reaped
-    return pid
+    return pid if b"qcluster" in cmdline else None
 
 
 @contextmanager
