@@ -282,3 +282,51 @@ def test_on_redis_two_worker_processes_process_twenty_tasks_each_once(live_asgi,
         client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
         for key in client.scan_iter(f"django_q:{cluster_name}*"):
             client.delete(key)
+
+
+def test_events_feed_and_status_show_progress_while_a_task_runs(queue_server, fake_llm):
+    import json
+
+    fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=2.0)
+    server = queue_server(CODEGEN_IMPROVE_QUEUE__EVENTS_POLL_SECONDS="0.2")
+    task_id = add(server, "mod_0.py")
+    seen = []
+    with httpx.Client(timeout=60) as client:
+        with client.stream("GET", server.url + "/improve/queue/events") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            event = None
+            for line in lines:
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    seen.append((event, data))
+                    if event == "status" and not [e for e, _ in seen[:-1] if e == "status"]:
+                        assert data["pending"] == 1 and data["running"] is False
+                        post(server, "start")
+                        current = wait_for(lambda: status(server)["current_task"], what="a running task")
+                        assert current["task_id"] == task_id and current["step"] in ("claimed", "read", "generate")
+                        assert 0 < current["progress"] < 1
+                    if event == "task" and data["status"] == "completed":
+                        break
+    task_events = [data for event, data in seen if event == "task"]
+    assert any(data["status"] == "running" and data["step"] == "generate" for data in task_events)
+    assert task_events[-1]["result"]["success"] is True and task_events[-1]["progress"] == 1.0
+    progress = [data["progress"] for data in task_events]
+    assert progress == sorted(progress)
+
+
+@pytest.mark.django_db
+def test_admin_requeues_finished_tasks_and_cancels_pending_ones(admin_client):
+    failed = ImprovementTask.objects.create(file_path="a.py", status="failed", attempts=2, error="boom")
+    pending = ImprovementTask.objects.create(file_path="b.py")
+    url = "/admin/improve/improvementtask/"
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url, {"action": "requeue_tasks", "_selected_action": [str(failed.pk), str(pending.pk)]})
+    failed.refresh_from_db()
+    assert failed.status == "pending" and failed.attempts == 0 and failed.error == ""
+    admin_client.post(url, {"action": "cancel_tasks", "_selected_action": [str(pending.pk)]})
+    assert ImprovementTask.objects.get(pk=pending.pk).status == "cancelled"
+    assert admin_client.get(url + f"{failed.pk}/change/").status_code == 200
