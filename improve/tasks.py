@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import close_old_connections
 
 from improve import queue
@@ -39,8 +39,6 @@ def process_task(task_id: str) -> str:
 
 
 async def _run(task, worker: str, options: dict) -> dict:
-    from asgiref.sync import sync_to_async
-
     report = sync_to_async(queue.report_step)
     result = None
     async for name, data in improvement_events(task.file_path, task.issue, auto_write=options.get("auto_write", True),
