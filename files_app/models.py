@@ -6,6 +6,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+# Longest workspace-relative path accepted; keeps the path index within every database's key size.
+PATH_MAX_LENGTH = 1024
+
 
 class Backup(models.Model):
     class Reason(models.TextChoices):
@@ -14,7 +17,7 @@ class Backup(models.Model):
         RESTORE = "restore"
 
     # Workspace-relative and '/'-separated, as the API shows it.
-    path = models.CharField(max_length=4096)  # indexed by backup_path_newest
+    path = models.CharField(max_length=PATH_MAX_LENGTH)  # indexed by backup_path_newest
     # Relative to the data dir: backups/<sha256[:2]>/<sha256>. Shared by every row with the same content.
     stored_path = models.CharField(max_length=255, db_index=True)
     sha256 = models.CharField(max_length=64, db_index=True)

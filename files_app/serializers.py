@@ -13,7 +13,7 @@ BACKUP_PATH_HELP = "Where the backup's bytes are stored, relative to the data di
 class PathField(TextField):
     def __init__(self, **kwargs):
         kwargs.setdefault("help_text", PATH_HELP)
-        kwargs.setdefault("max_length", 4096)
+        kwargs.setdefault("max_length", 4096)  # absolute paths; the relative form is held to PATH_MAX_LENGTH
         super().__init__(trim_whitespace=False, **kwargs)
 
 

@@ -58,7 +58,7 @@ from codegen_site.core.errors import (
     PayloadTooLarge,
     ServiceError,
 )
-from files_app.models import Backup
+from files_app.models import PATH_MAX_LENGTH, Backup
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +225,8 @@ def _target(client_path: str | os.PathLike) -> Path:
     target = workspace.resolve(client_path)
     if target == workspace.root():
         raise BadInput("Path names the workspace root, not a file")
+    if len(workspace.relative(target)) > PATH_MAX_LENGTH:
+        raise BadInput(f"Path is longer than {PATH_MAX_LENGTH} characters")
     return target
 
 
@@ -306,7 +308,10 @@ def write_file(client_path: str | os.PathLike, content: str | bytes, *, create_b
     Raises PayloadTooLarge (413) beyond files.max_file_bytes, PathOutsideWorkspace /
     PathNotAllowed / BadInput (400) for a path that may not be written, ServiceError
     (500, with the OS error) when the disk refuses; the old content is then intact."""
-    data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    try:
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+    except UnicodeEncodeError:
+        raise BadInput("Content is not valid Unicode text (a lone surrogate?)") from None
     limit = _limit()
     if len(data) > limit:
         raise PayloadTooLarge(f"Content is {len(data)} bytes; the limit is {limit} bytes (files.max_file_bytes)")
@@ -452,13 +457,16 @@ def prune_backups(keep_last: int | None = None, keep_days: float | None = None, 
     with _store_lock(exclusive=True):
         doomed: set[int] = set()
         if keep_last > 0 or keep_days > 0:
-            ranked = Backup.objects.annotate(rank=Window(RowNumber(), partition_by=[F("path")],
-                                                         order_by=[F("created_at").desc(), F("id").desc()]))
+            candidates = Backup.objects.all()
             if keep_last > 0:
-                ranked = ranked.filter(rank__gt=keep_last)
-            if keep_days > 0:
-                ranked = ranked.filter(created_at__lt=timezone.now() - timedelta(days=keep_days))
-            doomed = set(ranked.values_list("id", flat=True))
+                # The age test stays out of this query: a WHERE on created_at would be
+                # applied before the ranking and change which rows count as newest.
+                candidates = candidates.annotate(rank=Window(
+                    RowNumber(), partition_by=[F("path")], order_by=[F("created_at").desc(), F("id").desc()],
+                )).filter(rank__gt=keep_last)
+            cutoff = timezone.now() - timedelta(days=keep_days)
+            doomed = {backup_id for backup_id, created_at in candidates.values_list("id", "created_at")
+                      if keep_days <= 0 or created_at < cutoff}
         if doomed and not dry_run:
             ordered = sorted(doomed)
             for start in range(0, len(ordered), 500):
@@ -568,6 +576,13 @@ def tree(client_path: str | os.PathLike = ".", depth: int | None = None) -> dict
     return {**listing.root, "truncated": listing.truncated, "entries": listing.entries}
 
 
+def _shown_name(name: str) -> str:
+    """A file name as JSON can carry it: bytes that are not UTF-8 become U+FFFD."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeListing, into: list) -> None:
     limit = int(files_config()["tree_max_entries"])
     with os.scandir(dir_fd) as entries:
@@ -586,12 +601,16 @@ def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeLis
         elif entry.is_dir(follow_symlinks=False):
             kind, size = "dir", None
         elif entry.is_file(follow_symlinks=False):
-            kind, size = "file", entry.stat(follow_symlinks=False).st_size
+            try:
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # removed since the listing
+            kind = "file"
         else:
             kind, size = "other", None
         if _ignored(specs, child_parts, kind == "dir"):
             continue
-        node = {"name": name, "path": "/".join(child_parts), "kind": kind, "size": size}
+        node = {"name": _shown_name(name), "path": _shown_name("/".join(child_parts)), "kind": kind, "size": size}
         into.append(node)
         listing.entries += 1
         if kind == "dir" and depth > 1:

@@ -126,6 +126,14 @@ def test_symlink_that_stays_inside_is_followed_and_writes_the_real_file(client, 
     assert Backup.objects.get().path == "real/f.txt"
 
 
+def test_symlink_loop_is_400(client, ws):
+    (ws / "a").symlink_to(ws / "b")
+    (ws / "b").symlink_to(ws / "a")
+    assert_refused(read(client, "a"))
+    assert_refused(write(client, "a", "x"))
+    assert_refused(write(client, "a/child.txt", "x"))
+
+
 def test_symlink_into_the_data_dir_is_refused(client, ws, settings):
     settings.DATA_DIR = ws / "data"
     (ws / "data").mkdir()

@@ -12,6 +12,7 @@ instead of leading out."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -31,33 +32,49 @@ SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+@functools.lru_cache(maxsize=64)
+def _real(path: str) -> Path:
+    # Every request resolves the same few configured paths; realpath costs a syscall per component.
+    return Path(os.path.realpath(path))
+
+
 def root() -> Path:
-    return Path(settings.WORKSPACE_ROOT).resolve()
+    return _real(os.fspath(settings.WORKSPACE_ROOT))
 
 
-def _database_files() -> list[Path]:
-    files = []
+def _database_names() -> tuple[str, ...]:
+    names = []
     for alias in connections:
         database = connections.settings[alias]
         name = str(database.get("NAME") or "")
         if "sqlite" in database.get("ENGINE", "") and name and not name.startswith(":memory:") \
                 and not name.startswith("file:"):
-            files.extend(Path(os.path.realpath(name + suffix)) for suffix in SQLITE_COMPANIONS)
-    return files
+            names.append(name)
+    return tuple(names)
 
 
-def off_limits() -> list[Path]:
-    """Absolute paths no client may read or write, wherever they sit."""
-    base = Path(settings.BASE_DIR).resolve()
-    paths = [Path(settings.DATA_DIR).resolve(), base / "config", base / ".env", *_database_files()]
-    config_dir = os.environ.get("CODEGEN_CONFIG_DIR")
+@functools.lru_cache(maxsize=64)
+def _off_limits(base_dir: str, data_dir: str, config_dir: str, databases: tuple[str, ...]) -> tuple[Path, ...]:
+    base = _real(base_dir)
+    paths = [_real(data_dir), base / "config", base / ".env"]
+    paths += [_real(name + suffix) for name in databases for suffix in SQLITE_COMPANIONS]
     if config_dir:
-        paths.append(Path(config_dir).resolve())
-    return paths
+        paths.append(_real(config_dir))
+    return tuple(paths)
+
+
+def off_limits() -> tuple[Path, ...]:
+    """Absolute paths no client may read or write, wherever they sit: the data dir, the
+    database files (wherever DATABASE_URL puts them), the project's config/ and .env,
+    and the writable config dir."""
+    return _off_limits(os.fspath(settings.BASE_DIR), os.fspath(settings.DATA_DIR),
+                       os.environ.get("CODEGEN_CONFIG_DIR", ""), _database_names())
 
 
 def _inside(path: Path, parent: Path) -> bool:
-    return path == parent or parent in path.parents
+    """path is parent or lies below it (both absolute and normalised)."""
+    text, prefix = str(path), str(parent)
+    return text == prefix or text.startswith(prefix.rstrip("/") + "/")
 
 
 def is_off_limits_name(name: str) -> bool:
@@ -83,11 +100,22 @@ def resolve(client_path: str | os.PathLike, *, must_exist: bool = False) -> Path
     text = os.fspath(client_path)
     if "\x00" in text:
         raise PathOutsideWorkspace("Path contains a NUL byte")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput("Path is not valid Unicode text") from None
     workspace = root()
     candidate = Path(text)
     if not candidate.is_absolute():
         candidate = workspace / candidate
-    resolved = Path(os.path.realpath(candidate))
+    try:
+        resolved = Path(os.path.realpath(candidate))
+    except OSError as exc:
+        # A link removed or replaced while realpath was following it.
+        if exc.errno == errno.ENOENT:
+            raise PathNotFound(f"Path not found (it changed while being resolved): {text}") from None
+        raise BadInput(f"Path cannot be resolved: {text}: {exc.strerror}") from None
     if not _inside(resolved, workspace):
         raise PathOutsideWorkspace(f"Path is outside the workspace: {text}")
     if is_off_limits(resolved):
