@@ -6,11 +6,10 @@ validation output back and retry (up to max_retries) → write through the files
 
 Validation runs only in the sandbox: the new module must import (a syntax error shows
 there too), and every workspace test file covering it (test_<module>.py, or one that
-imports the module) runs with the current file and with the new one. A test that passed
-before and fails after refuses the change; nothing is written and the output names the
-test. The sandbox runs one module as `solution` with one test file, so a covering test's
-imports of the module are pointed at `solution`; tests that also need other workspace
-modules cannot import them there (the same before and after, so they never count as broken).
+imports the module) runs with the current file and with the new one, each time against a
+copy of the workspace modules the file and the test import (improve/workspace_copy.py).
+A test that passed before and fails after refuses the change; nothing is written and the
+output names the test.
 
 `improvement_events()` is one async generator of (event, data) for both endpoints, like
 the workflow's: the SSE view frames each event, the JSON view keeps the `done` payload."""
@@ -38,7 +37,9 @@ from codegen_site.llm import get_llm
 from codegen_site.sandbox import SandboxResult, arun_python, strip_code_fences
 from files_app import services as files
 from files_app.models import Backup
+from improve import workspace_copy
 from improve.models import ImprovementRun
+from improve.workspace_copy import WorkspaceCopy
 
 Event = tuple[str, dict]
 
@@ -47,7 +48,6 @@ SYSTEM_PROMPT = (
     "file's functions and classes do for their callers: existing tests must keep passing. Reply with the "
     "complete new content of the file in a single ```python block and nothing else."
 )
-IMPORT_CHECK = "import solution\n\n\ndef test_module_imports():\n    assert solution is not None\n"
 TEST_FILE_PATTERNS = ("test_*.py", "*_test.py")
 # Directories never searched for covering tests.
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox"}
@@ -100,8 +100,8 @@ def _test_files(base: Path) -> list[Path]:
     return found
 
 
-def covering_tests(target: Path) -> list[tuple[str, str]]:
-    """(workspace path, text) of the test files covering `target`, test_<module>.py first."""
+def covering_tests(target: Path) -> list[tuple[str, Path, str]]:
+    """(workspace path, path, text) of the test files covering `target`, test_<module>.py first."""
     shown = workspace.relative(target)
     names = module_names(shown)
     if not names:
@@ -117,33 +117,47 @@ def covering_tests(target: Path) -> list[tuple[str, str]]:
         except (BadInput, NotFound):
             continue  # binary, too large, or gone since the walk
         if path.name == own_name or pattern.search(text):
-            matches.append((path.name != own_name, workspace.relative(path), text))
-    matches.sort()
-    return [(path, text) for _, path, text in matches[: int(run_settings()["max_covering_tests"])]]
+            matches.append((path.name != own_name, workspace.relative(path), path, text))
+    matches.sort(key=lambda match: match[:2])
+    return [(shown, path, text) for _, shown, path, text in matches[: int(run_settings()["max_covering_tests"])]]
 
 
-def point_imports_at_solution(test_text: str, names: list[str]) -> str:
-    """The test text with its imports of the module under test importing `solution`,
-    the name the sandbox gives it. `import pkg.mod` without an alias stays (its
-    attribute chain cannot be rewritten line by line)."""
-    def replace(match: re.Match) -> str:
-        indent = match.group("indent")
-        if match.group("from"):
-            return f"{indent}from solution import"
-        name, alias = match.group("imp"), match.group("alias")
-        if alias:
-            return f"{indent}import solution as {alias}"
-        return f"{indent}import solution as {name}" if "." not in name else match.group(0)
+def import_check(shown: str) -> str:
+    """A test importing the module the way a project would: by its dotted name (by path when it has none)."""
+    parts = Path(shown).with_suffix("").parts
+    parts = parts[:-1] if parts and parts[-1] == "__init__" else parts
+    if parts and all(part.isidentifier() for part in parts):
+        load = f"importlib.import_module({'.'.join(parts)!r})"
+    else:
+        load = (f"importlib.util.spec_from_file_location('module_under_test', os.path.join(here, {shown!r}))"
+                ".loader.load_module()")
+    return ("import importlib\nimport importlib.util\nimport os\n\n\ndef test_module_imports():\n"
+            f"    here = os.path.dirname(os.path.abspath(__file__))\n    assert {load} is not None\n")
 
-    return _import_pattern(names).sub(replace, test_text)
+
+@dataclass
+class Plan:
+    """What validating one file runs: the import check and each covering test, each with its workspace copy."""
+
+    import_test: str
+    import_copy: WorkspaceCopy
+    tests: list[tuple[str, str, WorkspaceCopy]]
+
+
+def plan_validation(target: Path) -> Plan:
+    settings = run_settings()
+    limits = {"max_files": int(settings["copy_max_files"]), "max_bytes": int(settings["copy_max_bytes"])}
+    shown = workspace.relative(target)
+    return Plan(import_check(shown), workspace_copy.build(target, None, **limits),
+                [(test_shown, text, workspace_copy.build(target, path, **limits))
+                 for test_shown, path, text in covering_tests(target)])
 
 
 # --- sandbox runs ----------------------------------------------------------------------
 
-async def run_in_sandbox(module_text: str, test_text: str) -> SandboxResult:
-    """The one call into the sandbox: the module as `solution`, one pytest file beside it.
-    (A sandbox that places several workspace files in the run directory replaces this.)"""
-    return await arun_python(module_text, test_text, timeout=float(run_settings()["validation_timeout"]))
+async def run_in_sandbox(copy: WorkspaceCopy, module_text: str, test_text: str) -> SandboxResult:
+    """The one call into the sandbox: a workspace copy holding `module_text`, one pytest file beside it."""
+    return await arun_python(copy.writer(module_text), test_text, timeout=float(run_settings()["validation_timeout"]))
 
 
 @dataclass
@@ -185,36 +199,35 @@ class Validation:
 class Validator:
     """Validates proposals for one file; the current file's test results are measured once."""
 
-    def __init__(self, shown: str, original: str, tests: list[tuple[str, str]]):
+    def __init__(self, shown: str, original: str, plan: Plan):
         self.shown = shown
         self.original = original
-        names = module_names(shown)
-        self.tests = [(path, point_imports_at_solution(text, names)) for path, text in tests]
+        self.plan = plan
         self._before: dict[str, TestRun] = {}
 
-    async def _before_run(self, path: str, text: str) -> TestRun:
+    async def _before_run(self, path: str, text: str, copy: WorkspaceCopy) -> TestRun:
         if path not in self._before:
-            self._before[path] = TestRun.of(await run_in_sandbox(self.original, text), path)
+            self._before[path] = TestRun.of(await run_in_sandbox(copy, self.original, text), path)
         return self._before[path]
 
     async def validate(self, proposal: str) -> Validation:
         if proposal.strip() == self.original.strip():
             return Validation(False, "The proposal is the current file unchanged; nothing was improved.")
-        imported = await run_in_sandbox(proposal, IMPORT_CHECK)
+        imported = await run_in_sandbox(self.plan.import_copy, proposal, self.plan.import_test)
         if not imported.success:
             detail = TestRun.of(imported, "import check").output
             return Validation(False, f"Import check failed: the new {self.shown} does not compile or import.\n"
                                      f"{detail}")
         lines = ["Syntax check passed; the module imports."]
-        if not self.tests:
+        if not self.plan.tests:
             lines.append(f"No covering tests found for {self.shown} (no test_{Path(self.shown).stem}.py and no "
                          f"test file importing it).")
             return Validation(True, "\n".join(lines))
         broken: list[str] = []
         details: list[str] = []
-        for path, text in self.tests:
-            before = await self._before_run(path, text)
-            after = TestRun.of(await run_in_sandbox(proposal, text), path)
+        for path, text, copy in self.plan.tests:
+            before = await self._before_run(path, text, copy)
+            after = TestRun.of(await run_in_sandbox(copy, proposal, text), path)
             if after.collection_error and not before.collection_error and before.passed:
                 newly = [f"{path} (every test: {after.summary()})"]
             else:
@@ -222,6 +235,8 @@ class Validator:
             broken += newly
             lines.append(f"{path}: before {before.summary()}; after {after.summary()}"
                          + (f"; broken: {', '.join(newly)}" if newly else ""))
+            if copy.skipped:
+                lines.append(f"  not copied into the run: {', '.join(copy.skipped)}")
             if newly:
                 details.append(after.output)
         if broken:
@@ -289,10 +304,10 @@ async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = 
     shown = workspace.relative(target)
     yield "step", {"step": "read", "file_path": shown}
     original = (await sync_to_async(files.read_file)(shown)).content
-    tests = await sync_to_async(covering_tests)(target)
+    plan = await sync_to_async(plan_validation)(target)
     run = await ImprovementRun.objects.acreate(file_path=shown, issue=issue, auto_write=auto_write,
                                                max_retries=max_retries, original_sha256=sha256_text(original))
-    validator = Validator(shown, original, tests)
+    validator = Validator(shown, original, plan)
     llm = get_llm()
     previous = None
     try:

@@ -205,3 +205,38 @@ def test_stream_with_llm_down_ends_with_an_error_event(client, project, set_conf
     events = parse_sse(read_stream(improve(client, stream=True)))
     assert events[-1][0] == "error" and events[-1][1]["status"] == 503
     assert (project / "calc.py").read_text() == ORIGINAL
+
+
+def test_covering_tests_run_against_a_workspace_copy_with_sibling_modules_and_packages(client, ws, ollama):
+    # the module under test imports a sibling package; the test imports a helper beside it
+    (ws / "app").mkdir()
+    (ws / "app" / "__init__.py").write_text("")
+    (ws / "app" / "units.py").write_text("FACTOR = 2\n")
+    (ws / "app" / "scale.py").write_text(
+        "from .units import FACTOR\n\n\ndef double(x):\n    return x * FACTOR\n\n\ndef half(x):\n    return x / FACTOR\n")
+    (ws / "tests").mkdir()
+    (ws / "tests" / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
+    (ws / "tests" / "test_scale.py").write_text(
+        "from helpers import twice\n\nfrom app.scale import double, half\n\n\n"
+        "def test_double():\n    assert double(3) == twice(3)\n\n\ndef test_half():\n    assert half(4) == 2\n")
+    renamed = "from .units import FACTOR\n\n\ndef double(value):\n    return value * FACTOR\n\n\ndef half(value):\n    return value / FACTOR\n"
+    breaks_half = renamed.replace("value / FACTOR", "value // FACTOR + 1")
+    ollama.script(Turn(content=fenced(breaks_half)), Turn(content=fenced(renamed)))
+    body = improve(client, file_path="app/scale.py").json()
+    assert body["success"] is True and body["retries"] == 1, body
+    run = ImprovementRun.objects.get(pk=body["run_id"])
+    first = run.attempts[0]
+    assert first["broken_tests"] == ["tests/test_scale.py::test_half"]
+    assert "tests/test_scale.py: before 2 passed, 0 failed; after 2 passed, 0 failed" in body["validation_output"]
+    assert (ws / "app" / "scale.py").read_text() == renamed
+
+
+def test_a_module_that_imports_a_missing_workspace_module_fails_the_import_check(client, ws, ollama):
+    (ws / "lib.py").write_text("VALUE = 1\n")
+    (ws / "calc.py").write_text("from lib import VALUE\n\n\ndef value():\n    return VALUE\n")
+    ollama.script(Turn(content=fenced("from lib import MISSING\n\n\ndef value():\n    return MISSING\n")),
+                  Turn(content=fenced("from lib import VALUE\n\n\ndef value():\n    return VALUE + 0\n")))
+    body = improve(client).json()
+    assert body["success"] is True and body["retries"] == 1
+    first = ImprovementRun.objects.get(pk=body["run_id"]).attempts[0]
+    assert "Import check failed" in first["validation_output"] and "MISSING" in first["validation_output"]
