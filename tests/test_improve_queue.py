@@ -21,6 +21,7 @@ from files_app.models import Backup
 from improve import queue
 from improve.models import ImprovementRun, ImprovementTask, QueueState
 from tests.fakes.llm_server import Turn
+from tests.files_helpers import ws_fixture  # noqa: F401
 from tests.live_server import ROOT
 from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
 
@@ -330,3 +331,36 @@ def test_admin_requeues_finished_tasks_and_cancels_pending_ones(admin_client):
     admin_client.post(url, {"action": "cancel_tasks", "_selected_action": [str(pending.pk)]})
     assert ImprovementTask.objects.get(pk=pending.pk).status == "cancelled"
     assert admin_client.get(url + f"{failed.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_queue_api_refuses_bad_input_and_reports_its_state(client, ws, set_config):
+    from django_q.models import OrmQ
+
+    set_config({"improve_queue": {"start_cluster": False}})
+    (ws / "calc.py").write_text(ORIGINAL)
+
+    def add_body(**body):
+        return client.post("/improve/queue/add", {"issue": ISSUE, **body}, content_type="application/json")
+
+    assert add_body(file_path="../x.py").status_code == 400
+    assert add_body(file_path="missing.py").status_code == 404
+    assert add_body(file_path="calc.py", issue={}).status_code == 400
+    assert add_body(file_path="calc.py", max_retries=-1).status_code == 400
+    added = add_body(file_path="calc.py", auto_write=False, max_retries=1)
+    assert added.status_code == 201 and added.json()["status"] == "pending"
+    task = ImprovementTask.objects.get()
+    assert task.options == {"auto_write": False, "max_retries": 1}
+    assert not OrmQ.objects.exists()  # nothing reaches the broker before start
+
+    state = client.get("/improve/queue/status").json()
+    assert {key: state[key] for key in ("running", "total_tasks", "completed", "failed", "pending")} == \
+        {"running": False, "total_tasks": 1, "completed": 0, "failed": 0, "pending": 1}
+    assert state["current_task"] is None and state["tasks"][0]["task_id"] == str(task.pk)
+    assert state["workers"] == {"mode": "external", "broker": "orm", "cluster_pid": None}
+
+    started = client.post("/improve/queue/start").json()
+    assert started["running"] is True and started["enqueued"] == 1 and OrmQ.objects.count() == 1
+    assert client.get(f"/improve/queue/task/{task.pk}").json()["status"] == "pending"
+    assert client.post("/improve/queue/stop").json() == {"running": False, "in_progress": 0}
+    assert client.post("/improve/queue/clear").json() == {"cleared": 0}
