@@ -81,10 +81,13 @@ def module_names(shown: str) -> list[str]:
 
 
 def _import_pattern(names: list[str]) -> re.Pattern:
+    """Lines importing one of `names`: `import name`, `from name import ...`, `from parent import stem`."""
     alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
-    return re.compile(rf"^(?P<indent>[ \t]*)(?:from[ \t]+(?P<from>{alternatives})[ \t]+import\b"
-                      rf"|import[ \t]+(?P<imp>{alternatives})(?![\w.])(?:[ \t]+as[ \t]+(?P<alias>\w+))?)",
-                      re.M)
+    forms = [rf"from[ \t]+(?:{alternatives})[ \t]+import\b", rf"import[ \t]+(?:{alternatives})(?![\w.])"]
+    parent, _, stem = names[0].rpartition(".")
+    if parent:
+        forms.append(rf"from[ \t]+{re.escape(parent)}[ \t]+import[ \t(]+(?:[^\n]*[ ,(])?{re.escape(stem)}\b")
+    return re.compile(rf"^[ \t]*(?:{'|'.join(forms)})", re.M)
 
 
 def _test_files(base: Path) -> list[Path]:
@@ -127,12 +130,12 @@ def import_check(shown: str) -> str:
     parts = Path(shown).with_suffix("").parts
     parts = parts[:-1] if parts and parts[-1] == "__init__" else parts
     if parts and all(part.isidentifier() for part in parts):
-        load = f"importlib.import_module({'.'.join(parts)!r})"
-    else:
-        load = (f"importlib.util.spec_from_file_location('module_under_test', os.path.join(here, {shown!r}))"
-                ".loader.load_module()")
-    return ("import importlib\nimport importlib.util\nimport os\n\n\ndef test_module_imports():\n"
-            f"    here = os.path.dirname(os.path.abspath(__file__))\n    assert {load} is not None\n")
+        return ("import importlib\n\n\ndef test_module_imports():\n"
+                f"    assert importlib.import_module({'.'.join(parts)!r}) is not None\n")
+    return ("import importlib.util\nimport os\n\n\ndef test_module_imports():\n"
+            f"    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), {shown!r})\n"
+            "    spec = importlib.util.spec_from_file_location('module_under_test', path)\n"
+            "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
 
 
 @dataclass

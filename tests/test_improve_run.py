@@ -240,3 +240,11 @@ def test_a_module_that_imports_a_missing_workspace_module_fails_the_import_check
     assert body["success"] is True and body["retries"] == 1
     first = ImprovementRun.objects.get(pk=body["run_id"]).attempts[0]
     assert "Import check failed" in first["validation_output"] and "MISSING" in first["validation_output"]
+
+
+def test_a_file_whose_name_is_no_module_name_is_imported_by_path(client, ws, ollama):
+    (ws / "my-tool.py").write_text(ORIGINAL)
+    ollama.script(Turn(content=fenced(SYNTAX_ERROR)), Turn(content=fenced(BETTER)))
+    body = improve(client, file_path="my-tool.py").json()
+    assert body["success"] is True and body["retries"] == 1
+    assert "SyntaxError" in ImprovementRun.objects.get(pk=body["run_id"]).attempts[0]["validation_output"]
