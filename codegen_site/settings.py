@@ -103,7 +103,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 # Long-lived async endpoints that do without a per-request thread (codegen_site.asgi).
-SHARED_THREAD_PATHS = ("/chat/stream", "/workflow")
+SHARED_THREAD_PATHS = ("/chat/stream", "/workflow", "/improve/queue/events")
 # ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.core.db).
 DB_ASYNC_POOLED = True
 

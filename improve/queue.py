@@ -63,18 +63,12 @@ def queue_settings() -> dict:
 
 # --- the accepting flag ----------------------------------------------------------------
 
-def _state() -> QueueState:
-    state, _ = QueueState.objects.get_or_create(pk=1)
-    return state
-
-
 def accepting() -> bool:
     return QueueState.objects.filter(pk=1, accepting=True).exists()
 
 
 def _set_accepting(value: bool) -> None:
-    _state()
-    QueueState.objects.filter(pk=1).update(accepting=value, updated_at=timezone.now())
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": value})
 
 
 # --- adding and listing ----------------------------------------------------------------
