@@ -364,3 +364,25 @@ def test_queue_api_refuses_bad_input_and_reports_its_state(client, ws, set_confi
     assert client.get(f"/improve/queue/task/{task.pk}").json()["status"] == "pending"
     assert client.post("/improve/queue/stop").json() == {"running": False, "in_progress": 0}
     assert client.post("/improve/queue/clear").json() == {"cleared": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_llm_down(ws, set_config, unused_port):
+    from improve.tasks import process_task
+
+    set_config({"improve_queue": {"start_cluster": False},
+                "llm": {"provider": "ollama"},
+                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
+    (ws / "calc.py").write_text(ORIGINAL)
+    task = ImprovementTask.objects.create(file_path="calc.py", issue=ISSUE, options={"auto_write": True})
+
+    assert process_task(str(task.pk)) == "queue stopped: task left pending"
+    assert ImprovementTask.objects.get(pk=task.pk).status == "pending"
+
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    outcome = process_task(str(task.pk))
+    task.refresh_from_db()
+    assert task.status == "failed" and task.attempts == 1 and task.progress == 1.0
+    assert outcome == task.error and f"127.0.0.1:{unused_port}" in task.error
+    assert (ws / "calc.py").read_text() == ORIGINAL
+    assert process_task(str(task.pk)) == "not pending (taken, finished or cancelled)"
