@@ -317,7 +317,7 @@ async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = 
         for number in range(1, max_retries + 2):
             if number > 1:
                 yield "step", {"step": "retry", "attempt": number, "max_attempts": max_retries + 1}
-            yield "step", {"step": "generate", "attempt": number}
+            yield "step", {"step": "generate", "attempt": number, "run_id": str(run.pk)}
             answer = await llm.complete(_prompt(shown, issue, original, previous), tier="medium",
                                         max_tokens=int(settings["max_tokens"]) or None)
             run.model = answer.model
@@ -334,6 +334,7 @@ async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = 
                                  "broken_tests": check.broken_tests}
             if check.passed:
                 run.proposed_content, run.diff = proposal, unified_diff(original, proposal, shown)
+                await run.asave()  # kept before the write, so a retry can tell the write happened
                 break
             previous = (proposal, check.output)
         else:
@@ -372,6 +373,28 @@ async def improvement_sse(file_path: str, issue: dict, **options) -> AsyncIterat
                 yield sse_frame(name, data)
         except Exception as exc:
             yield sse_error_frame(exc)
+
+
+def written_before(run: ImprovementRun) -> dict | None:
+    """The result of a run whose proposal reached the file although its process stopped
+    before saying so (a queue worker killed mid-write); None when it did not."""
+    if run.status == ImprovementRun.Status.APPLIED:
+        return result_payload(run)
+    if not (run.auto_write and run.proposed_content):
+        return None
+    try:
+        current = files.read_file(run.file_path).content
+    except (BadInput, NotFound):
+        return None
+    if sha256_text(current) != sha256_text(run.proposed_content) or \
+            sha256_text(current) == run.original_sha256:
+        return None
+    backup = Backup.objects.filter(path=run.file_path, reason=Backup.Reason.IMPROVE,
+                                   sha256=run.original_sha256).first()
+    run.status, run.error = ImprovementRun.Status.APPLIED, ""
+    run.backup_path = backup.stored_path if backup else ""
+    run.save(update_fields=["status", "error", "backup_path"])
+    return result_payload(run)
 
 
 def apply_proposal(run_id) -> dict:

@@ -195,9 +195,11 @@ def renew_lease(task_id, worker: str) -> bool:
     return bool(_held(task_id, worker).update(lease_until=_lease_end()))
 
 
-def report_step(task_id, worker: str, step: str) -> None:
+def report_step(task_id, worker: str, step: str, run_id=None) -> None:
     progress = STEP_PROGRESS.get(step)
     fields = {"step": step, "lease_until": _lease_end(), "updated_at": timezone.now()}
+    if run_id:
+        fields["run_id"] = run_id
     held = _held(task_id, worker)
     if progress is not None:
         held.filter(progress__lt=progress).update(progress=progress)

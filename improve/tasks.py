@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import close_old_connections
 
 from improve import queue
-from improve.improvement import improvement_events
+from improve.improvement import improvement_events, written_before
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ def process_task(task_id: str) -> str:
     if task is None:
         return "not pending (taken, finished or cancelled)"
     options = task.options or {}
+    if task.run is not None and (done := written_before(task.run)) is not None:
+        queue.finish(task.pk, worker, result=done, error="")
+        return "completed (the file was written before the previous worker stopped)"
     with queue.heartbeat(task.pk, worker):
         result, error = None, ""
         try:
@@ -44,7 +47,7 @@ async def _run(task, worker: str, options: dict) -> dict:
     async for name, data in improvement_events(task.file_path, task.issue, auto_write=options.get("auto_write", True),
                                                max_retries=options.get("max_retries")):
         if name == "step":
-            await report(task.pk, worker, data["step"])
+            await report(task.pk, worker, data["step"], data.get("run_id"))
         elif name == "done":
             result = data
     return result

@@ -386,3 +386,29 @@ def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_l
     assert outcome == task.error and f"127.0.0.1:{unused_port}" in task.error
     assert (ws / "calc.py").read_text() == ORIGINAL
     assert process_task(str(task.pk)) == "not pending (taken, finished or cancelled)"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_task_whose_file_was_already_written_completes_without_running_again(ws, set_config, unused_port):
+    from files_app import services as files
+    from improve.improvement import sha256_text
+    from improve.tasks import process_task
+
+    set_config({"llm": {"provider": "ollama"},
+                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
+    (ws / "calc.py").write_text(ORIGINAL)
+    # the previous worker validated the proposal and wrote it, then was killed before finishing
+    run = ImprovementRun.objects.create(file_path="calc.py", issue=ISSUE, original_sha256=sha256_text(ORIGINAL),
+                                        proposed_content=BETTER, status="running")
+    written = files.write_file("calc.py", BETTER, reason="improve")
+    task = ImprovementTask.objects.create(file_path="calc.py", issue=ISSUE, options={"auto_write": True},
+                                          run=run, attempts=1, error="worker w stopped renewing its lease; retrying")
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+
+    assert process_task(str(task.pk)).startswith("completed")
+    task.refresh_from_db()
+    run.refresh_from_db()
+    assert task.status == "completed" and task.attempts == 2 and task.error == ""
+    assert task.result["success"] is True and task.result["backup_path"] == written.backup_path
+    assert run.status == "applied" and Backup.objects.count() == 1
+    assert (ws / "calc.py").read_text() == BETTER
