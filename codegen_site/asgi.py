@@ -34,3 +34,8 @@ django_application = CodegenASGIHandler()
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 application = ASGIStaticFilesHandler(django_application)
+
+# A started improvement queue gets its workers back after a restart (improve/queue.py).
+from improve.queue import resume_if_started  # noqa: E402
+
+resume_if_started()

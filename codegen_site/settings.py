@@ -145,14 +145,23 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# The improvement queue (improve/queue.py). Task rows in the database are the truth;
+# the broker only carries "look at task X". ORM broker by default, Redis when configured.
+_QUEUE = APP_CONFIG["improve_queue"]
 Q_CLUSTER = {
-    "name": "codegen",
-    "workers": 1,
-    "timeout": 600,
-    "retry": 660,
-    "orm": "default",
+    "name": _QUEUE["cluster_name"],
+    "workers": int(_QUEUE["workers"]),
+    "timeout": int(_QUEUE["task_timeout"]),
+    "retry": int(_QUEUE["task_timeout"]) + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "poll": float(_QUEUE["poll_seconds"]),
     "catch_up": False,
 }
+if _QUEUE["redis_url"]:
+    Q_CLUSTER["redis"] = _QUEUE["redis_url"]
+else:
+    Q_CLUSTER["orm"] = "default"
 
 LOG_LEVEL = APP_CONFIG["logging"]["level"]
 LOGGING = {

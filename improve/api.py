@@ -1,19 +1,32 @@
-"""Thin views for project analysis: validate, call improve.analysis.service, serialize."""
+"""Thin views: validate, call a service, serialize."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.errors import NotFound
 from codegen_site.core.serializers import ErrorSerializer
-from codegen_site.core.throttling import LLMRateThrottle
+from codegen_site.core.sse import sse_response
+from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
+from improve import improvement, queue
 from improve.analysis import service
 from improve.serializers import (
     AnalyzeRequestSerializer,
     AnalyzeResponseSerializer,
+    ImproveApplyRequestSerializer,
+    ImproveRunRequestSerializer,
+    ImproveRunResponseSerializer,
+    QueueAddRequestSerializer,
+    QueueAddResponseSerializer,
+    QueueClearSerializer,
+    QueueStartSerializer,
+    QueueStatusSerializer,
+    QueueStopSerializer,
+    QueueTaskSerializer,
     ReportDetailSerializer,
     ReportIssuesQuerySerializer,
     ReportListQuerySerializer,
@@ -77,3 +90,107 @@ class ReportDetailView(APIView):
             "suggestions", "llm")}, "issues": issues, "matching_issues": matching, "offset": page["offset"],
             "limit": page["limit"]})
         return Response(serializer.data)
+
+# --- improvement runs and the queue -------------------------------------------------------
+
+TRUE_VALUES = {"1", "true", "yes", "on"}
+RUN_DESCRIPTION = (
+    "Ask the LLM for a new version of the file, validate it in the sandbox (it imports; the workspace tests "
+    "covering the file pass as they did before), retry with the validation output up to `max_retries`, then "
+    "write it with a backup (reason `improve`). `auto_write: false` writes nothing and returns "
+    "`proposed_content` and `diff` for POST /improve/apply. A change that turns a passing test red is refused "
+    "(`success: false`, the test named in `error`). With `?stream=true` the reply is `text/event-stream`: "
+    "`step` ({step: read|generate|validate|retry|write, attempt}), `validation` ({attempt, passed, output, "
+    "broken_tests}), then `done` (the JSON reply) or `error` ({detail, status})."
+)
+ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
+          502: ErrorSerializer, 503: ErrorSerializer}
+
+
+def _options(data: dict) -> dict:
+    return {"auto_write": data["auto_write"], "max_retries": data.get("max_retries")}
+
+
+class ImproveRunView(AsyncAPIView):
+    throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True  # with ?stream=true (codegen_site.routes)
+
+    @extend_schema(
+        request=ImproveRunRequestSerializer,
+        parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Stream the run as SSE events")],
+        responses={200: OpenApiResponse(ImproveRunResponseSerializer, description=RUN_DESCRIPTION), **ERRORS},
+        summary="Improve one file: propose, prove in the sandbox, retry, write with a backup",
+    )
+    async def post(self, request):
+        serializer = ImproveRunRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if request.query_params.get("stream", "").lower() in TRUE_VALUES:
+            return sse_response(improvement.improvement_sse(data["file_path"], dict(data["issue"]), **_options(data)))
+        return Response(await improvement.run_improvement(data["file_path"], dict(data["issue"]), **_options(data)))
+
+
+class ImproveApplyView(APIView):
+    @extend_schema(request=ImproveApplyRequestSerializer,
+                   responses={200: ImproveRunResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer,
+                              409: ErrorSerializer},
+                   summary="Write a proposal kept by auto_write=false (409 when the file changed since)")
+    def post(self, request):
+        serializer = ImproveApplyRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(improvement.apply_proposal(serializer.validated_data["run_id"]))
+
+
+class QueueAddView(APIView):
+    @extend_schema(request=QueueAddRequestSerializer,
+                   responses={201: QueueAddResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+                   summary="Queue an improvement (runs once the queue is started)")
+    def post(self, request):
+        serializer = QueueAddRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        task = queue.add_task(data["file_path"], dict(data["issue"]), _options(data))
+        return Response({"task_id": str(task.pk), "status": task.status}, status=201)
+
+
+class QueueStatusView(APIView):
+    @extend_schema(responses={200: QueueStatusSerializer}, summary="The queue: counts, the running task, recent tasks")
+    def get(self, request):
+        return Response(QueueStatusSerializer(queue.queue_status()).data)
+
+
+class QueueTaskView(APIView):
+    @extend_schema(responses={200: QueueTaskSerializer, 404: ErrorSerializer}, summary="One queued task")
+    def get(self, request, task_id):
+        return Response(QueueTaskSerializer(queue.task_payload(queue.get_task(task_id))).data)
+
+
+class QueueStartView(APIView):
+    @extend_schema(request=None, responses={200: QueueStartSerializer},
+                   summary="Let workers take tasks (and start the queue's qcluster when the server manages it)")
+    def post(self, request):
+        return Response(QueueStartSerializer(queue.start()).data)
+
+
+class QueueStopView(APIView):
+    @extend_schema(request=None, responses={200: QueueStopSerializer},
+                   summary="No new task starts; a running one finishes")
+    def post(self, request):
+        return Response(QueueStopSerializer(queue.stop()).data)
+
+
+class QueueClearView(APIView):
+    @extend_schema(request=None, responses={200: QueueClearSerializer},
+                   summary="Remove finished tasks (completed, failed, cancelled)")
+    def post(self, request):
+        return Response({"cleared": queue.clear()})
+
+
+class QueueEventsView(AsyncAPIView):
+    streams = True
+    @extend_schema(responses={200: OpenApiResponse(OpenApiTypes.STR, description=(
+        "text/event-stream: `status` (the counts, as GET /improve/queue/status without `tasks`) first and "
+        "after every change, `task` (one task, as GET /improve/queue/task/{id}) for each task that changed."))},
+        summary="Live task updates for the UI (server-sent events)")
+    async def get(self, request):
+        return sse_response(queue.events_sse())

@@ -1,6 +1,9 @@
-"""Stored analyses (one row per POST /improve/analyze) and the per-file result cache behind them."""
+"""Stored analyses (one row per POST /improve/analyze) and the per-file result cache behind them;
+improvement runs, the queue's tasks and its on/off state."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.db import models
 
@@ -44,3 +47,88 @@ class FileAnalysis(models.Model):
 
     def __str__(self) -> str:
         return self.key
+# --- improvement runs and the queue (POST /improve/run, /improve/queue/*) -------------
+
+
+class ImprovementRun(models.Model):
+    """One POST /improve/run (or one queued task's run): every attempt and what validation said."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        PROPOSED = "proposed"    # validated, waiting for POST /improve/apply
+        APPLIED = "applied"      # written through the files service
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file_path = models.CharField(max_length=4096)
+    issue = models.JSONField(default=dict)
+    auto_write = models.BooleanField(default=True)
+    max_retries = models.PositiveIntegerField(default=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    # sha256 of the file as read; apply refuses when the file no longer has it
+    original_sha256 = models.CharField(max_length=64, blank=True)
+    proposed_content = models.TextField(blank=True)
+    diff = models.TextField(blank=True)
+    # [{number, content, passed, validation_output, broken_tests}]
+    attempts = models.JSONField(default=list)
+    retries = models.PositiveIntegerField(default=0)
+    validation_output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    backup_path = models.CharField(max_length=4096, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_path} ({self.status})"
+
+
+class ImprovementTask(models.Model):
+    """A queued improvement. The row, not the broker message, is the truth: a worker
+    claims it with a conditional UPDATE and holds a lease it renews while it runs."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file_path = models.CharField(max_length=4096)
+    issue = models.JSONField(default=dict)
+    # auto_write, max_retries
+    options = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    step = models.CharField(max_length=32, blank=True)
+    progress = models.FloatField(default=0.0)
+    attempts = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    run = models.ForeignKey(ImprovementRun, null=True, blank=True, on_delete=models.SET_NULL)
+    error = models.TextField(blank=True)
+    # who holds it: "host:pid" of the worker, and until when (renewed by its heartbeat)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_path} ({self.status})"
+
+
+class QueueState(models.Model):
+    """The one row saying whether workers may take tasks (start / stop), shared by every process."""
+
+    accepting = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return "accepting" if self.accepting else "stopped"
