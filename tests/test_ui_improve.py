@@ -1,0 +1,158 @@
+"""The Improve page in a real browser against a live server and the scripted LLM:
+analyse, review a diff, accept or reject, restore a backup; the queue, followed live."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.llm_server import Turn
+from tests.ui_browser import WAIT_MS, new_page, screenshot, start_server
+
+pytestmark = [pytest.mark.timeout(300)]
+
+MODULE = '''"""Small helpers."""
+import os
+
+
+def factorial(n):
+    """n! for n >= 0."""
+    result = 1
+    for i in range(2, n + 1):
+        result *= i
+    return result
+'''
+IMPROVED = MODULE.replace("import os\n", "")
+OTHER = '''"""Greetings."""
+import sys
+
+
+def greet(name):
+    return "Hello, " + name
+'''
+TEST = '''from pkg.maths import factorial
+
+
+def test_factorial():
+    assert factorial(5) == 120
+'''
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui-improve-workspace")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "maths.py").write_text(MODULE)
+    (root / "pkg" / "greetings.py").write_text(OTHER)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_maths.py").write_text(TEST)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker, module_llm, workspace):
+    live = start_server(django_db_blocker, module_llm, workspace)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def ui(transactional_db, server, module_llm, browser, workspace):
+    module_llm.reset()
+    (workspace / "pkg" / "maths.py").write_text(MODULE)
+    (workspace / "pkg" / "greetings.py").write_text(OTHER)
+    page = new_page(browser)
+    yield page
+    errors = page.script_errors
+    page.context.close()
+    assert not errors, f"script errors in the page: {errors}\n{server.log()[-3000:]}"
+
+
+def expect():
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect
+
+
+def analyse(ui, server):
+    check = expect()
+    ui.goto(server.url + "/ui/improve")
+    ui.fill("#analyze-path", "pkg")
+    ui.click("#analyze")
+    check(ui.locator("#analyze-state")).to_contain_text("Done in")
+    return ui.locator("#issues tbody tr", has_text="pkg/maths.py").filter(has_text="import")
+
+
+def test_analyse_review_accept_and_restore(ui, server, module_llm, workspace):
+    check = expect()
+    row = analyse(ui, server)
+    check(row).to_have_count(1)
+    check(ui.locator("#totals")).to_contain_text("files")
+    check(ui.locator("#reports li")).to_have_count(1)
+    # Filters and sorting.
+    ui.fill("#filter-file", "greetings")
+    check(ui.locator("#issues tbody tr", has_text="pkg/maths.py")).to_have_count(0)
+    check(ui.locator("#issues tbody tr", has_text="pkg/greetings.py").first).to_be_visible()
+    ui.fill("#filter-file", "")
+    ui.click("#issues th button[data-sort=file]")
+    check(ui.locator("#issues th[aria-sort=ascending]")).to_have_text("File ▲")
+    first_files = ui.locator("#issues tbody tr td:nth-child(3)").all_inner_texts()
+    assert first_files == sorted(first_files, key=lambda text: (text.split(":")[0], int(text.split(":")[1])))
+
+    module_llm.script(Turn(content=f"```python\n{IMPROVED}```"))
+    row.locator("button", has_text="Improve").click()
+    check(ui.locator("#proposal-state")).to_have_text("proposed")
+    check(ui.locator("#proposal-diff .del")).to_have_text("-import os")
+    check(ui.locator("#proposal-validation")).to_be_visible()
+    assert (workspace / "pkg" / "maths.py").read_text() == MODULE  # nothing written yet
+    screenshot(ui, "improve")
+
+    ui.click("#accept")
+    check(ui.locator("#proposal-state")).to_have_text("applied")
+    assert (workspace / "pkg" / "maths.py").read_text() == IMPROVED
+    backup = ui.locator("#backup-rows tr").filter(has=ui.locator("td", has_text="improve"))
+    check(backup).to_have_count(1)
+    backup.locator("button", has_text="Diff").click()
+    check(ui.locator("#backup-diff .del")).to_have_text("-import os")  # from the backup to the file now
+    backup.locator("button", has_text="Restore").click()
+    check(ui.locator("#backup-message")).to_contain_text("Restored backup")
+    assert (workspace / "pkg" / "maths.py").read_text() == MODULE
+    # Newest first: the content the restore replaced, then the one the improvement replaced.
+    check(ui.locator("#backup-rows tr td:nth-child(2)")).to_have_text(["restore", "improve"])
+    screenshot(ui, "improve-applied")
+
+
+def test_reject_leaves_the_file(ui, server, module_llm, workspace):
+    check = expect()
+    row = analyse(ui, server)
+    module_llm.script(Turn(content=f"```python\n{IMPROVED}```"))
+    row.locator("button", has_text="Improve").click()
+    check(ui.locator("#accept")).to_be_visible()
+    ui.click("#reject")
+    check(ui.locator("#proposal-state")).to_have_text("rejected")
+    check(ui.locator("#accept")).to_be_hidden()
+    assert (workspace / "pkg" / "maths.py").read_text() == MODULE
+
+
+def test_queue_an_issue_and_watch_it_run(ui, server, module_llm, workspace):
+    check = expect()
+    row = analyse(ui, server)
+    module_llm.responder = lambda request: Turn(content=f"```python\n{IMPROVED}```")
+    row.locator("button", has_text="Queue").click()
+    task = ui.locator("#queue-tasks li", has_text="pkg/maths.py")
+    check(task.locator(".badge")).to_have_text("pending")
+    try:
+        ui.click("#queue-start")
+        check(ui.locator("#queue-state")).to_have_text("running")
+        # Followed live from /improve/queue/events: no reload.
+        check(task.locator(".badge")).to_have_text("completed", timeout=90_000)
+        check(task.locator("progress")).to_have_attribute("value", "1")
+        task.locator("button", has_text="Review").click()
+        check(ui.locator("#proposal-diff .del")).to_have_text("-import os")
+        screenshot(ui, "improve-queue")
+    finally:
+        ui.click("#queue-stop")
+        check(ui.locator("#queue-state")).to_have_text("stopped")
+    ui.click("#queue-clear")
+    check(ui.locator("#queue-tasks")).to_contain_text("No tasks")
