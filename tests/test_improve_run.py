@@ -7,11 +7,11 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 
-from codegen_site.core.sse import parse_sse
 from files_app.models import Backup
 from improve.models import ImprovementRun
 from tests.fakes.llm_server import Turn
 from tests.files_helpers import ws_fixture  # noqa: F401
+from tests.sse import parse_sse
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 

@@ -109,6 +109,10 @@ def resolve(client_path: str | os.PathLike, *, must_exist: bool = False) -> Path
     candidate = Path(text)
     if not candidate.is_absolute():
         candidate = workspace / candidate
+    # Named as the product's own state (e.g. .venv/bin/python, a link out): off limits, whatever it points at.
+    lexical = Path(os.path.normpath(candidate))
+    if _inside(lexical, workspace) and is_off_limits(lexical):
+        raise PathNotAllowed(f"Path is off limits (the product's own data): {text}")
     try:
         resolved = Path(os.path.realpath(candidate))
     except OSError as exc:
