@@ -242,3 +242,9 @@ def test_every_page_at_both_widths(ui, server):
         ui.set_viewport_size({"width": 1280, "height": 800})
     check(ui.locator("#nav a[aria-current=page]")).to_have_text("Settings")
     assert re.search(r"/ui/settings$", ui.url)
+    # Dark when the system is dark.
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = ui.evaluate(background)
+    ui.emulate_media(color_scheme="dark")
+    assert ui.evaluate(background) != light
+    screenshot(ui, "settings-dark")
