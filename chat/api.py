@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -31,7 +31,7 @@ SSE_DESCRIPTION = (
     '({"conversation_id", "model"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
     "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
 )
-SSE_RESPONSES = {200: OpenApiResponse(response=OpenApiTypes.STR, description=SSE_DESCRIPTION),
+SSE_RESPONSES = {(200, "text/event-stream"): OpenApiResponse(response=OpenApiTypes.STR, description=SSE_DESCRIPTION),
                  400: ErrorSerializer, 429: ErrorSerializer}
 
 
@@ -63,10 +63,7 @@ class ChatStreamView(AsyncAPIView):
         # started for a client that is gone before the response begins.
         return sse_response(services.stream_chat(**serializer.chat_arguments))
 
-    @extend_schema(parameters=[
-        OpenApiParameter("message", str, required=True, description="The user message"),
-        OpenApiParameter("conversation_id", str, required=False, description="Conversation to continue (UUID)"),
-    ], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
+    @extend_schema(parameters=[StreamQuerySerializer], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
     async def get(self, request):
         return await self._stream(StreamQuerySerializer(data=request.query_params))
 

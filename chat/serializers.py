@@ -6,12 +6,12 @@ from rest_framework import serializers
 
 from chat.models import Message
 from codegen_site.core.config import get_config
+from codegen_site.core.serializers import StrictCharField
 
 
 def chat_limits() -> dict:
-    section = get_config().get("chat", {})
-    return {"message": int(section.get("max_message_chars", 100_000)),
-            "history": int(section.get("max_history_items", 500))}
+    section = get_config()["chat"]
+    return {"message": int(section["max_message_chars"]), "history": int(section["max_history_items"])}
 
 
 class OptionalUUIDField(serializers.UUIDField):
@@ -25,28 +25,19 @@ class OptionalUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
-class TextField(serializers.CharField):
-    """A JSON string only: numbers, lists and objects are refused, not coerced."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class HistoryItemSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Message.Role.choices)
-    content = TextField(allow_blank=True, trim_whitespace=False)
+    # No "system": the system prompt is the server's ([chat] system_prompt), never a client's.
+    role = serializers.ChoiceField(choices=[Message.Role.USER, Message.Role.ASSISTANT])
+    content = StrictCharField(allow_blank=True, trim_whitespace=False)
 
 
 class ChatRequestSerializer(serializers.Serializer):
-    message = TextField(trim_whitespace=False, allow_blank=True)
+    message = StrictCharField(trim_whitespace=False, help_text="The user message")
     history = HistoryItemSerializer(many=True, required=False)
-    conversation_id = OptionalUUIDField(required=False, allow_null=True)
+    conversation_id = OptionalUUIDField(required=False, allow_null=True,
+                                        help_text="Conversation to continue; a new one when absent")
 
     def validate_message(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
         limit = chat_limits()["message"]
         if len(value) > limit:
             raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.plumbing import build_array_type, build_basic_type
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -28,7 +29,8 @@ class HealthView(AsyncAPIView):
 
 
 class ModelsView(AsyncAPIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Model names of the active provider")
+    @extend_schema(responses={200: build_array_type(build_basic_type(OpenApiTypes.STR)), **ERRORS},
+                   summary="Model names of the active provider")
     async def get(self, request):
         return Response(await get_llm().list_models())
 

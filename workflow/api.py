@@ -35,7 +35,8 @@ class WorkflowView(AsyncAPIView):
     @extend_schema(
         request=WorkflowRequestSerializer,
         parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Stream the run as SSE events")],
-        responses={200: OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
+        responses={(200, "application/json"): OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
+                   (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=SSE_DESCRIPTION),
                    400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer},
         summary="TDD workflow: plan → research → tests → code → validate → repair",
     )
