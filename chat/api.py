@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -20,6 +19,7 @@ from chat.serializers import (
     parse_uuid,
 )
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.schema import event_stream
 from codegen_site.core.serializers import ErrorSerializer
 from codegen_site.core.sse import sse_response
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
@@ -31,7 +31,7 @@ SSE_DESCRIPTION = (
     '({"conversation_id", "model"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
     "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
 )
-SSE_RESPONSES = {(200, "text/event-stream"): OpenApiResponse(response=OpenApiTypes.STR, description=SSE_DESCRIPTION),
+SSE_RESPONSES = {(200, "text/event-stream"): event_stream(["thinking", "content", "done", "error"], SSE_DESCRIPTION),
                  400: ErrorSerializer, 429: ErrorSerializer}
 
 

@@ -6,23 +6,12 @@ from rest_framework import serializers
 
 from chat.models import Message
 from codegen_site.core.config import get_config
-from codegen_site.core.serializers import StrictCharField
+from codegen_site.core.serializers import OptionalUUIDField, StrictCharField
 
 
 def chat_limits() -> dict:
     section = get_config()["chat"]
     return {"message": int(section["max_message_chars"]), "history": int(section["max_history_items"])}
-
-
-class OptionalUUIDField(serializers.UUIDField):
-    """A UUID, or empty / null meaning "start a new conversation"."""
-
-    def to_internal_value(self, data):
-        if data in ("", None):
-            return None
-        if not isinstance(data, str):
-            self.fail("invalid", value=data)
-        return super().to_internal_value(data)
 
 
 class HistoryItemSerializer(serializers.Serializer):
@@ -34,8 +23,7 @@ class HistoryItemSerializer(serializers.Serializer):
 class ChatRequestSerializer(serializers.Serializer):
     message = StrictCharField(trim_whitespace=False, help_text="The user message")
     history = HistoryItemSerializer(many=True, required=False)
-    conversation_id = OptionalUUIDField(required=False, allow_null=True,
-                                        help_text="Conversation to continue; a new one when absent")
+    conversation_id = OptionalUUIDField(help_text="Conversation to continue; a new one when absent")
 
     def validate_message(self, value: str) -> str:
         limit = chat_limits()["message"]

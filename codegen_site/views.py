@@ -12,10 +12,34 @@ from rest_framework.views import APIView
 
 from codegen_site.core import config as app_config
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 from codegen_site.llm import get_llm
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
+
+
+def _config_patch_schema() -> dict:
+    """The body PATCH /config accepts, as app_config.validate_patch checks it."""
+    text = {"type": "string", "pattern": r"\S"}
+    url = {"type": "string", "pattern": r"^\s*https?://"}
+    seconds = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 3600}
+
+    def section(properties: dict, required: tuple = ()) -> dict:
+        schema = {"type": "object", "properties": properties, "additionalProperties": False, "minProperties": 1}
+        return {**schema, "required": list(required)} if required else schema
+
+    tiers = section({tier: text for tier in app_config.MODEL_TIERS})
+    levels = [*app_config.LOG_LEVELS, *(level.lower() for level in app_config.LOG_LEVELS)]
+    return section({
+        "llm": section({"provider": {"type": "string", "enum": list(app_config.PROVIDERS)}}, ("provider",)),
+        "models": section({group: tiers for group in app_config.MODEL_GROUPS}),
+        "embeddings": section({"model": text}, ("model",)),
+        "logging": section({"level": {"type": "string", "enum": levels,
+                                      "description": "Any letter case"}}, ("level",)),
+        "ollama": section({"host": url, "timeout": seconds}),
+        "openai_compatible": section({"base_url": url, "api_key": {"type": "string"}, "timeout": seconds}),
+    })
 
 
 class HealthView(AsyncAPIView):
@@ -36,11 +60,13 @@ class ModelsView(AsyncAPIView):
 
 
 class ConfigView(APIView):
+    schema = BodyRequiredSchema()
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Editable settings")
     def get(self, request):
         return Response(app_config.editable_view(app_config.get_config()))
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
+    @extend_schema(request={"application/json": _config_patch_schema()}, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
                    summary="Save settings to config/development.toml")
     def patch(self, request):
         try:

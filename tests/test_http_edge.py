@@ -163,12 +163,26 @@ def test_nesting_up_to_the_limit_reaches_the_view(client):
 
 
 def test_depth_is_measured_across_objects_and_lists():
-    from codegen_site.core.parsers import nesting_depth_exceeds
+    from codegen_site.core.parsers import json_refusal
 
-    assert not nesting_depth_exceeds({"a": [{"b": []}]}, 4)
-    assert nesting_depth_exceeds({"a": [{"b": [1]}]}, 3)
-    assert not nesting_depth_exceeds("text", 0)
-    assert nesting_depth_exceeds([[], [[[]]]], 3)
+    assert json_refusal({"a": [{"b": []}]}, 4) is None
+    assert json_refusal({"a": [{"b": [1]}]}, 3) == "nested deeper than 3 levels"
+    assert json_refusal("text", 0) is None
+    assert json_refusal([[], [[[]]]], 3) is not None
+
+
+@pytest.mark.parametrize("body", ['{"embeddings": {"model": "a\\ud800"}}', '{"embeddings": {"\\udfff": "x"}}',
+                                  '"\\ud800"', '{"llm": [["\\udc00"]]}'])
+def test_lone_surrogates_are_400_not_500(client, body):
+    """Valid JSON syntax, but no text: PATCH /config failed writing it as UTF-8."""
+    response = client.patch("/config", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "lone surrogate" in response.json()["detail"]
+
+
+def test_surrogate_pairs_are_text(client):
+    response = client.patch("/config", '{"embeddings": {"model": "emb\\ud83d\\ude00"}}', content_type="application/json")
+    assert response.status_code == 200
 
 
 # --- strict types --------------------------------------------------------------

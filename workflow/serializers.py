@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from codegen_site.core.serializers import StrictCharField, StrictFloatField
+from codegen_site.core.serializers import OptionalUUIDField, StrictCharField, StrictFloatField
 
 MAX_CODE_CHARS = 200_000
 MAX_TASK_CHARS = 20_000
@@ -22,15 +22,12 @@ class CodeRunResponseSerializer(serializers.Serializer):
 
 class WorkflowRequestSerializer(serializers.Serializer):
     task = StrictCharField(max_length=MAX_TASK_CHARS)
-    session_id = serializers.UUIDField(required=False, allow_null=True)
+    session_id = OptionalUUIDField(help_text="Session to continue (its previous code goes into the prompts)")
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and data.get("session_id") == "":
-            data = {k: v for k, v in data.items() if k != "session_id"}
-        if isinstance(data, dict) and data.get("session_id") is not None and not isinstance(data["session_id"], str):
-            # DRF would read 42 as UUID(int=42); ids are strings.
-            raise serializers.ValidationError({"session_id": ["Must be a valid UUID string."]})
-        return super().to_internal_value(data)
+
+class WorkflowQuerySerializer(serializers.Serializer):
+    stream = serializers.BooleanField(required=False, default=False,
+                                      help_text="Stream the run as server-sent events")
 
 
 class WorkflowResponseSerializer(serializers.Serializer):

@@ -7,13 +7,26 @@ rate limit (429) wherever a throttle applies."""
 
 from __future__ import annotations
 
-BODY_METHODS = ("post", "put", "patch")
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
 EDGE_ANSWERS = {
     "400": "Malformed JSON, or nested too deeply",
     "413": "Request body too large",
     "429": "Rate limit reached",
 }
+
+
+def event_stream(events: list[str], description: str) -> OpenApiResponse:
+    """A `text/event-stream` answer: the schema is that of one event (as SSE
+    readers, schemathesis among them, check a stream event by event)."""
+    return OpenApiResponse(description=description, response={
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": events},
+                       "data": {"type": "string", "description": "JSON"}},
+    })
 
 
 def _error_response(description: str) -> dict:
@@ -34,3 +47,14 @@ def document_edge_answers(result, generator, request, public):
         for code in codes:
             operation["responses"].setdefault(code, _error_response(EDGE_ANSWERS[code]))
     return result
+
+
+class BodyRequiredSchema(AutoSchema):
+    """For a view whose request body is given as a plain JSON schema, which the
+    generator marks optional: the body is required."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation and "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        return operation

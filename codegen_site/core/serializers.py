@@ -1,18 +1,27 @@
-"""Serializers and fields shared by every app."""
+"""Serializers and fields shared by every app, and what the schema says of them."""
 
 from django.core.validators import RegexValidator
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Whitespace alone is blank too (DRF's trim_whitespace says the same).
 HAS_TEXT = RegexValidator(r"\S", "This field may not be blank.")
+# What the schema says of a StrictCharField: no NUL (DRF refuses it in every
+# CharField) and, unless blank is allowed, a character other than whitespace.
+# The server checks the two rules separately (linear time); as one pattern they
+# are documentation only. A blank-allowed field's pattern leaves "" out: the
+# schema generator adds the empty string as its own oneOf branch.
+TEXT_PATTERN = r"^[^\u0000]+$"
+NON_BLANK_TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 
 
 class StrictCharField(serializers.CharField):
     """A JSON string only. DRF's CharField turns 123 into "123"; where the schema
     says string, a number, list or object is a 400.
 
-    Unless allow_blank, the text needs a character other than whitespace, and
-    the schema says so (minLength 1, pattern \\S) instead of a client finding out."""
+    Unless allow_blank, the text needs a character other than whitespace; the
+    schema says so (minLength 1 and a pattern) instead of a client finding out."""
 
     def __init__(self, **kwargs):
         if not kwargs.get("allow_blank", False):
@@ -23,6 +32,32 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = StrictCharField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        schema["pattern"] = TEXT_PATTERN if self.target.allow_blank else NON_BLANK_TEXT_PATTERN
+        return schema
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "maxLength": 0}],
+                      "nullable": True})
+class OptionalUUIDField(serializers.UUIDField):
+    """A UUID string, or empty / null meaning "none given" (start a new one)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"required": False, "allow_null": True, **kwargs})
+
+    def to_internal_value(self, data):
+        if data in ("", None):
+            return None
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)  # DRF would read 42 as UUID(int=42)
         return super().to_internal_value(data)
 
 
@@ -42,6 +77,7 @@ class StrictFloatField(serializers.FloatField):
         if type(data) not in (int, float):
             self.fail("invalid")
         return super().to_internal_value(data)
+
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField()
