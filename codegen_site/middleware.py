@@ -17,9 +17,6 @@ from codegen_site.core.errors import json_error
 # Health checks, the admin (own login), static files and the UI shell stay open.
 OPEN_PREFIXES = ("/health", "/admin", "/static/")
 OPEN_EXACT = ("/",)
-# Methods that change state; a browser sends Origin on these when a page makes them.
-STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
 
 def _origin_trusted(origin: str, own_origin: str) -> bool:
     """The server's own origin, or one in CSRF_TRUSTED_ORIGINS (with Django's
@@ -38,17 +35,18 @@ def edge_refusal(request):
     """A refusal for a request this server must not answer, else None.
 
     The Host must be one of ALLOWED_HOSTS on every path: a DNS-rebinding page
-    reaches 127.0.0.1 under its own name, and this is where it stops. A
-    state-changing call made by a page of another origin is refused too (a
-    missing Origin is a non-browser client)."""
+    reaches 127.0.0.1 under its own name, and this is where it stops. A call a
+    page of another origin makes with fetch / XHR / EventSource carries that
+    Origin and is refused on every method: GET /chat/stream has effects too,
+    and with no CORS headers here a foreign page could not read an answer
+    anyway. A missing Origin is a non-browser client or a same-origin read."""
     try:
         host = request.get_host()
     except DisallowedHost:
         return json_error("Bad request: this server does not answer to that Host header", 400)
-    if request.method in STATE_CHANGING_METHODS:
-        origin = request.META.get("HTTP_ORIGIN")
-        if origin is not None and not _origin_trusted(origin, f"{request.scheme}://{host}"):
-            return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is not None and not _origin_trusted(origin, f"{request.scheme}://{host}"):
+        return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
     return None
 
 

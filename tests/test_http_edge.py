@@ -129,9 +129,17 @@ def test_same_origin_and_trusted_origins_pass(client, settings):
     assert delete_status(client, HTTP_ORIGIN="https://example.org") == 403
 
 
-def test_clients_without_origin_and_reads_with_any_origin_pass(client):
+def test_clients_without_origin_pass(client):
     assert delete_status(client) == 404  # curl, httpx, the test client: no Origin
-    assert client.get("/health", HTTP_ORIGIN="http://evil.com").status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_cross_origin_event_source_cannot_start_a_chat(client, ollama):
+    """GET /chat/stream stores a conversation and asks the LLM: a GET with effects."""
+    response = client.get("/chat/stream", {"message": "hi"}, HTTP_ORIGIN="http://evil.com")
+    assert response.status_code == 403
+    assert ollama.chat_requests == [] and not Conversation.objects.exists()
+    assert client.get("/health", HTTP_ORIGIN="http://testserver").status_code == 200
 
 
 @override_settings(API_TOKEN="s3cret")
@@ -219,6 +227,19 @@ def test_user_and_assistant_history_is_still_accepted(client, ollama):
     assert response.status_code == 200
     roles = [m["role"] for m in ollama.chat_requests[-1]["messages"]]
     assert roles.count("system") <= 1 and roles[-3:] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("stream", ["null", "maybe", "2"])
+def test_workflow_stream_flag_is_a_boolean(client, stream):
+    response = client.post(f"/workflow?stream={stream}", {"task": "hello"}, content_type="application/json")
+    assert response.status_code == 400 and "stream" in response.json()["errors"]
+
+
+def test_empty_ids_mean_none_given(client, ollama):
+    response = client.post("/chat", {"message": "hi", "conversation_id": ""}, content_type="application/json")
+    assert response.status_code == 200 and uuid.UUID(response.json()["conversation_id"])
+    response = client.post("/chat", {"message": "hi", "conversation_id": 42}, content_type="application/json")
+    assert response.status_code == 400
 
 
 def test_whole_number_timeout_and_fraction_are_numbers(client):
