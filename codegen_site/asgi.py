@@ -66,12 +66,15 @@ def answer_overlong_requests() -> None:
         return
 
     def line_length_exceeded(channel, line):
-        # Header bytes are counted per request once its first line is read.
-        status = (b"414 URI Too Long", b"request line") if channel._receivedHeaderSize == 0 else \
-            (b"431 Request Header Fields Too Large", b"header line")
-        body = b'{"detail": "The %s is longer than %d bytes"}' % (status[1], channel.MAX_LENGTH)
+        # The channel counts a request's header bytes from its first line on:
+        # none counted yet means the first line is the long one.
+        if channel._receivedHeaderSize == 0:
+            status, what = b"414 URI Too Long", b"request line"
+        else:
+            status, what = b"431 Request Header Fields Too Large", b"header line"
+        body = b'{"detail": "The %s is longer than %d bytes"}' % (what, channel.MAX_LENGTH)
         channel.transport.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                                b"Connection: close\r\n\r\n%s" % (status[0], len(body), body))
+                                b"Connection: close\r\n\r\n%s" % (status, len(body), body))
         channel.loseConnection()
 
     http.HTTPChannel.lineLengthExceeded = line_length_exceeded

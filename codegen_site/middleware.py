@@ -18,6 +18,7 @@ from codegen_site.core.errors import json_error
 OPEN_PREFIXES = ("/health", "/admin", "/static/")
 OPEN_EXACT = ("/",)
 
+
 def _origin_trusted(origin: str, own_origin: str) -> bool:
     """The server's own origin, or one in CSRF_TRUSTED_ORIGINS (with Django's
     `https://*.example.com` subdomain form)."""

@@ -66,7 +66,8 @@ class ConfigView(APIView):
     def get(self, request):
         return Response(app_config.editable_view(app_config.get_config()))
 
-    @extend_schema(request={"application/json": _config_patch_schema()}, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
+    @extend_schema(request={"application/json": _config_patch_schema()},
+                   responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
                    summary="Save settings to config/development.toml")
     def patch(self, request):
         try:

@@ -229,6 +229,24 @@ def test_user_and_assistant_history_is_still_accepted(client, ollama):
     assert roles.count("system") <= 1 and roles[-3:] == ["user", "assistant", "user"]
 
 
+@pytest.mark.parametrize("field, accepted, refused", [
+    ("StrictCharField", ["", "x"], [5, 5.0, True, ["x"], {"x": 1}, None]),
+    ("StrictIntegerField", [5, -1], ["5", 5.0, True, None, [5]]),
+    ("StrictFloatField", [5, 2.5], ["5", "2.5", True, None, [5]]),
+])
+def test_strict_fields_take_their_json_type_only(field, accepted, refused):
+    from rest_framework import serializers
+
+    from codegen_site.core import serializers as shared
+
+    instance = getattr(shared, field)(**({"allow_blank": True} if field == "StrictCharField" else {}))
+    for value in accepted:
+        assert instance.run_validation(value) == value
+    for value in refused:
+        with pytest.raises(serializers.ValidationError):
+            instance.run_validation(value)
+
+
 @pytest.mark.parametrize("stream", ["null", "maybe", "2"])
 def test_workflow_stream_flag_is_a_boolean(client, stream):
     response = client.post(f"/workflow?stream={stream}", {"task": "hello"}, content_type="application/json")
@@ -308,6 +326,9 @@ def test_static_traversal_and_static_errors_are_json_404(server):
         assert json.loads(body) == {"detail": "Not found"}
     status, _, body = raw_get(server.url, b"/static/codegen.js")
     assert status == 200 and body
+    answer = raw_http(server.url, b"POST /static/codegen.js HTTP/1.1\r\nHost: " + urlsplit(server.url).netloc.encode()
+                      + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 405") and b"Allow: GET, HEAD" in answer
     assert "Traceback" not in server.log()
 
 

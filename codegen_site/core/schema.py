@@ -1,9 +1,10 @@
-"""OpenAPI post-processing: the answers an operation gives before its view runs.
+"""What the OpenAPI schema says beyond each view's own annotations.
 
-The views document their own errors; these come from the layers in front of
-them, for every view alike: the JSON parser (400 on a malformed or too deeply
-nested body) and the upload limit (413) wherever a body is accepted, and the
-rate limit (429) wherever a throttle applies."""
+The views document their own errors; `document_edge_answers` adds those that
+come from the layers in front of them, for every view alike: the JSON parser
+(400 on a malformed or too deeply nested body) and the upload limit (413)
+wherever a body is accepted, and the rate limit (429) wherever a throttle
+applies. `event_stream` describes a server-sent events answer."""
 
 from __future__ import annotations
 

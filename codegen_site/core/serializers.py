@@ -36,6 +36,8 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """Puts the text pattern on every StrictCharField in the OpenAPI schema."""
+
     target_class = StrictCharField
     match_subclasses = True
 
