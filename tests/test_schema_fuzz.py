@@ -35,7 +35,7 @@ def test_schemathesis_finds_nothing(fuzz_server, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{fuzz_server.url}/api/schema?format=json", *FUZZ_ARGS,
          "--report", "har", "--report-dir", str(tmp_path / "report")],  # every request and answer, for a failure
-        capture_output=True, text=True, timeout=220,
+        capture_output=True, text=True, timeout=220, cwd=tmp_path,  # its caches stay out of the checkout
     )
     assert run.returncode == 0, run.stdout[-20_000:] + run.stderr[-5_000:] + f"\nHAR in {tmp_path / 'report'}"
     assert "Traceback" not in fuzz_server.log()
