@@ -40,14 +40,22 @@ def edge_refusal(request):
     page of another origin makes with fetch / XHR / EventSource carries that
     Origin and is refused on every method: GET /chat/stream has effects too,
     and with no CORS headers here a foreign page could not read an answer
-    anyway. A missing Origin is a non-browser client or a same-origin read."""
+    anyway. What a foreign page loads without an Origin (an <img>, <script> or
+    <iframe> pointing here) is told apart by the browser's Sec-Fetch headers and
+    refused too; a person following a link (a top-level navigation) is not.
+    Clients that send neither header (curl, scripts) pass."""
     try:
         host = request.get_host()
     except DisallowedHost:
         return json_error("Bad request: this server does not answer to that Host header", 400)
-    origin = request.META.get("HTTP_ORIGIN")
-    if origin is not None and not _origin_trusted(origin, f"{request.scheme}://{host}"):
-        return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
+    meta = request.META
+    origin = meta.get("HTTP_ORIGIN")
+    if origin is not None:
+        if not _origin_trusted(origin, f"{request.scheme}://{host}"):
+            return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
+    elif meta.get("HTTP_SEC_FETCH_SITE") == "cross-site" and (
+            meta.get("HTTP_SEC_FETCH_MODE") != "navigate" or meta.get("HTTP_SEC_FETCH_DEST") != "document"):
+        return json_error("Forbidden: a cross-site request made by another page", 403)
     return None
 
 

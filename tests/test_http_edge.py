@@ -129,6 +129,22 @@ def test_same_origin_and_trusted_origins_pass(client, settings):
     assert delete_status(client, HTTP_ORIGIN="https://example.org") == 403
 
 
+@pytest.mark.parametrize("mode, dest", [("no-cors", "image"), ("no-cors", "script"), ("navigate", "iframe")])
+def test_foreign_page_cannot_start_a_chat_by_embedding_it(client, ollama, mode, dest):
+    """<img src="http://127.0.0.1:8000/chat/stream?message=..."> on another site: no Origin, but Sec-Fetch-*."""
+    response = client.get("/chat/stream", {"message": "hi"}, HTTP_SEC_FETCH_SITE="cross-site",
+                          HTTP_SEC_FETCH_MODE=mode, HTTP_SEC_FETCH_DEST=dest)
+    assert response.status_code == 403
+    assert ollama.chat_requests == [] and not Conversation.objects.exists()
+
+
+def test_links_from_other_sites_and_same_site_loads_pass(client):
+    navigation = {"HTTP_SEC_FETCH_MODE": "navigate", "HTTP_SEC_FETCH_DEST": "document"}
+    assert client.get("/health", HTTP_SEC_FETCH_SITE="cross-site", **navigation).status_code == 200
+    for site in ("same-origin", "same-site", "none"):
+        assert client.get("/health", HTTP_SEC_FETCH_SITE=site, HTTP_SEC_FETCH_MODE="no-cors").status_code == 200
+
+
 def test_clients_without_origin_pass(client):
     assert delete_status(client) == 404  # curl, httpx, the test client: no Origin
     assert client.get("/health").status_code == 200
