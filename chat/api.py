@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
@@ -23,6 +22,7 @@ from chat.serializers import (
     StreamQuerySerializer,
 )
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.schema import event_stream
 from codegen_site.core.serializers import ErrorSerializer
 from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
@@ -34,7 +34,7 @@ SSE_DESCRIPTION = (
     '({"conversation_id", "model"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
     "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
 )
-SSE_RESPONSES = {200: OpenApiResponse(response=OpenApiTypes.STR, description=SSE_DESCRIPTION),
+SSE_RESPONSES = {(200, "text/event-stream"): event_stream(["thinking", "content", "done", "error"], SSE_DESCRIPTION),
                  400: ErrorSerializer, 429: ErrorSerializer}
 
 
@@ -67,11 +67,7 @@ class ChatStreamView(AsyncAPIView):
         # started for a client that is gone before the response begins.
         return sse_response(sse_stream(services.turn_events(**serializer.chat_arguments)))
 
-    @extend_schema(parameters=[
-        OpenApiParameter("message", str, required=True, description="The user message"),
-        OpenApiParameter("conversation_id", str, required=False, description="Conversation to continue (UUID)"),
-        OpenApiParameter("model", str, required=False, description="A model of the active provider (see /models)"),
-    ], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
+    @extend_schema(parameters=[StreamQuerySerializer], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
     async def get(self, request):
         return await self._stream(StreamQuerySerializer(data=request.query_params))
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from chat.models import TITLE_LENGTH, Message
 from codegen_site.core.config import get_config
-from codegen_site.core.serializers import OptionalUUIDField
+from codegen_site.core.serializers import OptionalUUIDField, StrictCharField
 
 MODEL_NAME_LENGTH = 200
 
@@ -14,32 +14,21 @@ def chat_limits() -> dict:
     return {"message": int(section["max_message_chars"]), "history": int(section["max_history_items"])}
 
 
-class TextField(serializers.CharField):
-    """A JSON string only: numbers, lists and objects are refused, not coerced."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class HistoryItemSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Message.Role.choices)
-    content = TextField(allow_blank=True, trim_whitespace=False)
+    # No "system": the system prompt is the server's ([chat] system_prompt), never a client's.
+    role = serializers.ChoiceField(choices=[Message.Role.USER, Message.Role.ASSISTANT])
+    content = StrictCharField(allow_blank=True, trim_whitespace=False)
 
 
 class ChatRequestSerializer(serializers.Serializer):
-    message = TextField(trim_whitespace=False, allow_blank=True)
+    message = StrictCharField(trim_whitespace=False, help_text="The user message")
     history = HistoryItemSerializer(many=True, required=False)
-    # Empty or null: a new conversation.
-    conversation_id = OptionalUUIDField(required=False, allow_null=True)
-    # Empty: the model the active provider's table picks for the message.
-    model = TextField(required=False, allow_blank=True, max_length=MODEL_NAME_LENGTH,
-                      help_text="A model of the active provider (see /models) for this turn")
+    conversation_id = OptionalUUIDField(help_text="Conversation to continue; a new one when absent")
+    # Blank: the model the active provider's table picks for the message.
+    model = StrictCharField(required=False, allow_blank=True, max_length=MODEL_NAME_LENGTH,
+                            help_text="A model of the active provider (see /models) for this turn")
 
     def validate_message(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
         limit = chat_limits()["message"]
         if len(value) > limit:
             raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
@@ -79,7 +68,7 @@ class ConversationFieldsSerializer(serializers.Serializer):
 
 
 class ConversationRenameSerializer(serializers.Serializer):
-    title = TextField(max_length=TITLE_LENGTH)
+    title = StrictCharField(max_length=TITLE_LENGTH)
 
 
 class ConversationSummarySerializer(ConversationFieldsSerializer):

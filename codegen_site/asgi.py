@@ -1,11 +1,20 @@
 import os
+import sys
 
 import django
+from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler
-
-from codegen_site.routes import streaming_paths
+from django.http import Http404
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
+django.setup(set_prefix=False)
+
+# These read settings or the app registry when imported.
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from codegen_site.core.errors import json_error  # noqa: E402
+from codegen_site.middleware import edge_refusal  # noqa: E402
+from codegen_site.routes import streaming_paths  # noqa: E402
 
 
 class CodegenASGIHandler(ASGIHandler):
@@ -25,15 +34,56 @@ class CodegenASGIHandler(ASGIHandler):
             await super().__call__(scope, receive, send)
 
 
-django.setup(set_prefix=False)
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """/static/ served by the app itself (a local service has no web server in
+    front of it), behind the same Host/Origin checks as every other path, with
+    JSON errors: Django's handler answers a path that leaves the static
+    directories (`/static/../../settings.py`) with a 500 page."""
+
+    async def get_response_async(self, request):
+        refusal = edge_refusal(request)
+        if refusal is not None:
+            return refusal
+        if request.method not in ("GET", "HEAD"):
+            response = json_error(f'Method "{request.method}" not allowed.', 405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        return await super().get_response_async(request)
+
+    def serve(self, request):
+        try:
+            return super().serve(request)
+        except (Http404, SuspiciousOperation, OSError, ValueError):
+            return json_error("Not found", 404)
+
+
+def answer_overlong_requests() -> None:
+    """Under daphne, answer a request line or header line longer than Twisted's
+    limit with 414 / 431 instead of dropping the connection without a word
+    (Twisted's LineReceiver default). Twisted has no setting for this; its
+    documented hook is overriding lineLengthExceeded."""
+    http = sys.modules.get("twisted.web.http")
+    if http is None:  # not running under daphne
+        return
+
+    def line_length_exceeded(channel, line):
+        # The channel counts a request's header bytes from its first line on:
+        # none counted yet means the first line is the long one.
+        if channel._receivedHeaderSize == 0:
+            status, what = b"414 URI Too Long", b"request line"
+        else:
+            status, what = b"431 Request Header Fields Too Large", b"header line"
+        body = b'{"detail": "The %s is longer than %d bytes"}' % (what, channel.MAX_LENGTH)
+        channel.transport.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                                b"Connection: close\r\n\r\n%s" % (status, len(body), body))
+        channel.loseConnection()
+
+    http.HTTPChannel.lineLengthExceeded = line_length_exceeded
+
 
 django_application = CodegenASGIHandler()
-
-# Serve /static/ (admin, API docs, UI assets) from the app itself: a local
-# service has no separate web server in front of it.
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-
-application = ASGIStaticFilesHandler(django_application)
+answer_overlong_requests()
+application = StaticFilesHandler(django_application)
 
 # A started improvement queue gets its workers back after a restart (improve/queue.py).
 from improve.queue import resume_if_started  # noqa: E402

@@ -1,27 +1,71 @@
-"""Optional bearer-token guard for the API (CODEGEN_API_TOKEN), which also lets in
-the browser UI's own calls when they come with a logged-in Django session."""
+"""The project's own middleware: the checks every request passes (Host, Origin,
+optional bearer token, which a logged-in browser UI session stands in for) and the
+split between API and browser pages."""
 
 from __future__ import annotations
 
 import hmac
 from importlib import import_module
+from urllib.parse import urlsplit
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.core.exceptions import DisallowedHost
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.http import is_same_domain
 from django.utils.module_loading import import_string
 
 from codegen_site.core.errors import json_error
 from codegen_site.routes import browser_paths
 
-# Health checks and static files stay open; browser pages (the UI, the admin)
-# ask for a login themselves.
+# Health checks and static files stay open; browser pages (the UI, the admin) ask
+# for a login themselves.
 OPEN_PREFIXES = ("/health", "/static/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
-def _refused(request):
+def _origin_trusted(origin: str, own_origin: str) -> bool:
+    """The server's own origin, or one in CSRF_TRUSTED_ORIGINS (with Django's
+    `https://*.example.com` subdomain form)."""
+    if origin == own_origin or origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    parts = urlsplit(origin)
+    return any(
+        "*" in trusted and parts.scheme == urlsplit(trusted).scheme
+        and is_same_domain(parts.netloc, urlsplit(trusted).netloc.lstrip("*"))
+        for trusted in settings.CSRF_TRUSTED_ORIGINS
+    )
+
+
+def edge_refusal(request):
+    """A refusal for a request this server must not answer, else None.
+
+    The Host must be one of ALLOWED_HOSTS on every path: a DNS-rebinding page
+    reaches 127.0.0.1 under its own name, and this is where it stops. A call a
+    page of another origin makes with fetch / XHR / EventSource carries that
+    Origin and is refused on every method: GET /chat/stream has effects too,
+    and with no CORS headers here a foreign page could not read an answer
+    anyway. What a foreign page loads without an Origin (an <img>, <script> or
+    <iframe> pointing here) is told apart by the browser's Sec-Fetch headers and
+    refused too; a person following a link (a top-level navigation) is not.
+    Clients that send neither header (curl, scripts) pass."""
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return json_error("Bad request: this server does not answer to that Host header", 400)
+    meta = request.META
+    origin = meta.get("HTTP_ORIGIN")
+    if origin is not None:
+        if not _origin_trusted(origin, f"{request.scheme}://{host}"):
+            return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
+    elif meta.get("HTTP_SEC_FETCH_SITE") == "cross-site" and (
+            meta.get("HTTP_SEC_FETCH_MODE") != "navigate" or meta.get("HTTP_SEC_FETCH_DEST") != "document"):
+        return json_error("Forbidden: a cross-site request made by another page", 403)
+    return None
+
+
+def token_refusal(request):
     """A 401 for an API call without the token; None when the call may go on."""
     token = settings.API_TOKEN
     if not token:
@@ -39,11 +83,11 @@ def _refused(request):
     return response
 
 
-def _has_session(request) -> bool:
+def has_session(request) -> bool:
     return settings.SESSION_COOKIE_NAME in request.COOKIES
 
 
-def _session_refusal(request, refusal):
+def session_refusal(request, refusal):
     """None when the request comes from a logged-in UI session (and, for a method
     with effects, carries the CSRF token), else `refusal` or a 403.
 
@@ -65,9 +109,13 @@ def _session_refusal(request, refusal):
     return None
 
 
-class ApiTokenMiddleware:
+class RefusingMiddleware:
+    """Answers with `refusal(request)` when that gives a response, else passes the
+    request on; inline in both modes (no thread hop: it runs on every request)."""
+
     sync_capable = True
     async_capable = True
+    refusal = staticmethod(lambda request: None)
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -78,15 +126,36 @@ class ApiTokenMiddleware:
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
-        refusal = _refused(request)
-        if refusal is not None and _has_session(request):
-            refusal = _session_refusal(request, refusal)
+        return self.refusal(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        return self.refusal(request) or await self.get_response(request)
+
+
+class EdgeMiddleware(RefusingMiddleware):
+    """Host and Origin checks (edge_refusal); first in MIDDLEWARE."""
+
+    refusal = staticmethod(edge_refusal)
+
+
+class ApiTokenMiddleware(RefusingMiddleware):
+    """Optional bearer-token guard for the API (CODEGEN_API_TOKEN); the browser UI's
+    own calls pass with a logged-in session instead (session_refusal)."""
+
+    refusal = staticmethod(token_refusal)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        refusal = self.refusal(request)
+        if refusal is not None and has_session(request):
+            refusal = session_refusal(request, refusal)
         return refusal or self.get_response(request)
 
     async def __acall__(self, request):
-        refusal = _refused(request)
-        if refusal is not None and _has_session(request):
-            refusal = await sync_to_async(_session_refusal)(request, refusal)
+        refusal = self.refusal(request)
+        if refusal is not None and has_session(request):
+            refusal = await sync_to_async(session_refusal)(request, refusal)
         return refusal or await self.get_response(request)
 
 

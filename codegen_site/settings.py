@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Host (ALLOWED_HOSTS) and Origin checks on every path, API included.
+    "codegen_site.middleware.EdgeMiddleware",
     "codegen_site.middleware.ApiTokenMiddleware",
     "codegen_site.middleware.BrowserOnlyMiddleware",
 ]
@@ -119,7 +121,8 @@ APP_CONFIG = get_config()
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON with a nesting limit (security.max_json_depth).
+    "DEFAULT_PARSER_CLASSES": ["codegen_site.core.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
@@ -142,6 +145,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        # 400 / 413 / 429 answered in front of the views (parser, size limit, throttle).
+        "codegen_site.core.schema.document_edge_answers",
     ],
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.plumbing import build_array_type, build_basic_type
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -9,6 +10,7 @@ from rest_framework.views import APIView
 
 from codegen_site.core import config as app_config
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import (
     ConfigSavedSerializer,
     EditableConfigSerializer,
@@ -18,6 +20,7 @@ from codegen_site.core.serializers import (
 from codegen_site.llm import get_llm
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
+
 
 
 class HealthView(AsyncAPIView):
@@ -31,12 +34,15 @@ class HealthView(AsyncAPIView):
 
 
 class ModelsView(AsyncAPIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Model names of the active provider")
+    @extend_schema(responses={200: build_array_type(build_basic_type(OpenApiTypes.STR)), **ERRORS},
+                   summary="Model names of the active provider")
     async def get(self, request):
         return Response(await get_llm().list_models())
 
 
 class ConfigView(APIView):
+    schema = BodyRequiredSchema()
+
     @extend_schema(responses={200: EditableConfigSerializer}, summary="Editable settings, as in effect")
     def get(self, request):
         return Response(EditableConfigSerializer(app_config.get_config()).data)

@@ -3,25 +3,16 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from codegen_site.core.serializers import StrictCharField
 from files_app.models import PATH_MAX_LENGTH, Backup
 from files_app.services import files_config
-
-
-class TextField(serializers.CharField):
-    """A JSON string only: numbers, lists and objects are refused, not coerced."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
 
 PATH_HELP = "Relative to the workspace root, or absolute inside it"
 BACKUP_PATH_HELP = "Where the backup's bytes are stored, relative to the data dir: backups/<sha256[:2]>/<sha256>"
 
 
 @extend_schema_field({"type": "string", "minLength": 1, "maxLength": PATH_MAX_LENGTH})
-class PathField(TextField):
+class PathField(StrictCharField):
     """A client path as given (checked and resolved by the service)."""
 
     def __init__(self, **kwargs):
@@ -40,7 +31,7 @@ class OptionalPathField(PathField):
 
 class WriteRequestSerializer(serializers.Serializer):
     path = PathField()
-    content = TextField(allow_blank=True, trim_whitespace=False)
+    content = StrictCharField(allow_blank=True, trim_whitespace=False)
     create_backup = serializers.BooleanField(default=True, help_text="Back up the current content first")
 
 
@@ -88,7 +79,7 @@ class BackupListSerializer(serializers.Serializer):
 
 class RestoreRequestSerializer(serializers.Serializer):
     backup_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    backup_path = TextField(required=False, allow_blank=True, max_length=1024,
+    backup_path = StrictCharField(required=False, allow_blank=True, max_length=1024,
                             help_text=BACKUP_PATH_HELP + " (or absolute); blank counts as not given")
     original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
 
@@ -100,12 +91,12 @@ class RestoreRequestSerializer(serializers.Serializer):
 
 class RestoreByIdSerializer(serializers.Serializer):
     backup_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
-    backup_path = TextField(required=False, max_length=0, allow_blank=True, help_text="Blank or left out")
+    backup_path = StrictCharField(required=False, max_length=0, allow_blank=True, help_text="Blank or left out")
     original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
 
 
 class RestoreByPathSerializer(serializers.Serializer):
-    backup_path = TextField(min_length=1, max_length=1024, help_text=BACKUP_PATH_HELP + " (or absolute)")
+    backup_path = StrictCharField(min_length=1, max_length=1024, help_text=BACKUP_PATH_HELP + " (or absolute)")
     original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
 
 

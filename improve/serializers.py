@@ -3,22 +3,14 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from codegen_site.core.config import get_config
+from codegen_site.core.serializers import StrictCharField
 from improve.analysis.review import EFFORTS, ISSUE_TYPES, SEVERITIES
 from improve.analysis.service import analysis_page_size
 from improve.models import AnalysisReport
 
 
-class StrictTextField(serializers.CharField):
-    """A JSON string only: numbers and objects are refused, not coerced."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class AnalyzeRequestSerializer(serializers.Serializer):
-    path = StrictTextField(default=".", max_length=4096,
+    path = StrictCharField(default=".", max_length=4096,
                            help_text="File or directory, relative to the workspace root")
     include_linter = serializers.BooleanField(default=True, help_text="Run ruff over the files")
     use_llm = serializers.BooleanField(default=False, help_text="Also ask the LLM about the most flagged files")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.schema import event_stream
 from codegen_site.core.serializers import ErrorSerializer
 from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
@@ -14,11 +14,10 @@ from workflow import services
 from workflow.serializers import (
     CodeRunRequestSerializer,
     CodeRunResponseSerializer,
+    WorkflowQuerySerializer,
     WorkflowRequestSerializer,
     WorkflowResponseSerializer,
 )
-
-TRUE_VALUES = {"1", "true", "yes", "on"}
 
 SSE_DESCRIPTION = (
     "With `?stream=true` the reply is `text/event-stream`. Events: `plan`, `plan_thinking`, `tests`, "
@@ -28,6 +27,9 @@ SSE_DESCRIPTION = (
     "answer, `done` (the same payload as the JSON reply) and `error` ({detail, status})."
 )
 
+STREAM_EVENTS = ["plan", "plan_thinking", "tests", "tests_thinking", "code", "code_thinking", "validation", "repair",
+                 "content", "thinking", "done", "error"]
+
 
 class WorkflowView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
@@ -35,16 +37,19 @@ class WorkflowView(AsyncAPIView):
 
     @extend_schema(
         request=WorkflowRequestSerializer,
-        parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Stream the run as SSE events")],
-        responses={200: OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
+        parameters=[WorkflowQuerySerializer],
+        responses={(200, "application/json"): OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
+                   (200, "text/event-stream"): event_stream(STREAM_EVENTS, SSE_DESCRIPTION),
                    400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer},
         summary="TDD workflow: plan → research → tests → code → validate → repair",
     )
     async def post(self, request):
+        query = WorkflowQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         serializer = WorkflowRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         task, session_id = serializer.validated_data["task"], serializer.validated_data.get("session_id")
-        if request.query_params.get("stream", "").lower() in TRUE_VALUES:
+        if query.validated_data["stream"]:
             return sse_response(sse_stream(services.workflow_events(task, session_id)))
         return Response(await services.run_workflow(task, session_id))
 

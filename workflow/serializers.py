@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from codegen_site.core.serializers import OptionalUUIDField
+from codegen_site.core.serializers import OptionalUUIDField, StrictCharField, StrictFloatField
 
 MAX_CODE_CHARS = 200_000
 MAX_TASK_CHARS = 20_000
@@ -8,15 +8,10 @@ MAX_TASK_CHARS = 20_000
 
 class CodeRunRequestSerializer(serializers.Serializer):
     # Blank code is accepted and answered with success=false (as the reference does).
-    code = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=MAX_CODE_CHARS)
-    tests = serializers.CharField(required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
-                                  max_length=MAX_CODE_CHARS)
-    timeout = serializers.FloatField(required=False, default=30, min_value=1, max_value=60)
-
-    def validate_timeout(self, value):
-        if isinstance(self.initial_data.get("timeout"), bool):
-            raise serializers.ValidationError("A number of seconds is required.")
-        return value
+    code = StrictCharField(allow_blank=True, trim_whitespace=False, max_length=MAX_CODE_CHARS)
+    tests = StrictCharField(required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
+                            max_length=MAX_CODE_CHARS)
+    timeout = StrictFloatField(required=False, default=30, min_value=1, max_value=60)
 
 
 class CodeRunResponseSerializer(serializers.Serializer):
@@ -26,9 +21,13 @@ class CodeRunResponseSerializer(serializers.Serializer):
 
 
 class WorkflowRequestSerializer(serializers.Serializer):
-    task = serializers.CharField(max_length=MAX_TASK_CHARS)
-    # Empty or null: a new session.
-    session_id = OptionalUUIDField(required=False, allow_null=True)
+    task = StrictCharField(max_length=MAX_TASK_CHARS)
+    session_id = OptionalUUIDField(help_text="Session to continue (its previous code goes into the prompts)")
+
+
+class WorkflowQuerySerializer(serializers.Serializer):
+    stream = serializers.BooleanField(required=False, default=False,
+                                      help_text="Stream the run as server-sent events")
 
 
 class WorkflowResponseSerializer(serializers.Serializer):

@@ -1,19 +1,88 @@
+"""Serializers and fields shared by every app, and what the schema says of them."""
+
+from django.core.validators import RegexValidator
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from codegen_site.core import config
 
+# Whitespace alone is blank too (DRF's trim_whitespace says the same).
+HAS_TEXT = RegexValidator(r"\S", "This field may not be blank.")
+# What the schema says of a StrictCharField: no NUL (DRF refuses it in every
+# CharField) and, unless blank is allowed, a character other than whitespace.
+# The server checks the two rules separately (linear time); as one pattern they
+# are documentation only. A blank-allowed field's pattern leaves "" out: the
+# schema generator adds the empty string as its own oneOf branch.
+TEXT_PATTERN = r"^[^\u0000]+$"
+NON_BLANK_TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only. DRF's CharField turns 123 into "123"; where the schema
+    says string, a number, list or object is a 400.
+
+    Unless allow_blank, the text needs a character other than whitespace; the
+    schema says so (minLength 1 and a pattern) instead of a client finding out."""
+
+    default_error_messages = {"invalid": "A string is required."}
+
+    def __init__(self, **kwargs):
+        if not kwargs.get("allow_blank", False):
+            kwargs.setdefault("min_length", 1)
+            kwargs["validators"] = [*kwargs.get("validators", ()), HAS_TEXT]
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """Puts the text pattern on every StrictCharField in the OpenAPI schema."""
+
+    target_class = StrictCharField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        schema["pattern"] = TEXT_PATTERN if self.target.allow_blank else NON_BLANK_TEXT_PATTERN
+        return schema
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "maxLength": 0}],
+                      "nullable": True})
 class OptionalUUIDField(serializers.UUIDField):
-    """A UUID string, or empty / null for "none given" (a new conversation, a new session).
+    """A UUID string, or empty / null meaning "none given" (start a new one)."""
 
-    Only strings: DRF's UUIDField would read the number 42 as UUID(int=42)."""
+    def __init__(self, **kwargs):
+        super().__init__(**{"required": False, "allow_null": True, **kwargs})
 
     def to_internal_value(self, data):
         if data in ("", None):
             return None
         if not isinstance(data, str):
-            self.fail("invalid", value=data)
+            self.fail("invalid", value=data)  # DRF would read 42 as UUID(int=42)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: not "5", 5.0 or true, which DRF's IntegerField accepts."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number only: not "5" or true, which DRF's FloatField accepts."""
+
+    def to_internal_value(self, data):
+        if type(data) not in (int, float):
+            self.fail("invalid")
         return super().to_internal_value(data)
 
 
@@ -35,31 +104,9 @@ class ErrorSerializer(serializers.Serializer):
 
 # --- the editable settings (GET / PATCH /config) ------------------------------
 # Every field is optional (a PATCH names only what it changes) and takes only its
-# own JSON type: DRF would turn 5 into "5" for a string and "5" into 5 for a number.
+# own JSON type (the Strict* fields above).
 
-class _JSONTypeMixin:
-    json_types: tuple[type, ...] = ()
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, self.json_types):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StringField(_JSONTypeMixin, serializers.CharField):
-    json_types = (str,)
-    default_error_messages = {"invalid": "A string is required."}
-
-
-class IntegerSetting(_JSONTypeMixin, serializers.IntegerField):
-    json_types = (int,)
-
-
-class NumberSetting(_JSONTypeMixin, serializers.FloatField):
-    json_types = (int, float)
-
-
-class HttpURLField(StringField):
+class HttpURLField(StrictCharField):
     def to_internal_value(self, data):
         url = super().to_internal_value(data)
         if not url.startswith(("http://", "https://")):
@@ -95,14 +142,14 @@ class SettingsSection(serializers.Serializer):
 
 
 def _seconds():
-    return NumberSetting(min_value=0.1, max_value=3600)
+    return StrictFloatField(min_value=0.1, max_value=3600)
 
 
 
 class LLMSettings(SettingsSection):
     provider = serializers.ChoiceField(choices=config.PROVIDERS)
-    temperature = NumberSetting(min_value=0, max_value=2)
-    max_tokens = IntegerSetting(min_value=1, max_value=1_000_000)
+    temperature = StrictFloatField(min_value=0, max_value=2)
+    max_tokens = StrictIntegerField(min_value=1, max_value=1_000_000)
 
 
 class OllamaSettings(SettingsSection):
@@ -113,16 +160,16 @@ class OllamaSettings(SettingsSection):
 
 class OpenAICompatibleSettings(SettingsSection):
     base_url = HttpURLField()
-    api_key = StringField(allow_blank=True, write_only=True)
+    api_key = StrictCharField(allow_blank=True, write_only=True)
     timeout = _seconds()
     connect_timeout = _seconds()
 
 
 class ModelTiers(SettingsSection):
-    simple = StringField()
-    medium = StringField()
-    complex = StringField()
-    fallback = StringField()
+    simple = StrictCharField()
+    medium = StrictCharField()
+    complex = StrictCharField()
+    fallback = StrictCharField()
 
 
 class ModelSettings(SettingsSection):
@@ -133,7 +180,7 @@ class ModelSettings(SettingsSection):
 
 
 class EmbeddingSettings(SettingsSection):
-    model = StringField()
+    model = StrictCharField()
 
 
 class LoggingSettings(SettingsSection):
@@ -144,35 +191,35 @@ STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
 
 
 class WorkflowSettings(SettingsSection):
-    max_repairs = IntegerSetting(min_value=0, max_value=20)
-    validation_timeout = NumberSetting(min_value=1, max_value=600)
-    plan_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
-    tests_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
-    code_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
-    chat_max_tokens = IntegerSetting(min_value=0, help_text=STAGE_TOKENS)
-    repair_output_chars = IntegerSetting(min_value=0)
-    context_code_chars = IntegerSetting(min_value=0)
-    research_top_k = IntegerSetting(min_value=0, max_value=100)
+    max_repairs = StrictIntegerField(min_value=0, max_value=20)
+    validation_timeout = StrictFloatField(min_value=1, max_value=600)
+    plan_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
+    tests_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
+    code_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
+    chat_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
+    repair_output_chars = StrictIntegerField(min_value=0)
+    context_code_chars = StrictIntegerField(min_value=0)
+    research_top_k = StrictIntegerField(min_value=0, max_value=100)
 
 
 class RagSettings(SettingsSection):
-    collection = StringField()
-    chunk_lines = IntegerSetting(min_value=1)
-    chunk_overlap = IntegerSetting(min_value=0)
-    top_k = IntegerSetting(min_value=1, max_value=100)
+    collection = StrictCharField()
+    chunk_lines = StrictIntegerField(min_value=1)
+    chunk_overlap = StrictIntegerField(min_value=0)
+    top_k = StrictIntegerField(min_value=1, max_value=100)
 
 
 class SandboxSettings(SettingsSection):
     """The limits read at every run (not those fixed when the runner starts)."""
 
-    max_concurrent = IntegerSetting(min_value=1, max_value=256)
-    max_waiting = IntegerSetting(min_value=0, max_value=10_000)
-    cpu_seconds = IntegerSetting(min_value=1, max_value=3600)
-    memory_mb = IntegerSetting(min_value=16)
-    max_processes = IntegerSetting(min_value=1)
-    max_file_mb = IntegerSetting(min_value=1)
-    max_open_files = IntegerSetting(min_value=16)
-    max_output_bytes = IntegerSetting(min_value=1024)
+    max_concurrent = StrictIntegerField(min_value=1, max_value=256)
+    max_waiting = StrictIntegerField(min_value=0, max_value=10_000)
+    cpu_seconds = StrictIntegerField(min_value=1, max_value=3600)
+    memory_mb = StrictIntegerField(min_value=16)
+    max_processes = StrictIntegerField(min_value=1)
+    max_file_mb = StrictIntegerField(min_value=1)
+    max_open_files = StrictIntegerField(min_value=16)
+    max_output_bytes = StrictIntegerField(min_value=1024)
 
 
 class EditableConfigSerializer(SettingsSection):
