@@ -16,9 +16,9 @@ from chat.serializers import (
     ChatResponseSerializer,
     ConversationFieldsSerializer,
     ConversationListQuerySerializer,
-    ConversationRenameSerializer,
     ConversationSerializer,
     ConversationSummarySerializer,
+    ConversationUpdateSerializer,
     StreamQuerySerializer,
 )
 from codegen_site.core.apiview import AsyncAPIView
@@ -97,13 +97,13 @@ class ConversationDetailView(APIView):
             raise NotFound("Conversation not found")
         return Response(ConversationSerializer(conversation).data)
 
-    @extend_schema(request=ConversationRenameSerializer,
+    @extend_schema(request=ConversationUpdateSerializer,
                    responses={200: ConversationFieldsSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
-                   summary="Rename a conversation")
+                   summary="Rename a conversation (its title)")
     def patch(self, request, conversation_id: uuid.UUID):
-        serializer = ConversationRenameSerializer(data=request.data)
+        serializer = ConversationUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversation = services.rename_conversation(conversation_id, serializer.validated_data["title"])
+        conversation = services.update_conversation(conversation_id, **serializer.validated_data)
         if conversation is None:
             raise NotFound("Conversation not found")
         return Response(ConversationFieldsSerializer(conversation).data)

@@ -67,8 +67,10 @@ class ConversationFieldsSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ConversationRenameSerializer(serializers.Serializer):
-    title = StrictCharField(max_length=TITLE_LENGTH)
+class ConversationUpdateSerializer(serializers.Serializer):
+    """PATCH semantics: what is left out stays as it is."""
+
+    title = StrictCharField(max_length=TITLE_LENGTH, required=False)
 
 
 class ConversationSummarySerializer(ConversationFieldsSerializer):

@@ -212,10 +212,10 @@ async def turn_events(message: str, history: list[dict[str, str]] | None = None,
 
 
 # --- conversations -----------------------------------------------------------
-def rename_conversation(conversation_id: uuid.UUID, title: str) -> dict | None:
-    """Give a conversation a new title; None when there is no such conversation."""
-    if not Conversation.objects.filter(id=conversation_id).update(title=title, updated_at=timezone.now()):
-        return None
+def update_conversation(conversation_id: uuid.UUID, title: str | None = None) -> dict | None:
+    """Give a conversation a new title (None: leave it); None when there is no such conversation."""
+    if title is not None:
+        Conversation.objects.filter(id=conversation_id).update(title=title, updated_at=timezone.now())
     return selectors.conversation_fields(conversation_id)
 
 

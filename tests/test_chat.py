@@ -245,12 +245,18 @@ def test_rename_conversation_sets_its_title(client, chat_llm):
 
 
 @pytest.mark.parametrize("body, field", [({"title": ""}, "title"), ({"title": "x" * 121}, "title"),
-                                         ({"title": 5}, "title"), ({}, "title")])
+                                         ({"title": 5}, "title"), ({"title": "  "}, "title")])
 def test_rename_with_a_bad_title_is_400(client, chat_llm, body, field):
     conversation_id = post_chat(client, message="hi").json()["conversation_id"]
     response = client.patch(f"/conversations/{conversation_id}", body, content_type="application/json")
     assert response.status_code == 400 and response.json()["detail"].startswith(field)
     assert Conversation.objects.get(id=conversation_id).title == "hi"
+
+
+def test_patch_without_a_title_changes_nothing(client, chat_llm):
+    conversation_id = post_chat(client, message="hi").json()["conversation_id"]
+    response = client.patch(f"/conversations/{conversation_id}", {}, content_type="application/json")
+    assert response.status_code == 200 and response.json()["title"] == "hi"
 
 
 def test_rename_unknown_conversation_is_404(client):
