@@ -289,8 +289,10 @@ const CG = (function () {
   }
 
   // --- the status line ----------------------------------------------------------------------
-  let chatModel = "";
-  async function refreshStatus() {
+  let modelReadAt = 0;
+  // The model changes only through the settings, which call this with force: /config is read
+  // on load, then at most every 30 s; /health on every call.
+  async function refreshStatus(force = true) {
     const dot = document.querySelector("#status .dot");
     if (!dot) return;
     try {
@@ -299,11 +301,12 @@ const CG = (function () {
       document.getElementById("status-available").textContent = health.llm_available ? "available" : "not answering";
       dot.dataset.state = health.llm_available ? "ok" : "bad";
       document.getElementById("status").dataset.provider = health.llm_provider;
+      if (!force && Date.now() - modelReadAt < 30000) return;
+      modelReadAt = Date.now();
       try {
         const config = await api("GET", "/config");
         const table = Object.assign({}, config.models.defaults, config.models[health.llm_provider] || {});
-        chatModel = table.medium || "";
-        document.getElementById("status-model").textContent = chatModel;
+        document.getElementById("status-model").textContent = table.medium || "";
       } catch (_) { /* not logged in yet: the provider is enough */ }
     } catch (error) {
       dot.dataset.state = "bad";
@@ -313,8 +316,8 @@ const CG = (function () {
 
   function startStatus() {
     refreshStatus();
-    setInterval(() => { if (!document.hidden) refreshStatus(); }, 5000);
-    document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshStatus(); });
+    setInterval(() => { if (!document.hidden) refreshStatus(false); }, 5000);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshStatus(false); });
     const toggle = document.querySelector(".nav-toggle");
     if (toggle) {
       toggle.addEventListener("click", () => {
