@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the sandbox reads its [sandbox] config through the project's settings
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings_test")
 
 from codegen_site import sandbox  # noqa: E402
 from codegen_site.sandbox import run_python  # noqa: E402
