@@ -103,7 +103,7 @@ def open_channel(fd: int):
     nonce = os.urandom(16).hex()
 
     def send(record: dict) -> None:
-        record["n"] = nonce
+        record["nonce"] = nonce
         try:
             _write(fd, (_dumps(record) + "\n").encode())
         except (OSError, ValueError, TypeError):
@@ -154,7 +154,7 @@ class Witness:
         report = yield
         outcome = trusted_outcome(item, call)
         self.trusted[(item.nodeid, call.when)] = outcome
-        self.send({"t": item.nodeid, "w": call.when, "o": outcome})
+        self.send({"test": item.nodeid, "when": call.when, "outcome": outcome})
         self.check()
         return report
 
@@ -162,7 +162,7 @@ class Witness:
     def pytest_runtest_logreport(self, report) -> None:
         claimed = claimed_outcome(report)
         if self.trusted.get((report.nodeid, report.when)) != claimed:
-            self.send({"t": report.nodeid, "w": report.when, "c": claimed})
+            self.send({"test": report.nodeid, "when": report.when, "claimed": claimed})
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:

@@ -107,14 +107,14 @@ def parse_status(data: bytes) -> dict:
             report["forged"] += 1
             continue
         if number == 0 and record.get("hello") == 1:
-            nonce = record.get("n")
+            nonce = record.get("nonce")
             continue
-        if nonce is None or record.get("n") != nonce:
+        if nonce is None or record.get("nonce") != nonce:
             report["forged"] += 1
-        elif "o" in record:
-            report["tests"].append([record.get("t"), record.get("w"), record["o"]])
-        elif "c" in record:
-            report["claims"].append([record.get("t"), record.get("w"), record["c"]])
+        elif "outcome" in record:
+            report["tests"].append([record.get("test"), record.get("when"), record["outcome"]])
+        elif "claimed" in record:
+            report["claims"].append([record.get("test"), record.get("when"), record["claimed"]])
         elif "tamper" in record:
             report["tamper"].append(str(record["tamper"]))
         elif "collect_error" in record:

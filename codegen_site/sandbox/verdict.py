@@ -45,7 +45,7 @@ def expected_tests(source: str) -> set[str]:
     return names
 
 
-def test_name(nodeid: str) -> str:
+def short_name(nodeid: str) -> str:
     """"test_solution.py::TestX::test_y[1-2]" -> "TestX::test_y"."""
     return _PARAMETERS.sub("", nodeid.split("::", 1)[-1])
 
@@ -70,10 +70,10 @@ def _outcomes(report: dict, problems: list[str]) -> dict[tuple[str, str], str]:
         trusted = outcomes.get((nodeid, when))
         if trusted is None:
             if RANK.get(claimed, 2) < 2:
-                problems.append(f"{test_name(str(nodeid))} was reported {claimed} but never ran through pytest's "
+                problems.append(f"{short_name(str(nodeid))} was reported {claimed} but never ran through pytest's "
                                 "report hook")
         elif RANK.get(claimed, 2) < RANK[trusted] == 2:
-            problems.append(f"{test_name(str(nodeid))} was reported {claimed} but its {when} {trusted}")
+            problems.append(f"{short_name(str(nodeid))} was reported {claimed} but its {when} {trusted}")
         else:
             outcomes[(nodeid, when)] = worse(trusted, claimed)
     return outcomes
@@ -107,7 +107,7 @@ def judge_tests(report: dict, tests_source: str) -> tuple[str | None, int, int]:
     passed = counts.get("passed", 0) + counts.get("xpassed", 0)
     failed = counts.get("failed", 0) + counts.get("error", 0)
     pytest_exit = report.get("pytest_exit")
-    seen = {test_name(str(nodeid)) for nodeid, _when in outcomes}
+    seen = {short_name(str(nodeid)) for nodeid, _when in outcomes}
     missing = sorted(expected_tests(tests_source) - seen)
     if problems:
         return f"{TAMPERING}: {'; '.join(problems[:3])}", passed, failed
