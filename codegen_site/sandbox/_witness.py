@@ -57,9 +57,14 @@ CRITICAL = {
     pluggy._manager: ("PluginManager", "PluginManager._hookexec"),
     pytest: ("main", "hookimpl"),
     builtins: ("isinstance", "getattr", "type", "AssertionError", "BaseException", "Exception", "SystemExit"),
-    os: ("write", "_exit"),
-    json: ("dumps",),
 }
+
+# hooks whose implementations decide how a test runs and is reported; a plugin registered
+# after collection began (the code is imported during collection) is a forgery
+RUN_HOOKS = ("pytest_runtestloop", "pytest_runtest_protocol", "pytest_runtest_setup", "pytest_runtest_call",
+             "pytest_runtest_teardown", "pytest_pyfunc_call", "pytest_runtest_makereport",
+             "pytest_runtest_logreport", "pytest_report_teststatus", "pytest_collection_modifyitems",
+             "pytest_itemcollected", "pytest_exception_interact")
 
 # held here, not looked up at call time: the code may rebind the module attributes
 _write = os.write
@@ -142,12 +147,28 @@ class Witness:
         self.taken = taken
         self.trusted: dict[tuple[str, str], str] = {}
         self.reported_changes: set[str] = set()
+        self.hook = None
+        self.hooks_taken: dict[str, tuple] = {}
+
+    def hook_implementations(self) -> dict[str, tuple]:
+        return {name: tuple(impl.function for impl in getattr(self.hook, name).get_hookimpls())
+                for name in RUN_HOOKS}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session) -> None:
+        self.hook = session.config.hook
+        self.hooks_taken = self.hook_implementations()
 
     def check(self) -> None:
-        for name in changed(self.taken):
+        names = changed(self.taken)
+        if self.hook is not None:
+            now = self.hook_implementations()
+            names += [f"the {name} hook implementations" for name in RUN_HOOKS
+                      if now[name] != self.hooks_taken[name]]
+        for name in names:
             if name not in self.reported_changes:
                 self.reported_changes.add(name)
-                self.send({"tamper": f"{name} was replaced"})
+                self.send({"tamper": f"{name} changed while the tests ran"})
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item, call):

@@ -166,7 +166,10 @@ def socket_hook(allowed_families: frozenset):
     """An audit hook naming the reason when code opens a socket the seccomp filter refuses."""
     def hook(event: str, args) -> None:
         if event == "socket.__new__" and args[1] not in allowed_families:
-            caller = sys._getframe(1)
+            try:
+                caller = sys._getframe(1)
+            except ValueError:  # created from C with no Python caller: seccomp still decides
+                return
             # sockets around an existing descriptor (socketpair, accept, fromfd) are fine
             if caller.f_code is SOCKET_INIT and caller.f_locals.get("fileno") is not None:
                 return
@@ -528,6 +531,13 @@ class Zygote:
             pid = os.fork()
             if pid == 0:
                 Child(request, output_fd, status_write, rundir, uid, self).main()
+        except OSError as exc:
+            os.close(status_read)
+            os.close(status_write)
+            if uid is not None:
+                self.free_uids.append(uid)
+            self.refuse(run_id, f"could not start the run ({exc.strerror})", [output_fd])
+            return
         finally:
             if self.isolated:
                 _rootfs.setns(self.pidns_fd, _rootfs.CLONE_NEWPID)
