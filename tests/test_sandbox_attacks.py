@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -260,6 +261,25 @@ def test_filesystem_holds_only_what_python_needs():
                  "/root/.bashrc", "/etc/shadow", "/sys"):
         assert lines[path] == "False", path
     assert "pytest ok" in result.output
+
+
+def test_host_name_and_ipc_objects_are_private():
+    code = (
+        "import ctypes, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(socket.gethostname())\n"
+        "key = 23424\n"
+        "print('segment', libc.shmget(key, 4096, 0o1600))\n"
+        "print('sees', sorted(line.split()[0] for line in open('/proc/sysvipc/shm').readlines()[1:]))\n"
+    )
+    first = run_python(code)
+    second = run_python(code)
+    assert first.success and second.success, (first.output, second.output)
+    assert first.output.splitlines()[0] == "sandbox" != socket.gethostname()
+    # each run creates the same key afresh and sees only its own segment
+    for result in (first, second):
+        assert "segment -1" not in result.output
+        assert result.output.splitlines()[2] == "sees ['23424']"
 
 
 def test_interpreter_tree_is_read_only():

@@ -19,6 +19,8 @@ import sys
 import tempfile
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -42,6 +44,7 @@ TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # and the time zone. Nothing else of the host's /etc is needed to run Python.
 ETC_COPIES = ("ld.so.cache", "localtime")
 SANDBOX_USER = "sandbox"
+HOSTNAME = "sandbox"
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -61,6 +64,11 @@ def _encode(value: str | None) -> bytes | None:
 
 def unshare(flags: int) -> None:
     _check(libc.unshare(flags), "unshare")
+
+
+def set_hostname(name: str) -> None:
+    encoded = name.encode()
+    _check(libc.sethostname(encoded, len(encoded)), "sethostname")
 
 
 def setns(fd: int, kind: int) -> None:
@@ -225,8 +233,8 @@ def build_root(plan: RootPlan, machine: str) -> None:
 
 
 def mount_run(disk_mb: int, uid: int) -> None:
-    """In a fresh mount namespace: the run's tmpfs and a /proc of its PID namespace."""
-    unshare(CLONE_NEWNS)
+    """In fresh mount and IPC namespaces: the run's tmpfs and a /proc of its PID namespace."""
+    unshare(CLONE_NEWNS | CLONE_NEWIPC)  # System V IPC objects are private to the run too
     mount_run_space(disk_mb, uid)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 

@@ -428,11 +428,12 @@ class Zygote:
     def isolate(self) -> None:
         """Own network and mount namespaces and the minimal root; fall back if namespaces are refused."""
         try:
-            _rootfs.unshare(_rootfs.CLONE_NEWNET)
+            _rootfs.unshare(_rootfs.CLONE_NEWNET | _rootfs.CLONE_NEWUTS)
         except OSError as exc:
             log(f"no namespaces ({exc}); falling back to the audit hook")
             return
         self.netns = True
+        _rootfs.set_hostname(_rootfs.HOSTNAME)  # the host's name stays the host's
         self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         _rootfs.build_root(_rootfs.RootPlan(self.free_uids[0], len(self.free_uids)),
                            _seccomp.machine() or "x86_64")
