@@ -385,3 +385,11 @@ def test_audit_hook_fallback():
     finally:
         server.close()
     assert sandbox.isolation_mode() in ("netns", "audit-hook")
+
+
+def test_unknown_socket_family_in_config_is_a_503_not_a_crash():
+    with sandbox.override_limits(socket_families=["AF_NOPE"]):
+        with pytest.raises(sandbox.SandboxUnavailable) as caught:
+            run_python("print(1)")
+    assert caught.value.status_code == 503 and "AF_NOPE" in str(caught.value.detail)
+    assert run_python("print(1)").success

@@ -7,6 +7,7 @@ See runner.py for the server side, verdict.py for how a run with tests is judged
 from codegen_site.sandbox.runner import (
     SandboxBusy,
     SandboxResult,
+    SandboxUnavailable,
     arun_python,
     isolation_mode,
     override_limits,
@@ -17,6 +18,6 @@ from codegen_site.sandbox.runner import (
 )
 
 __all__ = [
-    "SandboxBusy", "SandboxResult", "arun_python", "isolation_mode",
+    "SandboxBusy", "SandboxResult", "SandboxUnavailable", "arun_python", "isolation_mode",
     "override_limits", "run_python", "shutdown", "strip_code_fences", "warmup",
 ]

@@ -30,9 +30,8 @@ MNT_DETACH = 0x2
 OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC = 1, 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 AT_FDCWD = -100
-# x86_64 and aarch64 share these numbers
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # the same on x86_64 and aarch64
 
 # Where each run's tmpfs goes; the paths below point into it.
 RUN_MOUNT = "/sandbox"
@@ -43,6 +42,8 @@ TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # Files copied from the host /etc: the loader's cache (libraries outside the default dirs)
 # and the time zone. Nothing else of the host's /etc is needed to run Python.
 ETC_COPIES = ("ld.so.cache", "localtime")
+# a run's tmpfs holds at most this many files per MB of disk_mb
+FILES_PER_MB = 64
 SANDBOX_USER = "sandbox"
 HOSTNAME = "sandbox"
 
@@ -195,6 +196,10 @@ def _move_mount(fd: int, target: str) -> None:
            f"move_mount {target}")
 
 
+def can_build_root(machine: str | None) -> bool:
+    return machine in SYS_PIVOT_ROOT
+
+
 def build_root(plan: RootPlan, machine: str) -> None:
     """Enter a new mount namespace whose root is the planned tree; the host's tree is gone.
 
@@ -243,7 +248,7 @@ def mount_run_space(disk_mb: int, uid: int) -> None:
     """The tmpfs at RUN_MOUNT with the run directory and the private temp directories."""
     # inodes are capped too: a flood of empty files costs kernel memory, not tmpfs size
     mount("tmpfs", RUN_MOUNT, "tmpfs", MS_NOSUID | MS_NODEV,
-          f"mode=0755,size={disk_mb}m,nr_inodes={disk_mb * 64}")
+          f"mode=0755,size={disk_mb}m,nr_inodes={disk_mb * FILES_PER_MB}")
     os.mkdir(RUN_DIR, 0o700)
     os.chown(RUN_DIR, uid, uid)
     for target in RUN_LINKS.values():

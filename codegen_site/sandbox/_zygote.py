@@ -427,6 +427,9 @@ class Zygote:
 
     def isolate(self) -> None:
         """Own network and mount namespaces and the minimal root; fall back if namespaces are refused."""
+        if not _rootfs.can_build_root(_seccomp.machine()):
+            log(f"no pivot_root number for {_seccomp.machine()}; falling back to the audit hook")
+            return
         try:
             _rootfs.unshare(_rootfs.CLONE_NEWNET | _rootfs.CLONE_NEWUTS)
         except OSError as exc:
@@ -435,8 +438,7 @@ class Zygote:
         self.netns = True
         _rootfs.set_hostname(_rootfs.HOSTNAME)  # the host's name stays the host's
         self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        _rootfs.build_root(_rootfs.RootPlan(self.free_uids[0], len(self.free_uids)),
-                           _seccomp.machine() or "x86_64")
+        _rootfs.build_root(_rootfs.RootPlan(self.free_uids[0], len(self.free_uids)), _seccomp.machine())
         self.isolated = True
 
     def mode(self) -> str:

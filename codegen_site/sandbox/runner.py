@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import ServiceBusy
+from codegen_site.core.errors import ServiceBusy, ServiceError
 from codegen_site.sandbox import verdict
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,13 @@ class SandboxResult:
 
 class SandboxBusy(ServiceBusy):
     """All run slots are busy and the wait queue is full."""
+
+
+class SandboxUnavailable(ServiceError):
+    """The runner could not start (a setup error on this machine, not the caller's fault)."""
+
+    status_code = 503
+    default_detail = "The code sandbox is unavailable"
 
 
 # ---------------------------------------------------------------- config
@@ -235,9 +242,10 @@ def _get_zygote() -> _Zygote:
             _zygote = _Zygote(config)
         zygote = _zygote
     if not zygote.ready.wait(60) or zygote.hello is None:
-        raise RuntimeError("sandbox runner failed to start")
+        raise SandboxUnavailable("The code sandbox failed to start")
     if "error" in zygote.hello:
-        raise RuntimeError(f"sandbox runner failed to start: {zygote.hello['error']}")
+        log.error("sandbox runner failed to start: %s", zygote.hello["error"])
+        raise SandboxUnavailable(f"The code sandbox failed to start: {zygote.hello['error']}")
     return zygote
 
 
@@ -262,6 +270,9 @@ def isolation_mode() -> str:
 
 def _socket_families(names: list[str]) -> list[int]:
     """Address family numbers for names like "AF_UNIX" (config: sandbox.socket_families)."""
+    unknown = [name for name in names if name not in socket.AddressFamily.__members__]
+    if unknown:
+        raise SandboxUnavailable(f"sandbox.socket_families: unknown address family {', '.join(unknown)}")
     return [int(socket.AddressFamily[name]) for name in names]
 
 
