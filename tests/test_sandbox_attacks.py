@@ -462,6 +462,7 @@ def test_forged_verdicts_are_detected(code):
     result = run_python(code, ADD_TESTS)
     assert result.success is False, result.output
     assert result.error.startswith(TAMPERING), (result.error, result.output)
+    assert result.tests_passed == 0  # a tampered run never looks like a near success to the workflow
 
 
 def test_summary_stats_forgery_does_not_pass():

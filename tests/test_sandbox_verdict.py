@@ -49,8 +49,9 @@ def test_trusted_outcomes_decide_not_pytest_exit_code():
 def test_a_failure_reported_as_passed_is_tampering():
     forged = report([("test_solution.py::test_one", "call", "failed")],
                     [("test_solution.py::test_one", "call", "passed")])
-    error, _passed, _failed = judge_tests(forged, ONE)
+    error, passed, failed = judge_tests(forged, ONE)
     assert error.startswith(TAMPERING) and "test_one" in error
+    assert (passed, failed) == (0, 1)
 
 
 def test_a_pass_reported_as_failed_counts_as_failed():
@@ -67,8 +68,7 @@ def test_a_report_without_trusted_evidence_is_tampering():
 def test_missing_outcomes_with_a_clean_exit_are_tampering():
     two = ONE + "def test_two():\n    pass\n"
     partial = report([("test_solution.py::test_one", "call", "passed")])
-    error, _passed, _failed = judge_tests(partial, two)
-    assert error == f"{TAMPERING}: no outcome recorded for test_two"
+    assert judge_tests(partial, two) == (f"{TAMPERING}: no outcome recorded for test_two", 0, 0)
 
 
 @pytest.mark.parametrize("signal", [{"forged": 1}, {"tamper": ["_pytest.runner.call_and_report was replaced"]},

@@ -110,14 +110,15 @@ def judge_tests(report: dict, tests_source: str) -> tuple[str | None, int, int]:
     seen = {short_name(str(nodeid)) for nodeid, _when in outcomes}
     missing = sorted(expected_tests(tests_source) - seen)
     if problems:
-        return f"{TAMPERING}: {'; '.join(problems[:3])}", passed, failed
+        # no count from a tampered run is believed: it must not look like a near success
+        return f"{TAMPERING}: {'; '.join(problems[:3])}", 0, failed
     if failed:
         return summary(counts), passed, failed
     if pytest_exit == 5 or (not outcomes and not missing):
         return "No tests collected", passed, failed
     if missing:
         if pytest_exit == 0:
-            return f"{TAMPERING}: no outcome recorded for {', '.join(missing[:5])}", passed, failed
+            return f"{TAMPERING}: no outcome recorded for {', '.join(missing[:5])}", 0, failed
         return f"pytest exit code {pytest_exit}", passed, failed
     if pytest_exit != 0:
         return f"pytest exit code {pytest_exit}", passed, failed
