@@ -39,9 +39,6 @@ RUN_DIR = RUN_MOUNT + "/run"
 RUN_LINKS = {"/tmp": RUN_MOUNT + "/tmp", "/var/tmp": RUN_MOUNT + "/var-tmp", "/dev/shm": RUN_MOUNT + "/shm"}
 DEVICES = ("null", "zero", "full", "random", "urandom")
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
-# Files copied from the host /etc: the loader's cache (libraries outside the default dirs)
-# and the time zone. Nothing else of the host's /etc is needed to run Python.
-ETC_COPIES = ("ld.so.cache", "localtime")
 # a run's tmpfs holds at most this many files per MB of disk_mb
 FILES_PER_MB = 64
 SANDBOX_USER = "sandbox"
@@ -175,12 +172,6 @@ class RootPlan:
         for path in interpreter_paths():
             if not any(_under(path, b) for b in self.binds):
                 self.binds.append(path)
-        for name in ETC_COPIES:
-            try:
-                with open("/etc/" + name, "rb") as handle:
-                    self.files["/etc/" + name] = handle.read()
-            except OSError:
-                pass
         self.devices = ["/dev/" + name for name in DEVICES if os.path.exists("/dev/" + name)]
         self.links.update({"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
                            "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"})
@@ -227,7 +218,7 @@ def build_root(plan: RootPlan, machine: str) -> None:
         os.makedirs(os.path.dirname(stage + path), 0o755, exist_ok=True)
         os.symlink(destination, stage + path)
     for path, content in plan.files.items():
-        with open(stage + path, "wb" if isinstance(content, bytes) else "w") as handle:
+        with open(stage + path, "w") as handle:
             handle.write(content)
         os.chmod(stage + path, 0o644)
     os.chdir(stage)
