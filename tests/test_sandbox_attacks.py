@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from codegen_site import sandbox
 from codegen_site.sandbox import run_python
 from codegen_site.sandbox.runner import SECCOMP_MESSAGE
 from codegen_site.sandbox.verdict import TAMPERING
+from tests.sandbox_helpers import run_concurrently, wait_until_gone
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -122,33 +122,13 @@ def test_a_concurrent_runs_tmp_files_are_invisible():
         "            break\n"
         "print('found', found)\n"
     )
-    results = {}
-    with sandbox.override_limits(max_concurrent=2):
-        threads = [threading.Thread(target=lambda k=k, c=c: results.__setitem__(k, run_python(c, timeout=20)))
-                   for k, c in (("writer", writer), ("reader", reader))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+    results = run_concurrently({"writer": writer, "reader": reader})
     assert results["writer"].success and "written" in results["writer"].output, results["writer"].output
     assert results["reader"].success, results["reader"].output
     assert "found []" in results["reader"].output
 
 
 # ---------------------------------------------------------------- processes
-
-def _host_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    if marker.encode() in handle.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
 
 HOPPER = "import os, time\nwhile True:\n    if os.fork():\n        os._exit(0)\n    time.sleep(0.002)\n"
 
@@ -172,10 +152,7 @@ def test_background_processes_do_not_survive_the_run(kind):
     )
     result = run_python(code, timeout=10)
     assert result.success and "daemonised" in result.output, result.output
-    deadline = time.monotonic() + 3
-    while _host_processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _host_processes_with(marker) == []
+    assert wait_until_gone(marker) == []
 
 
 def test_proc_shows_only_the_runs_processes():

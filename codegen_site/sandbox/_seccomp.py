@@ -19,27 +19,21 @@ import platform
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 X32_SYSCALL_BIT = 0x40000000
 
-# Syscall numbers: x86_64 has its own table, aarch64 uses asm-generic.
-SYSCALLS = {
-    "x86_64": {
-        "socket": 41, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
-        "fspick": 433, "mount_setattr": 442, "unshare": 272, "setns": 308, "clone": 56, "clone3": 435,
-        "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
-        "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313,
-        "delete_module": 176, "process_vm_readv": 310, "process_vm_writev": 311, "userfaultfd": 323,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    },
-    "aarch64": {
-        "socket": 198, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
-        "fspick": 433, "mount_setattr": 442, "unshare": 97, "setns": 268, "clone": 220, "clone3": 435,
-        "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280, "perf_event_open": 241,
-        "kexec_load": 104, "kexec_file_load": 294, "init_module": 105, "finit_module": 273,
-        "delete_module": 106, "process_vm_readv": 270, "process_vm_writev": 271, "userfaultfd": 282,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-    },
+# Syscall numbers as (x86_64, aarch64): x86_64 has its own table, aarch64 uses asm-generic.
+ARCHITECTURES = ("x86_64", "aarch64")
+SYSCALL_NUMBERS = {
+    "socket": (41, 198), "ptrace": (101, 117), "mount": (165, 40), "umount2": (166, 39),
+    "pivot_root": (155, 41), "chroot": (161, 51), "open_tree": (428, 428), "move_mount": (429, 429),
+    "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433),
+    "mount_setattr": (442, 442), "unshare": (272, 97), "setns": (308, 268), "clone": (56, 220),
+    "clone3": (435, 435), "keyctl": (250, 219), "add_key": (248, 217), "request_key": (249, 218),
+    "bpf": (321, 280), "perf_event_open": (298, 241), "kexec_load": (246, 104), "kexec_file_load": (320, 294),
+    "init_module": (175, 105), "finit_module": (313, 273), "delete_module": (176, 106),
+    "process_vm_readv": (310, 270), "process_vm_writev": (311, 271), "userfaultfd": (323, 282),
+    "io_uring_setup": (425, 425), "io_uring_enter": (426, 426), "io_uring_register": (427, 427),
 }
+SYSCALLS = {arch: {name: numbers[index] for name, numbers in SYSCALL_NUMBERS.items()}
+            for index, arch in enumerate(ARCHITECTURES)}
 
 # Killed outright: nothing a test needs, everything an escape would.
 KILLED = ("ptrace", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen",
