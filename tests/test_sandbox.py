@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
+import json
 import os
 import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -348,3 +354,47 @@ def test_unknown_socket_family_in_config_is_a_503_not_a_crash():
             run_python("print(1)")
     assert caught.value.status_code == 503 and "AF_NOPE" in str(caught.value.detail)
     assert run_python("print(1)").success
+
+
+ZYGOTE = Path(sandbox.runner.ZYGOTE_SCRIPT)
+SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "pytest")))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
+                    reason="starts the runner as nobody with the system interpreter")
+def test_unprivileged_runner_still_runs_code_and_tests():
+    """The runner as a plain user (no root, no private root): the fallback path, really unprivileged."""
+    from codegen_site.sandbox import _zygote
+
+    control, theirs = socket.socketpair()
+    config = sandbox.runner.settings()
+    zygote_settings = {key: config[key] for key in sandbox.runner.ZYGOTE_KEYS}
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-s", str(ZYGOTE), str(theirs.fileno()), json.dumps(zygote_settings)],
+        pass_fds=[theirs.fileno()], env={"PYTHONPATH": SITE_PACKAGES, "PATH": "/usr/bin:/bin"}, cwd="/",
+        user=65534, group=65534, extra_groups=[], stdin=subprocess.DEVNULL)
+    theirs.close()
+    try:
+        hello, _ = _zygote.receive_message(control)
+        assert "error" not in hello, hello
+        assert hello["isolated"] is False and hello["uid_drop"] is False
+        limits = {key: config[key] for key in sandbox.runner.RUN_KEYS}
+        limits["socket_families"] = []
+        output_read, output_write = os.pipe()
+        request = {"op": "run", "id": 1, "code": "def add(a, b):\n    return a + b\nprint(add(1, 2))\n",
+                   "tests": "def test_add():\n    assert add(1, 2) == 3\n", "limits": limits}
+        data = json.dumps(request).encode()
+        control.sendmsg([struct.pack(">I", len(data)) + data],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_write]))])
+        os.close(output_write)
+        exit_message, _ = _zygote.receive_message(control)
+        with os.fdopen(output_read, "rb") as output:
+            text = output.read().decode()
+    finally:
+        control.close()
+        process.wait(10)
+    assert exit_message["exit_code"] == 0, (exit_message, text)
+    assert text.startswith("3\n") and "1 passed" in text
+    report = exit_message["report"]
+    assert report["done"] and report["forged"] == 0
+    assert [outcome for _, when, outcome in report["tests"] if when == "call"] == ["passed"]

@@ -227,15 +227,14 @@ class Child:
         for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        owner = self.uid if self.uid is not None else os.getuid()
         if self.isolated:
-            _rootfs.mount_run(self.disk_mb, owner)
+            _rootfs.mount_run(self.disk_mb, self.uid)
             if self.limits["per_run_netns"]:
                 _rootfs.unshare(_rootfs.CLONE_NEWNET)
         else:
             os.mkdir(self.rundir, 0o700)
-            os.chown(self.rundir, owner, owner)
-        self.write_files(owner)
+            self.give(self.rundir)
+        self.write_files()
         self.redirect()
         self.set_limits()
         if self.uid is not None:
@@ -250,7 +249,12 @@ class Child:
         if not self.isolated:
             sys.addaudithook(fallback_hook)
 
-    def write_files(self, owner: int) -> None:
+    def give(self, path: str) -> None:
+        """Hand a file to the run's uid (nothing to do when the run keeps the runner's own uid)."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.uid)
+
+    def write_files(self) -> None:
         files = {"solution.py": self.request["code"]}
         if self.request.get("tests") is not None:
             files["impl.py"] = IMPL_SOURCE
@@ -260,7 +264,7 @@ class Child:
             path = os.path.join(self.rundir, name)
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(text)
-            os.chown(path, owner, owner)
+            self.give(path)
 
     def redirect(self) -> None:
         os.dup2(self.output_fd, 1)
