@@ -398,3 +398,28 @@ def test_unprivileged_runner_still_runs_code_and_tests():
     report = exit_message["report"]
     assert report["done"] and report["forged"] == 0
     assert [outcome for _, when, outcome in report["tests"] if when == "call"] == ["passed"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-run network namespaces need root")
+def test_allowed_ip_sockets_reach_the_runs_own_loopback_only():
+    outside = socket.socket()
+    outside.bind(("127.0.0.1", 0))
+    outside.listen(1)
+    code = (
+        "import socket, threading\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "threading.Thread(target=lambda: server.accept()[0].sendall(b'echo ok'), daemon=True).start()\n"
+        "print(socket.create_connection(server.getsockname(), timeout=3).recv(7).decode())\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {outside.getsockname()[1]}), timeout=1)\n"
+        "    print('reached the host')\n"
+        "except OSError as exc:\n"
+        "    print('host unreachable', type(exc).__name__)\n"
+    )
+    try:
+        with sandbox.override_limits(socket_families=["AF_INET"]):
+            result = run_python(code, timeout=10)
+    finally:
+        outside.close()
+    assert result.success, result.output
+    assert result.output.startswith("echo ok\nhost unreachable")

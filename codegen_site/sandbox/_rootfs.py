@@ -64,6 +64,17 @@ def unshare(flags: int) -> None:
     _check(libc.unshare(flags), "unshare")
 
 
+def loopback_up() -> None:
+    """Bring up `lo` in the current network namespace (a new one starts with it down)."""
+    import socket
+    import struct
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(probe, siocgifflags, request))[1]
+        fcntl.ioctl(probe, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+
+
 def set_hostname(name: str) -> None:
     encoded = name.encode()
     _check(libc.sethostname(encoded, len(encoded)), "sethostname")

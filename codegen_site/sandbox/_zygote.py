@@ -231,6 +231,9 @@ class Child:
             _rootfs.mount_run(self.disk_mb, self.uid)
             if self.limits["per_run_netns"]:
                 _rootfs.unshare(_rootfs.CLONE_NEWNET)
+                # a run allowed IP sockets may talk to itself, never to another run
+                if {socket.AF_INET, socket.AF_INET6} & set(self.limits["socket_families"]):
+                    _rootfs.loopback_up()
         else:
             os.mkdir(self.rundir, 0o700)
             self.give(self.rundir)
