@@ -204,7 +204,6 @@ class Child:
         self.rundir = rundir
         self.uid = uid
         self.isolated = zygote.isolated
-        self.disk_mb = zygote.settings["disk_mb"]
 
     def main(self) -> None:
         """Never returns."""
@@ -228,7 +227,7 @@ class Child:
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if self.isolated:
-            _rootfs.mount_run(self.disk_mb, self.uid)
+            _rootfs.mount_run(int(self.limits["disk_mb"]), self.uid)
             if self.limits["per_run_netns"]:
                 _rootfs.unshare(_rootfs.CLONE_NEWNET)
                 # a run allowed IP sockets may talk to itself, never to another run

@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 
 # keys fixed when the zygote starts (the rest are read per run)
-ZYGOTE_KEYS = ("disk_mb", "uid_base", "uid_count", "uid_slots", "force_audit_hook")
-RUN_KEYS = ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb", "max_open_files", "per_run_netns")
+ZYGOTE_KEYS = ("uid_base", "uid_count", "uid_slots", "force_audit_hook")
+RUN_KEYS = ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb", "max_open_files", "disk_mb", "per_run_netns")
 SECCOMP_MESSAGE = "Blocked by the sandbox: a forbidden system call (seccomp)"
 
 
