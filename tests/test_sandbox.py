@@ -360,6 +360,20 @@ ZYGOTE = Path(sandbox.runner.ZYGOTE_SCRIPT)
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "pytest")))
 
 
+def _run_on(control: socket.socket, run_id: int, limits: dict, code: str, tests: str | None = None) -> tuple:
+    """One run through the zygote protocol: (exit message, output)."""
+    from codegen_site.sandbox import _zygote
+
+    output_read, output_write = os.pipe()
+    data = json.dumps({"op": "run", "id": run_id, "code": code, "tests": tests, "limits": limits}).encode()
+    control.sendmsg([struct.pack(">I", len(data)) + data],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_write]))])
+    os.close(output_write)
+    exit_message, _ = _zygote.receive_message(control)
+    with os.fdopen(output_read, "rb") as output:
+        return exit_message, output.read().decode()
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
                     reason="starts the runner as nobody with the system interpreter")
 def test_unprivileged_runner_still_runs_code_and_tests():
@@ -380,16 +394,9 @@ def test_unprivileged_runner_still_runs_code_and_tests():
         assert hello["isolated"] is False and hello["uid_drop"] is False
         limits = {key: config[key] for key in sandbox.runner.RUN_KEYS}
         limits["socket_families"] = []
-        output_read, output_write = os.pipe()
-        request = {"op": "run", "id": 1, "code": "def add(a, b):\n    return a + b\nprint(add(1, 2))\n",
-                   "tests": "def test_add():\n    assert add(1, 2) == 3\n", "limits": limits}
-        data = json.dumps(request).encode()
-        control.sendmsg([struct.pack(">I", len(data)) + data],
-                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_write]))])
-        os.close(output_write)
-        exit_message, _ = _zygote.receive_message(control)
-        with os.fdopen(output_read, "rb") as output:
-            text = output.read().decode()
+        exit_message, text = _run_on(control, 1, limits, "def add(a, b):\n    return a + b\nprint(add(1, 2))\n",
+                                     "def test_add():\n    assert add(1, 2) == 3\n")
+        refused, refused_text = _run_on(control, 2, limits, "import socket\nsocket.socket()\n")
     finally:
         control.close()
         process.wait(10)
@@ -398,6 +405,8 @@ def test_unprivileged_runner_still_runs_code_and_tests():
     report = exit_message["report"]
     assert report["done"] and report["forged"] == 0
     assert [outcome for _, when, outcome in report["tests"] if when == "call"] == ["passed"]
+    # seccomp needs no privileges: the filter and its message hold here too
+    assert refused["exit_code"] == 1 and "sandbox: network sockets are not allowed" in refused_text
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="per-run network namespaces need root")

@@ -204,6 +204,7 @@ class Child:
         self.rundir = rundir
         self.uid = uid
         self.isolated = zygote.isolated
+        self.netns = zygote.netns
 
     def main(self) -> None:
         """Never returns."""
@@ -234,6 +235,11 @@ class Child:
                 if {socket.AF_INET, socket.AF_INET6} & set(self.limits["socket_families"]):
                     _rootfs.loopback_up()
         else:
+            if self.netns and self.limits["per_run_netns"]:
+                try:  # unprivileged in a user namespace: the runner-wide namespace still applies
+                    _rootfs.unshare(_rootfs.CLONE_NEWNET)
+                except OSError:
+                    pass
             os.mkdir(self.rundir, 0o700)
             self.give(self.rundir)
         self.write_files()
