@@ -147,6 +147,22 @@ def build_filter(arch: str, socket_families: tuple[int, ...] = ()) -> list[tuple
     return program.assemble()
 
 
+_programs: dict[tuple[int, ...], tuple[SockFprog, object]] = {}
+
+
+def program(socket_families: tuple[int, ...]) -> SockFprog | None:
+    """The filter as the kernel takes it, built once per family list (the zygote builds it before
+    forking, so a run only makes two prctl calls); None without a table for this machine."""
+    arch = machine()
+    if arch not in SYSCALLS:
+        return None
+    if socket_families not in _programs:
+        instructions = build_filter(arch, socket_families)
+        rows = (SockFilter * len(instructions))(*[SockFilter(*row) for row in instructions])
+        _programs[socket_families] = (SockFprog(len(instructions), rows), rows)  # rows kept alive with it
+    return _programs[socket_families][0]
+
+
 def install(socket_families: tuple[int, ...] = ()) -> str | None:
     """Set no_new_privs and install the filter on the calling thread.
 
@@ -155,13 +171,10 @@ def install(socket_families: tuple[int, ...] = ()) -> str | None:
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {errno.errorcode.get(err, err)}")
-    arch = machine()
-    if arch not in SYSCALLS:
-        return f"no seccomp table for {arch}"
-    instructions = build_filter(arch, socket_families)
-    array = (SockFilter * len(instructions))(*[SockFilter(*row) for row in instructions])
-    program = SockFprog(len(instructions), array)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
+    filter_program = program(socket_families)
+    if filter_program is None:
+        return f"no seccomp table for {machine()}"
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(filter_program), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_SECCOMP): {errno.errorcode.get(err, err)}")
     return None
