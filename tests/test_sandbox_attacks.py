@@ -170,6 +170,24 @@ def test_proc_shows_only_the_runs_processes():
     assert int(own) == 1
 
 
+def test_a_run_cannot_signal_other_runs_or_the_host():
+    victim = "import time\ntime.sleep(1.5)\nprint('survived')\n"
+    killer = (
+        "import os, signal, time\n"
+        "time.sleep(0.3)\n"
+        "for target in (-1, 0, 2, 3, 100, 300):\n"
+        "    try:\n"
+        "        os.kill(target, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print('tried')\n"
+    )
+    results = run_concurrently({"victim": victim, "killer": killer})
+    assert results["victim"].success and results["victim"].output == "survived\n", results["victim"]
+    assert results["killer"].output == "tried\n", results["killer"]
+    assert sandbox.runner._zygote.alive()
+
+
 OTHER_SERVER = """
 import json, sys
 from codegen_site import sandbox
@@ -198,7 +216,7 @@ def test_two_servers_with_overlapping_runs_do_not_kill_each_other():
                 result = run_python("import os, subprocess, sys\n"
                                     "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
                                     "print(os.getuid())\n")
-                assert result.success, result.output
+                assert result.success, (result.error, result.output)
                 uids.add(int(result.output.split()[0]))
             out, err = other.communicate(timeout=40)
         finally:
