@@ -9,6 +9,7 @@ the tokens stored per file (no file is read again); a run that changed nothing l
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,17 +30,23 @@ STOPWORDS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=2**16)
+def _word_tokens(word: str) -> tuple[str, ...]:
+    # Cached: source code repeats its identifiers, and splitting them is the costly part.
+    whole = word.lower()
+    if whole in STOPWORDS:
+        return ()
+    tokens = [whole] if len(whole) > 1 else []
+    parts = [part.lower() for piece in word.split("_") for part in CAMEL_PART.findall(piece)]
+    if len(parts) > 1:
+        tokens.extend(part for part in parts if len(part) > 1 and part not in STOPWORDS)
+    return tuple(tokens)
+
+
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     for word in WORD.findall(text):
-        whole = word.lower()
-        if whole in STOPWORDS:
-            continue
-        if len(whole) > 1:
-            tokens.append(whole)
-        parts = [part.lower() for piece in word.split("_") for part in CAMEL_PART.findall(piece)]
-        if len(parts) > 1:
-            tokens.extend(part for part in parts if len(part) > 1 and part not in STOPWORDS)
+        tokens.extend(_word_tokens(word))
     return tokens
 
 

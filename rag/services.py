@@ -87,7 +87,7 @@ def existing_collection():
 def _forget_everything() -> None:
     IndexedFile.objects.all().delete()
     IndexedRoot.objects.all().delete()
-    lexical.LexicalIndex.build(lexical_dir(), [])
+    mark_lexical_stale()
 
 
 def collection_for(embedder: Embedder):
@@ -195,12 +195,15 @@ class _Indexer:
                                    documents=documents[start:end], metadatas=metadatas[start:end])
         stale_ids = [chunk_id for record, *_ in self.pending if record is not None for chunk_id in record.chunk_ids]
         self._delete_chunks(stale_ids)
-        for _record, path, sha, chunks in self.pending:
-            values = {"root": self.root, "sha256": sha, "language": language_of(path),
-                      "chunk_ids": [_chunk_id(path, sha, number) for number in range(len(chunks))],
-                      "tokens": [lexical.tokenize(f"{path} {chunk.symbol} {chunk.text}") for chunk in chunks],
-                      "embedding_model": self.embedder.identity}
-            IndexedFile.objects.update_or_create(path=path, defaults=values)
+        # One delete and one insert for the batch (a row per file, not a query per file).
+        IndexedFile.objects.filter(path__in=[path for _, path, _, _ in self.pending]).delete()
+        IndexedFile.objects.bulk_create([
+            IndexedFile(path=path, root=self.root, sha256=sha, language=language_of(path),
+                        chunk_ids=[_chunk_id(path, sha, number) for number in range(len(chunks))],
+                        tokens=[lexical.tokenize(f"{path} {chunk.symbol} {chunk.text}") for chunk in chunks],
+                        embedding_model=self.embedder.identity)
+            for _, path, sha, chunks in self.pending
+        ])
         self.files += len(self.pending)
         self.chunks += len(ids)
         self.run.files_done += len(self.pending)
@@ -216,11 +219,32 @@ class _Indexer:
         IndexedFile.objects.filter(pk__in=[record.pk for record in records]).delete()
 
 
+STALE_MARK = "stale"
+_lexical_lock = threading.Lock()
+
+
 def rebuild_lexical() -> None:
     entries = []
     for path, chunk_ids, tokens in IndexedFile.objects.order_by("path").values_list("path", "chunk_ids", "tokens"):
         entries.extend((chunk_id, path, chunk_tokens) for chunk_id, chunk_tokens in zip(chunk_ids, tokens, strict=True))
     lexical.LexicalIndex.build(lexical_dir(), entries)
+
+
+def mark_lexical_stale() -> None:
+    """BM25 is rebuilt whole, so an index run only marks it; the next search rebuilds it once. A run
+    that changed one file then costs about what that file costs, not a rebuild of every chunk."""
+    directory = lexical_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / STALE_MARK).touch()
+
+
+def lexical_index() -> lexical.LexicalIndex:
+    directory = lexical_dir()
+    with _lexical_lock:
+        if (directory / STALE_MARK).exists() or not (directory / lexical.LexicalIndex.META).exists():
+            (directory / STALE_MARK).unlink(missing_ok=True)
+            rebuild_lexical()
+    return lexical.cached(directory)
 
 
 def index_path(client_path: str, run: IndexRun | None = None) -> dict:
@@ -241,12 +265,14 @@ def index_path(client_path: str, run: IndexRun | None = None) -> dict:
             files = walk.files_under(target, int(rag_config()["max_file_kb"]) * 1024)
             run.files_total = len(files)
             run.save(update_fields=["files_total"])
-            known = {record.path: record for record in IndexedFile.objects.filter(_under("path", relative))}
+            known = {record.path: record
+                     for record in IndexedFile.objects.filter(_under("path", relative)).defer("tokens")}
             indexer = _Indexer(run, embedder, collection, root)
             skipped = 0
             seen = set()
+            workspace_root = workspace.root()
             for file in files:
-                path = workspace.relative(file)
+                path = file.relative_to(workspace_root).as_posix()
                 seen.add(path)
                 try:
                     data = file.read_bytes()
@@ -263,8 +289,8 @@ def index_path(client_path: str, run: IndexRun | None = None) -> dict:
             gone = [record for path, record in known.items() if path not in seen]
             indexer.remove(gone)
             run.files_done = len(files)
-            if indexer.files or gone or not lexical_dir().joinpath(lexical.LexicalIndex.META).exists():
-                rebuild_lexical()
+            if indexer.files or gone:
+                mark_lexical_stale()
             root.indexed_at = timezone.now()
             root.save(update_fields=["indexed_at"])
         seconds = round(time.monotonic() - started, 3)
@@ -346,7 +372,7 @@ def search(query: str, limit: int | None = None, path: str | None = None, mode: 
         return []
     wanted = max(limit, int(config["fusion_candidates"])) if mode == "hybrid" else limit
     vector_hits = _vector_hits(collection, query, wanted, prefix, mode == "vector") if mode != "lexical" else []
-    lexical_hits = lexical.cached(lexical_dir()).search(query, wanted, prefix) if mode != "vector" else []
+    lexical_hits = lexical_index().search(query, wanted, prefix) if mode != "vector" else []
     if mode == "hybrid":
         fused: dict[str, float] = {}
         k = float(config["rrf_k"])

@@ -60,6 +60,7 @@ def is_text(path: Path) -> bool:
 def files_under(target: Path, max_bytes: int) -> list[Path]:
     """Indexable files under `target` (a resolved directory or file inside the workspace), sorted."""
     root = workspace.root()
+    blocked = workspace.off_limits()
     specs: list[tuple[Path, pathspec.PathSpec]] = []
     # .gitignore files above the target, up to the workspace root, apply to it too.
     ancestors = [target.parent] if target.is_file() else [target]
@@ -92,7 +93,8 @@ def files_under(target: Path, max_bytes: int) -> list[Path]:
         for name in dirnames:
             child = here / name
             if (name in SKIPPED_DIRS or child.is_symlink() or (child / "pyvenv.cfg").exists()
-                    or workspace.is_off_limits(child) or _ignored(child, True, specs)):
+                    or any(child == path or path in child.parents for path in blocked)
+                    or _ignored(child, True, specs)):
                 continue
             kept.append(name)
         dirnames[:] = sorted(kept)
