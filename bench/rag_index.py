@@ -101,23 +101,28 @@ def run(name: str, overrides: dict, workspace: Path, questions: list[dict]) -> N
         print(f"[{name}] {mode:8s} recall@1 {values['recall@1']:.2f}  recall@5 {values['recall@5']:.2f}  "
               f"MRR@10 {values['mrr@10']:.3f}  ({len(questions)} questions)")
 
+    # Best of three for both sides: on a shared machine a single sub-second figure is mostly noise.
     edited = workspace / EDITED
     original = edited.read_text()
-    edited.write_text(original + "\n\ndef bench_marker_function():\n    return 42\n")
-    started = time.perf_counter()
-    changed = services.index_path("django")
-    edited_seconds = time.perf_counter() - started
+    edited_seconds = float("inf")
+    for attempt in range(3):
+        edited.write_text(original + f"\n\ndef bench_marker_function():\n    return {attempt}\n")
+        started = time.perf_counter()
+        changed = services.index_path("django")
+        edited_seconds = min(edited_seconds, time.perf_counter() - started)
     started = time.perf_counter()
     services.search("bench_marker_function", 5, mode="lexical")
     first_search = time.perf_counter() - started
     started = time.perf_counter()
     services.search("bench_marker_function", 5, mode="lexical")
     next_search = time.perf_counter() - started
-    # The same file alone into an empty index (a collection of its own).
-    configure({"rag": {"collection": f"bench-{name}-single"}})
-    started = time.perf_counter()
-    services.index_path(EDITED)
-    alone_seconds = time.perf_counter() - started
+    # The same file alone into an empty index (a collection of its own each time).
+    alone_seconds = float("inf")
+    for attempt in range(3):
+        configure({"rag": {"collection": f"bench-{name}-single-{attempt}"}})
+        started = time.perf_counter()
+        services.index_path(EDITED)
+        alone_seconds = min(alone_seconds, time.perf_counter() - started)
     edited.write_text(original)
     print(f"[{name}] one edited file: {edited_seconds:.3f} s ({changed['files']} file, {changed['chunks']} chunks) "
           f"vs that file alone {alone_seconds:.3f} s = {edited_seconds / alone_seconds:.2f}x (goal <= 2x)")

@@ -30,6 +30,22 @@ STOPWORDS = frozenset(
 )
 
 
+def _stems(word: str) -> list[str]:
+    """Base forms of an English word, so `passwords` meets `password` and `hashed` meets `hash`: a plural
+    or -ing/-ed ending removed (with and without a final e: `cached` → `cach`, `cache`)."""
+    if len(word) <= 4 or not word.isalpha():
+        return []
+    if word.endswith("ies"):
+        return [word[:-3] + "y"]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return [word[:-1]]
+    for ending in ("ing", "ed"):
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            stem = word[:-len(ending)]
+            return [stem, stem + "e"]
+    return []
+
+
 @functools.lru_cache(maxsize=2**16)
 def _word_tokens(word: str) -> tuple[str, ...]:
     # Cached: source code repeats its identifiers, and splitting them is the costly part.
@@ -40,6 +56,8 @@ def _word_tokens(word: str) -> tuple[str, ...]:
     parts = [part.lower() for piece in word.split("_") for part in CAMEL_PART.findall(piece)]
     if len(parts) > 1:
         tokens.extend(part for part in parts if len(part) > 1 and part not in STOPWORDS)
+    for token in list(tokens):
+        tokens.extend(_stems(token))
     return tuple(tokens)
 
 
