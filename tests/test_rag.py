@@ -461,3 +461,42 @@ def test_code_tokens_keep_identifiers_whole_and_split():
                   "redirect", "urlpattern", "url", "pattern", "def", "return"):
         assert token in tokens, token
     assert "the" not in tokenize("the model")
+
+
+# --- the queue, with a real worker --------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(240)
+def test_background_index_runs_on_a_real_qcluster_worker(client, project, ollama_embeddings):
+    from django.db import connection
+
+    collection = services.rag_config()["collection"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings_test",
+           "CODEGEN_TEST_SERVER_DB": connection.settings_dict["NAME"], "CODEGEN_RAG__COLLECTION": collection,
+           "CODEGEN_RAG__CHUNK_LINES": "6", "CODEGEN_RAG__CHUNK_OVERLAP": "2",
+           "CODEGEN_EMBEDDINGS__PROVIDER": "ollama", "CODEGEN_EMBEDDINGS__MODEL": "nomic-embed-text",
+           "CODEGEN_OLLAMA__HOST": ollama_embeddings.url, "CODEGEN_LOGGING__LEVEL": "WARNING"}
+    log = Path(os.environ["CODEGEN_TEST_ROOT"]) / f"qcluster-{collection}.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=Path(__file__).parent.parent,
+                                  env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            response = index(client, rel(project), background="true")
+            assert response.status_code == 202
+            run_id = response.json()["run_id"]
+            deadline = time.monotonic() + 180
+            while IndexRun.objects.get(pk=run_id).status not in ("done", "error"):
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    run = IndexRun.objects.get(pk=run_id)
+    assert run.status == "done", run.error
+    assert (run.files_indexed, run.files_done, run.files_total) == (3, 3, 3)
+    assert embed_requests(ollama_embeddings)  # the worker embedded through the scripted server
+    status = client.get("/rag/status").json()
+    assert status["status"] == "ready" and status["files"] == 3 and status["documents"] == run.chunks
