@@ -106,6 +106,8 @@ class OnnxEmbedder(Embedder):
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
+            # Idle worker threads sleep instead of spinning: the cores are shared with the server.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             cls._session = onnxruntime.InferenceSession(files[0], sess_options=options,
                                                         providers=["CPUExecutionProvider"])
