@@ -41,7 +41,7 @@ class IndexView(APIView):
         if query.validated_data["background"]:
             from django_q.tasks import async_task
 
-            run = services.start_run(path)
+            run = services.start_run(path, background=True)
             transaction.on_commit(lambda: async_task("rag.tasks.run_index", run.pk, task_name=f"rag-index-{run.pk}"))
             return Response({"status": "queued", "path": run.path, "run_id": run.pk},
                             status=status.HTTP_202_ACCEPTED)

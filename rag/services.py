@@ -122,21 +122,19 @@ def _stale_before():
     return timezone.now() - timedelta(seconds=float(rag_config()["stale_run_seconds"]))
 
 
-def active_run(exclude: int | None = None) -> IndexRun | None:
-    runs = IndexRun.objects.filter(status__in=[IndexRun.Status.QUEUED, IndexRun.Status.RUNNING],
-                                   created_at__gte=_stale_before())
-    if exclude is not None:
-        runs = runs.exclude(pk=exclude)
-    return runs.first()
+def active_run(running_only: bool = False) -> IndexRun | None:
+    statuses = [IndexRun.Status.RUNNING] if running_only else [IndexRun.Status.QUEUED, IndexRun.Status.RUNNING]
+    return IndexRun.objects.filter(status__in=statuses, created_at__gte=_stale_before()).first()
 
 
-def start_run(client_path: str) -> IndexRun:
-    """Check the path and that no other run is going, and record a queued run for it."""
+def start_run(client_path: str, *, background: bool = False) -> IndexRun:
+    """Check the path and that no other run is going, and record a queued run for it. A run waiting in
+    the queue holds back other queued ones but not a run in the request (the queue may have no worker)."""
     target = workspace.resolve(client_path, must_exist=True)
     with transaction.atomic():
-        running = active_run()
+        running = active_run(running_only=not background)
         if running is not None:
-            raise Conflict(f"An index run is already going for '{running.path}'; see /rag/status")
+            raise Conflict(f"An index run is already {running.status} for '{running.path}'; see /rag/status")
         return IndexRun.objects.create(path=workspace.relative(target))
 
 
@@ -189,6 +187,9 @@ class _Indexer:
                 metadatas.append({"path": path, "root": self.root.path, "start_line": chunk.start_line,
                                   "end_line": chunk.end_line, "language": language, "symbol": chunk.symbol,
                                   "sha256": sha})
+        metadata = self.collection.metadata or {}
+        if vectors and "dimension" not in metadata:
+            self.collection.modify(metadata={**metadata, "dimension": len(vectors[0])})
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
             self.collection.upsert(ids=ids[start:end], embeddings=vectors[start:end],

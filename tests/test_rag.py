@@ -110,6 +110,7 @@ def test_index_status_search_finds_the_planted_function_by_meaning_and_by_identi
     assert status["collection"] == services.rag_config()["collection"]
     assert status["embedding_provider"] == "embedded" and status["embedding_model"] == EMBEDDED_MODEL
     assert status["roots"] == [rel(project)] and status["last_indexed"]
+    assert services.existing_collection().metadata["dimension"] == 384
 
     # by meaning: no word of the question is in the function's name
     hits = search(client, query="how much does it cost to send a package", mode="vector", limit=1)
@@ -296,8 +297,8 @@ def test_background_index_is_202_and_the_queued_task_indexes(client, project, ol
     status = client.get("/rag/status").json()
     assert status["status"] == "indexing"
     assert status["progress"] == {"path": rel(project), "files_done": 0, "files_total": 0}
-    # a second run while one is queued is refused
-    assert index(client, rel(project)).status_code == 409
+    # another queued run is refused while this one waits; a run in the request is not (no worker may come)
+    assert index(client, rel(project), background="true").status_code == 409
 
     # The queue worker's part, run here in-process (not through a qcluster subprocess).
     result = tasks.run_index(run_id)
@@ -305,6 +306,15 @@ def test_background_index_is_202_and_the_queued_task_indexes(client, project, ol
     run = IndexRun.objects.get(pk=run_id)
     assert run.status == "done" and run.files_done == run.files_total == 3
     assert client.get("/rag/status").json()["status"] == "ready"
+
+
+def test_a_run_while_another_is_running_is_409_until_that_one_is_stale(client, project, ollama_embeddings,
+                                                                       set_config):
+    IndexRun.objects.create(path=rel(project), status=IndexRun.Status.RUNNING)
+    response = index(client, rel(project))
+    assert response.status_code == 409 and "running" in response.json()["detail"]
+    set_config({"rag": {"stale_run_seconds": 0}})  # its process died long ago
+    assert index(client, rel(project)).status_code == 200
 
 
 def test_retrieve_returns_chunks_after_indexing(project, ollama_embeddings):
