@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import BadInput, Conflict
+from codegen_site.core.errors import BadInput, Conflict, ServiceUnavailable
 from codegen_site.llm.embedders import Embedder, get_embedder
 from rag import lexical, walk
 from rag.chunking import Chunker, language_of
@@ -60,9 +60,12 @@ def chroma_client():
             telemetry_off = Settings(anonymized_telemetry=False)
             if url:
                 parsed = urlparse(url)
-                client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1",
-                                             port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                                             ssl=parsed.scheme == "https", settings=telemetry_off)
+                try:
+                    client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1",
+                                                 port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                                                 ssl=parsed.scheme == "https", settings=telemetry_off)
+                except ValueError as exc:  # chromadb's word for "nothing answers there"
+                    raise ServiceUnavailable(f"Chroma server at {url} does not answer: {exc}") from exc
             else:
                 client = chromadb.PersistentClient(path=key, settings=telemetry_off)
             _clients[key] = client
@@ -78,9 +81,10 @@ def existing_collection():
     (it would download a model): every vector comes from codegen_site.llm."""
     from chromadb.errors import NotFoundError
 
+    client = chroma_client()
     try:
-        return chroma_client().get_collection(rag_config()["collection"], embedding_function=None)
-    except (NotFoundError, ValueError):
+        return client.get_collection(rag_config()["collection"], embedding_function=None)
+    except NotFoundError:
         return None
 
 
@@ -194,8 +198,10 @@ class _Indexer:
             end = start + self.max_batch
             self.collection.upsert(ids=ids[start:end], embeddings=vectors[start:end],
                                    documents=documents[start:end], metadatas=metadatas[start:end])
-        stale_ids = [chunk_id for record, *_ in self.pending if record is not None for chunk_id in record.chunk_ids]
-        self._delete_chunks(stale_ids)
+        # The old version's chunks go after the new ones are in (a search never finds the file missing).
+        new_ids = set(ids)
+        self._delete_chunks([chunk_id for record, *_ in self.pending if record is not None
+                             for chunk_id in record.chunk_ids if chunk_id not in new_ids])
         # One delete and one insert for the batch (a row per file, not a query per file).
         IndexedFile.objects.filter(path__in=[path for _, path, _, _ in self.pending]).delete()
         IndexedFile.objects.bulk_create([

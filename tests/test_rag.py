@@ -57,8 +57,9 @@ def project(settings, set_config):
     (root / "shop" / "greeting.py").write_text(GREETING)
     (root / "README.md").write_text(README)
     # Short chunks, so each planted definition is a chunk of its own.
+    # The embedded embedder unless a test picks another: `auto` would probe a developer's real Ollama.
     set_config({"rag": {"collection": f"test-{uuid.uuid4().hex[:12]}", "chroma_url": "", "chunk_lines": 6,
-                        "chunk_overlap": 2}})
+                        "chunk_overlap": 2}, "embeddings": {"provider": "embedded"}})
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -396,6 +397,13 @@ def test_a_chroma_server_serves_the_same_results(client, project, ollama_embeddi
 
 
 # --- the embedded embedder -------------------------------------------------------------
+def test_a_chroma_server_that_does_not_answer_is_503(client, project, set_config, unused_port):
+    set_config({"rag": {"chroma_url": f"http://127.0.0.1:{unused_port}"}})
+    for response in (client.get("/rag/status"), index(client, rel(project)),
+                     client.post("/rag/search", json.dumps({"query": "x"}), content_type="application/json")):
+        assert response.status_code == 503 and str(unused_port) in response.json()["detail"]
+
+
 def test_the_embedded_embedder_gives_vectors_with_no_network(monkeypatch, set_config):
     config = set_config({"embeddings": {"provider": "embedded"}})
 

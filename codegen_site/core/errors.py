@@ -52,6 +52,13 @@ class ServiceBusy(ServiceError):
     default_detail = "Too many requests, try again shortly"
 
 
+class ServiceUnavailable(ServiceError):
+    """A service the request needs (e.g. a configured Chroma server) does not answer."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is not answering"
+
+
 class PathOutsideWorkspace(BadInput):
     """A client path that leaves the workspace root (.., absolute, symlink)."""
 
