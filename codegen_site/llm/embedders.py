@@ -90,10 +90,6 @@ class OnnxEmbedder(Embedder):
         self.threads = int(section["embedded_threads"])
         self.batch_size = int(section["batch_size"])
 
-    @classmethod
-    def available(cls) -> bool:
-        return embedded_model_files() is not None and importlib.util.find_spec("onnxruntime") is not None
-
     def _load(self):
         cls = type(self)
         if cls._session is None:
