@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import ServiceBusy, ServiceError
+from codegen_site.core.errors import ServiceBusy, ServiceUnavailable
 from codegen_site.sandbox import verdict
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,8 @@ class SandboxBusy(ServiceBusy):
     """All run slots are busy and the wait queue is full."""
 
 
-class SandboxUnavailable(ServiceError):
+class SandboxUnavailable(ServiceUnavailable, detail="The code sandbox is unavailable"):
     """The runner could not start (a setup error on this machine, not the caller's fault)."""
-
-    status_code = 503
-    default_detail = "The code sandbox is unavailable"
 
 
 # ---------------------------------------------------------------- config
