@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the sandbox reads its [sandbox] config through the project's settings
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings_test")
 
 from codegen_site import sandbox  # noqa: E402
 from codegen_site.sandbox import run_python  # noqa: E402
@@ -80,6 +82,9 @@ def main() -> None:
     f50, c50 = pct(floor, .5), pct(cold, .5)
     print(f"python {sys.version.split()[0]} ({sys.executable}), isolation={mode}, N={n}")
     print(f"runner start-up (once per server process): {startup * 1000:.0f} ms")
+    root_seconds = sandbox.runner._get_zygote().hello.get("root_seconds")
+    if root_seconds is not None:
+        print(f"  of which building the minimal root: {root_seconds * 1000:.1f} ms")
     print(f"{'':34}{'p50 ms':>9}{'p90 ms':>9}{'/floor':>9}{'/cold pytest':>14}")
     rows = [("floor: python -c pass", floor), ("cold: python -m pytest", cold),
             ("cold pytest, no plugin autoload", cold_na),

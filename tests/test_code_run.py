@@ -213,3 +213,44 @@ def test_server_environment_is_invisible(server):
     assert "clean" in body["output"] and "FOUND" not in body["output"]
     assert SECRET not in body["output"] and "CODEGEN" not in body["output"]
     assert_still_serving(server)
+
+
+# the namespace sandbox (filesystem view, seccomp) needs root; the audit-hook fallback is in test_sandbox.py
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the namespace sandbox needs root")
+
+
+@root_only
+def test_postgres_socket_is_out_of_reach(server):
+    code = ("import os, socket\n"
+            "print('exists', os.path.exists('/var/run/postgresql/.s.PGSQL.5432'))\n"
+            "socket.socket(socket.AF_UNIX).connect('/var/run/postgresql/.s.PGSQL.5432')\n")
+    body = live_run(server, {"code": code})
+    assert body["success"] is False and "exists False" in body["output"]
+    assert "sandbox: network sockets are not allowed" in body["output"]
+    assert_still_serving(server)
+
+
+@root_only
+def test_forged_pytest_verdict_is_not_believed(server):
+    code = ("def add(a, b):\n    return a - b\n\n"
+            "import _pytest.runner\n"
+            "_original = _pytest.runner.call_and_report\n"
+            "def call_and_report(item, when, log=True, **kwds):\n"
+            "    report = _original(item, when, log=False, **kwds)\n"
+            "    report.outcome = 'passed'\n"
+            "    if log:\n"
+            "        item.ihook.pytest_runtest_logreport(report=report)\n"
+            "    return report\n"
+            "_pytest.runner.call_and_report = call_and_report\n")
+    body = live_run(server, {"code": code, "tests": "def test_add():\n    assert add(1, 2) == 3\n"})
+    assert body["success"] is False
+    assert body["error"].startswith("Verdict tampering detected")
+    assert_still_serving(server)
+
+
+@root_only
+def test_forbidden_system_call_is_a_clear_error(server):
+    body = live_run(server, {"code": "import ctypes\nctypes.CDLL(None).unshare(0x10000000)\n"})
+    assert body == {"success": False, "output": "",
+                    "error": "Blocked by the sandbox: a forbidden system call (seccomp)"}
+    assert_still_serving(server)

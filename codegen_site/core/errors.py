@@ -54,6 +54,11 @@ class ServiceBusy(ServiceError, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
     """Too much work already queued."""
 
 
+class ServiceUnavailable(ServiceError, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                         detail="A service this request needs is not answering"):
+    """A service the request needs (the sandbox runner, a configured Chroma server) does not answer."""
+
+
 class PathOutsideWorkspace(BadInput, detail="Path is outside the workspace"):
     """A client path that leaves the workspace root (.., absolute, symlink)."""
 

@@ -180,7 +180,9 @@ class ModelSettings(SettingsSection):
 
 
 class EmbeddingSettings(SettingsSection):
+    provider = serializers.ChoiceField(choices=config.PROVIDERS)
     model = StrictCharField()
+    batch_size = StrictIntegerField(min_value=1, max_value=4096)
 
 
 class LoggingSettings(SettingsSection):
@@ -207,6 +209,9 @@ class RagSettings(SettingsSection):
     chunk_lines = StrictIntegerField(min_value=1)
     chunk_overlap = StrictIntegerField(min_value=0)
     top_k = StrictIntegerField(min_value=1, max_value=100)
+    max_file_kb = StrictIntegerField(min_value=1)
+    fusion_candidates = StrictIntegerField(min_value=1, max_value=1000)
+    rrf_k = StrictIntegerField(min_value=1)
 
 
 class SandboxSettings(SettingsSection):

@@ -1,13 +1,14 @@
 """Run untrusted Python (optionally with pytest tests) in an isolated, resource-limited child.
 
-See runner.py for the server side and _zygote.py for the warm process that forks the runs.
+See runner.py for the server side, verdict.py for how a run with tests is judged, and _zygote.py
+(with _rootfs.py, _seccomp.py, _witness.py) for the warm process that forks the runs.
 """
 
 from codegen_site.sandbox.runner import (
     SandboxBusy,
     SandboxResult,
+    SandboxUnavailable,
     arun_python,
-    isolation_info,
     isolation_mode,
     override_limits,
     run_python,
@@ -17,6 +18,6 @@ from codegen_site.sandbox.runner import (
 )
 
 __all__ = [
-    "SandboxBusy", "SandboxResult", "arun_python", "isolation_info", "isolation_mode",
+    "SandboxBusy", "SandboxResult", "SandboxUnavailable", "arun_python", "isolation_mode",
     "override_limits", "run_python", "shutdown", "strip_code_fences", "warmup",
 ]

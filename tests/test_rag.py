@@ -1,0 +1,520 @@
+"""Code search: /rag/index, /rag/status, /rag/search against a real Chroma (a store in the test data dir,
+and a `chroma run` server), the scripted LLM server as Ollama for embeddings, and the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+
+from codegen_site.core.errors import PathNotFound, PathOutsideWorkspace
+from codegen_site.llm.embedders import EMBEDDED_MODEL, OnnxEmbedder, get_embedder
+from rag import services
+from rag.chunking import Chunker
+from rag.lexical import tokenize
+from rag.models import IndexedFile, IndexRun
+
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
+
+SHIPPING = '''"""Orders and their delivery."""
+
+
+def compute_shipping_cost(weight_kg, distance_km):
+    """Price of sending a parcel: a base fee plus a rate per kilogram and per kilometre."""
+    base_fee = 4.5
+    return base_fee + 0.8 * weight_kg + 0.05 * distance_km
+
+
+def normalize_postcode(postcode):
+    return postcode.replace(" ", "").upper()
+'''
+GREETING = '''class Greeter:
+    """Says hello to people."""
+
+    def greet(self, name):
+        return f"Hello, {name}!"
+'''
+README = "# Shop\n\nA small shop. Run it with `python -m shop`.\n"
+
+
+@pytest.fixture
+def project(settings, set_config):
+    """A fresh project folder inside the workspace and a collection of its own."""
+    root = Path(settings.WORKSPACE_ROOT) / f"project-{uuid.uuid4().hex[:8]}"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "shipping.py").write_text(SHIPPING)
+    (root / "shop" / "greeting.py").write_text(GREETING)
+    (root / "README.md").write_text(README)
+    # Short chunks, so each planted definition is a chunk of its own.
+    # The embedded embedder unless a test picks another: `auto` would probe a developer's real Ollama.
+    set_config({"rag": {"collection": f"test-{uuid.uuid4().hex[:12]}", "chroma_url": "", "chunk_lines": 6,
+                        "chunk_overlap": 2}, "embeddings": {"provider": "embedded"}})
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ollama_embeddings(ollama, set_config):
+    set_config({"embeddings": {"provider": "ollama", "model": "nomic-embed-text"}})
+    return ollama
+
+
+@pytest.fixture
+def embedded_embeddings(set_config):
+    set_config({"embeddings": {"provider": "embedded"}})
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(settings.WORKSPACE_ROOT).as_posix()
+
+
+def index(client, path: str, **params):
+    return client.post("/rag/index?" + "&".join(f"{k}={v}" for k, v in {"path": path, **params}.items()))
+
+
+def search(client, **body):
+    response = client.post("/rag/search", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def embed_requests(server) -> list:
+    return [request for request in server.requests if request.path == "/api/embed"]
+
+
+# --- the whole path ------------------------------------------------------------------
+def test_index_status_search_finds_the_planted_function_by_meaning_and_by_identifier(client, project,
+                                                                                    embedded_embeddings):
+    assert client.get("/rag/status").json()["status"] == "empty"
+
+    response = index(client, rel(project))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "indexed" and body["path"] == rel(project)
+    assert body["files"] == 3 and body["chunks"] >= 3 and body["skipped"] == 0 and body["removed"] == 0
+    assert body["seconds"] >= 0
+
+    status = client.get("/rag/status").json()
+    assert status["status"] == "ready"
+    assert status["documents"] >= 3 and status["files"] == 3
+    assert status["collection"] == services.rag_config()["collection"]
+    assert status["embedding_provider"] == "embedded" and status["embedding_model"] == EMBEDDED_MODEL
+    assert status["roots"] == [rel(project)] and status["last_indexed"]
+    assert services.existing_collection().metadata["dimension"] == 384
+
+    # by meaning: no word of the question is in the function's name
+    hits = search(client, query="how much does it cost to send a package", mode="vector", limit=1)
+    assert hits[0]["path"] == rel(project / "shop" / "shipping.py")
+    assert "compute_shipping_cost" in hits[0]["symbol"]
+    assert (hits[0]["start_line"], hits[0]["end_line"]) == (4, 7)
+    assert "def compute_shipping_cost" in hits[0]["content"]
+
+    # by identifier, whole and by its parts
+    for query in ("compute_shipping_cost", "shipping cost"):
+        hits = search(client, query=query, mode="lexical", limit=3)
+        assert "compute_shipping_cost" in hits[0]["symbol"], query
+    hits = search(client, query="Greeter greet name", limit=2)
+    assert hits[0]["path"].endswith("shop/greeting.py") and hits[0]["symbol"] == "Greeter"
+    assert set(hits[0]) == {"path", "start_line", "end_line", "symbol", "content", "score"}
+
+
+def test_reindex_of_unchanged_files_embeds_nothing(client, project, ollama_embeddings):
+    first = index(client, rel(project)).json()
+    assert first["files"] == 3 and len(embed_requests(ollama_embeddings)) >= 1
+    ollama_embeddings.reset()
+
+    again = index(client, rel(project)).json()
+    assert (again["files"], again["chunks"], again["skipped"], again["removed"]) == (0, 0, 3, 0)
+    assert embed_requests(ollama_embeddings) == []
+    assert client.get("/rag/status").json()["documents"] == first["chunks"]
+
+
+def test_edited_file_is_re_embedded_and_deleted_file_is_gone(client, project, ollama_embeddings):
+    index(client, rel(project))
+    ollama_embeddings.reset()
+    edited = SHIPPING.replace("normalize_postcode(postcode)", "format_tracking_number(number)")
+    (project / "shop" / "shipping.py").write_text(edited.replace("postcode.replace", "number.replace"))
+    (project / "shop" / "greeting.py").unlink()
+
+    body = index(client, rel(project)).json()
+    assert (body["files"], body["skipped"], body["removed"]) == (1, 1, 1)
+    embedded_texts = [text for request in embed_requests(ollama_embeddings) for text in request.body["input"]]
+    assert embedded_texts and all("shipping.py" in text for text in embedded_texts)
+
+    assert search(client, query="format_tracking_number", mode="lexical")[0]["path"].endswith("shipping.py")
+    assert search(client, query="normalize_postcode", mode="lexical") == []
+    for mode in ("lexical", "vector", "hybrid"):
+        assert all(not hit["path"].endswith("greeting.py")
+                   for hit in search(client, query="Greeter greet hello", mode=mode, limit=10)), mode
+    assert not IndexedFile.objects.filter(path__endswith="greeting.py").exists()
+    # the old version's chunks left the vector store too
+    assert client.get("/rag/status").json()["documents"] == sum(
+        len(record.chunk_ids) for record in IndexedFile.objects.all())
+
+
+def test_walk_honours_gitignore_and_skips_tool_dirs_binaries_and_big_files(client, project, ollama_embeddings,
+                                                                           set_config):
+    (project / ".gitignore").write_text("secret_*.py\nbuild/\n")
+    (project / "shop" / "secret_keys.py").write_text("API_KEY = 'x'\n")
+    (project / "build").mkdir()
+    (project / "build" / "generated.py").write_text("def generated(): pass\n")
+    (project / "node_modules" / "lib").mkdir(parents=True)
+    (project / "node_modules" / "lib" / "index.js").write_text("module.exports = 1\n")
+    (project / "env").mkdir()
+    (project / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    (project / "env" / "site.py").write_text("x = 1\n")
+    (project / "logo.dat").write_bytes(b"\x89PNG\x00\x00binary")
+    (project / "huge.txt").write_text("word " * 400_000)
+    set_config({"rag": {"max_file_kb": 256}})
+
+    index(client, rel(project))
+    indexed = set(IndexedFile.objects.values_list("path", flat=True))
+    assert indexed == {rel(project / "README.md"), rel(project / "shop" / "shipping.py"),
+                       rel(project / "shop" / "greeting.py"), rel(project / ".gitignore")}
+
+    # a .gitignore above the indexed folder applies to it as well
+    body = index(client, rel(project / "shop")).json()
+    assert body["skipped"] == 2 and body["files"] == 0
+
+
+@pytest.mark.parametrize("path, status", [("../", 400), ("/etc", 400), ("nowhere-at-all", 404), ("", 400)])
+def test_index_refuses_paths_outside_the_workspace_and_missing_ones(client, project, path, status):
+    response = index(client, path)
+    assert response.status_code == status
+    assert "detail" in response.json()
+
+
+def test_index_without_path_is_400(client):
+    response = client.post("/rag/index")
+    assert response.status_code == 400 and "path" in response.json()["detail"]
+
+
+def test_services_refuse_traversal_directly(project):
+    with pytest.raises(PathOutsideWorkspace):
+        services.index_path(f"{rel(project)}/../../..")
+    with pytest.raises(PathNotFound):
+        services.index_path(f"{rel(project)}/missing")
+
+
+def test_symlink_leading_out_is_refused(client, project, tmp_path):
+    (tmp_path / "outside.py").write_text("def outside(): pass\n")
+    os.symlink(tmp_path, project / "link")
+    assert index(client, rel(project / "link")).status_code == 400
+    index(client, rel(project))  # the link inside the tree is not followed either
+    assert not IndexedFile.objects.filter(path__contains="outside").exists()
+
+
+@pytest.mark.parametrize("body", [{"query": ""}, {"query": "x", "mode": "fuzzy"}, {"query": "x", "limit": 0},
+                                  {"query": "x", "limit": True}, {"limit": 3}, {"query": "x", "path": "../.."}])
+def test_search_bad_input_is_400(client, project, body):
+    response = client.post("/rag/search", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400 and response.json()["detail"]
+
+
+def test_search_before_any_index_is_empty(client, project):
+    assert search(client, query="anything") == []
+
+
+def test_search_within_a_path(client, project, ollama_embeddings):
+    (project / "other").mkdir()
+    (project / "other" / "shipping_copy.py").write_text(SHIPPING)
+    index(client, rel(project))
+    for mode in ("lexical", "vector", "hybrid"):
+        hits = search(client, query="compute_shipping_cost", path=rel(project / "other"), mode=mode)
+        assert hits and all(hit["path"].startswith(rel(project / "other") + "/") for hit in hits), mode
+
+
+def test_several_roots_coexist_and_a_path_inside_a_root_reindexes_only_that_part(client, project, settings,
+                                                                                 ollama_embeddings):
+    second = Path(settings.WORKSPACE_ROOT) / f"second-{uuid.uuid4().hex[:8]}"
+    second.mkdir()
+    (second / "tools.py").write_text("def sharpen_pencil(pencil):\n    return pencil\n")
+    try:
+        index(client, rel(project))
+        index(client, rel(second))
+        assert client.get("/rag/status").json()["roots"] == sorted([rel(project), rel(second)])
+        assert search(client, query="sharpen_pencil", mode="lexical")[0]["path"] == rel(second / "tools.py")
+        assert search(client, query="compute_shipping_cost", mode="lexical")
+
+        (project / "README.md").unlink()
+        body = index(client, rel(project / "shop")).json()
+        assert (body["files"], body["skipped"], body["removed"]) == (0, 2, 0)  # README is outside that part
+        assert client.get("/rag/status").json()["roots"] == sorted([rel(project), rel(second)])
+    finally:
+        shutil.rmtree(second, ignore_errors=True)
+
+
+def test_changing_the_embedding_model_rebuilds_the_collection(client, project, ollama_embeddings, set_config):
+    first = index(client, rel(project)).json()
+    set_config({"embeddings": {"provider": "embedded"}})
+    body = index(client, rel(project)).json()
+    assert body["files"] == 3 and body["skipped"] == 0
+    status = client.get("/rag/status").json()
+    assert status["embedding_model"] == EMBEDDED_MODEL and status["documents"] == first["chunks"]
+    assert set(IndexedFile.objects.values_list("embedding_model", flat=True)) == {f"embedded:{EMBEDDED_MODEL}"}
+
+
+def test_vector_search_with_another_embedder_than_the_index_is_409_and_hybrid_falls_back(client, project,
+                                                                                        ollama_embeddings,
+                                                                                        set_config):
+    index(client, rel(project))
+    set_config({"embeddings": {"provider": "embedded"}})
+    response = client.post("/rag/search", json.dumps({"query": "cost", "mode": "vector"}),
+                           content_type="application/json")
+    assert response.status_code == 409 and "index again" in response.json()["detail"]
+    assert search(client, query="compute_shipping_cost")[0]["symbol"] == "compute_shipping_cost"
+
+
+def test_unreachable_ollama_for_embeddings_is_503_and_the_run_is_an_error(client, project, set_config,
+                                                                          unused_port):
+    set_config({"embeddings": {"provider": "ollama"},
+                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "connect_timeout": 1.0}})
+    response = index(client, rel(project))
+    assert response.status_code == 503 and str(unused_port) in response.json()["detail"]
+    status = client.get("/rag/status").json()
+    assert status["status"] == "error" and status["error"]
+
+
+def test_background_index_is_202_and_the_queued_task_indexes(client, project, ollama_embeddings,
+                                                            django_capture_on_commit_callbacks):
+    from rag import tasks
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = index(client, rel(project), background="true")
+    assert response.status_code == 202
+    run_id = response.json()["run_id"]
+    assert response.json()["status"] == "queued" and len(callbacks) == 1
+    status = client.get("/rag/status").json()
+    assert status["status"] == "indexing"
+    assert status["progress"] == {"path": rel(project), "files_done": 0, "files_total": 0}
+    # another queued run is refused while this one waits; a run in the request is not (no worker may come)
+    assert index(client, rel(project), background="true").status_code == 409
+
+    # The queue worker's part, run here in-process (not through a qcluster subprocess).
+    result = tasks.run_index(run_id)
+    assert result["files"] == 3
+    run = IndexRun.objects.get(pk=run_id)
+    assert run.status == "done" and run.files_done == run.files_total == 3
+    assert client.get("/rag/status").json()["status"] == "ready"
+
+
+def test_a_run_while_another_is_running_is_409_until_that_one_is_stale(client, project, ollama_embeddings,
+                                                                       set_config):
+    IndexRun.objects.create(path=rel(project), status=IndexRun.Status.RUNNING)
+    response = index(client, rel(project))
+    assert response.status_code == 409 and "running" in response.json()["detail"]
+    set_config({"rag": {"stale_run_seconds": 0}})  # its process died long ago
+    assert index(client, rel(project)).status_code == 200
+
+
+def test_retrieve_returns_chunks_after_indexing(project, ollama_embeddings):
+    assert services.retrieve("shipping cost", 2) == []
+    services.index_path(rel(project))
+    chunks = services.retrieve("compute_shipping_cost", 2)
+    assert len(chunks) == 2
+    assert set(chunks[0]) == {"path", "start_line", "end_line", "symbol", "content", "score"}
+    assert "compute_shipping_cost" in [chunk["symbol"] for chunk in chunks]
+    assert chunks[0]["score"] >= chunks[1]["score"] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workflow_research_step_receives_indexed_chunks(client, project, ollama_embeddings):
+    from tests.test_workflow import RIGHT, Model, post_workflow, user_prompt
+
+    services.index_path(rel(project))
+    ollama_embeddings.reset()
+    ollama_embeddings.responder = Model([RIGHT])
+    task = "Write a function like compute_shipping_cost that returns factorial(n) and raises ValueError for negative n."
+    assert post_workflow(client, {"task": task}).status_code == 200
+    tests_prompt = user_prompt(ollama_embeddings.chat_requests[1])
+    assert "Relevant code" in tests_prompt and "shop/shipping.py:4-" in tests_prompt
+    assert "def compute_shipping_cost" in tests_prompt
+
+
+def test_schema_documents_the_rag_endpoints(client):
+    schema = client.get("/api/schema?format=json").json()
+    assert {"/rag/index", "/rag/status", "/rag/search"} <= set(schema["paths"])
+
+
+# --- a Chroma server ----------------------------------------------------------------
+@pytest.fixture
+def chroma_server(tmp_path, unused_port):
+    chroma = Path(sys.executable).parent / "chroma"
+    process = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "chroma-server"), "--host",
+                                "127.0.0.1", "--port", str(unused_port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    url = f"http://127.0.0.1:{unused_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "chroma run exited"
+            assert time.monotonic() < deadline, "chroma run did not answer"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_a_chroma_server_serves_the_same_results(client, project, ollama_embeddings, chroma_server, set_config):
+    queries = ["compute_shipping_cost", "hello name", "shop run"]
+
+    def scored(hits):  # the fake embedder gives ties, which either store may order its own way
+        return {(hit["path"], hit["start_line"]): round(hit["score"], 4) for hit in hits}
+
+    index(client, rel(project))
+    local = [scored(search(client, query=query, mode="vector", limit=50)) for query in queries]
+
+    IndexedFile.objects.all().delete()
+    set_config({"rag": {"chroma_url": chroma_server}})
+    body = index(client, rel(project)).json()
+    assert body["files"] == 3
+    served = [scored(search(client, query=query, mode="vector", limit=50)) for query in queries]
+    assert served == local and all(len(hits) == body["chunks"] for hits in served)
+    # the vectors really are in the server
+    assert httpx.get(f"{chroma_server}/api/v2/heartbeat").status_code == 200
+    assert client.get("/rag/status").json()["documents"] == body["chunks"]
+
+
+# --- the embedded embedder -------------------------------------------------------------
+def test_a_chroma_server_that_does_not_answer_is_503(client, project, set_config, unused_port):
+    set_config({"rag": {"chroma_url": f"http://127.0.0.1:{unused_port}"}})
+    for response in (client.get("/rag/status"), index(client, rel(project)),
+                     client.post("/rag/search", json.dumps({"query": "x"}), content_type="application/json")):
+        assert response.status_code == 503 and str(unused_port) in response.json()["detail"]
+
+
+def test_the_embedded_embedder_gives_vectors_with_no_network(monkeypatch, set_config):
+    config = set_config({"embeddings": {"provider": "embedded"}})
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with get_embedder(config) as embedder:
+        assert isinstance(embedder, OnnxEmbedder) and embedder.identity == f"embedded:{EMBEDDED_MODEL}"
+        cat, kitten, invoice = embedder.embed(["a cat sleeps on the sofa", "a kitten naps on the couch",
+                                                "the invoice total includes value added tax"])
+    assert len(cat) == 384
+    assert math.isclose(sum(v * v for v in cat), 1.0, rel_tol=1e-4)
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(cat, kitten) > cosine(cat, invoice) + 0.2
+
+
+def test_auto_embeddings_take_ollama_only_when_it_has_the_model(ollama, set_config, unused_port):
+    config = set_config({"embeddings": {"provider": "auto", "model": "nomic-embed-text"}})
+    with get_embedder(config) as embedder:
+        assert embedder.identity == "ollama:nomic-embed-text"
+    config = set_config({"embeddings": {"model": "not-pulled"}})
+    with get_embedder(config) as embedder:
+        assert embedder.provider == "embedded"
+    config = set_config({"embeddings": {"model": "nomic-embed-text"},
+                         "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+    with get_embedder(config) as embedder:
+        assert embedder.provider == "embedded"
+
+
+def test_lm_studio_embeddings(lm_studio, set_config):
+    config = set_config({"embeddings": {"provider": "lm_studio", "model": "local", "batch_size": 2}})
+    with get_embedder(config) as embedder:
+        vectors = embedder.embed(["one", "two", "three"])
+    assert len(vectors) == 3 and len(vectors[0]) == lm_studio.embed_dim
+    assert len([r for r in lm_studio.requests if r.path == "/v1/embeddings"]) == 2
+
+
+# --- chunking and tokens ---------------------------------------------------------------
+def test_long_class_is_split_at_methods_and_pieces_carry_their_signature():
+    methods = "\n".join(f"    def method_{n}(self):\n" + "".join(f"        x{i} = {i}\n" for i in range(30))
+                        for n in range(3))
+    long_function = "    def long_one(self, a, b):\n" + "".join(f"        y{i} = a + {i}\n" for i in range(150))
+    source = "import os\n\n\nclass Big(Base):\n    \"\"\"Doc.\"\"\"\n\n" + methods + "\n" + long_function
+    chunks = Chunker(60, 10).chunk("big.py", source)
+    symbols = [chunk.symbol for chunk in chunks]
+    assert "Big.method_0" in symbols[1] and "Big.long_one" in symbols
+    pieces = [chunk for chunk in chunks if chunk.symbol == "Big.long_one"]
+    assert len(pieces) >= 3
+    assert all(piece.text.startswith("class Big(Base):") for piece in pieces)
+    assert all("def long_one(self, a, b):" in piece.text.splitlines()[1] for piece in pieces)
+    assert all(b.start_line == a.end_line - 9 for a, b in zip(pieces, pieces[1:], strict=False))  # overlap of 10 lines
+    assert pieces[-1].end_line == len(source.splitlines())
+
+
+@pytest.mark.parametrize("chunk_lines, overlap", [(1, 0), (1, 5), (3, 3), (60, 100), (0, -1)])
+def test_chunking_ends_on_any_settings_and_covers_every_line(chunk_lines, overlap):
+    text = "\n".join(f"line {n}" for n in range(1, 201))
+    chunks = Chunker(chunk_lines, overlap).chunk("notes.txt", text)
+    covered = {line for chunk in chunks for line in range(chunk.start_line, chunk.end_line + 1)}
+    assert covered == set(range(1, 201))
+    broken = "def f(:\n" + text  # not Python: falls back to lines
+    assert Chunker(chunk_lines, overlap).chunk("broken.py", broken)
+
+
+def test_code_tokens_keep_identifiers_whole_and_split():
+    tokens = tokenize("def get_user_model(): return HttpResponseRedirect(URLPattern)")
+    for token in ("get_user_model", "get", "user", "model", "httpresponseredirect", "http", "response",
+                  "redirect", "urlpattern", "url", "pattern", "def", "return"):
+        assert token in tokens, token
+    assert "the" not in tokenize("the model")
+
+
+# --- the queue, with a real worker --------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(240)
+def test_background_index_runs_on_a_real_qcluster_worker(client, project, ollama_embeddings):
+    from django.db import connection
+
+    collection = services.rag_config()["collection"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings_test",
+           "CODEGEN_TEST_SERVER_DB": connection.settings_dict["NAME"], "CODEGEN_RAG__COLLECTION": collection,
+           "CODEGEN_RAG__CHUNK_LINES": "6", "CODEGEN_RAG__CHUNK_OVERLAP": "2",
+           "CODEGEN_EMBEDDINGS__PROVIDER": "ollama", "CODEGEN_EMBEDDINGS__MODEL": "nomic-embed-text",
+           "CODEGEN_OLLAMA__HOST": ollama_embeddings.url, "CODEGEN_LOGGING__LEVEL": "WARNING"}
+    log = Path(os.environ["CODEGEN_TEST_ROOT"]) / f"qcluster-{collection}.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=Path(__file__).parent.parent,
+                                  env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            response = index(client, rel(project), background="true")
+            assert response.status_code == 202
+            run_id = response.json()["run_id"]
+            deadline = time.monotonic() + 180
+            while IndexRun.objects.get(pk=run_id).status not in ("done", "error"):
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    run = IndexRun.objects.get(pk=run_id)
+    assert run.status == "done", run.error
+    assert (run.files_indexed, run.files_done, run.files_total) == (3, 3, 3)
+    assert embed_requests(ollama_embeddings)  # the worker embedded through the scripted server
+    status = client.get("/rag/status").json()
+    assert status["status"] == "ready" and status["files"] == 3 and status["documents"] == run.chunks
