@@ -90,7 +90,8 @@ search = page("ui/search.html", "ui-search")
 files = page("ui/files.html", "ui-files")
 # The form's choices come from the config module, which the serializers check against.
 config = page("ui/settings.html", "ui-settings",
-              choices={"llm.provider": app_config.PROVIDERS, "logging.level": app_config.LOG_LEVELS})
+              choices={"llm.provider": app_config.PROVIDERS, "embeddings.provider": app_config.PROVIDERS,
+                       "logging.level": app_config.LOG_LEVELS})
 
 login = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True,
                                      next_page="/", extra_context={"pages": (), "current": "login"})

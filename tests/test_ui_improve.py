@@ -1,7 +1,10 @@
-"""The Improve page in a real browser against a live server and the scripted LLM:
-analyse, review a diff, accept or reject, restore a backup; the queue, followed live."""
+"""The Improve and Code search pages in a real browser against a live server and the
+scripted LLM: analyse, review a diff, accept or reject, restore a backup; the queue,
+followed live; index a folder and search it."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -156,3 +159,23 @@ def test_queue_an_issue_and_watch_it_run(ui, server, module_llm, workspace):
         check(ui.locator("#queue-state")).to_have_text("stopped")
     ui.click("#queue-clear")
     check(ui.locator("#queue-tasks")).to_contain_text("No tasks")
+# --- code search ------------------------------------------------------------------------------
+def test_index_and_search_link_to_the_file(ui, server, module_llm):
+    check = expect()
+    ui.goto(server.url + "/ui/search")
+    ui.fill("#index-path", "pkg")
+    ui.click("#index")
+    check(ui.locator("#index-state")).to_contain_text("Indexed pkg")
+    check(ui.locator("#rag-status")).to_contain_text("Index ready")
+    ui.fill("#query", "factorial result")
+    ui.press("#query", "Enter")
+    hit = ui.locator("#hits .hit", has_text="def factorial")
+    check(hit.first).to_be_visible()
+    check(hit.first.locator("mark").first).to_have_text(r"factorial", ignore_case=True)
+    link = hit.first.locator("header a")
+    check(link).to_have_text(re.compile(r"pkg/maths\.py:\d+"))
+    line = int(link.inner_text().split(":")[1])
+    screenshot(ui, "search")
+    link.click()
+    check(ui.locator("#file-path")).to_have_text("pkg/maths.py")
+    check(ui.locator(f"#file-view .line.target[data-line='{line}']")).to_be_visible()

@@ -27,7 +27,9 @@ def require_chromium() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is running it keeps an event
+# loop running in this thread, and pytest-asyncio's tests in later modules could not run theirs.
+@pytest.fixture(scope="module")
 def browser():
     require_chromium()
     from playwright.sync_api import sync_playwright

@@ -38,7 +38,9 @@
     }
   }
 
-  function renderList() {
+  // A refresh (after every answer) waits while a title is being edited.
+  function renderList(force) {
+    if (force !== true && list.querySelector("input.rename")) return;
     const words = search.value.trim().toLowerCase();
     const shown = conversations.filter((c) => !words || (c.title || "").toLowerCase().includes(words));
     list.replaceChildren(...shown.map(listItem));
@@ -65,15 +67,16 @@
     const save = async () => {
       try {
         const saved = await api("PATCH", `/conversations/${conversation.id}`, { title: field.value });
-        conversation.title = saved.title;
-        renderList();
+        // The list may have been read again meanwhile: update the entry it holds now.
+        for (const entry of conversations) if (entry.id === saved.id) entry.title = saved.title;
+        renderList(true);
       } catch (failure) {
         error.textContent = failure.detail || String(failure);
       }
     };
     field.addEventListener("keydown", (event) => {
       if (event.key === "Enter") { event.preventDefault(); save(); }
-      if (event.key === "Escape") { event.stopPropagation(); renderList(); }
+      if (event.key === "Escape") { event.stopPropagation(); renderList(true); }
     });
     item.replaceChildren(el("div", { class: "stack" }, field, error));
     field.focus();
@@ -221,7 +224,7 @@
   form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
   stopButton.addEventListener("click", stop);
   document.getElementById("new-chat").addEventListener("click", newConversation);
-  search.addEventListener("input", renderList);
+  search.addEventListener("input", () => renderList(true));
   CG.keyboard(input, send, stop);
 
   loadConversations();
