@@ -31,7 +31,7 @@ ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503:
 
 SSE_DESCRIPTION = (
     "text/event-stream. Events: `thinking` and `content` (JSON string chunks), then `done` "
-    '({"conversation_id", "model"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
+    '({"conversation_id", "model", "sources"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
     "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
 )
 SSE_RESPONSES = {(200, "text/event-stream"): event_stream(["thinking", "content", "done", "error"], SSE_DESCRIPTION),

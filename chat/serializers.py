@@ -53,11 +53,20 @@ class StreamQuerySerializer(ChatRequestSerializer):
     history = None
 
 
+class SourceSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    start_line = serializers.IntegerField()
+    end_line = serializers.IntegerField()
+    symbol = serializers.CharField(allow_null=True)
+
+
 class ChatResponseSerializer(serializers.Serializer):
     content = serializers.CharField()
     thinking = serializers.CharField(help_text="Reasoning, when the model produced any")
     model = serializers.CharField()
     conversation_id = serializers.UUIDField()
+    sources = SourceSerializer(many=True, help_text="Code search chunks given to the model (a message starting "
+                                                    "with @codebase); the answer cites them as path:line")
 
 
 class ConversationFieldsSerializer(serializers.Serializer):

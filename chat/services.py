@@ -4,7 +4,11 @@ store both sides of the exchange (read queries are in chat.selectors).
 A turn has two halves. `start_turn` stores the user message (and, for a new
 conversation, the client's history) and returns the messages to send;
 `finish_turn` stores the assistant's answer, marked unfinished when it was cut
-off. `reply` (POST /chat) and `turn_events` (the stream) run the LLM in between."""
+off. `reply` (POST /chat) and `turn_events` (the stream) run the LLM in between.
+
+A message starting with `@codebase` asks about the indexed code: the best chunks
+from the code search index go to the model with their `path:line` ranges, the
+model is asked to cite them, and the reply lists them as `sources`."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from codegen_site.core.config import get_config
 from codegen_site.core.db import db_async
 from codegen_site.core.sse import TOKENS, error_event
 from codegen_site.llm import LLMError, get_llm
+from rag import services as rag_services
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ class Turn:
     created: bool = False
     # The client's history, stored with the question when the conversation is new.
     history: list[dict[str, str]] = field(default_factory=list)
+    # Code search chunks given to the model (@codebase): [{path, start_line, end_line, symbol}].
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +89,32 @@ def build_context(history: list[dict[str, str]], message: str, *, budget: int,
         {"role": Role.USER.value, "content": message}]
 
 
+CODEBASE_PREFIX = "@codebase"
+CITE_INSTRUCTION = ("Code from the user's indexed codebase follows, each part headed by its path and line range. "
+                    "Answer from it where it applies, and cite the parts you use as path:line.")
+
+
+def codebase_question(message: str) -> str | None:
+    """The question of a message that starts with @codebase, else None."""
+    if message[:len(CODEBASE_PREFIX)].lower() != CODEBASE_PREFIX:
+        return None
+    return message[len(CODEBASE_PREFIX):].strip() or message
+
+
+def add_codebase_context(turn: Turn) -> None:
+    """For an @codebase question: the best chunks of the code index as a system message before the question."""
+    question = codebase_question(turn.message)
+    if question is None:
+        return
+    chunks = rag_services.retrieve(question, int(get_config()["rag"]["top_k"]))
+    if not chunks:
+        return
+    turn.sources = [{key: chunk.get(key) for key in ("path", "start_line", "end_line", "symbol")}
+                    for chunk in chunks]
+    context = {"role": Role.SYSTEM.value, "content": f"{CITE_INSTRUCTION}\n\n{rag_services.context_text(chunks)}"}
+    turn.llm_messages = [*turn.llm_messages[:-1], context, {"role": Role.USER.value, "content": question}]
+
+
 # --- storage (sync; called through sync_to_async) ------------------------------
 # Reads happen outside the write transactions: on SQLite a transaction that reads
 # first and then writes fails at once ("database is locked") when another writer
@@ -100,6 +133,7 @@ def prepare_turn_sync(message: str, history: list[dict[str, str]] | None = None,
         turn = Turn(conversation.id, message, [])
         context_history = selectors.stored_history(conversation, budget)
     turn.llm_messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
+    add_codebase_context(turn)
     return turn
 
 
@@ -143,8 +177,8 @@ def finish_turn_sync(conversation_id: uuid.UUID, answer: Answer) -> Message | No
 
 async def prepare_turn(message: str, history: list[dict[str, str]] | None = None,
                        conversation_id: uuid.UUID | None = None) -> Turn:
-    if conversation_id is None:  # nothing to read: skip the hop to the database thread
-        return prepare_turn_sync(message, history, None)
+    if conversation_id is None and codebase_question(message) is None:
+        return prepare_turn_sync(message, history, None)  # nothing to read: skip the hop to the database thread
     return await db_async(prepare_turn_sync)(message, history, conversation_id)
 
 
@@ -163,7 +197,7 @@ async def reply(message: str, history: list[dict[str, str]] | None = None,
                     finished=True)
     await finish_turn(turn.conversation_id, answer)
     return {"content": answer.content, "thinking": answer.thinking, "model": answer.model,
-            "conversation_id": str(turn.conversation_id)}
+            "conversation_id": str(turn.conversation_id), "sources": turn.sources}
 
 
 async def turn_events(message: str, history: list[dict[str, str]] | None = None,
@@ -198,7 +232,7 @@ async def turn_events(message: str, history: list[dict[str, str]] | None = None,
                 answer.extend(batch)
                 yield TOKENS, batch
         await save(finished=True)
-        yield "done", {"conversation_id": str(turn.conversation_id), "model": chat.model}
+        yield "done", {"conversation_id": str(turn.conversation_id), "model": chat.model, "sources": turn.sources}
     except LLMError as exc:
         logger.warning("Chat stream for %s failed: %s", turn.conversation_id, exc.detail)
         await save(finished=False)

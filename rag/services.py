@@ -405,6 +405,17 @@ def search(query: str, limit: int | None = None, path: str | None = None, mode: 
     return results
 
 
+def context_text(chunks: list[dict]) -> str:
+    """Chunks as prompt text, each headed by its `path:start-end` so an answer can cite it."""
+    parts = []
+    for chunk in chunks:
+        where = chunk.get("path") or "snippet"
+        if chunk.get("start_line"):
+            where += f":{chunk['start_line']}-{chunk.get('end_line', chunk['start_line'])}"
+        parts.append(f"# {where}\n{(chunk.get('content') or '').strip()}")
+    return "\n\n".join(parts)
+
+
 def retrieve(query: str, top_k: int = 5) -> list[dict]:
     """Top chunks for `query`, best first: [{"path", "start_line", "end_line", "symbol", "content", "score"}].
 

@@ -342,6 +342,30 @@ def test_the_workflow_research_step_receives_indexed_chunks(client, project, oll
     assert "def compute_shipping_cost" in tests_prompt
 
 
+@pytest.mark.django_db(transaction=True)
+def test_codebase_chat_gives_the_model_indexed_chunks_and_lists_them_as_sources(client, project,
+                                                                                 ollama_embeddings):
+    from tests.fakes.llm_server import Turn
+
+    services.index_path(rel(project))
+    ollama_embeddings.script(Turn(content="See shop/shipping.py:4."), Turn(content="Plain answer."))
+    body = {"message": "@codebase how is the shipping cost computed?"}
+    reply = client.post("/chat", json.dumps(body), content_type="application/json").json()
+    shipping = rel(project / "shop" / "shipping.py")
+    assert shipping in [source["path"] for source in reply["sources"]]
+    sent = ollama_embeddings.chat_requests[-1]["messages"]
+    assert sent[-1] == {"role": "user", "content": "how is the shipping cost computed?"}
+    context = sent[-2]
+    assert context["role"] == "system" and "cite" in context["content"]
+    assert f"{shipping}:" in context["content"] and "def compute_shipping_cost" in context["content"]
+    # without the prefix nothing is looked up
+    plain = client.post("/chat", json.dumps({"message": "how is the shipping cost computed?"}),
+                        content_type="application/json").json()
+    assert plain["sources"] == []
+    assert all("def compute_shipping_cost" not in message["content"]
+               for message in ollama_embeddings.chat_requests[-1]["messages"])
+
+
 def test_schema_documents_the_rag_endpoints(client):
     schema = client.get("/api/schema?format=json").json()
     assert {"/rag/index", "/rag/status", "/rag/search"} <= set(schema["paths"])
