@@ -179,3 +179,12 @@ def test_index_and_search_link_to_the_file(ui, server, module_llm):
     link.click()
     check(ui.locator("#file-path")).to_have_text("pkg/maths.py")
     check(ui.locator(f"#file-view .line.target[data-line='{line}']")).to_be_visible()
+
+    # Chat about the indexed code: the answer lists the chunks it drew on, linked to the file.
+    ui.goto(server.url + "/ui/chat")
+    ui.fill("#chat-input", "@codebase where is the factorial computed?")
+    ui.press("#chat-input", "Enter")
+    source = ui.locator(".message.assistant .sources a", has_text="pkg/maths.py")
+    check(source).to_have_text(re.compile(r"pkg/maths\.py:\d+-\d+"))
+    source.click()
+    check(ui.locator("#file-path")).to_have_text("pkg/maths.py")

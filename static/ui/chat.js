@@ -109,6 +109,15 @@
     return view;
   }
 
+  // The code chunks an @codebase answer drew on, each linked to the file at its line.
+  function sourcesView(sources) {
+    return el("details", { class: "sources", open: true }, el("summary", { text: "Sources" }),
+      el("ul", {}, sources.map((source) => el("li", {},
+        el("a", { href: `/ui/files?path=${encodeURIComponent(source.path)}&line=${source.start_line}`,
+          class: "mono", text: `${source.path}:${source.start_line}-${source.end_line}` }),
+        source.symbol ? " " : null, source.symbol ? el("code", { text: source.symbol }) : null))));
+  }
+
   function scrollDown() {
     messages.scrollTop = messages.scrollHeight;
   }
@@ -172,6 +181,7 @@
         } else if (event === "done") {
           header.textContent = "Assistant · " + data.model;
           setConversation(data.conversation_id);
+          if (data.sources && data.sources.length) answerView.append(sourcesView(data.sources));
         } else if (event === "error") {
           if (data.conversation_id) setConversation(data.conversation_id);
           throw new CG.ApiError(data.status, data.detail);
