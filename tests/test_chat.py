@@ -294,7 +294,8 @@ async def test_stream_continues_a_conversation(async_client, chat_llm):
     conversation_id = first[-1][1]["conversation_id"]
     second = await read_stream(async_client, "/chat/stream",
                                query_params={"message": "two", "conversation_id": conversation_id})
-    assert second[-1] == ("done", {"conversation_id": conversation_id, "model": chat_llm.chat_requests[1]["model"]})
+    assert second[-1] == ("done", {"conversation_id": conversation_id, "model": chat_llm.chat_requests[1]["model"],
+                                   "sources": []})
     assert sent_messages(chat_llm) == [("system", SYSTEM), ("user", "one"), ("assistant", "echo: one"),
                                        ("user", "two")]
 
