@@ -72,23 +72,39 @@ def plan_messages(task: str, *, previous_code: str = "", research: str = "") -> 
     return [{"role": "system", "content": PLAN_SYSTEM}, {"role": "user", "content": user}]
 
 
-def tests_messages(task: str, plan: str, *, previous_code: str = "", research: str = "") -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Plan", plan),
+def _contract_section(signature: str, imports: list[str]) -> list[str]:
+    if not signature:
+        return []
+    lines = [f"The function is `{signature}`: keep this name and these parameters."]
+    if imports:
+        lines.append("Keep these imports: " + "; ".join(imports))
+    return [" ".join(lines)]
+
+
+def tests_messages(task: str, plan: str, *, signature: str = "", previous_code: str = "",
+                   research: str = "") -> list[dict]:
+    user = "\n\n".join([_section("Task", task), _section("Plan", plan), *_contract_section(signature, []),
                         *_context_sections(previous_code, research),
                         "Write the pytest tests now, as one ```python block."])
     return [{"role": "system", "content": TESTS_SYSTEM}, {"role": "user", "content": user}]
 
 
-def code_messages(task: str, plan: str, tests: str, *, previous_code: str = "", research: str = "") -> list[dict]:
+def code_messages(task: str, plan: str, tests: str, *, signature: str = "", imports: list[str] | None = None,
+                  previous_code: str = "", research: str = "") -> list[dict]:
     user = "\n\n".join([_section("Task", task), _section("Plan", plan),
                         _section("Tests the code must pass", tests, fence=True),
+                        *_contract_section(signature, imports or []),
                         *_context_sections(previous_code, research),
                         "Write the implementation now, as one ```python block."])
     return [{"role": "system", "content": CODE_SYSTEM}, {"role": "user", "content": user}]
 
 
-def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int) -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Tests", tests, fence=True),
+def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int, signature: str = "",
+                    imports: list[str] | None = None) -> list[dict]:
+    """`tests` are the failing tests only and `failure` the shortest useful output: a small
+    model loses the point in a long prompt."""
+    user = "\n\n".join([_section("Task", task), *_contract_section(signature, imports or []),
+                        _section("Failing tests", tests, fence=True),
                         _section(f"Current code (attempt {attempt - 1})", code, fence=True),
                         _section("Test run output", failure),
                         "Return the corrected complete code as one ```python block."])
@@ -154,7 +170,7 @@ def extract_code(reply: str) -> str:
     return _drop_cut_off_tail("\n".join(lines).strip("\n") + "\n")
 
 
-def _module_available(name: str) -> bool:
+def module_available(name: str) -> bool:
     root = name.split(".")[0]
     if root in sys.stdlib_module_names or root in ("pytest", "solution", "impl"):
         return True
@@ -179,7 +195,7 @@ def normalize_test_imports(tests: str, code: str) -> str:
     for node in tree.body:
         if not isinstance(node, ast.ImportFrom) or node.level or not node.module or node.lineno != node.end_lineno:
             continue
-        if _module_available(node.module):
+        if module_available(node.module):
             continue
         names = [alias.name for alias in node.names]
         if names != ["*"] and not set(names) <= defined:
