@@ -287,12 +287,14 @@ def example_calls(task: str, contract: Contract) -> list[str]:
     return calls[:_MAX_EXAMPLES]
 
 
-def _comparison(call: str, expected: str) -> str:
+def _comparison(call: str, expected: str) -> list[str]:
     try:
         value = _literal(expected)
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
-        # doctest compares the repr; so does this test
-        return f"assert repr({call}) == {expected!r}"
+        # not a value: compare what doctest compares, the printed output and the repr
+        return [f"result = {call}",
+                "shown = capsys.readouterr().out + ('' if result is None else repr(result))",
+                f"assert shown.strip() == {expected!r}"]
 
     def has_float(item) -> bool:
         if isinstance(item, float):
@@ -304,8 +306,8 @@ def _comparison(call: str, expected: str) -> str:
         return False
 
     if has_float(value):
-        return f"assert {call} == pytest.approx({expected})"
-    return f"assert {call} == {expected}"
+        return [f"assert {call} == pytest.approx({expected})"]
+    return [f"assert {call} == {expected}"]
 
 
 def _example_body(example: Example) -> list[str]:
@@ -317,7 +319,7 @@ def _example_body(example: Example) -> list[str]:
     elif example.printed:
         body += [example.call, f"assert capsys.readouterr().out.strip() == {example.expected!r}"]
     else:
-        body.append(_comparison(example.call, example.expected))
+        body += _comparison(example.call, example.expected)
     return body
 
 
@@ -325,8 +327,9 @@ def example_tests(task: str, contract: Contract) -> list[TestCase]:
     """Tests from the task's own examples and asserts, each its own test function."""
     cases = []
     for index, example in enumerate(find_examples(task, contract), start=1):
-        args = "capsys" if example.printed else ""
-        body = "\n".join("    " + line for statement in _example_body(example) for line in statement.split("\n"))
+        statements = _example_body(example)
+        body = "\n".join("    " + line for statement in statements for line in statement.split("\n"))
+        args = "capsys" if "capsys" in body else ""
         cases.append(TestCase(f"test_task_example_{index}", f"def test_task_example_{index}({args}):\n{body}\n",
                               TASK))
     for index, statement in enumerate(_user_asserts(task, contract.names or {contract.name}), start=1):
