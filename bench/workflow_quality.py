@@ -221,7 +221,8 @@ async def check(tasks: list[dict]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llm", choices=("scripted", "embedded"), default="scripted")
-    parser.add_argument("--limit", type=int, default=0, help="run the first N tasks")
+    parser.add_argument("--limit", type=int, default=0, help="run the first N tasks (after --offset)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N tasks")
     parser.add_argument("--tasks", default="", help="comma-separated task names")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a [workflow] setting for this run, e.g. candidates=5")
@@ -234,6 +235,7 @@ def main() -> int:
         tasks = [task for task in tasks if task["name"] in wanted]
     elif args.llm == "scripted" and not args.check:
         tasks = [task for task in tasks if task.get("scripted_programs")]
+    tasks = tasks[args.offset:]
     if args.limit:
         tasks = tasks[: args.limit]
 

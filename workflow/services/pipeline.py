@@ -178,6 +178,8 @@ class Workflow:
                     yield f"{event}_thinking", {"content": delta.text, **(extra or {})}
                 if not state.in_time():
                     break
+                if stage in ("tests", "code") and prompts.fenced_block_closed(out.text):
+                    break  # only the block is used; the prose models add after it costs time
         out.model = chat.model
         state.models[model_key or stage] = chat.model
         state.add_time(timing or stage, started)

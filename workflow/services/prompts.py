@@ -147,6 +147,18 @@ def _drop_cut_off_tail(code: str) -> str:
     return code
 
 
+def fenced_block_closed(text: str) -> bool:
+    """A reply has opened and closed a ``` block with code in it."""
+    opening = text.find("```")
+    body_start = text.find("\n", opening) if opening >= 0 else -1
+    if body_start < 0:
+        return False
+    closing = text.find("\n```", body_start)
+    if closing < 0:
+        closing = text.find("```", body_start)  # closed right after the code: "x = 1```"
+    return closing >= 0 and bool(text[body_start:closing].strip())
+
+
 def extract_code(reply: str) -> str:
     """The Python code in a model reply (fenced or not), without surrounding prose."""
     text = (reply or "").replace("\r\n", "\n")
