@@ -264,3 +264,16 @@ def test_the_time_limit_ends_the_run_with_a_verdict(client, ollama, set_config):
     assert 1 <= body["attempts"] < 10
     run = WorkflowRun.objects.get()
     assert run.status == "failed" and run.finished_at is not None
+
+
+def test_a_run_out_of_time_before_any_code_still_ends_with_a_verdict(client, ollama, set_config):
+    def responder(request):
+        if stage_of(request) == "plan":
+            return Turn(content=[f"Step {i}.\n" for i in range(40)], chunk_delay=0.1)
+        return Script([RIGHT])(request)
+
+    body = workflow(client, ollama, set_config, responder, time_limit=1)
+    assert [stage_of(r) for r in ollama.chat_requests] == ["plan"]  # cut short, nothing after it
+    assert body["verdict"] == "out_of_time" and body["code"] == "" and body["validation_passed"] is False
+    assert set(origins(body).values()) == {"task"}  # the task's examples still make its tests
+    assert WorkflowRun.objects.get().status == "failed"

@@ -281,16 +281,19 @@ class Workflow:
         messages = prompts.code_messages(self.task, state.run.plan, state.run.tests,
                                          signature=self.contract.signature, imports=self.contract.imports,
                                          previous_code=previous_code, research=research)
+        if not state.in_time():
+            state.scored.append(Scored(0, 1, "", "The time limit ended the run before any code was written.",
+                                       "out of time"))
+            return
         replies = [_Generated() for _ in range(count)]
         streams = [self._stage(state, "code", messages, reply, temperature=temperature,
                                extra={"attempt": 1, "candidate": index + 1})
-                   for index, reply in enumerate(replies) if state.in_time()]
-        async with aclosing(streams[0] if len(streams) == 1 else _merge(streams)) as events:
+                   for index, reply in enumerate(replies)]
+        async with aclosing(streams[0] if count == 1 else _merge(streams)) as events:
             async for event in events:
                 yield event
-        state.candidates = len(streams)
-        codes = [programs.keep_contract(prompts.extract_code(reply.text), self.contract)
-                 for reply in replies[:len(streams)]]
+        state.candidates = count
+        codes = [programs.keep_contract(prompts.extract_code(reply.text), self.contract) for reply in replies]
         scored = await asyncio.gather(*[self._validate(state, code, index + 1, 1) for index, code in enumerate(codes)])
         state.scored.extend(scored)
         state.suspects = programs.suspect_tests(state.scored, state.tests)
