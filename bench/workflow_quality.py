@@ -145,20 +145,26 @@ async def full_workflow(task: dict) -> dict:
             "candidates": payload.get("candidates", 0), "own_verdict_passed": payload["validation_passed"]}
 
 
-async def compare(tasks: list[dict]) -> list[dict]:
-    rows = []
+async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float) -> None:
+    """Fills `rows` as tasks finish, so an interrupted run still reports what it measured."""
+    stop_at = time.monotonic() + budget_seconds if budget_seconds else float("inf")
     for task in tasks:
+        if time.monotonic() >= stop_at:
+            print(f"  (bench budget used: {len(tasks) - len(rows)} task(s) not started)")
+            break
         single = await single_shot(task)
         flow = await full_workflow(task)
         rows.append({"name": task["name"], "single": single, "workflow": flow})
         print(f"  {task['name']:<26} single {'PASS' if single['passed'] else 'fail'} {single['seconds']:6.1f} s | "
               f"workflow {'PASS' if flow['passed'] else 'fail'} {flow['seconds']:6.1f} s  verdict={flow['verdict']:<11} "
               f"attempts={flow['attempts']} candidates={flow['candidates']}", flush=True)
-    return rows
 
 
 def report(rows: list[dict], label: str, settings: dict) -> None:
     count = len(rows)
+    if not count:
+        print("no task finished")
+        return
     single_passes = sum(row["single"]["passed"] for row in rows)
     flow_passes = sum(row["workflow"]["passed"] for row in rows)
     single_seconds = [row["single"]["seconds"] for row in rows]
@@ -223,9 +229,11 @@ def main() -> int:
     parser.add_argument("--llm", choices=("scripted", "embedded"), default="scripted")
     parser.add_argument("--limit", type=int, default=0, help="run the first N tasks (after --offset)")
     parser.add_argument("--offset", type=int, default=0, help="skip the first N tasks")
+    parser.add_argument("--stride", type=int, default=1, help="every K-th task: a spread-out subset")
     parser.add_argument("--tasks", default="", help="comma-separated task names")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a [workflow] setting for this run, e.g. candidates=5")
+    parser.add_argument("--budget", type=float, default=0, help="minutes; no task starts after them")
     parser.add_argument("--check", action="store_true", help="check the task set and exit")
     args = parser.parse_args()
 
@@ -235,7 +243,7 @@ def main() -> int:
         tasks = [task for task in tasks if task["name"] in wanted]
     elif args.llm == "scripted" and not args.check:
         tasks = [task for task in tasks if task.get("scripted_programs")]
-    tasks = tasks[args.offset:]
+    tasks = tasks[args.offset::args.stride]
     if args.limit:
         tasks = tasks[: args.limit]
 
@@ -258,8 +266,11 @@ def main() -> int:
         settings = configure(overrides)["workflow"]
         label = "scripted LLM (deterministic)" if server else "bundled model (SmolLM2-135M via llama.cpp)"
         print(f"{label}: {len(tasks)} tasks")
+        rows: list[dict] = []
         try:
-            rows = asyncio.run(compare(tasks))
+            asyncio.run(compare(tasks, rows, args.budget * 60))
+        except KeyboardInterrupt:
+            print(f"  (interrupted: {len(tasks) - len(rows)} task(s) not finished)")
         finally:
             if server:
                 server.stop()
