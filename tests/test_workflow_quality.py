@@ -277,3 +277,20 @@ def test_a_run_out_of_time_before_any_code_still_ends_with_a_verdict(client, oll
     assert body["verdict"] == "out_of_time" and body["code"] == "" and body["validation_passed"] is False
     assert set(origins(body).values()) == {"task"}  # the task's examples still make its tests
     assert WorkflowRun.objects.get().status == "failed"
+
+
+def test_a_small_model_budget_skips_the_plan_and_model_tests_when_the_task_has_examples(client, ollama,
+                                                                                         set_config):
+    body = workflow(client, ollama, set_config, Script([SORTED, RIGHT]), plan=False,
+                    model_tests="without_examples")
+    assert [stage_of(r) for r in ollama.chat_requests] == ["code", "repair"]
+    assert body["plan"] == "" and set(origins(body).values()) == {"task"}
+    assert body["verdict"] == "passed"
+    assert "Plan:" not in user_prompt(ollama.chat_requests[0])
+
+
+def test_without_examples_the_model_still_writes_tests(client, ollama, set_config):
+    task = "Write a function running_max(values) returning the running maximum of a list of ints."
+    body = workflow(client, ollama, set_config, Script([RIGHT]), task=task, model_tests="without_examples")
+    assert [stage_of(r) for r in ollama.chat_requests] == ["plan", "tests", "code"]
+    assert set(origins(body).values()) == {"llm"} and body["verdict"] == "passed"

@@ -243,6 +243,8 @@ class Workflow:
         targets = set(self.contract.names)
         model_tests = Suite([], [])
         rounds = 1 + max(0, int(self.settings["tests_retries"]))
+        if task_cases and self.settings["model_tests"] == "without_examples":
+            rounds = 0
         for round_number in range(1, rounds + 1):
             if not state.in_time():
                 break
@@ -340,12 +342,14 @@ class Workflow:
 
     async def _pipeline(self, state: _State, previous_code: str) -> AsyncIterator[Event]:
         run = state.run
-        plan = _Generated()
-        async with aclosing(self._stage(state, "plan", prompts.plan_messages(self.task, previous_code=previous_code),
-                                        plan)) as events:
-            async for event in events:
-                yield event
-        run.plan = plan.text.strip()
+        if self.settings["plan"]:
+            plan = _Generated()
+            async with aclosing(self._stage(state, "plan", prompts.plan_messages(self.task,
+                                                                                  previous_code=previous_code),
+                                            plan)) as events:
+                async for event in events:
+                    yield event
+            run.plan = plan.text.strip()
 
         started = time.monotonic()
         research = await self._research() if state.in_time() else ""

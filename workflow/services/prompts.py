@@ -81,9 +81,13 @@ def _contract_section(signature: str, imports: list[str]) -> list[str]:
     return [" ".join(lines)]
 
 
+def _plan_section(plan: str) -> list[str]:
+    return [_section("Plan", plan)] if plan.strip() else []
+
+
 def tests_messages(task: str, plan: str, *, signature: str = "", previous_code: str = "",
                    research: str = "") -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Plan", plan), *_contract_section(signature, []),
+    user = "\n\n".join([_section("Task", task), *_plan_section(plan), *_contract_section(signature, []),
                         *_context_sections(previous_code, research),
                         "Write the pytest tests now, as one ```python block."])
     return [{"role": "system", "content": TESTS_SYSTEM}, {"role": "user", "content": user}]
@@ -91,7 +95,7 @@ def tests_messages(task: str, plan: str, *, signature: str = "", previous_code: 
 
 def code_messages(task: str, plan: str, tests: str, *, signature: str = "", imports: list[str] | None = None,
                   previous_code: str = "", research: str = "") -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Plan", plan),
+    user = "\n\n".join([_section("Task", task), *_plan_section(plan),
                         _section("Tests the code must pass", tests, fence=True),
                         *_contract_section(signature, imports or []),
                         *_context_sections(previous_code, research),
