@@ -276,10 +276,11 @@ class Workflow:
         yield "tests", {"content": "", "tests": [case.describe() for case in cases], "dropped": state.dropped_tests}
 
     async def _write_code(self, state: _State, previous_code: str, research: str) -> AsyncIterator[Event]:
-        """The first attempt: `candidates` programs (sampled with some temperature when more than
-        one, generated concurrently), each kept to the contract and validated."""
+        """The first attempt: `candidates` programs (generated concurrently), each kept to the
+        contract and validated."""
         count = max(1, int(self.settings["candidates"]))
-        temperature = float(self.settings["candidate_temperature"]) if count > 1 else None
+        # The first candidate is the model's most likely program (llm.temperature); the others explore.
+        temperatures = [None] + [float(self.settings["candidate_temperature"])] * (count - 1)
         messages = prompts.code_messages(self.task, state.run.plan, state.run.tests,
                                          signature=self.contract.signature, imports=self.contract.imports,
                                          previous_code=previous_code, research=research)
@@ -288,7 +289,7 @@ class Workflow:
                                        "out of time"))
             return
         replies = [_Generated() for _ in range(count)]
-        streams = [self._stage(state, "code", messages, reply, temperature=temperature,
+        streams = [self._stage(state, "code", messages, reply, temperature=temperatures[index],
                                extra={"attempt": 1, "candidate": index + 1})
                    for index, reply in enumerate(replies)]
         async with aclosing(streams[0] if count == 1 else _merge(streams)) as events:
