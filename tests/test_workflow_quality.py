@@ -295,3 +295,24 @@ def test_without_examples_the_model_still_writes_tests(client, ollama, set_confi
     body = workflow(client, ollama, set_config, Script([RIGHT]), task=task, model_tests="without_examples")
     assert [stage_of(r) for r in ollama.chat_requests] == ["plan", "tests", "code"]
     assert set(origins(body).values()) == {"llm"} and body["verdict"] == "passed"
+
+
+def test_probes_vary_the_example_inputs_and_agreement_counts_equal_behaviour():
+    probes = programs.probe_calls(["double(2)", "join('ab', [1])"])
+    assert probes[:2] == ["double(2)", "join('ab', [1])"]
+    assert {"double(0)", "double(-2)", "join('', [1])", "join('ba', [1])", "join('ab', [])"} <= set(probes)
+    assert programs.agreement([["4", "0", "error:X"], ["4", "1", "error:X"], ["4", "1", "2"], None]) == [2, 3, 3, 0]
+
+
+def test_candidates_the_tests_cannot_tell_apart_are_ranked_by_agreement(client, ollama, set_config):
+    # n * n passes the task's only example (2 -> 4) but disagrees with the two others elsewhere
+    square = "```python\ndef double(n):\n    return n * n\n```"
+    twice = "```python\ndef double(n):\n    return n * 2\n```"
+    plus = "```python\ndef double(n):\n    return n + n\n```"
+    task = "Write a function double(n) that doubles a number: double(2) == 4."
+    set_config({"workflow": {"candidates": 3}})
+    ollama.responder = Script([square, twice, plus], tests=["no tests"])
+    body = post_workflow(client, {"task": task}).json()
+    assert body["verdict"] == "passed" and "n * n" not in body["code"]
+    scores = WorkflowRun.objects.get().report["scores"]
+    assert sorted(score["agreement"] for score in scores) == [4, 7, 7]  # 5 probes; n * n agrees on 2 and 0

@@ -110,6 +110,9 @@ class Scored:
     output: str
     error: str | None
     passed: dict[str, bool] = field(default_factory=dict)
+    # how many (probe, other candidate) pairs behave the same as this one: breaks ties between
+    # candidates the tests cannot tell apart
+    agreement: int = 0
 
     def count(self, suite: Suite, origin: str | None = None, among: set[str] | None = None) -> int:
         names = suite.names(origin)
@@ -125,7 +128,83 @@ class Scored:
 
 def best(scored: list[Scored], suite: Suite, counted: set[str]) -> Scored:
     # max keeps the first of equals: the earlier candidate or attempt
-    return max(scored, key=lambda item: item.rank(suite, counted))
+    return max(scored, key=lambda item: (*item.rank(suite, counted), item.agreement))
+
+
+# ---------------------------------------------------------------- agreement between candidates
+
+PROBE_MARK = "@@workflow-probes@@"
+_MAX_PROBES = 16
+
+
+def _variants(value) -> list:
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [0, 1, -value, value + 7]
+    if isinstance(value, float):
+        return [0.0, -value, value * 2]
+    if isinstance(value, str):
+        return ["", value[::-1], value.upper(), value + value[:1]]
+    if isinstance(value, (list, tuple)):
+        return [type(value)(), value[::-1], value[:1], value + value[:1]]
+    if isinstance(value, dict):
+        return [{}]
+    return []
+
+
+def probe_calls(calls: list[str]) -> list[str]:
+    """The task's example calls and variations of their literal arguments (empty, reversed,
+    negated, ...): inputs on which candidates that pass the same tests can still differ."""
+    probes = list(calls)
+    for call in calls:
+        try:
+            node = ast.parse(call, mode="eval").body
+            values = [ast.literal_eval(arg) for arg in node.args]
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, AttributeError):
+            continue
+        for index, value in enumerate(values):
+            for variant in _variants(value):
+                args = [repr(v) for v in values]
+                args[index] = repr(variant)
+                probe = f"{ast.unparse(node.func)}({', '.join(args)})"
+                if probe not in probes:
+                    probes.append(probe)
+    return probes[:_MAX_PROBES]
+
+
+def probe_program(code: str, probes: list[str]) -> str:
+    """The code followed by a harness printing each probe's repr (or its exception's name)."""
+    return (f"{code.rstrip()}\n\n\ndef _workflow_probe():\n    import json\n    seen = []\n"
+            f"    for call in {probes!r}:\n        try:\n            seen.append(repr(eval(call)))\n"
+            f"        except BaseException as exc:\n            seen.append('error:' + type(exc).__name__)\n"
+            f"    print({PROBE_MARK!r} + json.dumps(seen))\n\n\n_workflow_probe()\n")
+
+
+def read_probes(output: str) -> list[str] | None:
+    import json
+
+    for line in reversed((output or "").split("\n")):
+        if line.startswith(PROBE_MARK):
+            try:
+                return json.loads(line[len(PROBE_MARK):])
+            except ValueError:
+                return None
+    return None
+
+
+def agreement(behaviours: list[list[str] | None]) -> list[int]:
+    """For each candidate: on how many probes, summed over the other candidates, it returned the
+    same value (errors never count as agreeing)."""
+    scores = []
+    for index, mine in enumerate(behaviours):
+        score = 0
+        for other_index, other in enumerate(behaviours):
+            if other_index == index or mine is None or other is None:
+                continue
+            score += sum(a == b and not a.startswith("error:") for a, b in zip(mine, other, strict=True))
+        scores.append(score)
+    return scores
 
 
 def suspect_tests(scored: list[Scored], suite: Suite) -> list[str]:

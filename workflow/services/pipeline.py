@@ -298,10 +298,27 @@ class Workflow:
         state.candidates = count
         codes = [programs.keep_contract(prompts.extract_code(reply.text), self.contract) for reply in replies]
         scored = await asyncio.gather(*[self._validate(state, code, index + 1, 1) for index, code in enumerate(codes)])
+        if count > 1:
+            await self._agreement(state, scored)
         state.scored.extend(scored)
         state.suspects = programs.suspect_tests(state.scored, state.tests)
         for item in scored:
             yield self._validation_event(state, item)
+
+    async def _agreement(self, state: _State, scored: list[Scored]) -> None:
+        """Run every candidate on variations of the task's example inputs; the majority's
+        behaviour breaks ties between candidates that pass the same tests."""
+        probes = programs.probe_calls(examples.example_calls(self.task, self.contract))
+        if not probes or not state.in_time():
+            return
+        timeout = min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+        started = time.monotonic()
+        results = await asyncio.gather(*[arun_python(programs.probe_program(item.code, probes), timeout=timeout)
+                                         for item in scored])
+        state.add_time("agreement", started)
+        behaviours = [programs.read_probes(result.output) for result in results]
+        for item, score in zip(scored, programs.agreement(behaviours), strict=True):
+            item.agreement = score
 
     async def _repair(self, state: _State) -> AsyncIterator[Event]:
         """Repair the best program so far while counted tests fail and the budget lasts."""
@@ -391,7 +408,8 @@ class Workflow:
                       "dropped_tests": state.dropped_tests,
                       "scores": [{"candidate": item.candidate, "attempt": item.attempt,
                                   "task_tests_passed": item.count(tests, suite.TASK),
-                                  "tests_passed": item.count(tests)} for item in state.scored]}
+                                  "tests_passed": item.count(tests), "agreement": item.agreement}
+                                 for item in state.scored]}
 
     # ------------------------------------------------------------------ entry point
     async def events(self) -> AsyncIterator[Event]:
