@@ -101,7 +101,7 @@ class ScriptedModel:
             return Turn(content="1. Implement the function as the task says.")
         if system == prompts.TESTS_SYSTEM:
             return Turn(content="The tests should check the examples from the task.")
-        phase = "workflow" if system else "single"
+        phase = "single" if system in ("", prompts.DIRECT_SYSTEM) else "workflow"
         with self.lock:
             index = self.served.get((name, phase), 0)
             self.served[(name, phase)] = index + 1

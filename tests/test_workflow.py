@@ -31,7 +31,7 @@ HALF = ("Fixed the negative case:\n```python\ndef factorial(n):\n    if n < 0:\n
 RIGHT = ("```python\ndef factorial(n):\n    if n < 0:\n        raise ValueError('n must be >= 0')\n    result = 1\n"
          "    for i in range(2, n + 1):\n        result *= i\n    return result\n```\nThis handles n = 0 as well.")
 STAGES = {prompts.PLAN_SYSTEM: "plan", prompts.TESTS_SYSTEM: "tests", prompts.CODE_SYSTEM: "code",
-          prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
+          prompts.DIRECT_SYSTEM: "code", prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
 
 
 def stage_of(request: dict) -> str:

@@ -210,8 +210,11 @@ def test_of_three_candidates_the_one_passing_is_chosen(client, ollama, set_confi
     assert "return out" in done["code"]
     assert WorkflowRun.objects.get().report["chosen_candidate"] == passing[0]
     code_requests = [r for r in ollama.chat_requests if stage_of(r) == "code"]
-    # the model's most likely program and two samples
+    # the task as written at the model's usual temperature, and two samples that see the tests
     assert sorted(r["options"]["temperature"] for r in code_requests) == [0.2, 0.8, 0.8]
+    direct = [r for r in code_requests if r["options"]["temperature"] == 0.2][0]
+    assert "Tests the code must pass" not in user_prompt(direct)
+    assert all("Tests the code must pass" in user_prompt(r) for r in code_requests if r is not direct)
     assert "repair" not in [name for name, _ in events]
     # the code chunks of each candidate are told apart
     assert {data["candidate"] for name, data in events if name == "code"} == {1, 2, 3}

@@ -288,8 +288,12 @@ class Workflow:
             state.scored.append(Scored(0, 1, "", "The time limit ended the run before any code was written.",
                                        "out of time"))
             return
+        # With several candidates the first answers the task as written (what asking once gives);
+        # the others see the tests.
+        direct = prompts.direct_messages(self.task, previous_code=previous_code, research=research)
+        prompts_used = [direct if count > 1 else messages] + [messages] * (count - 1)
         replies = [_Generated() for _ in range(count)]
-        streams = [self._stage(state, "code", messages, reply, temperature=temperatures[index],
+        streams = [self._stage(state, "code", prompts_used[index], reply, temperature=temperatures[index],
                                extra={"attempt": 1, "candidate": index + 1})
                    for index, reply in enumerate(replies)]
         async with aclosing(streams[0] if count == 1 else _merge(streams)) as events:

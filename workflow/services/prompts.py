@@ -31,6 +31,9 @@ CODE_SYSTEM = (
     "Define every function and class the tests use, with exactly the names and signatures the tests call. "
     "Do not include the tests, do not read input(), and keep module level free of side effects."
 )
+# The first of several candidates answers the task as written, without the tests: a small model
+# often does better on the bare task than on a long prompt, and the tests still judge it.
+DIRECT_SYSTEM = "You write Python code for the user's task. Output the complete code in one ```python block."
 REPAIR_SYSTEM = (
     "You fix Python code that fails its pytest tests. You get the task, the tests, the current code and the "
     "failing test output. Change the code, not the tests. "
@@ -101,6 +104,12 @@ def code_messages(task: str, plan: str, tests: str, *, signature: str = "", impo
                         *_context_sections(previous_code, research),
                         "Write the implementation now, as one ```python block."])
     return [{"role": "system", "content": CODE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def direct_messages(task: str, *, previous_code: str = "", research: str = "") -> list[dict]:
+    user = "\n\n".join([task, *_context_sections(previous_code, research),
+                        "Answer with the complete Python code in one ```python block."])
+    return [{"role": "system", "content": DIRECT_SYSTEM}, {"role": "user", "content": user}]
 
 
 def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int, signature: str = "",
