@@ -9,10 +9,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core import config as app_config
+from codegen_site.core import workspace
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import (
     ConfigSavedSerializer,
+    ConfigViewSerializer,
     EditableConfigSerializer,
     ErrorSerializer,
     HealthSerializer,
@@ -43,9 +45,9 @@ class ModelsView(AsyncAPIView):
 class ConfigView(APIView):
     schema = BodyRequiredSchema()
 
-    @extend_schema(responses={200: EditableConfigSerializer}, summary="Editable settings, as in effect")
+    @extend_schema(responses={200: ConfigViewSerializer}, summary="Editable settings, as in effect")
     def get(self, request):
-        return Response(EditableConfigSerializer(app_config.get_config()).data)
+        return Response(ConfigViewSerializer({**app_config.get_config(), "workspace": {"root": workspace.root()}}).data)
 
     @extend_schema(request=EditableConfigSerializer, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
                    summary="Save settings to config/development.toml; they apply to the next request")

@@ -163,3 +163,10 @@ def test_a_development_file_broken_by_hand_keeps_the_settings_in_effect(caplog):
     assert "keeping the settings in effect" in caplog.text
     app_config.development_path().write_text("[rag]\ntop_k = 8\n")
     assert app_config.get_config()["rag"]["top_k"] == 8
+
+
+def test_get_config_shows_the_workspace_root_and_patch_cannot_change_it(client, settings, tmp_path):
+    settings.WORKSPACE_ROOT = tmp_path
+    assert client.get("/config").json()["workspace"] == {"root": str(tmp_path.resolve())}
+    response = client.patch("/config", {"workspace": {"root": "/"}}, content_type="application/json")
+    assert response.status_code == 400

@@ -235,7 +235,8 @@ def test_filesystem_holds_only_what_python_needs():
         "print('top', sorted(os.listdir('/')))\n"
         "print('etc', sorted(os.listdir('/etc')))\n"
         "print('dev', sorted(os.listdir('/dev')))\n"
-        f"for path in ('/home', {str(PROJECT_ROOT)!r}, {str(PROJECT_ROOT / 'manage.py')!r}, '/var/run', '/run',\n"
+        f"print('project', sorted(os.listdir({str(PROJECT_ROOT)!r})) if os.path.isdir({str(PROJECT_ROOT)!r}) else [])\n"
+        f"for path in ('/home', {str(PROJECT_ROOT / 'manage.py')!r}, {str(PROJECT_ROOT / 'config')!r}, '/var/run', '/run',\n"
         "             '/root/.bashrc', '/etc/shadow', '/sys'):\n"
         "    print(path, os.path.exists(path))\n"
         "import ctypes, lzma, bz2, sqlite3, ssl, uuid, pytest\n"  # extension modules and their libraries load
@@ -253,7 +254,9 @@ def test_filesystem_holds_only_what_python_needs():
     assert set(eval(lines["etc"])) == {"passwd", "group", "hosts"}  # noqa: S307 - all generated
     assert set(eval(lines["dev"])) == {"null", "zero", "full", "random", "urandom", "fd", "stdin",  # noqa: S307
                                        "stdout", "stderr", "shm"}
-    for path in ("/home", str(PROJECT_ROOT), str(PROJECT_ROOT / "manage.py"), "/var/run", "/run",
+    # the checkout is not there; a virtualenv inside it is, alone (the interpreter runs from it)
+    assert set(eval(lines["project"])) <= {".venv"}  # noqa: S307
+    for path in ("/home", str(PROJECT_ROOT / "manage.py"), str(PROJECT_ROOT / "config"), "/var/run", "/run",
                  "/root/.bashrc", "/etc/shadow", "/sys"):
         assert lines[path] == "False", path
     assert "pytest ok" in result.output

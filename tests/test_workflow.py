@@ -31,7 +31,7 @@ HALF = ("Fixed the negative case:\n```python\ndef factorial(n):\n    if n < 0:\n
 RIGHT = ("```python\ndef factorial(n):\n    if n < 0:\n        raise ValueError('n must be >= 0')\n    result = 1\n"
          "    for i in range(2, n + 1):\n        result *= i\n    return result\n```\nThis handles n = 0 as well.")
 STAGES = {prompts.PLAN_SYSTEM: "plan", prompts.TESTS_SYSTEM: "tests", prompts.CODE_SYSTEM: "code",
-          prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
+          prompts.DIRECT_SYSTEM: "code", prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
 
 
 def stage_of(request: dict) -> str:
@@ -81,8 +81,15 @@ def read_stream(response) -> str:
     return async_to_sync(collect)().decode()
 
 
+# The reference's fields; the result also says where its tests came from (tests/test_workflow_quality.py).
 PAYLOAD_KEYS = {"session_id", "content", "intent_kind", "plan", "tests", "code", "validation_passed",
                 "validation_output", "attempts"}
+
+
+@pytest.fixture(autouse=True)
+def one_candidate(set_config):
+    """These tests script one program per code request, in order: sample one candidate."""
+    set_config({"workflow": {"candidates": 1}})
 
 
 def test_first_attempt_passes(client, ollama):
@@ -90,7 +97,7 @@ def test_first_attempt_passes(client, ollama):
     response = post_workflow(client, {"task": TASK})
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == PAYLOAD_KEYS
+    assert PAYLOAD_KEYS <= set(body)
     assert body["intent_kind"] == "code"
     assert body["validation_passed"] is True and body["attempts"] == 1
     assert "2 passed" in body["validation_output"]
@@ -156,21 +163,24 @@ def test_made_up_module_imports_in_tests_reach_the_code(client, ollama):
     tests = TESTS_REPLY.replace("import pytest\n", "import pytest\nfrom factorial_module import factorial\n")
     ollama.responder = Model([RIGHT], tests=tests)
     body = post_workflow(client, {"task": TASK}).json()
-    assert "from factorial_module import factorial" in body["tests"]
+    # changed with the test checks: an import of the code under test is dropped (the sandbox provides it)
+    assert "factorial_module" not in body["tests"] and "def test_small_values" in body["tests"]
     assert body["validation_passed"] is True, body["validation_output"]
 
 
-def test_unusable_tests_stop_the_repair_loop(client, ollama):
+def test_unusable_tests_are_asked_for_again_then_a_smoke_test_runs(client, ollama):
+    # changed: unusable tests no longer end the run; with no examples in the task a smoke test is the check
     ollama.responder = Model([WRONG], tests="I cannot write tests for this.")
     body = post_workflow(client, {"task": TASK}).json()
-    assert body["validation_passed"] is False and body["attempts"] == 1
-    assert [stage_of(r) for r in ollama.chat_requests] == ["plan", "tests", "code"]
+    assert [stage_of(r) for r in ollama.chat_requests] == ["plan", "tests", "tests", "code"]
+    assert body["validation_passed"] is False and body["verdict"] == "unverified" and body["attempts"] == 1
+    assert body["test_sources"] == [{"name": "test_smoke", "origin": "smoke"}]
 
 
 def test_no_tests_means_no_pass_verdict(client, ollama):
     ollama.responder = Model([RIGHT], tests="")
     body = post_workflow(client, {"task": TASK}).json()
-    assert body["tests"] == "" and body["code"].startswith("def factorial")
+    assert "def test_smoke" in body["tests"] and body["code"].startswith("def factorial")
     assert body["validation_passed"] is False and body["attempts"] == 1
     assert "No tests were generated" in body["validation_output"] and "the code ran" in body["validation_output"]
 
@@ -211,7 +221,7 @@ def test_stream_event_order_and_done_payload(client, ollama):
                                "validation", "done"]
     by_name = lambda wanted: [data for name, data in events if name == wanted]  # noqa: E731
     done = by_name("done")[0]
-    assert set(done) == PAYLOAD_KEYS
+    assert PAYLOAD_KEYS <= set(done)
     assert "".join(d["content"] for d in by_name("plan")).strip() == done["plan"]
     assert "".join(d["content"] for d in by_name("plan_thinking")) == "Consider edge cases."
     assert prompts.extract_code("".join(d["content"] for d in by_name("tests"))) == done["tests"]

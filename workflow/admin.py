@@ -15,7 +15,7 @@ class WorkflowRunAdmin(admin.ModelAdmin):
     search_fields = ("task", "code", "plan")
     date_hierarchy = "created_at"
     readonly_fields = ("session_id", "task", "intent_kind", "status", "passed", "attempts", "created_at",
-                       "finished_at", "content", "plan", "tests", "code", "output", "error", "models_used",
+                       "finished_at", "content", "plan", "tests", "code", "output", "error", "report", "models_used",
                        "timings_table")
     exclude = ("timings",)
     list_per_page = 50

@@ -27,6 +27,8 @@ class WorkflowRun(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
     error = models.TextField(blank=True, default="")
+    # verdict, where each test came from, dropped and suspect tests, every candidate's score
+    report = models.JSONField(default=dict, blank=True)
     # stage -> model name that answered it
     models_used = models.JSONField(default=dict, blank=True)
     # stage -> seconds (plus "total")

@@ -40,3 +40,10 @@ class WorkflowResponseSerializer(serializers.Serializer):
     validation_passed = serializers.BooleanField()
     validation_output = serializers.CharField(allow_blank=True)
     attempts = serializers.IntegerField(help_text="Validation runs made (1 + repair rounds); 0 without a pipeline")
+    verdict = serializers.ChoiceField(choices=["passed", "failed", "out_of_time", "unverified", ""],
+                                      help_text="How the pipeline ended; empty without a pipeline")
+    test_sources = serializers.ListField(child=serializers.DictField(), help_text="Each test's name and origin: "
+                                         "task (the task's own examples), llm or smoke")
+    suspect_tests = serializers.ListField(child=serializers.CharField(),
+                                          help_text="Model tests every candidate failed: set aside, not chased")
+    candidates = serializers.IntegerField(help_text="Programs sampled for the first attempt")

@@ -240,3 +240,13 @@ class EditableConfigSerializer(SettingsSection):
     workflow = WorkflowSettings()
     rag = RagSettings()
     sandbox = SandboxSettings()
+
+
+class WorkspaceSerializer(serializers.Serializer):
+    root = serializers.CharField(help_text="Every client path resolves inside this folder (CODEGEN_WORKSPACE_ROOT)")
+
+
+class ConfigViewSerializer(EditableConfigSerializer):
+    """GET /config: the editable settings plus the workspace, which the environment sets (read-only)."""
+
+    workspace = WorkspaceSerializer(read_only=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from codegen_site.core.config import get_config
+
 GREETING = "greeting"
 HELP = "help"
 CHAT = "chat"
@@ -92,11 +94,13 @@ def template_answer(intent_kind: str, task: str) -> str:
         return ("Hello! I'm CodeGen AI. Describe a coding task (for example \"Write a function that checks "
                 "whether a string is a palindrome\") and I'll plan it, write pytest tests, write the code "
                 "and check it in a sandbox.")
+    repairs = get_config()["workflow"]["max_repairs"]
     if _russian(task):
         return ("Я работаю по TDD: 1) план, 2) поиск по проиндексированному коду (если есть индекс RAG), "
-                "3) pytest-тесты, 4) код, 5) проверка в песочнице и до N попыток исправления, если тесты "
+                f"3) pytest-тесты, 4) код, 5) проверка в песочнице и до {repairs} попыток исправления, если тесты "
                 "падают. Сформулируйте задачу: «Напиши функцию …». На общие вопросы я отвечаю как чат.")
     return ("I work test-first: 1) a plan, 2) research in the indexed codebase (when a RAG index exists), "
-            "3) pytest tests, 4) the code, 5) a sandbox run of the tests, with repair rounds while they fail. "
+            f"3) pytest tests, 4) the code, 5) a sandbox run of the tests, with up to {repairs} repair rounds while "
+            "they fail. "
             "Ask for code like \"Write a function that ...\"; general programming questions get a chat answer. "
             "Pass the returned session_id with the next task to build on the previous code.")

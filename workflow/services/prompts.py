@@ -31,6 +31,9 @@ CODE_SYSTEM = (
     "Define every function and class the tests use, with exactly the names and signatures the tests call. "
     "Do not include the tests, do not read input(), and keep module level free of side effects."
 )
+# The first of several candidates answers the task as written, without the tests: a small model
+# often does better on the bare task than on a long prompt, and the tests still judge it.
+DIRECT_SYSTEM = "You write Python code for the user's task. Output the complete code in one ```python block."
 REPAIR_SYSTEM = (
     "You fix Python code that fails its pytest tests. You get the task, the tests, the current code and the "
     "failing test output. Change the code, not the tests. "
@@ -72,23 +75,49 @@ def plan_messages(task: str, *, previous_code: str = "", research: str = "") -> 
     return [{"role": "system", "content": PLAN_SYSTEM}, {"role": "user", "content": user}]
 
 
-def tests_messages(task: str, plan: str, *, previous_code: str = "", research: str = "") -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Plan", plan),
+def _contract_section(signature: str, imports: list[str]) -> list[str]:
+    if not signature:
+        return []
+    lines = [f"The function is `{signature}`: keep this name and these parameters."]
+    if imports:
+        lines.append("Keep these imports: " + "; ".join(imports))
+    return [" ".join(lines)]
+
+
+def _plan_section(plan: str) -> list[str]:
+    return [_section("Plan", plan)] if plan.strip() else []
+
+
+def tests_messages(task: str, plan: str, *, signature: str = "", previous_code: str = "",
+                   research: str = "") -> list[dict]:
+    user = "\n\n".join([_section("Task", task), *_plan_section(plan), *_contract_section(signature, []),
                         *_context_sections(previous_code, research),
                         "Write the pytest tests now, as one ```python block."])
     return [{"role": "system", "content": TESTS_SYSTEM}, {"role": "user", "content": user}]
 
 
-def code_messages(task: str, plan: str, tests: str, *, previous_code: str = "", research: str = "") -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Plan", plan),
+def code_messages(task: str, plan: str, tests: str, *, signature: str = "", imports: list[str] | None = None,
+                  previous_code: str = "", research: str = "") -> list[dict]:
+    user = "\n\n".join([_section("Task", task), *_plan_section(plan),
                         _section("Tests the code must pass", tests, fence=True),
+                        *_contract_section(signature, imports or []),
                         *_context_sections(previous_code, research),
                         "Write the implementation now, as one ```python block."])
     return [{"role": "system", "content": CODE_SYSTEM}, {"role": "user", "content": user}]
 
 
-def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int) -> list[dict]:
-    user = "\n\n".join([_section("Task", task), _section("Tests", tests, fence=True),
+def direct_messages(task: str, *, previous_code: str = "", research: str = "") -> list[dict]:
+    user = "\n\n".join([task, *_context_sections(previous_code, research),
+                        "Answer with the complete Python code in one ```python block."])
+    return [{"role": "system", "content": DIRECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int, signature: str = "",
+                    imports: list[str] | None = None) -> list[dict]:
+    """`tests` are the failing tests only and `failure` the shortest useful output: a small
+    model loses the point in a long prompt."""
+    user = "\n\n".join([_section("Task", task), *_contract_section(signature, imports or []),
+                        _section("Failing tests", tests, fence=True),
                         _section(f"Current code (attempt {attempt - 1})", code, fence=True),
                         _section("Test run output", failure),
                         "Return the corrected complete code as one ```python block."])
@@ -131,6 +160,18 @@ def _drop_cut_off_tail(code: str) -> str:
     return code
 
 
+def fenced_block_closed(text: str) -> bool:
+    """A reply has opened and closed a ``` block with code in it."""
+    opening = text.find("```")
+    body_start = text.find("\n", opening) if opening >= 0 else -1
+    if body_start < 0:
+        return False
+    closing = text.find("\n```", body_start)
+    if closing < 0:
+        closing = text.find("```", body_start)  # closed right after the code: "x = 1```"
+    return closing >= 0 and bool(text[body_start:closing].strip())
+
+
 def extract_code(reply: str) -> str:
     """The Python code in a model reply (fenced or not), without surrounding prose."""
     text = (reply or "").replace("\r\n", "\n")
@@ -154,7 +195,7 @@ def extract_code(reply: str) -> str:
     return _drop_cut_off_tail("\n".join(lines).strip("\n") + "\n")
 
 
-def _module_available(name: str) -> bool:
+def module_available(name: str) -> bool:
     root = name.split(".")[0]
     if root in sys.stdlib_module_names or root in ("pytest", "solution", "impl"):
         return True
@@ -179,7 +220,7 @@ def normalize_test_imports(tests: str, code: str) -> str:
     for node in tree.body:
         if not isinstance(node, ast.ImportFrom) or node.level or not node.module or node.lineno != node.end_lineno:
             continue
-        if _module_available(node.module):
+        if module_available(node.module):
             continue
         names = [alias.name for alias in node.names]
         if names != ["*"] and not set(names) <= defined:
