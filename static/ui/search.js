@@ -6,6 +6,7 @@
   const { api, el, escapeHtml, showError, formatTime } = CG;
   const $ = (id) => document.getElementById(id);
   let polling = null;
+  let indexing = false;
 
   function showStatus(status) {
     const parts = [`Index ${status.status}`, `${status.documents} chunks`, `${status.files} files`];
@@ -15,7 +16,8 @@
     $("rag-status").textContent = parts.join(" · ");
     if (status.error) $("rag-status").append(el("span", { class: "error", text: " · " + status.error }));
     const progress = status.progress;
-    if (status.status === "indexing" && progress && progress.files_total) {
+    // A poll answered after the run ended must not put its progress back.
+    if (indexing && status.status === "indexing" && progress && progress.files_total) {
       $("index-progress").hidden = false;
       $("index-progress").max = progress.files_total;
       $("index-progress").value = progress.files_done;
@@ -36,6 +38,7 @@
     $("index-state").textContent = "Indexing…";
     $("index-progress").hidden = false;
     $("index-progress").removeAttribute("value");
+    indexing = true;
     polling = setInterval(refreshStatus, 700);
     try {
       const result = await api("POST", "/rag/index?path=" + encodeURIComponent(path));
@@ -45,6 +48,7 @@
       $("index-state").textContent = "";
       showError($("index-error"), error);
     } finally {
+      indexing = false;
       clearInterval(polling);
       $("index-progress").hidden = true;
       $("index").disabled = false;

@@ -10,8 +10,11 @@
   const errorLine = document.getElementById("settings-error");
   const choices = JSON.parse(document.getElementById("setting-choices").textContent);
   const LABELS = { llm: "LLM", ollama: "Ollama", openai_compatible: "LM Studio (OpenAI-compatible)", models: "Models per task complexity",
-    embeddings: "Embeddings", logging: "Logging", workflow: "Workflow", rag: "Code search", sandbox: "Sandbox limits",
+    embeddings: "Embeddings", logging: "Logging", workspace: "Workspace (read-only)", workflow: "Workflow", rag: "Code search", sandbox: "Sandbox limits",
     defaults: "defaults (any provider)", lm_studio: "lm_studio", embedded: "embedded", ollama_models: "ollama" };
+  // Shown, never sent: the environment sets them.
+  const READ_ONLY = ["workspace"];
+  const readOnly = (name) => READ_ONLY.includes(name.split(".")[0]);
   // Shown first; the rest follow in the server's order.
   const ORDER = ["llm", "ollama", "openai_compatible", "models", "embeddings", "logging"];
   let loaded = {};
@@ -36,7 +39,8 @@
     } else {
       control = el("input", { id, name, type: name.endsWith("api_key") ? "password" : "text", value: value ?? "",
         list: name.startsWith("models.") || name === "embeddings.model" ? "model-names" : null,
-        autocomplete: "off", placeholder: name.endsWith("api_key") ? "unchanged" : null });
+        autocomplete: "off", placeholder: name.endsWith("api_key") ? "unchanged" : null, readonly: readOnly(name),
+        title: readOnly(name) ? "Set by the environment (CODEGEN_WORKSPACE_ROOT); needs a restart" : null });
     }
     control.dataset.kind = typeof value;
     const label = name.split(".").pop().replaceAll("_", " ");
@@ -85,6 +89,7 @@
     const patch = {};
     for (const control of form.querySelectorAll("[name]")) {
       const name = control.name;
+      if (readOnly(name)) continue;
       let value = control.value;
       if (control.dataset.kind === "number") value = value.trim() === "" ? value : Number(value);
       if (name.endsWith("api_key") && value === "") continue;

@@ -68,7 +68,7 @@
     const counts = data.tests_passed !== undefined ? ` · ${data.tests_passed} passed, ${data.tests_failed} failed` : "";
     return el("li", { class: "attempt " + (passed ? "passed" : "failed") },
       el("div", { class: "row" },
-        el("strong", { text: `Attempt ${data.attempt}` }),
+        el("strong", { text: `Attempt ${data.attempt}` + (data.candidate ? ` · candidate ${data.candidate}` : "") }),
         el("span", { class: "badge " + (passed ? "passed" : "failed"), text: passed ? "pass" : "fail" }),
         el("span", { class: "muted small", text: counts.replace(/^ · /, "") })),
       el("details", { open: !passed || undefined },
