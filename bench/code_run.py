@@ -19,16 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # the sandbox reads its [sandbox] config through the project's settings
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings_test")
 
+from figures import percentile  # noqa: E402
+
 from codegen_site import sandbox  # noqa: E402
 from codegen_site.sandbox import run_python  # noqa: E402
 
 CODE = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
 TESTS = "from solution import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(p * (len(xs) - 1)))] * 1000
 
 
 def timed(fn, n: int) -> list[float]:
@@ -79,7 +76,7 @@ def main() -> None:
         plain()
         plain_nonet = timed(plain, n)
 
-    f50, c50 = pct(floor, .5), pct(cold, .5)
+    f50, c50 = percentile(floor, .5) * 1000, percentile(cold, .5) * 1000
     print(f"python {sys.version.split()[0]} ({sys.executable}), isolation={mode}, N={n}")
     print(f"runner start-up (once per server process): {startup * 1000:.0f} ms")
     root_seconds = sandbox.runner._get_zygote().hello.get("root_seconds")
@@ -91,10 +88,10 @@ def main() -> None:
             ("run_python(code)", plain_t), ("run_python(code) no per-run netns", plain_nonet),
             ("run_python(code, tests)", tests_t)]
     for name, xs in rows:
-        p50 = pct(xs, .5)
-        print(f"{name:34}{p50:9.1f}{pct(xs, .9):9.1f}{p50 / f50:9.2f}{p50 / c50:14.2f}")
+        p50 = percentile(xs, .5) * 1000
+        print(f"{name:34}{p50:9.1f}{percentile(xs, .9) * 1000:9.1f}{p50 / f50:9.2f}{p50 / c50:14.2f}")
     print(f"run_python(code, tests) vs cold pytest without autoload: "
-          f"{pct(tests_t, .5) / pct(cold_na, .5):.2f}")
+          f"{percentile(tests_t, .5) / percentile(cold_na, .5):.2f}")
     print(f"mean run_python(code) {statistics.mean(plain_t) * 1000:.1f} ms, "
           f"mean run_python(code, tests) {statistics.mean(tests_t) * 1000:.1f} ms")
 

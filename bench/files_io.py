@@ -18,14 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import percentile  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SIZES = (4 * 1024, 256 * 1024)
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))] * 1000
 
 
 def timed(fn, n: int) -> list[float]:
@@ -118,9 +115,9 @@ def main() -> None:
             reads = [("bare open().read() + decode", timed(bare_read, n)),
                      ("read_file", timed(service_read, n))]
             for group in (rows, reads):
-                base50, base99 = pct(group[0][1], .5), pct(group[0][1], .99)
+                base50, base99 = percentile(group[0][1], .5) * 1000, percentile(group[0][1], .99) * 1000
                 for label, samples in group:
-                    p50, p99 = pct(samples, .5), pct(samples, .99)
+                    p50, p99 = percentile(samples, .5) * 1000, percentile(samples, .99) * 1000
                     print(f"{size // 1024:>5}KB {label:<38} {p50:8.3f} {p99:8.3f} {p50 / base50:11.1f} "
                           f"{p99 / base99:11.1f}")
             mean = statistics.mean

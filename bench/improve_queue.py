@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+from figures import percentile  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -34,11 +36,6 @@ BETTER = "def mean(values):\n    return sum(values) / len(values)\n"
 TESTS = "from {module} import mean\n\n\ndef test_mean():\n    assert mean([1, 2, 3]) == 2\n"
 ISSUE = {"message": "mean() sums by hand", "severity": "low", "issue_type": "refactor"}
 LATENCY_SAMPLES = 10
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p * (len(values) - 1)))]
 
 
 def redis_answers() -> bool:
@@ -160,7 +157,7 @@ def main() -> None:
         latency = result["latencies"]
         print(f"[{broker}] direct {direct_rate:6.2f} tasks/s | queue {queue_rate:6.2f} tasks/s "
               f"(x{queue_rate / direct_rate:.2f} of direct) | "
-              f"add→claim p50 {statistics.median(latency) * 1000:5.0f} ms, p90 {pct(latency, 0.9) * 1000:5.0f} ms "
+              f"add→claim p50 {statistics.median(latency) * 1000:5.0f} ms, p90 {percentile(latency, 0.9) * 1000:5.0f} ms "
               f"(x{statistics.median(latency) / per_task:.2f} of a direct task's {per_task * 1000:.0f} ms)")
 
 

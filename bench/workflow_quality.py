@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from figures import percentile  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TASKS_FILE = ROOT / "bench" / "workflow_tasks.json"
@@ -61,13 +63,6 @@ def parse_value(raw: str):
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 # ---------------------------------------------------------------- the scripted "weak model"

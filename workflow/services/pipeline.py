@@ -154,7 +154,7 @@ class Workflow:
         except Exception:  # research is an optional aid; a broken index must not fail the task
             logger.exception("RAG retrieval failed; continuing without research")
             return ""
-        return prompts.research_context(chunks or [])
+        return rag_services.context_text(chunks or [])
 
     async def _stage(self, state: _State, stage: str, messages: list[dict], out: _Generated, *,
                      event: str | None = None, timing: str | None = None, model_key: str | None = None,

@@ -50,15 +50,6 @@ def _section(title: str, body: str, fence: bool = False) -> str:
     return f"{title}:\n```python\n{body}\n```" if fence else f"{title}:\n{body}"
 
 
-def research_context(chunks: list[dict]) -> str:
-    parts = []
-    for chunk in chunks:
-        where = chunk.get("path") or "snippet"
-        if chunk.get("start_line"):
-            where += f":{chunk['start_line']}-{chunk.get('end_line', chunk['start_line'])}"
-        parts.append(f"# {where}\n{(chunk.get('content') or chunk.get('text') or '').strip()}")
-    return "\n\n".join(parts)
-
 
 def _context_sections(previous_code: str, research: str) -> list[str]:
     sections = []
