@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import ErrorSerializer
 from files_app import services
 from files_app.serializers import (
@@ -71,6 +72,8 @@ class BackupListView(APIView):
 
 
 class RestoreView(APIView):
+    schema = BodyRequiredSchema()  # one of the two RestoreRequest shapes; no body is a 400
+
     @extend_schema(request=RESTORE_REQUEST,
                    responses={200: RestoreResponseSerializer, 409: ErrorSerializer, **PATH_ERRORS},
                    summary="Restore a backup into its file (or into original_path)",

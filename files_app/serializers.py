@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from codegen_site.core.serializers import StrictCharField
+from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
 from files_app.models import PATH_MAX_LENGTH, Backup
 from files_app.services import files_config
 
@@ -32,7 +32,7 @@ class OptionalPathField(PathField):
 class WriteRequestSerializer(serializers.Serializer):
     path = PathField()
     content = StrictCharField(allow_blank=True, trim_whitespace=False)
-    create_backup = serializers.BooleanField(default=True, help_text="Back up the current content first")
+    create_backup = StrictBooleanField(default=True, help_text="Back up the current content first")
 
 
 class WriteResponseSerializer(serializers.Serializer):
@@ -78,7 +78,7 @@ class BackupListSerializer(serializers.Serializer):
 
 
 class RestoreRequestSerializer(serializers.Serializer):
-    backup_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    backup_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
     backup_path = StrictCharField(required=False, allow_blank=True, max_length=1024,
                             help_text=BACKUP_PATH_HELP + " (or absolute); blank counts as not given")
     original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
@@ -90,7 +90,7 @@ class RestoreRequestSerializer(serializers.Serializer):
 
 
 class RestoreByIdSerializer(serializers.Serializer):
-    backup_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    backup_id = StrictIntegerField(min_value=1, max_value=2**63 - 1)
     backup_path = StrictCharField(required=False, max_length=0, allow_blank=True, help_text="Blank or left out")
     original_path = OptionalPathField(help_text="Restore into this file instead of the one backed up")
 

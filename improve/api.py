@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.errors import NotFound
+from codegen_site.core.schema import event_stream
 from codegen_site.core.serializers import ErrorSerializer
 from codegen_site.core.sse import sse_response
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
@@ -117,8 +118,14 @@ class ImproveRunView(AsyncAPIView):
 
     @extend_schema(
         request=ImproveRunRequestSerializer,
-        parameters=[OpenApiParameter("stream", OpenApiTypes.BOOL, description="Stream the run as SSE events")],
-        responses={200: OpenApiResponse(ImproveRunResponseSerializer, description=RUN_DESCRIPTION), **ERRORS},
+        # Any text: true, 1, yes or on (any case) stream; every other value does not.
+        parameters=[OpenApiParameter("stream", OpenApiTypes.STR,
+                                     description="Stream the run as SSE events: true, 1, yes or on (any case); "
+                                                 "any other value: the JSON reply")],
+        responses={(200, "application/json"): OpenApiResponse(ImproveRunResponseSerializer,
+                                                               description=RUN_DESCRIPTION),
+                   (200, "text/event-stream"): event_stream(["step", "validation", "done", "error"], RUN_DESCRIPTION),
+                   **ERRORS},
         summary="Improve one file: propose, prove in the sandbox, retry, write with a backup",
     )
     async def post(self, request):
@@ -188,9 +195,11 @@ class QueueClearView(APIView):
 
 class QueueEventsView(AsyncAPIView):
     streams = True
-    @extend_schema(responses={200: OpenApiResponse(OpenApiTypes.STR, description=(
+
+    @extend_schema(responses={(200, "text/event-stream"): event_stream(["status", "task", "error"], (
         "text/event-stream: `status` (the counts, as GET /improve/queue/status without `tasks`) first and "
-        "after every change, `task` (one task, as GET /improve/queue/task/{id}) for each task that changed."))},
+        "after every change, `task` (one task, as GET /improve/queue/task/{id}) for each task that changed; "
+        "`error` ({detail, status}) if the stream fails."))},
         summary="Live task updates for the UI (server-sent events)")
     async def get(self, request):
         return sse_response(queue.events_sse())

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from codegen_site.core.config import get_config
-from codegen_site.core.serializers import StrictCharField
+from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
 from improve.analysis.review import EFFORTS, ISSUE_TYPES, SEVERITIES
 from improve.analysis.service import analysis_page_size
 from improve.models import AnalysisReport
@@ -12,9 +12,9 @@ from improve.models import AnalysisReport
 class AnalyzeRequestSerializer(serializers.Serializer):
     path = StrictCharField(default=".", max_length=4096,
                            help_text="File or directory, relative to the workspace root")
-    include_linter = serializers.BooleanField(default=True, help_text="Run ruff over the files")
-    use_llm = serializers.BooleanField(default=False, help_text="Also ask the LLM about the most flagged files")
-    maintainability = serializers.BooleanField(
+    include_linter = StrictBooleanField(default=True, help_text="Run ruff over the files")
+    use_llm = StrictBooleanField(default=False, help_text="Also ask the LLM about the most flagged files")
+    maintainability = StrictBooleanField(
         default=False, help_text="Compute radon's maintainability index for the files that have issues")
 
 
@@ -76,6 +76,9 @@ class ReportListQuerySerializer(serializers.Serializer):
 
 
 class ReportIssuesQuerySerializer(serializers.Serializer):
+    """The filters are optional, but one given blank (?type=) is a 400, as the schema's enum says:
+    DRF would read it as not given."""
+
     limit = serializers.IntegerField(min_value=1, max_value=10000, required=False,
                                      help_text="Issues per page (default: improve.report_page_size)")
     offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
@@ -83,6 +86,9 @@ class ReportIssuesQuerySerializer(serializers.Serializer):
     severity = serializers.ChoiceField(choices=SEVERITIES, required=False)
 
     def validate(self, attrs):
+        blank = [name for name in self.fields if self.initial_data.get(name) == ""]
+        if blank:
+            raise serializers.ValidationError({name: ["This field may not be blank."] for name in blank})
         return {**attrs, "limit": attrs.get("limit") or analysis_page_size()}
 
 
@@ -113,18 +119,18 @@ MAX_ISSUE_CHARS = 20_000
 
 
 class ImproveIssueSerializer(serializers.Serializer):
-    message = serializers.CharField(max_length=MAX_ISSUE_CHARS)
+    message = StrictCharField(max_length=MAX_ISSUE_CHARS)
     severity = serializers.ChoiceField(choices=["low", "medium", "high", "critical"], required=False,
                                        default="medium")
-    issue_type = serializers.CharField(max_length=64, required=False, default="general")
-    line = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    issue_type = StrictCharField(max_length=64, required=False, default="general")
+    line = StrictIntegerField(min_value=1, required=False, allow_null=True)
 
 
 class ImproveRunRequestSerializer(serializers.Serializer):
-    file_path = serializers.CharField(max_length=4096)
+    file_path = StrictCharField(max_length=4096)
     issue = ImproveIssueSerializer()
-    auto_write = serializers.BooleanField(required=False, default=True)
-    max_retries = serializers.IntegerField(required=False, min_value=0)
+    auto_write = StrictBooleanField(required=False, default=True)
+    max_retries = StrictIntegerField(required=False, min_value=0)
 
     def validate_max_retries(self, value):
         limit = int(get_config()["improve_run"]["max_retries_limit"])

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,12 +23,7 @@ from rag.serializers import (
 class IndexView(APIView):
     @extend_schema(
         request=None,
-        parameters=[
-            OpenApiParameter("path", OpenApiTypes.STR, required=True,
-                             description="Directory or file inside the workspace"),
-            OpenApiParameter("background", OpenApiTypes.BOOL,
-                             description="Queue the run (202) and follow it in /rag/status"),
-        ],
+        parameters=[IndexQuerySerializer],
         responses={200: IndexResultSerializer, 202: IndexQueuedSerializer, 400: ErrorSerializer,
                    404: ErrorSerializer, 409: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer},
         summary="Index a directory for code search (incremental)",

@@ -1,13 +1,17 @@
 from rest_framework import serializers
 
+from codegen_site.core.serializers import StrictCharField, StrictIntegerField
 from rag.services import MODES
 
 MAX_QUERY_CHARS = 4000
 
 
 class IndexQuerySerializer(serializers.Serializer):
-    path = serializers.CharField(max_length=4096, trim_whitespace=False)
-    background = serializers.BooleanField(required=False, default=False)
+    path = StrictCharField(max_length=4096, trim_whitespace=False,
+                           help_text="Directory or file inside the workspace")
+    # A query string's booleans are text (true/false): DRF's BooleanField, not StrictBooleanField.
+    background = serializers.BooleanField(required=False, default=False,
+                                          help_text="Queue the run (202) and follow it in /rag/status")
 
 
 class IndexResultSerializer(serializers.Serializer):
@@ -46,15 +50,10 @@ class StatusSerializer(serializers.Serializer):
 
 
 class SearchRequestSerializer(serializers.Serializer):
-    query = serializers.CharField(max_length=MAX_QUERY_CHARS)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    path = serializers.CharField(required=False, allow_blank=True, max_length=4096)
+    query = StrictCharField(max_length=MAX_QUERY_CHARS)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=100)
+    path = StrictCharField(required=False, allow_blank=True, max_length=4096)
     mode = serializers.ChoiceField(choices=list(MODES), required=False, default="hybrid")
-
-    def validate_limit(self, value):
-        if isinstance(self.initial_data.get("limit"), bool):
-            raise serializers.ValidationError("A whole number is required.")
-        return value
 
 
 class SearchHitSerializer(serializers.Serializer):

@@ -1,7 +1,9 @@
 """Serializers and fields shared by every app, and what the schema says of them."""
 
+import re
+
 from django.core.validators import RegexValidator
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
@@ -27,6 +29,8 @@ class StrictCharField(serializers.CharField):
     schema says so (minLength 1 and a pattern) instead of a client finding out."""
 
     default_error_messages = {"invalid": "A string is required."}
+    # A subclass that checks a narrower pattern names it here, for the schema.
+    schema_pattern: str | None = None
 
     def __init__(self, **kwargs):
         if not kwargs.get("allow_blank", False):
@@ -48,7 +52,8 @@ class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema, direction):
         schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
-        schema["pattern"] = TEXT_PATTERN if self.target.allow_blank else NON_BLANK_TEXT_PATTERN
+        schema["pattern"] = (self.target.schema_pattern
+                             or (TEXT_PATTERN if self.target.allow_blank else NON_BLANK_TEXT_PATTERN))
         return schema
 
 
@@ -86,6 +91,18 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean only: not 0, 1, "true" or "yes", which DRF's BooleanField accepts.
+    For JSON bodies; a query string's booleans are text, so query fields keep DRF's."""
+
+    default_error_messages = {"invalid": "A boolean (true or false) is required."}
+
+    def to_internal_value(self, data):
+        if type(data) is not bool:
+            self.fail("invalid")
+        return data
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField()
     service = serializers.CharField()
@@ -106,12 +123,42 @@ class ErrorSerializer(serializers.Serializer):
 # Every field is optional (a PATCH names only what it changes) and takes only its
 # own JSON type (the Strict* fields above).
 
+# An HttpURLField: http:// or https://, then a host (not "/" or blank). The server
+# checks this very pattern (linear: no nested repeats) and the schema documents it.
+HTTP_URL_PATTERN = r"^https?://[^/\s\u0000][^\u0000]*$"
+HTTP_URL = re.compile(HTTP_URL_PATTERN)
+
+
 class HttpURLField(StrictCharField):
+    """An http:// or https:// URL with a host; trailing slashes are dropped. Taken as
+    given (no trimming), so that what the pattern accepts is what is stored."""
+
+    schema_pattern = HTTP_URL_PATTERN
+
+    def __init__(self, **kwargs):
+        super().__init__(**{"trim_whitespace": False, **kwargs})
+
     def to_internal_value(self, data):
         url = super().to_internal_value(data)
-        if not url.startswith(("http://", "https://")):
-            raise serializers.ValidationError("Must start with http:// or https://.")
+        if not HTTP_URL.match(url):
+            raise serializers.ValidationError("Must start with http:// or https:// and a host.")
         return url.rstrip("/")
+
+
+# A Chroma collection name, as Chroma takes it (3-63 characters, alphanumeric at both ends),
+# without the periods Chroma also allows (no ".." or IPv4 look-alike to rule out): a pattern
+# the schema can state and the server checks, instead of a 500 from Chroma at the next index.
+COLLECTION_PATTERN = r"^[a-zA-Z0-9](?:[a-zA-Z0-9_-]*[a-zA-Z0-9])?$"
+
+
+class CollectionNameField(StrictCharField):
+    schema_pattern = COLLECTION_PATTERN
+
+    def __init__(self, **kwargs):
+        validators = [*kwargs.pop("validators", ()), RegexValidator(
+            COLLECTION_PATTERN, "Letters, digits, _ and -, starting and ending with a letter or digit.")]
+        super().__init__(**{"min_length": 3, "max_length": 63, "trim_whitespace": False, **kwargs},
+                         validators=validators)
 
 
 class LogLevelField(serializers.ChoiceField):
@@ -139,6 +186,19 @@ class SettingsSection(serializers.Serializer):
             if not data:
                 raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["Name at least one setting."]})
         return super().to_internal_value(data)
+
+
+class SettingsSectionSchema(OpenApiSerializerExtension):
+    """What SettingsSection enforces, in the schema: at least one setting, no unknown ones."""
+
+    target_class = SettingsSection
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["minProperties"] = 1
+        schema["additionalProperties"] = False
+        return schema
 
 
 def _seconds():
@@ -205,7 +265,7 @@ class WorkflowSettings(SettingsSection):
 
 
 class RagSettings(SettingsSection):
-    collection = StrictCharField()
+    collection = CollectionNameField()
     chunk_lines = StrictIntegerField(min_value=1)
     chunk_overlap = StrictIntegerField(min_value=0)
     top_k = StrictIntegerField(min_value=1, max_value=100)
