@@ -10,28 +10,17 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import WAIT_MS, development_toml, new_page, screenshot, start_server
+from tests.ui_browser import MODULE, checked_page, development_toml, expect, screenshot, start_server
 
 pytestmark = [pytest.mark.timeout(300)]
 
-SOURCE = '''"""Small helpers."""
-import os
-
-
-def factorial(n):
-    """n! for n >= 0."""
-    result = 1
-    for i in range(2, n + 1):
-        result *= i
-    return result
-'''
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui-workspace")
     (root / "pkg").mkdir()
-    (root / "pkg" / "maths.py").write_text(SOURCE)
+    (root / "pkg" / "maths.py").write_text(MODULE)
     (root / "notes.md").write_text("# Notes\nThe factorial lives in pkg/maths.py.\n")
     return root
 
@@ -47,18 +36,8 @@ def server(django_db_setup, django_db_blocker, module_llm, workspace):
 def ui(transactional_db, server, module_llm, browser):
     """A fresh page on the shared server; the scripted LLM starts empty (echo)."""
     module_llm.reset()
-    page = new_page(browser)
-    yield page
-    errors = page.script_errors
-    page.context.close()
-    assert not errors, f"script errors in the page: {errors}\n{server.log()[-3000:]}"
-
-
-def expect():
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=WAIT_MS)
-    return playwright_expect
+    with checked_page(browser, server) as page:
+        yield page
 
 
 # --- chat ------------------------------------------------------------------------------------
@@ -190,7 +169,7 @@ def test_files_tree_and_numbered_view(ui, server, workspace):
     ui.locator("#tree button", has_text="pkg/").click()
     ui.locator("#tree button[data-path='pkg/maths.py']").click()
     check(ui.locator("#file-path")).to_have_text("pkg/maths.py")
-    check(ui.locator("#file-view .gutter a")).to_have_count(len(SOURCE.splitlines()))
+    check(ui.locator("#file-view .gutter a")).to_have_count(len(MODULE.splitlines()))
     check(ui.locator("#file-view .src .line[data-line='5']")).to_have_text("def factorial(n):")
     check(ui.locator("#backup-rows")).to_contain_text("No backups of this file.")
     screenshot(ui, "files")

@@ -9,21 +9,10 @@ import re
 import pytest
 
 from tests.fakes.llm_server import Turn
-from tests.ui_browser import WAIT_MS, new_page, screenshot, start_server
+from tests.ui_browser import MODULE, checked_page, expect, screenshot, start_server
 
 pytestmark = [pytest.mark.timeout(300)]
 
-MODULE = '''"""Small helpers."""
-import os
-
-
-def factorial(n):
-    """n! for n >= 0."""
-    result = 1
-    for i in range(2, n + 1):
-        result *= i
-    return result
-'''
 IMPROVED = MODULE.replace("import os\n", "")
 OTHER = '''"""Greetings."""
 import sys
@@ -64,18 +53,8 @@ def ui(transactional_db, server, module_llm, browser, workspace):
     module_llm.reset()
     (workspace / "pkg" / "maths.py").write_text(MODULE)
     (workspace / "pkg" / "greetings.py").write_text(OTHER)
-    page = new_page(browser)
-    yield page
-    errors = page.script_errors
-    page.context.close()
-    assert not errors, f"script errors in the page: {errors}\n{server.log()[-3000:]}"
-
-
-def expect():
-    from playwright.sync_api import expect as playwright_expect
-
-    playwright_expect.set_options(timeout=WAIT_MS)
-    return playwright_expect
+    with checked_page(browser, server) as page:
+        yield page
 
 
 def analyse(ui, server):

@@ -3,6 +3,7 @@ daphne server per module with the scripted LLM, screenshots of every page."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,6 +17,20 @@ SCREENSHOTS = ROOT / "output" / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 # Playwright's own wait for what the user should see; a slow shared machine needs headroom.
 WAIT_MS = 20_000
+
+
+# A small module the UI tests put in their workspace (an unused import for the analysis to find).
+MODULE = '''"""Small helpers."""
+import os
+
+
+def factorial(n):
+    """n! for n >= 0."""
+    result = 1
+    for i in range(2, n + 1):
+        result *= i
+    return result
+'''
 
 
 def require_chromium() -> None:
@@ -91,3 +106,20 @@ def screenshot(page, name: str) -> None:
         page.evaluate("window.scrollTo(0, 0)")  # a sticky header is drawn where the page is scrolled to
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(original)
+
+
+@contextlib.contextmanager
+def checked_page(browser, server: LiveASGIServer):
+    """A fresh page; when the test is done, no script error may have happened in it."""
+    page = new_page(browser)
+    yield page
+    errors = page.script_errors
+    page.context.close()
+    assert not errors, f"script errors in the page: {errors}\n{server.log()[-3000:]}"
+
+
+def expect():
+    from playwright.sync_api import expect as playwright_expect
+
+    playwright_expect.set_options(timeout=WAIT_MS)
+    return playwright_expect
