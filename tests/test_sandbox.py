@@ -432,3 +432,16 @@ def test_allowed_ip_sockets_reach_the_runs_own_loopback_only():
         outside.close()
     assert result.success, result.output
     assert result.output.startswith("echo ok\nhost unreachable")
+
+
+def test_an_interpreter_under_tmp_keeps_tmp_a_directory_that_each_run_covers(monkeypatch, tmp_path):
+    """A checkout (and its venv) under /tmp: /tmp cannot be the usual link to the run's private dir."""
+    from codegen_site.sandbox import _rootfs
+
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    monkeypatch.setattr(_rootfs, "interpreter_paths", lambda: [str(venv)])
+    plan = _rootfs.RootPlan(70000, 4)
+    temp = "/" + venv.parts[1]  # /tmp
+    assert temp not in plan.links and plan.covered[temp] == [str(venv)]
+    assert str(venv) in plan.binds and "/var/tmp" in plan.links

@@ -37,6 +37,8 @@ SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # the same on x86_64 and aarch64
 RUN_MOUNT = "/sandbox"
 RUN_DIR = RUN_MOUNT + "/run"
 RUN_LINKS = {"/tmp": RUN_MOUNT + "/tmp", "/var/tmp": RUN_MOUNT + "/var-tmp", "/dev/shm": RUN_MOUNT + "/shm"}
+# Temp dirs that hold a bind (see RootPlan.covered), set in the runner once its root is built.
+COVERED: dict[str, list[str]] = {}
 DEVICES = ("null", "zero", "full", "random", "urandom")
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 # a run's tmpfs holds at most this many files per MB of disk_mb
@@ -183,6 +185,15 @@ class RootPlan:
         for path in interpreter_paths():
             if not any(_under(path, b) for b in self.binds):
                 self.binds.append(path)
+        # A bind inside a temp dir (a checkout under /tmp brings its venv there) keeps that
+        # dir a real directory of the root: each run covers it with its own private one and
+        # puts the bind back on top (mount_run).
+        self.covered: dict[str, list[str]] = {}
+        for temp in RUN_LINKS:
+            inside = [b for b in self.binds if _under(b, temp)]
+            if inside:
+                del self.links[temp]
+                self.covered[temp] = inside
         self.devices = ["/dev/" + name for name in DEVICES if os.path.exists("/dev/" + name)]
         self.links.update({"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
                            "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"})
@@ -237,12 +248,20 @@ def build_root(plan: RootPlan, machine: str) -> None:
     _check(libc.umount2(b".", MNT_DETACH), "umount old root")
     os.chdir("/")
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    COVERED.update(plan.covered)
 
 
 def mount_run(disk_mb: int, uid: int) -> None:
     """In fresh mount and IPC namespaces: the run's tmpfs and a /proc of its PID namespace."""
     unshare(CLONE_NEWNS | CLONE_NEWIPC)  # System V IPC objects are private to the run too
     mount_run_space(disk_mb, uid)
+    for temp, binds in COVERED.items():
+        clones = [(path, _open_tree(path)) for path in binds]
+        mount(RUN_LINKS[temp], temp, None, MS_BIND)
+        for path, fd in clones:
+            os.makedirs(path, 0o755, exist_ok=True)
+            _move_mount(fd, path)
+            os.close(fd)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 

@@ -473,6 +473,8 @@ class Zygote:
         if self.isolated:
             _rootfs.mount_run_space(4, os.getuid())
             directory = _rootfs.RUN_DIR
+            # /tmp of the root may be a read-only directory (see _rootfs.RootPlan.covered)
+            tempfile.tempdir = _rootfs.RUN_LINKS["/tmp"]
         else:
             directory = tempfile.mkdtemp(dir=self.base)
         modules_before, path_before = set(sys.modules), list(sys.path)
@@ -501,6 +503,7 @@ class Zygote:
             sys.path[:] = path_before
             if self.isolated:
                 os.chdir("/")
+                tempfile.tempdir = None
                 _rootfs.libc.umount2(os.fsencode(_rootfs.RUN_MOUNT), _rootfs.MNT_DETACH)
             else:
                 _rootfs.remove_tree(directory)
