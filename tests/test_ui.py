@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import MODULE, checked_page, development_toml, expect, screenshot, start_server
+from tests.ui_browser import MODULE, checked_page, development_toml, expect, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -23,13 +23,6 @@ def workspace(tmp_path_factory):
     (root / "pkg" / "maths.py").write_text(MODULE)
     (root / "notes.md").write_text("# Notes\nThe factorial lives in pkg/maths.py.\n")
     return root
-
-
-@pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, module_llm, workspace):
-    live = start_server(django_db_blocker, module_llm, workspace)
-    yield live
-    live.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.fakes.llm_server import Turn
-from tests.ui_browser import MODULE, checked_page, expect, screenshot, start_server
+from tests.ui_browser import MODULE, checked_page, expect, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -39,13 +39,6 @@ def workspace(tmp_path_factory):
     (root / "tests").mkdir()
     (root / "tests" / "test_maths.py").write_text(TEST)
     return root
-
-
-@pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, module_llm, workspace):
-    live = start_server(django_db_blocker, module_llm, workspace)
-    yield live
-    live.stop()
 
 
 @pytest.fixture

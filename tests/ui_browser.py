@@ -82,6 +82,14 @@ def start_server(django_db_blocker, llm: FakeLLMServer, workspace: Path, **env: 
                           name)
 
 
+@pytest.fixture(scope="module")
+def server(django_db_setup, django_db_blocker, module_llm, workspace):
+    """One live server per test module, on the module's `workspace` (each module defines its own)."""
+    live = start_server(django_db_blocker, module_llm, workspace)
+    yield live
+    live.stop()
+
+
 def development_toml() -> Path:
     """Where a live server's PATCH /config writes (settings_test puts every server's config there)."""
     return Path(os.environ["CODEGEN_TEST_ROOT"]) / "config" / "development.toml"
