@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pathspec
-
 from codegen_site.core import workspace
+from codegen_site.core.ignore import GitIgnores
 
 SKIPPED_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox",
                 ".mypy_cache", ".pytest_cache", ".ruff_cache", ".idea", ".vscode", "site-packages",
@@ -19,26 +18,6 @@ BINARY_SUFFIXES = {".pyc", ".pyo", ".so", ".dll", ".dylib", ".exe", ".bin", ".o"
                    ".webp", ".bmp", ".pdf", ".mo", ".woff", ".woff2", ".ttf", ".otf", ".eot", ".mp3", ".mp4",
                    ".wav", ".sqlite3", ".db", ".onnx", ".gguf", ".npy", ".pkl", ".parquet", ".lock"}
 SNIFF_BYTES = 8192
-
-
-def _load_ignore(directory: Path) -> pathspec.PathSpec | None:
-    ignore = directory / ".gitignore"
-    try:
-        text = ignore.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
-
-
-def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, pathspec.PathSpec]]) -> bool:
-    for base, spec in specs:
-        try:
-            relative = path.relative_to(base).as_posix()
-        except ValueError:
-            continue
-        if spec.match_file(relative + "/" if is_dir else relative):
-            return True
-    return False
 
 
 def is_text(path: Path) -> bool:
@@ -59,20 +38,10 @@ def is_text(path: Path) -> bool:
 
 def files_under(target: Path, max_bytes: int) -> list[Path]:
     """Indexable files under `target` (a resolved directory or file inside the workspace), sorted."""
-    root = workspace.root()
     blocked = workspace.off_limits()
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
-    # .gitignore files above the target, up to the workspace root, apply to it too.
-    ancestors = [target.parent] if target.is_file() else [target]
-    ancestors += list(ancestors[0].parents)
-    for directory in reversed(ancestors):
-        if directory == root or root in directory.parents:
-            spec = _load_ignore(directory) if directory != ancestors[0] or target.is_file() else None
-            if spec:
-                specs.append((directory, spec))
 
-    def wanted(path: Path) -> bool:
-        if path.suffix.lower() in BINARY_SUFFIXES or _ignored(path, False, specs):
+    def wanted(path: Path, ignores: GitIgnores) -> bool:
+        if path.suffix.lower() in BINARY_SUFFIXES or ignores.ignored(str(path), False):
             return False
         try:
             size = path.stat().st_size
@@ -81,25 +50,26 @@ def files_under(target: Path, max_bytes: int) -> list[Path]:
         return 0 < size <= max_bytes and is_text(path)
 
     if target.is_file():
-        return [target] if wanted(target) and not workspace.is_off_limits(target) else []
+        ignores = GitIgnores.above(target.parent).entering(str(target.parent))
+        return [target] if wanted(target, ignores) and not workspace.is_off_limits(target) else []
 
     found: list[Path] = []
+    rules = {str(target): GitIgnores.above(target)}  # each directory's, set by its parent
     for directory, dirnames, filenames in os.walk(target, followlinks=False):
         here = Path(directory)
-        spec = _load_ignore(here)
-        if spec:
-            specs.append((here, spec))
+        ignores = rules.pop(directory).entering(directory)
         kept = []
         for name in dirnames:
             child = here / name
             if (name in SKIPPED_DIRS or child.is_symlink() or (child / "pyvenv.cfg").exists()
                     or any(child == path or path in child.parents for path in blocked)
-                    or _ignored(child, True, specs)):
+                    or ignores.ignored(str(child), True)):
                 continue
             kept.append(name)
+            rules[str(child)] = ignores
         dirnames[:] = sorted(kept)
         for name in filenames:
             path = here / name
-            if not path.is_symlink() and wanted(path):
+            if not path.is_symlink() and wanted(path, ignores):
                 found.append(path)
     return sorted(found)
