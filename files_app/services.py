@@ -425,8 +425,13 @@ def restore(*, backup_id: int | None = None, backup_path: str | None = None,
                          backup=written.backup, created=written.created)
 
 
-def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+def unified_diff(old: str, new: str, path: str, *, new_exists: bool = True) -> str:
+    """A unified diff of two versions of `path` (a/ to b/), marking a last line without a newline."""
+    lines = []
+    for line in difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                     fromfile=f"a/{path}", tofile=f"b/{path}" if new_exists else "/dev/null"):
+        lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(lines)
 
 
 def diff_backup(backup_id: int) -> DiffResult:
@@ -436,11 +441,8 @@ def diff_backup(backup_id: int) -> DiffResult:
     target = _target(backup.path)
     current = _read_bytes(target, _limit())
     new = "" if current is None else _decode(current, backup.path)
-    lines = []
-    for line in difflib.unified_diff(_lines(old), _lines(new), fromfile=f"a/{backup.path}",
-                                     tofile=f"b/{backup.path}" if current is not None else "/dev/null"):
-        lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return DiffResult(backup=backup, relative_path=backup.path, diff="".join(lines), changed=old != new,
+    diff = unified_diff(old, new, backup.path, new_exists=current is not None)
+    return DiffResult(backup=backup, relative_path=backup.path, diff=diff, changed=old != new,
                       current_exists=current is not None)
 
 

@@ -17,7 +17,6 @@ the workflow's: the SSE view frames each event, the JSON view keeps the `done` p
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import os
 import re
@@ -60,11 +59,6 @@ def run_settings() -> dict:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def unified_diff(old: str, new: str, shown: str) -> str:
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{shown}", tofile=f"b/{shown}"))
 
 
 # --- covering tests ------------------------------------------------------------------
@@ -333,7 +327,7 @@ async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = 
             yield "validation", {"attempt": number, "passed": check.passed, "output": check.output,
                                  "broken_tests": check.broken_tests}
             if check.passed:
-                run.proposed_content, run.diff = proposal, unified_diff(original, proposal, shown)
+                run.proposed_content, run.diff = proposal, files.unified_diff(original, proposal, shown)
                 await run.asave()  # kept before the write, so a retry can tell the write happened
                 break
             previous = (proposal, check.output)
