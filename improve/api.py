@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.errors import NotFound
 from codegen_site.core.schema import event_stream
-from codegen_site.core.serializers import ErrorSerializer
-from codegen_site.core.sse import sse_response
+from codegen_site.core.serializers import ErrorSerializer, StreamFlagSerializer
+from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 from improve import improvement, queue
 from improve.analysis import service
@@ -94,7 +93,6 @@ class ReportDetailView(APIView):
 
 # --- improvement runs and the queue -------------------------------------------------------
 
-TRUE_VALUES = {"1", "true", "yes", "on"}
 RUN_DESCRIPTION = (
     "Ask the LLM for a new version of the file, validate it in the sandbox (it imports; the workspace tests "
     "covering the file pass as they did before), retry with the validation output up to `max_retries`, then "
@@ -118,10 +116,7 @@ class ImproveRunView(AsyncAPIView):
 
     @extend_schema(
         request=ImproveRunRequestSerializer,
-        # Any text: true, 1, yes or on (any case) stream; every other value does not.
-        parameters=[OpenApiParameter("stream", OpenApiTypes.STR,
-                                     description="Stream the run as SSE events: true, 1, yes or on (any case); "
-                                                 "any other value: the JSON reply")],
+        parameters=[StreamFlagSerializer],
         responses={(200, "application/json"): OpenApiResponse(ImproveRunResponseSerializer,
                                                                description=RUN_DESCRIPTION),
                    (200, "text/event-stream"): event_stream(["step", "validation", "done", "error"], RUN_DESCRIPTION),
@@ -129,11 +124,14 @@ class ImproveRunView(AsyncAPIView):
         summary="Improve one file: propose, prove in the sandbox, retry, write with a backup",
     )
     async def post(self, request):
+        query = StreamFlagSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         serializer = ImproveRunRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if request.query_params.get("stream", "").lower() in TRUE_VALUES:
-            return sse_response(improvement.improvement_sse(data["file_path"], dict(data["issue"]), **_options(data)))
+        if query.validated_data["stream"]:
+            return sse_response(sse_stream(improvement.improvement_events(data["file_path"], dict(data["issue"]),
+                                                                         **_options(data))))
         return Response(await improvement.run_improvement(data["file_path"], dict(data["issue"]), **_options(data)))
 
 
@@ -202,4 +200,4 @@ class QueueEventsView(AsyncAPIView):
         "`error` ({detail, status}) if the stream fails."))},
         summary="Live task updates for the UI (server-sent events)")
     async def get(self, request):
-        return sse_response(queue.events_sse())
+        return sse_response(sse_stream(queue.queue_events()))

@@ -31,7 +31,6 @@ from django.utils import timezone
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
 from codegen_site.core.errors import BadInput, Conflict, NotFound
-from codegen_site.core.sse import sse_error_frame, sse_frame
 from codegen_site.llm import get_llm
 from codegen_site.sandbox import SandboxResult, arun_python, strip_code_fences
 from files_app import services as files
@@ -358,15 +357,6 @@ async def run_improvement(file_path: str, issue: dict, **options) -> dict:
             if name == "done":
                 return data
     raise RuntimeError("the improvement ended without a result")
-
-
-async def improvement_sse(file_path: str, issue: dict, **options) -> AsyncIterator[bytes]:
-    async with aclosing(improvement_events(file_path, issue, **options)) as events:
-        try:
-            async for name, data in events:
-                yield sse_frame(name, data)
-        except Exception as exc:
-            yield sse_error_frame(exc)
 
 
 def written_before(run: ImprovementRun) -> dict | None:

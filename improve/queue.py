@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,7 +44,6 @@ from codegen_site.core import workspace
 from codegen_site.core.config import get_config
 from codegen_site.core.db import db_async
 from codegen_site.core.errors import NotFound
-from codegen_site.core.sse import sse_error_frame, sse_frame
 from improve.models import ImprovementTask, QueueState
 
 logger = logging.getLogger(__name__)
@@ -370,6 +369,11 @@ def _changes(seen: dict, since):
     return changed, summary
 
 
+def _as_json(data: dict) -> dict:
+    """Datetimes as ISO text, as the JSON endpoints show them."""
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
 async def queue_events():
     """(event, data): `status` first and after every change, `task` for each changed task."""
     poll = float(queue_settings()["events_poll_seconds"])
@@ -381,20 +385,10 @@ async def queue_events():
         for task in changed:
             seen[task.pk] = task.updated_at
             since = max(since, task.updated_at) if since else task.updated_at
-            yield "task", task_payload(task)
+            yield "task", _as_json(task_payload(task))
         if first or changed:
-            yield "status", summary
+            yield "status", _as_json(summary)
         if since is None:
             since = timezone.now()
         first = False
         await asyncio.sleep(poll)
-
-
-async def events_sse():
-    async with aclosing(queue_events()) as events:
-        try:
-            async for name, data in events:
-                # datetimes as ISO text, as the JSON endpoints show them
-                yield sse_frame(name, json.loads(json.dumps(data, cls=DjangoJSONEncoder)))
-        except Exception as exc:
-            yield sse_error_frame(exc)

@@ -7,14 +7,13 @@ from rest_framework.response import Response
 
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.schema import event_stream
-from codegen_site.core.serializers import ErrorSerializer
+from codegen_site.core.serializers import ErrorSerializer, StreamFlagSerializer
 from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 from workflow import services
 from workflow.serializers import (
     CodeRunRequestSerializer,
     CodeRunResponseSerializer,
-    WorkflowQuerySerializer,
     WorkflowRequestSerializer,
     WorkflowResponseSerializer,
 )
@@ -37,14 +36,14 @@ class WorkflowView(AsyncAPIView):
 
     @extend_schema(
         request=WorkflowRequestSerializer,
-        parameters=[WorkflowQuerySerializer],
+        parameters=[StreamFlagSerializer],
         responses={(200, "application/json"): OpenApiResponse(WorkflowResponseSerializer, description=SSE_DESCRIPTION),
                    (200, "text/event-stream"): event_stream(STREAM_EVENTS, SSE_DESCRIPTION),
                    400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer},
         summary="TDD workflow: plan → research → tests → code → validate → repair",
     )
     async def post(self, request):
-        query = WorkflowQuerySerializer(data=request.query_params)
+        query = StreamFlagSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         serializer = WorkflowRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

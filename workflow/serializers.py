@@ -25,11 +25,6 @@ class WorkflowRequestSerializer(serializers.Serializer):
     session_id = OptionalUUIDField(help_text="Session to continue (its previous code goes into the prompts)")
 
 
-class WorkflowQuerySerializer(serializers.Serializer):
-    stream = serializers.BooleanField(required=False, default=False,
-                                      help_text="Stream the run as server-sent events")
-
-
 class WorkflowResponseSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     content = serializers.CharField(allow_blank=True)

@@ -103,6 +103,13 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StreamFlagSerializer(serializers.Serializer):
+    """`?stream=true`: the endpoint answers with server-sent events instead of one JSON reply."""
+
+    stream = serializers.BooleanField(required=False, default=False,
+                                      help_text="Stream the run as server-sent events")
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField()
     service = serializers.CharField()
