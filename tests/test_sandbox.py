@@ -360,6 +360,25 @@ ZYGOTE = Path(sandbox.runner.ZYGOTE_SCRIPT)
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "pytest")))
 
 
+def readable_by_anyone(tmp_path: Path) -> tuple[Path, Path]:
+    """Copies of the runner and of pytest with what it imports, where user nobody can read them:
+    a checkout (and its venv) may sit in a folder only root can enter."""
+    import shutil
+
+    skip = shutil.ignore_patterns("__pycache__")
+    base = tmp_path / "for-nobody"
+    shutil.copytree(ZYGOTE.parent, base / "sandbox", ignore=skip)
+    for name in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging"):
+        shutil.copytree(Path(SITE_PACKAGES) / name, base / "site" / name, ignore=skip)
+    shutil.copy(Path(SITE_PACKAGES) / "py.py", base / "site" / "py.py")  # pytest's shim of the old `py`
+    for path in [tmp_path, *tmp_path.parents, *base.rglob("*"), base]:
+        if path.is_dir() and str(path) != "/":
+            path.chmod(path.stat().st_mode | 0o755)
+        elif path.is_file():
+            path.chmod(path.stat().st_mode | 0o644)
+    return base / "sandbox" / ZYGOTE.name, base / "site"
+
+
 def _run_on(control: socket.socket, run_id: int, limits: dict, code: str, tests: str | None = None) -> tuple:
     """One run through the zygote protocol: (exit message, output)."""
     from codegen_site.sandbox import _zygote
@@ -376,16 +395,18 @@ def _run_on(control: socket.socket, run_id: int, limits: dict, code: str, tests:
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"),
                     reason="starts the runner as nobody with the system interpreter")
-def test_unprivileged_runner_still_runs_code_and_tests():
+def test_unprivileged_runner_still_runs_code_and_tests(tmp_path):
     """The runner as a plain user (no root, no private root): the fallback path, really unprivileged."""
     from codegen_site.sandbox import _zygote
+
+    script, site = readable_by_anyone(tmp_path)
 
     control, theirs = socket.socketpair()
     config = sandbox.runner.settings()
     zygote_settings = {key: config[key] for key in sandbox.runner.ZYGOTE_KEYS}
     process = subprocess.Popen(
-        ["/usr/bin/python3", "-s", str(ZYGOTE), str(theirs.fileno()), json.dumps(zygote_settings)],
-        pass_fds=[theirs.fileno()], env={"PYTHONPATH": SITE_PACKAGES, "PATH": "/usr/bin:/bin"}, cwd="/",
+        ["/usr/bin/python3", "-s", str(script), str(theirs.fileno()), json.dumps(zygote_settings)],
+        pass_fds=[theirs.fileno()], env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, cwd="/",
         user=65534, group=65534, extra_groups=[], stdin=subprocess.DEVNULL)
     theirs.close()
     try:
