@@ -25,7 +25,7 @@ DATABASES["default"] = {  # noqa: F405
     # A live server subprocess is pointed at the test database pytest-django created.
     "NAME": os.environ.get("CODEGEN_TEST_SERVER_DB") or os.path.join(_root, "test.sqlite3"),
     "TEST": {"NAME": os.path.join(_root, "test_db.sqlite3")},
-    "OPTIONS": {"timeout": 20},
+    "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},  # as codegen_site.settings
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
