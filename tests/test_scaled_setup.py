@@ -84,3 +84,36 @@ def test_migrations_and_two_servers_sharing_rate_limits(scaled_env):
     finally:
         for server in servers:
             server.stop()
+
+
+ANALYSE_TWICE = """
+import json
+from improve.analysis.service import analyze_sync
+from improve.models import FileAnalysis
+first = analyze_sync("pkg", include_linter=True)
+second = analyze_sync("pkg", include_linter=True)
+print(json.dumps({"first": first["stats"], "second": second["stats"], "rows": FileAnalysis.objects.count(),
+                  "issues_equal": first["issues"] == second["issues"], "functions": second["total_functions"]}))
+"""
+
+
+def test_analysis_cache_on_postgres(scaled_env, tmp_path):
+    """The analysis writes its per-file cache with one SQL statement of its own: it must hold on
+    PostgreSQL as on SQLite (a second run reads every file from the cache)."""
+    import json
+
+    root = tmp_path / "workspace"
+    (root / "pkg").mkdir(parents=True)
+    for index in range(3):
+        (root / "pkg" / f"m{index}.py").write_text(f"import os\n\n\ndef f{index}(x):\n    return x or {index}\n")
+    env = {**os.environ, **scaled_env, "DJANGO_SETTINGS_MODULE": "codegen_site.settings",
+           "CODEGEN_WORKSPACE_ROOT": str(root)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    completed = subprocess.run([sys.executable, "manage.py", "shell", "-c", ANALYSE_TWICE], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    seen = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert seen["first"]["analysed"] == 3 and seen["first"]["linted"] == 3
+    assert seen["second"]["analysed"] == 0 and seen["second"]["cached"] == 3 and seen["second"]["lint_cached"] == 3
+    assert seen["rows"] == 6 and seen["issues_equal"] and seen["functions"] == 3

@@ -8,8 +8,10 @@ JSON-able dict, cached by the file's content hash."""
 from __future__ import annotations
 
 import ast
+import base64
 import gc
 import zlib
+from array import array
 
 from radon.metrics import mi_rank, mi_visit
 from radon.visitors import ComplexityVisitor
@@ -19,8 +21,7 @@ Issue = list
 
 SPLIT_SUGGESTION = "Split it into smaller functions, each doing one step; early returns flatten nested branches"
 # Lines the duplication pass ignores: comments, decorators, imports, docstring quotes.
-SKIPPED_LINE_STARTS = frozenset("#@")
-SKIPPED_LINE_PREFIXES = ("import ", "from ", '"""', "'''")
+SKIPPED_LINE_STARTS = (b"#", b"@", b"import ", b"from ", b'"""', b"'''")
 
 
 def count_lines(source: bytes) -> int:
@@ -48,8 +49,13 @@ def complexity_severity(value: int, limits: dict) -> str | None:
     return None
 
 
-def _complexities(tree: ast.AST) -> dict[tuple[int, int], int]:
-    visitor = ComplexityVisitor.from_ast(tree)
+def _complexities(definitions: list) -> dict[tuple[int, int], int]:
+    """radon's complexity of every def it reaches from the outermost defs and classes; module
+    level statements (constants, tables) hold no functions and are not visited."""
+    outermost = [node for _, node, name, _ in definitions if "." not in name]
+    if not outermost:
+        return {}
+    visitor = ComplexityVisitor.from_ast(ast.Module(body=outermost, type_ignores=[]))
     pending = list(visitor.functions)
     classes = list(visitor.classes)
     while classes:
@@ -99,28 +105,44 @@ def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef, is_method: bo
     return count
 
 
-def fingerprints(text: str, window: int) -> dict:
-    """Normalised lines (whitespace collapsed; blank, comment, import and docstring-quote
-    lines dropped) and a hash per window of `window` consecutive ones. Tuple hashes of
-    ints are the same in every process, so windows compare across workers."""
+def fingerprints(source: bytes, window: int) -> dict:
+    """Normalised lines (whitespace collapsed; blank, comment, decorator, import and
+    docstring-quote lines dropped) and a hash per window of `window` consecutive ones, both
+    packed as base64 arrays: a file's fingerprints are one short string each in the cache
+    and in the reply from a worker, not thousands of numbers. Lines are compared as bytes
+    (no decoding needed); tuple hashes of ints are the same in every process, so windows
+    compare across workers."""
     numbers: list[int] = []
     line_hashes: list[int] = []
-    # split("\n"), not splitlines(): line numbers as Python counts them (form feeds are not breaks)
-    for number, line in enumerate(text.split("\n"), 1):
+    crc32 = zlib.crc32
+    # split(b"\n"), not splitlines(): line numbers as Python counts them (form feeds are not breaks)
+    for number, line in enumerate(source.split(b"\n"), 1):
         stripped = line.strip()
-        if len(stripped) < 4 or stripped[0] in SKIPPED_LINE_STARTS or stripped.startswith(SKIPPED_LINE_PREFIXES):
+        if len(stripped) < 4 or stripped.startswith(SKIPPED_LINE_STARTS):
             continue
         numbers.append(number)
-        line_hashes.append(zlib.crc32(" ".join(stripped.split()).encode("utf-8", "replace")))
-    hashes = [hash(tuple(line_hashes[i:i + window])) for i in range(len(line_hashes) - window + 1)]
-    return {"lines": numbers, "hashes": hashes}
+        line_hashes.append(crc32(b" ".join(stripped.split())))
+    # the shortest of the shifted copies ends the windows: strict=False is the point
+    shifted = [line_hashes[i:] for i in range(window)]
+    hashes = [hash(window_lines) for window_lines in zip(*shifted, strict=False)]
+    return {"lines": _pack("I", numbers), "hashes": _pack("q", hashes)}
+
+
+def _pack(kind: str, values: list[int]) -> str:
+    return base64.b64encode(array(kind, values).tobytes()).decode("ascii")
+
+
+def unpack(kind: str, packed: str) -> array:
+    values = array(kind)
+    values.frombytes(base64.b64decode(packed))
+    return values
 
 
 def failed_result(source: bytes, message: str) -> dict:
     """The result for a file the checks could not finish; never cached."""
     return {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0, "failed": True,
             "issues": [[1, "bug", "critical", message, "Check the file for extreme nesting or size"]],
-            "dup": {"lines": [], "hashes": []}}
+            "dup": {"lines": "", "hashes": ""}}
 
 
 def analyse_source(source: bytes, limits: dict) -> dict:
@@ -161,7 +183,7 @@ def _function_issues(node, name: str, is_method: bool, complexity: int, limits: 
 
 def _analyse(source: bytes, limits: dict) -> dict:
     result = {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0,
-              "issues": [], "dup": {"lines": [], "hashes": []}}
+              "issues": [], "dup": {"lines": "", "hashes": ""}}
     issues: list[Issue] = result["issues"]
     try:
         tree = ast.parse(source)
@@ -174,9 +196,9 @@ def _analyse(source: bytes, limits: dict) -> dict:
                        "Make it valid Python source"])
         return result
 
-    complexities = _complexities(tree)
     definitions: list = []
     _definitions(tree.body, "", False, definitions)
+    complexities = _complexities(definitions)
     for kind, node, name, is_method in definitions:
         if kind == "class":
             result["classes"] += 1
@@ -187,11 +209,10 @@ def _analyse(source: bytes, limits: dict) -> dict:
             result["complexity_sum"] += complexity
             issues.extend(_function_issues(node, name, is_method, complexity, limits))
 
-    text = decode(source)
-    result["dup"] = fingerprints(text, limits["duplicate_min_lines"])
+    result["dup"] = fingerprints(source, limits["duplicate_min_lines"])
     if limits.get("maintainability") and issues:
         # radon's maintainability index costs more than everything above: only for flagged files.
-        index = mi_visit(text, multi=True)
+        index = mi_visit(decode(source), multi=True)
         result["maintainability"] = round(index, 1)
         if index < limits["maintainability_min"]:
             issues.append([1, "refactor", "medium",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from itertools import chain
 
+from improve.analysis.checks import unpack
+
 Issue = list
 
 
@@ -38,8 +40,9 @@ def _runs(marked: dict[int, tuple[int, int]]) -> list[tuple[int, int, tuple[int,
     return runs
 
 
-def duplicate_blocks(files: list[tuple[str, dict]], window: int, large_block: int) -> dict[str, list[Issue]]:
-    """files: (relative path, fingerprints {"lines", "hashes"}) -> issues per path."""
+def duplicate_blocks(packed: list[tuple[str, dict]], window: int, large_block: int) -> dict[str, list[Issue]]:
+    """packed: (relative path, fingerprints as `checks.fingerprints` packs them) -> issues per path."""
+    files = [(path, {"lines": unpack("I", fp["lines"]), "hashes": unpack("q", fp["hashes"])}) for path, fp in packed]
     # file index -> {window position: another place with the same window}; another place is
     # another file, or this one without overlap.
     marked: dict[int, dict[int, tuple[int, int]]] = {}

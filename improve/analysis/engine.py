@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version as package_version
 
+from django.db import connection, transaction
+from django.utils import timezone
+
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
 from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy
@@ -33,7 +36,7 @@ from improve.models import FileAnalysis
 logger = logging.getLogger(__name__)
 
 # Bump when the checks change what they report, so old cache entries stop matching.
-CHECKS_REVISION = 1
+CHECKS_REVISION = 2
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Rows per query when reading or writing the cache (under SQLite's variable limit).
 CACHE_CHUNK = 500
@@ -81,17 +84,32 @@ def worker_count(settings: dict) -> int:
     return settings["workers"] or os.cpu_count() or 1
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers are spawned, not forked: the server has threads (and an event loop) a fork
+    would copy mid-state. A spawned worker imports the parent's main module unless that is
+    a package's __main__, so the server runs as `python -m daphne`: started through the
+    daphne script, every worker would import the server's whole command line stack first."""
+    return multiprocessing.get_context("spawn")
+
+
 def worker_pool(size: int) -> ProcessPoolExecutor:
-    """One pool per server process, started on first use. Workers are spawned, not
-    forked: the server has threads (and an event loop) a fork would copy mid-state."""
+    """One pool per server process, started on first use."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size != size:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(max_workers=size, mp_context=_context())
             _pool_size = size
         return _pool
+
+
+def start_with_server() -> None:
+    """At server start (improve.workers_at_start): the workers start now, so the first
+    analysis finds them running instead of waiting for them."""
+    settings = analysis_settings()
+    if settings["workers_at_start"] and worker_count(settings) > 1:
+        _start_workers(settings)
 
 
 def _start_workers(settings: dict) -> None:
@@ -171,10 +189,17 @@ def _load_cached(keys: list[str]) -> dict[str, dict]:
 
 
 def _store(entries: dict[str, object], max_entries: int) -> None:
+    """New cache rows in one executemany: the ORM's per-field preparation of a cold run's
+    rows took longer than the rest of the work after the checks together."""
     if not entries:
         return
-    rows = [FileAnalysis(key=key, result=result) for key, result in entries.items()]
-    FileAnalysis.objects.bulk_create(rows, batch_size=CACHE_CHUNK, ignore_conflicts=True)
+    quote = connection.ops.quote_name
+    created = connection.ops.adapt_datetimefield_value(timezone.now())
+    sql = (f"INSERT INTO {quote(FileAnalysis._meta.db_table)} ({quote('key')}, {quote('result')}, "
+           f"{quote('created_at')}) VALUES (%s, %s, %s) ON CONFLICT ({quote('key')}) DO NOTHING")
+    rows = [(key, json.dumps(result, separators=(",", ":")), created) for key, result in entries.items()]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
     excess = FileAnalysis.objects.count() - max_entries
     if excess > 0:
         oldest = FileAnalysis.objects.order_by("created_at").values_list("key", flat=True)[:excess]
@@ -188,13 +213,11 @@ def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
         for item in pending:
             item.result = checks.analyse_source(item.source, limits)
         return 1
-    # Several batches per worker even out files of very different sizes.
-    size = max(1, min(settings["batch_files"], math.ceil(len(pending) / (workers * 4))))
     by_key = {}
     for item in pending:
         by_key.setdefault(item.checks_key, []).append(item)
     unique = [(key, items[0].source) for key, items in by_key.items()]
-    batches = [unique[start:start + size] for start in range(0, len(unique), size)]
+    batches = _batches(unique, workers, settings["batch_files"])
     pool = worker_pool(worker_count(settings))
     try:
         futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
@@ -225,10 +248,27 @@ def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
     return workers
 
 
+def _batches(unique: list[tuple[str, bytes]], workers: int, most_files: int) -> list[list[tuple[str, bytes]]]:
+    """Largest files first, in batches of about equal bytes (several per worker): the work
+    left when the first worker runs out is a few small files, so both finish together."""
+    unique = sorted(unique, key=lambda pair: len(pair[1]), reverse=True)
+    share = max(1, math.ceil(sum(len(source) for _, source in unique) / (workers * 8)))
+    batches, batch, size = [], [], 0
+    for pair in unique:
+        batch.append(pair)
+        size += len(pair[1])
+        if size >= share or len(batch) >= most_files:
+            batches.append(batch)
+            batch, size = [], 0
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def _one_by_one(batch: list[tuple[str, bytes]], limits: dict) -> list[tuple[str, dict]]:
     results, single = [], None
     for key, source in batch:
-        single = single or ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        single = single or ProcessPoolExecutor(max_workers=1, mp_context=_context())
         try:
             results.extend(single.submit(checks.analyse_batch, [(key, source)], limits).result())
         except BrokenProcessPool:
