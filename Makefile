@@ -28,8 +28,10 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# `python -m daphne`, not the daphne script: worker processes the server spawns (the analysis)
+# then do not import the server's command line stack again.
 run: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) codegen_site.asgi:application
+	$(PY) -m daphne -b $(HOST) -p $(PORT) codegen_site.asgi:application
 
 lint: install
 	$(VENV)/bin/ruff check codegen_site chat workflow improve rag files_app tests bench

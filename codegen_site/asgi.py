@@ -89,3 +89,8 @@ application = StaticFilesHandler(django_application)
 from improve.queue import resume_if_started  # noqa: E402
 
 resume_if_started()
+
+# The analysis workers start with the server (improve.workers_at_start).
+from improve.analysis.engine import start_with_server  # noqa: E402
+
+start_with_server()

@@ -12,6 +12,9 @@ os.environ["CODEGEN_DATA_DIR"] = os.path.join(_root, "data")
 os.environ["CODEGEN_CONFIG_DIR"] = os.path.join(_root, "config")
 os.environ.setdefault("CODEGEN_WORKSPACE_ROOT", os.path.join(_root, "workspace"))
 os.makedirs(os.environ["CODEGEN_WORKSPACE_ROOT"], exist_ok=True)
+# Servers started by tests leave the analysis workers for the first analysis (one test turns
+# the start with the server back on).
+os.environ.setdefault("CODEGEN_IMPROVE__WORKERS_AT_START", "false")
 if not os.environ.get("CODEGEN_TEST_SERVER_DB"):
     # Tests pick their provider explicitly; never probe a developer's real Ollama.
     # (A live server subprocess gets its provider from the test that starts it.)

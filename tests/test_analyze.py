@@ -417,3 +417,53 @@ def test_report_issue_filters_are_validated(client, tree):
 def test_analysis_endpoints_are_in_the_schema(client):
     paths = client.get("/api/schema", HTTP_ACCEPT="application/json").json()["paths"]
     assert {"/improve/analyze", "/improve/reports", "/improve/reports/{report_id}"} <= set(paths)
+
+
+def _worker_processes(parent: int) -> set[int]:
+    """Pids of the multiprocessing workers this process spawned."""
+    found_pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"spawn_main" in command:
+            found_pids.add(int(entry))
+    return found_pids
+
+
+@pytest.mark.parametrize("at_start", [True, False])
+def test_workers_start_with_the_server_and_serve_the_first_analysis(live_asgi, tmp_path, at_start):
+    import time
+
+    import httpx
+
+    root = tmp_path / "workspace"
+    (root / "many").mkdir(parents=True)
+    for index in range(30):
+        (root / "many" / f"module_{index}.py").write_text(_branches(f"f{index}", "x", index % 14))
+    server = live_asgi({"CODEGEN_WORKSPACE_ROOT": str(root), "CODEGEN_IMPROVE__WORKERS": "2",
+                        "CODEGEN_IMPROVE__WORKERS_AT_START": str(at_start).lower()})
+    pid = server.process.pid
+    deadline = time.monotonic() + 20
+    while at_start and len(_worker_processes(pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = _worker_processes(pid)
+    assert len(before) == (2 if at_start else 0)
+
+    response = httpx.post(server.url + "/improve/analyze", json={"path": "many", "include_linter": False},
+                          timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["stats"]["workers"] == 2 and body["stats"]["analysed"] == 30
+    assert body["total_functions"] == 30
+    assert body["avg_complexity"] == round(sum(1 + index % 14 for index in range(30)) / 30, 2)
+    after = _worker_processes(pid)
+    assert len(after) == 2
+    if at_start:
+        assert after == before  # the analysis used the workers started with the server
