@@ -33,7 +33,6 @@ from figures import percentile  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TASKS_FILE = ROOT / "bench" / "workflow_tasks.json"
-SINGLE_SHOT_SUFFIX = "\n\nAnswer with the complete Python code in one ```python block."
 HIDDEN_TIMEOUT = 10.0
 
 
@@ -76,6 +75,8 @@ class ScriptedModel:
     def __init__(self, tasks: list[dict]):
         self.programs = {task["name"]: task["scripted_programs"] for task in tasks}
         self.served: dict[tuple[str, str], int] = {}
+        # set by the bench: single-shot and the workflow's first candidate send the same prompt
+        self.phase = "single"
         self.lock = threading.Lock()
 
     def task_of(self, prompt: str) -> str:
@@ -96,7 +97,7 @@ class ScriptedModel:
             return Turn(content="1. Implement the function as the task says.")
         if system == prompts.TESTS_SYSTEM:
             return Turn(content="The tests should check the examples from the task.")
-        phase = "single" if system in ("", prompts.DIRECT_SYSTEM) else "workflow"
+        phase = self.phase
         with self.lock:
             index = self.served.get((name, phase), 0)
             self.served[(name, phase)] = index + 1
@@ -122,7 +123,7 @@ async def single_shot(task: dict) -> dict:
 
     started = time.monotonic()
     max_tokens = int(get_config()["workflow"]["code_max_tokens"]) or None
-    reply = await get_llm().complete([{"role": "user", "content": task["prompt"] + SINGLE_SHOT_SUFFIX}],
+    reply = await get_llm().complete([{"role": "user", "content": f"{task['prompt']}\n\n{prompts.ANSWER_IN_ONE_BLOCK}"}],
                                      task=task["prompt"], max_tokens=max_tokens)
     code = prompts.extract_code(reply.content)
     seconds = time.monotonic() - started
@@ -140,14 +141,19 @@ async def full_workflow(task: dict) -> dict:
             "candidates": payload.get("candidates", 0), "own_verdict_passed": payload["validation_passed"]}
 
 
-async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float) -> None:
+async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
+                  scripted: ScriptedModel | None = None) -> None:
     """Fills `rows` as tasks finish, so an interrupted run still reports what it measured."""
     stop_at = time.monotonic() + budget_seconds if budget_seconds else float("inf")
     for task in tasks:
         if time.monotonic() >= stop_at:
             print(f"  (bench budget used: {len(tasks) - len(rows)} task(s) not started)")
             break
+        if scripted:
+            scripted.phase = "single"
         single = await single_shot(task)
+        if scripted:
+            scripted.phase = "workflow"
         flow = await full_workflow(task)
         rows.append({"name": task["name"], "single": single, "workflow": flow})
         print(f"  {task['name']:<26} single {'PASS' if single['passed'] else 'fail'} {single['seconds']:6.1f} s | "
@@ -263,7 +269,7 @@ def main() -> int:
         print(f"{label}: {len(tasks)} tasks")
         rows: list[dict] = []
         try:
-            asyncio.run(compare(tasks, rows, args.budget * 60))
+            asyncio.run(compare(tasks, rows, args.budget * 60, server.responder if server else None))
         except KeyboardInterrupt:
             print(f"  (interrupted: {len(tasks) - len(rows)} task(s) not finished)")
         finally:

@@ -31,11 +31,14 @@ HALF = ("Fixed the negative case:\n```python\ndef factorial(n):\n    if n < 0:\n
 RIGHT = ("```python\ndef factorial(n):\n    if n < 0:\n        raise ValueError('n must be >= 0')\n    result = 1\n"
          "    for i in range(2, n + 1):\n        result *= i\n    return result\n```\nThis handles n = 0 as well.")
 STAGES = {prompts.PLAN_SYSTEM: "plan", prompts.TESTS_SYSTEM: "tests", prompts.CODE_SYSTEM: "code",
-          prompts.DIRECT_SYSTEM: "code", prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
+          prompts.REPAIR_SYSTEM: "repair", prompts.CHAT_SYSTEM: "chat"}
 
 
 def stage_of(request: dict) -> str:
-    return STAGES.get(request["messages"][0]["content"], "unknown")
+    first = request["messages"][0]
+    if first["role"] == "user":  # the task asked as a user asks it: the first code candidate
+        return "code"
+    return STAGES.get(first["content"], "unknown")
 
 
 def user_prompt(request: dict) -> str:

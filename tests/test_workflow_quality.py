@@ -12,7 +12,7 @@ from tests.fakes.llm_server import Turn
 from tests.test_workflow import collapse, post_workflow, stage_of, stream_events, user_prompt
 from workflow.models import WorkflowRun
 from workflow.services import candidates as programs
-from workflow.services import examples, suite
+from workflow.services import examples, prompts, suite
 from workflow.services.candidates import Scored
 from workflow.services.suite import Suite, TestCase
 
@@ -185,6 +185,17 @@ def test_renamed_function_and_demo_code_are_fixed():
     assert namespace["running_max"]([1, 2]) == [1, 2]
 
 
+def test_a_later_rebinding_of_the_function_is_dropped():
+    contract = examples.parse_contract(RUNNING_MAX)
+    code = ("def running_max(values):\n    out = []\n    for v in values:\n        out.append(max(out[-1], v) if out "
+            "else v)\n    return out\n\nrunning_max = lambda values: running_max(values)\nLIMIT = 3\n")
+    kept = programs.keep_contract(code, contract)
+    assert "lambda" not in kept and "LIMIT = 3" in kept
+    namespace: dict = {}
+    exec(kept, namespace)
+    assert namespace["running_max"]([1, 3, 2]) == [1, 3, 3]
+
+
 # ---------------------------------------------------------------- candidates
 
 def test_best_is_the_candidate_passing_most_task_tests():
@@ -214,6 +225,10 @@ def test_of_three_candidates_the_one_passing_is_chosen(client, ollama, set_confi
     assert sorted(r["options"]["temperature"] for r in code_requests) == [0.2, 0.8, 0.8]
     direct = [r for r in code_requests if r["options"]["temperature"] == 0.2][0]
     assert "Tests the code must pass" not in user_prompt(direct)
+    # asked as a user asks it: one user message, no system prompt (what a single question gives)
+    assert [m["role"] for m in direct["messages"]] == ["user"]
+    assert direct["messages"][0]["content"].startswith(RUNNING_MAX)
+    assert direct["messages"][0]["content"].endswith(prompts.ANSWER_IN_ONE_BLOCK)
     assert all("Tests the code must pass" in user_prompt(r) for r in code_requests if r is not direct)
     assert "repair" not in [name for name, _ in events]
     # the code chunks of each candidate are told apart
@@ -251,6 +266,9 @@ def test_repairs_end_at_their_limit_with_a_failed_verdict(client, ollama, set_co
     body = workflow(client, ollama, set_config, Script([SORTED]), max_repairs=2)
     assert body["verdict"] == "failed" and body["validation_passed"] is False and body["attempts"] == 3
     assert WorkflowRun.objects.get().status == "failed"
+    # the first repair at the usual temperature, the next one sampled (not the same program again)
+    repairs = [r["options"]["temperature"] for r in ollama.chat_requests if stage_of(r) == "repair"]
+    assert repairs == [0.2, 0.8]
 
 
 def test_the_time_limit_ends_the_run_with_a_verdict(client, ollama, set_config):

@@ -46,6 +46,13 @@ def _unbound_modules(tree: ast.Module, bound: set[str]) -> list[str]:
     return sorted(name for name in used - bound if name in sys.stdlib_module_names)
 
 
+def _assigns_name(node: ast.stmt, name: str) -> bool:
+    if isinstance(node, ast.Assign):
+        return any(isinstance(target, ast.Name) and target.id == name for target in node.targets)
+    return isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name) \
+        and node.target.id == name
+
+
 _TYPING_NAMES = {"List", "Dict", "Tuple", "Set", "Optional", "Union", "Any", "Callable", "Iterable", "Iterator",
                  "Sequence", "Mapping", "FrozenSet", "Deque", "DefaultDict", "Generator"}
 
@@ -61,10 +68,15 @@ def keep_contract(code: str, contract: Contract) -> str:
     lines = code.split("\n")
     defines = any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for node in tree.body)
     drop: list[tuple[int, int]] = []
+    defined_at = next((index for index, node in enumerate(tree.body) if isinstance(
+        node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == contract.name), None)
     for index, node in enumerate(tree.body):
         docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         is_test = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")
-        if defines and not docstring and (is_test or _is_main_guard(node) or not isinstance(node, _DEFINITIONS)):
+        # `f = lambda n: ...` after `def f`: a small model's second attempt, which replaces the first
+        rebinds = defined_at is not None and index > defined_at and _assigns_name(node, contract.name)
+        if defines and not docstring and (is_test or rebinds or _is_main_guard(node)
+                                          or not isinstance(node, _DEFINITIONS)):
             start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
             drop.append((start, node.end_lineno or node.lineno))
     for start, end in reversed(drop):

@@ -342,8 +342,11 @@ class Workflow:
             messages = prompts.repair_messages(
                 self.task, state.tests.source(set(failing[:3])), best.code, self._failure(best, failing),
                 attempt=attempt, signature=self.contract.signature, imports=self.contract.imports)
+            # The first repair at the model's usual temperature; a repeat of much the same prompt at
+            # that temperature mostly returns the same program, so later ones sample.
+            temperature = None if attempt == 2 else float(self.settings["candidate_temperature"])
             async with aclosing(self._stage(state, "code", messages, reply, timing="repair",
-                                            model_key=f"repair_{attempt}", tier=repair_tier,
+                                            model_key=f"repair_{attempt}", tier=repair_tier, temperature=temperature,
                                             extra={"attempt": attempt, "candidate": best.candidate})) as events:
                 async for event in events:
                     yield event

@@ -31,14 +31,12 @@ CODE_SYSTEM = (
     "Define every function and class the tests use, with exactly the names and signatures the tests call. "
     "Do not include the tests, do not read input(), and keep module level free of side effects."
 )
-# The first of several candidates answers the task as written, without the tests: a small model
-# often does better on the bare task than on a long prompt, and the tests still judge it.
-DIRECT_SYSTEM = "You write Python code for the user's task. Output the complete code in one ```python block."
 REPAIR_SYSTEM = (
     "You fix Python code that fails its pytest tests. You get the task, the tests, the current code and the "
     "failing test output. Change the code, not the tests. "
     "Output only the complete corrected code inside one ```python fenced block and nothing else."
 )
+ANSWER_IN_ONE_BLOCK = "Answer with the complete Python code in one ```python block."
 CHAT_SYSTEM = (
     "You are CodeGen AI, a local programming assistant. Answer the question clearly and concisely; "
     "use short code examples in ```python fences when they help."
@@ -98,9 +96,11 @@ def code_messages(task: str, plan: str, tests: str, *, signature: str = "", impo
 
 
 def direct_messages(task: str, *, previous_code: str = "", research: str = "") -> list[dict]:
-    user = "\n\n".join([task, *_context_sections(previous_code, research),
-                        "Answer with the complete Python code in one ```python block."])
-    return [{"role": "system", "content": DIRECT_SYSTEM}, {"role": "user", "content": user}]
+    """The task asked once, as a user would ask it (no system prompt): the first of several
+    candidates, so the workflow always has what a single question gives. A small model often
+    does better on the bare task than on a long prompt, and the tests still judge it."""
+    user = "\n\n".join([task, *_context_sections(previous_code, research), ANSWER_IN_ONE_BLOCK])
+    return [{"role": "user", "content": user}]
 
 
 def repair_messages(task: str, tests: str, code: str, failure: str, *, attempt: int, signature: str = "",
