@@ -120,11 +120,15 @@ async def single_shot(task: dict) -> dict:
     from codegen_site.core.config import get_config
     from codegen_site.llm import get_llm
     from workflow.services import prompts
+    from workflow.services.pipeline import for_provider
 
     started = time.monotonic()
-    max_tokens = int(get_config()["workflow"]["code_max_tokens"]) or None
-    reply = await get_llm().complete([{"role": "user", "content": f"{task['prompt']}\n\n{prompts.ANSWER_IN_ONE_BLOCK}"}],
-                                     task=task["prompt"], max_tokens=max_tokens)
+    llm = get_llm()
+    # the workflow's code budget for the provider that answers: both ways get the same tokens
+    settings = for_provider(get_config()["workflow"], (await llm.provider()).name)
+    max_tokens = int(settings["code_max_tokens"]) or None
+    prompt = f"{task['prompt']}\n\n{prompts.ANSWER_IN_ONE_BLOCK}"
+    reply = await llm.complete([{"role": "user", "content": prompt}], task=task["prompt"], max_tokens=max_tokens)
     code = prompts.extract_code(reply.content)
     seconds = time.monotonic() - started
     return {"passed": await hidden_pass(code, task["hidden_tests"]), "seconds": seconds}
@@ -174,8 +178,9 @@ def report(rows: list[dict], label: str, settings: dict) -> None:
     for row in rows:
         verdicts[row["workflow"]["verdict"]] = verdicts.get(row["workflow"]["verdict"], 0) + 1
     agree = sum(row["workflow"]["own_verdict_passed"] == row["workflow"]["passed"] for row in rows)
-    print(f"\n{label}: {count} tasks; workflow candidates={settings['candidates']} "
-          f"max_repairs={settings['max_repairs']} time_limit={settings['time_limit']} s; cores={os.cpu_count()}")
+    shown = ("candidates", "max_repairs", "plan", "model_tests", "code_max_tokens", "validation_timeout", "time_limit")
+    print(f"\n{label}: {count} tasks; workflow {' '.join(f'{key}={settings[key]}' for key in shown)}; "
+          f"cores={os.cpu_count()}")
     print(f"  single-shot : {single_passes:3d}/{count} pass hidden tests ({100 * single_passes / count:5.1f} %)  "
           f"p50 {percentile(single_seconds, 0.5):6.1f} s  p90 {percentile(single_seconds, 0.9):6.1f} s")
     print(f"  workflow    : {flow_passes:3d}/{count} pass hidden tests ({100 * flow_passes / count:5.1f} %)  "
@@ -264,7 +269,9 @@ def main() -> int:
         else:
             overrides["llm"] = {"provider": "embedded"}
         overrides["workflow"].setdefault("research_top_k", 0)  # no index here; keep the prompts alike
-        settings = configure(overrides)["workflow"]
+        from workflow.services.pipeline import for_provider
+
+        settings = for_provider(configure(overrides)["workflow"], "ollama" if server else "embedded")
         label = "scripted LLM (deterministic)" if server else "bundled model (SmolLM2-135M via llama.cpp)"
         print(f"{label}: {len(tasks)} tasks")
         rows: list[dict] = []

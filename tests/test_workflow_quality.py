@@ -246,6 +246,21 @@ def test_a_model_test_every_candidate_fails_is_reported_as_suspect(client, ollam
     assert not [r for r in ollama.chat_requests if stage_of(r) == "repair"]
 
 
+# ---------------------------------------------------------------- settings per provider
+
+@pytest.mark.parametrize("table", ["ollama", "embedded"])
+def test_the_answering_providers_table_replaces_workflow_settings(client, ollama, set_config, table):
+    # [workflow.<provider>] applies only when that provider answers (here the scripted Ollama)
+    set_config({"workflow": {table: {"plan": False, "max_repairs": 0}}})
+    body = workflow(client, ollama, set_config, Script([SORTED]), max_repairs=2)
+    stages = [stage_of(r) for r in ollama.chat_requests]
+    if table == "ollama":
+        assert "plan" not in stages and body["attempts"] == 1 and "repair" not in stages
+    else:
+        assert "plan" in stages and body["attempts"] == 3
+    assert body["verdict"] == "failed"
+
+
 # ---------------------------------------------------------------- streaming, budget, verdict
 
 def test_stream_shows_test_origins_and_each_validation(client, ollama, set_config):

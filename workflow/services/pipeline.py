@@ -52,6 +52,13 @@ def workflow_settings() -> dict:
     return dict(get_config()["workflow"])
 
 
+def for_provider(settings: dict, provider: str) -> dict:
+    """[workflow] with the provider's own table laid over it ([workflow.embedded] for the
+    bundled model): a very small model is served best by other settings than a large one."""
+    overrides = settings.get(provider)
+    return {**settings, **overrides} if isinstance(overrides, dict) else settings
+
+
 @dataclass
 class _Generated:
     """What one streamed LLM call produced (async generators cannot return values)."""
@@ -420,6 +427,7 @@ class Workflow:
 
     # ------------------------------------------------------------------ entry point
     async def events(self) -> AsyncIterator[Event]:
+        self.settings = for_provider(self.settings, (await self.llm.provider()).name)
         run = await WorkflowRun.objects.acreate(session_id=self.session_id, task=self.task,
                                                 intent_kind=self.intent_kind)
         started = time.monotonic()
