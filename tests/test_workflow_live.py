@@ -45,9 +45,11 @@ def test_client_disconnect_stops_the_pipeline(live_asgi, fake_llm):
 def test_whole_workflow_on_the_bundled_model(client, set_config):
     set_config({"llm": {"provider": "embedded"},
                 # one candidate keeps this run as long as before candidates existed (bench/workflow_quality.py
-                # measures several on this model)
-                "workflow": {"plan_max_tokens": 48, "tests_max_tokens": 120, "code_max_tokens": 120,
-                             "max_repairs": 1, "validation_timeout": 10, "candidates": 1}})
+                # measures several on this model); every stage on, through the bundled model's own table
+                "workflow": {"max_repairs": 1, "candidates": 1,
+                             "embedded": {"plan": True, "model_tests": "always", "plan_max_tokens": 48,
+                                          "tests_max_tokens": 120, "code_max_tokens": 120,
+                                          "validation_timeout": 10}}})
     response = client.post("/workflow", {"task": "Write a Python function add(a, b) that returns a + b."},
                            content_type="application/json")
     assert response.status_code == 200, response.content
