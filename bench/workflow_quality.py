@@ -127,8 +127,8 @@ async def single_shot(task: dict) -> dict:
     # the workflow's code budget for the provider that answers: both ways get the same tokens
     settings = for_provider(get_config()["workflow"], (await llm.provider()).name)
     max_tokens = int(settings["code_max_tokens"]) or None
-    prompt = f"{task['prompt']}\n\n{prompts.ANSWER_IN_ONE_BLOCK}"
-    reply = await llm.complete([{"role": "user", "content": prompt}], task=task["prompt"], max_tokens=max_tokens)
+    # the very question the workflow's first candidate asks
+    reply = await llm.complete(prompts.direct_messages(task["prompt"]), task=task["prompt"], max_tokens=max_tokens)
     code = prompts.extract_code(reply.content)
     seconds = time.monotonic() - started
     return {"passed": await hidden_pass(code, task["hidden_tests"]), "seconds": seconds}
