@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 # Bump when the checks change what they report, so old cache entries stop matching.
 CHECKS_REVISION = 2
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-# Rows per query when reading or writing the cache (under SQLite's variable limit).
+# Keys per query when reading the cache (under SQLite's variable limit).
 CACHE_CHUNK = 500
 
 _pool: ProcessPoolExecutor | None = None
