@@ -136,6 +136,8 @@ def test_workflow_fills_live_and_validates(ui, server, module_llm):
     check(ui.locator("#verdict")).to_have_text("passed")
     check(ui.locator("#attempts .attempt.failed").first).to_contain_text("fail")
     check(ui.locator("#attempts .attempt.failed").first.locator("pre")).to_contain_text("DID NOT RAISE")
+    # the edit search's program (the loop's end moved; the negative case still fails) says what changed
+    check(ui.locator("#attempts .attempt .edit")).to_contain_text("Edited without the model: line 3: `range(1, n)`")
     check(ui.locator("#attempts .attempt.passed").first).to_contain_text("pass")
     check(ui.locator("#final-code pre")).to_contain_text("raise ValueError('n must be >= 0')")
     check(ui.locator("#final .codeblock button.copy")).to_be_visible()

@@ -119,8 +119,14 @@ def test_first_attempt_passes(client, ollama):
     assert run.finished_at is not None and run.models_used["code"] == "qwen2.5-coder:7b"
 
 
+# WRONG is one edit from passing the first test: these tests turn the edit search off to
+# follow the model's repairs (tests/test_workflow_edits.py covers the search).
+MODEL_REPAIRS_ONLY = {"workflow": {"edit_rounds": 0}}
+
+
 def test_failing_first_attempt_is_repaired(client, ollama, set_config):
-    set_config({"models": {"defaults": {"medium": "qwen2.5-coder:32b", "complex": "qwen2.5-coder:32b"}}})
+    set_config({"models": {"defaults": {"medium": "qwen2.5-coder:32b", "complex": "qwen2.5-coder:32b"}},
+                **MODEL_REPAIRS_ONLY})
     ollama.responder = Model([WRONG, RIGHT])
     body = post_workflow(client, {"task": TASK}).json()
     assert body["validation_passed"] is True and body["attempts"] == 2
@@ -140,7 +146,7 @@ def test_failing_first_attempt_is_repaired(client, ollama, set_config):
 
 
 def test_never_passing_run_stops_at_the_limit_with_the_best_attempt(client, ollama, set_config):
-    set_config({"workflow": {"max_repairs": 2}})
+    set_config({"workflow": {"max_repairs": 2, "edit_rounds": 0}})
     ollama.responder = Model([WRONG, HALF, WRONG])
     body = post_workflow(client, {"task": TASK}).json()
     assert body["validation_passed"] is False
@@ -216,7 +222,8 @@ def collapse(names):
     return out
 
 
-def test_stream_event_order_and_done_payload(client, ollama):
+def test_stream_event_order_and_done_payload(client, ollama, set_config):
+    set_config(MODEL_REPAIRS_ONLY)
     ollama.responder = Model([WRONG, RIGHT], plan_thinking=["Consider ", "edge cases."])
     events = stream_events(client, {"task": TASK})
     names = [name for name, _ in events]

@@ -261,6 +261,8 @@ STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
 
 class WorkflowSettings(SettingsSection):
     max_repairs = StrictIntegerField(min_value=0, max_value=20)
+    edit_rounds = StrictIntegerField(min_value=0, max_value=5)
+    edit_programs = StrictIntegerField(min_value=0, max_value=5000)
     validation_timeout = StrictFloatField(min_value=1, max_value=600)
     plan_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
     tests_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)

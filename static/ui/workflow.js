@@ -71,6 +71,7 @@
         el("strong", { text: `Attempt ${data.attempt}` + (data.candidate ? ` · candidate ${data.candidate}` : "") }),
         el("span", { class: "badge " + (passed ? "passed" : "failed"), text: passed ? "pass" : "fail" }),
         el("span", { class: "muted small", text: counts.replace(/^ · /, "") })),
+      data.edit ? el("div", { class: "muted small edit", text: "Edited without the model: " + data.edit }) : null,
       el("details", { open: !passed || undefined },
         el("summary", { text: "Output" }), el("pre", { class: "mono", text: data.output || "(no output)" })));
   }

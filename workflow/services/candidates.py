@@ -125,6 +125,8 @@ class Scored:
     # how many (probe, other candidate) pairs behave the same as this one: breaks ties between
     # candidates the tests cannot tell apart
     agreement: int = 0
+    # what an edit search changed in the program it came from ("" for the model's own program)
+    edit: str = ""
 
     def count(self, suite: Suite, origin: str | None = None, among: set[str] | None = None) -> int:
         names = suite.names(origin)

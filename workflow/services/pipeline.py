@@ -8,7 +8,8 @@ request is closed and no further stage starts. The run is stored either way.
 
 The pipeline is built for small local models: the task's own examples are its
 most trusted tests, the model's tests are checked one by one, several programs are
-sampled and ranked by the tests, and repairs run while any test fails and the
+sampled and ranked by the tests, programs one edit away from the failing ones are
+tried before the model is asked again, and repairs run while any test fails and the
 budget (repairs, wall-clock) lasts. Every run ends with a verdict."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from codegen_site.llm import classify_task, get_llm
 from codegen_site.sandbox import SandboxResult, arun_python
 from workflow.models import WorkflowRun
 from workflow.services import candidates as programs
-from workflow.services import examples, prompts, suite
+from workflow.services import edits, examples, prompts, suite
 from workflow.services import intent as intents
 from workflow.services.candidates import Scored
 from workflow.services.suite import Suite
@@ -79,6 +80,8 @@ class _State:
     scored: list[Scored] = field(default_factory=list)
     suspects: list[str] = field(default_factory=list)
     candidates: int = 0
+    edited: set[str] = field(default_factory=set)  # programs an edit search started from
+    edit_searches: list[dict] = field(default_factory=list)
 
     def add_time(self, stage: str, started: float) -> None:
         self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 3)
@@ -213,7 +216,7 @@ class Workflow:
             "passed": not scored.failing(counted), "output": scored.output, "attempt": scored.attempt,
             "candidate": scored.candidate, "tests_passed": scored.count(tests),
             "tests_failed": len(tests.names()) - scored.count(tests),
-            "task_tests_passed": scored.count(tests, suite.TASK),
+            "task_tests_passed": scored.count(tests, suite.TASK), "edit": scored.edit,
             "tests": [{"name": name, "passed": scored.passed.get(name, False)} for name in tests.names()]}
 
     @staticmethod
@@ -331,15 +334,80 @@ class Workflow:
         for item, score in zip(scored, programs.agreement(behaviours), strict=True):
             item.agreement = score
 
-    async def _repair(self, state: _State) -> AsyncIterator[Event]:
-        """Repair the best program so far while counted tests fail and the budget lasts."""
+    async def _edit(self, state: _State, sources: list[Scored], attempt: int) -> AsyncIterator[Event]:
+        """Edit search (no model): single edits of the failing `sources` tried against the counted
+        tests in one sandbox run, then edits of the edits that got closer (`edit_rounds` in all).
+        The best edited program that beats its source is validated like any other program."""
         counted = self._counted(state)
-        best = programs.best(state.scored, state.tests, counted)
+        names = edits.plain_tests(state.tests, [name for name in state.tests.names() if name in counted])
+        sources = [item for item in sources if item.code.strip() and item.code not in state.edited]
+        limit = int(self.settings["edit_programs"])
+        if int(self.settings["edit_rounds"]) <= 0 or limit <= 0 or not names or not sources or not state.in_time():
+            return
+        state.edited.update(item.code for item in sources)
+        task_names = set(state.tests.names(suite.TASK))
+
+        def score(passed: set[str] | None) -> tuple[int, int]:
+            return (len(passed & task_names), len(passed)) if passed is not None else (-1, -1)
+
+        started = time.monotonic()
+        parents = [(item.code, "", item) for item in sources]
+        found = None  # (score, code, change, source)
+        tried = 0
+        for _ in range(int(self.settings["edit_rounds"])):
+            share = max(1, limit // len(parents))
+            trial = [(edit.code, f"{change}; {edit.change}" if change else edit.change, source, code)
+                     for code, change, source in parents for edit in edits.single_edits(code, share)]
+            if not trial or not state.in_time():
+                break
+            codes = [code for code, _, _ in parents] + [code for code, *_ in trial]
+            timeout = min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+            result = await arun_python(edits.trial_program(codes, state.tests.source(set(names)), names),
+                                       timeout=timeout)
+            tried += len(trial)
+            passed = edits.read_trial(result.output, names, len(codes))
+            before = {code: score(outcome) for (code, _, _), outcome in zip(parents, passed[:len(parents)], strict=True)}
+            closer = sorted([(score(outcome), code, change, source) for (code, change, source, parent), outcome
+                             in zip(trial, passed[len(parents):], strict=True) if score(outcome) > before[parent]],
+                            key=lambda item: item[0], reverse=True)  # stable: the first edit of equals
+            if not closer:
+                break
+            if found is None or closer[0][0] > found[0]:
+                found = closer[0]
+            if found[0][1] == len(names):
+                break  # passes every test a trial can run
+            parents = [(code, change, source) for _, code, change, source in closer[:3]]
+        state.add_time("edits", started)
+        state.edit_searches.append({"attempt": attempt, "tried": tried, "found": found[2] if found else ""})
+        if found is None:
+            return
+        _, code, change, source = found
+        edited = await self._validate(state, code, source.candidate, attempt)
+        edited.edit = change
+        state.scored.append(edited)
+        yield self._validation_event(state, edited)
+
+    async def _repair(self, state: _State) -> AsyncIterator[Event]:
+        """While counted tests fail and the budget lasts: an edit search over the failing
+        programs (no model), then a model repair of the best program so far."""
+        counted = self._counted(state)
         max_attempts = 1 + max(0, int(self.settings["max_repairs"]))
         repair_tier = _TIER_UP[classify_task(self.task)]
+        best = programs.best(state.scored, state.tests, counted)
         attempt = 1
         state.run.attempts = 1
-        while best.failing(counted) and attempt < max_attempts and state.in_time():
+        failing_programs = [item for item in sorted(state.scored, key=lambda item: item.rank(state.tests, counted),
+                                                    reverse=True) if item.failing(counted)]
+        while True:
+            searched = len(state.scored)
+            async with aclosing(self._edit(state, failing_programs[:3], attempt)) as events:
+                async for event in events:
+                    yield event
+            for edited in state.scored[searched:]:
+                if edited.rank(state.tests, counted) >= best.rank(state.tests, counted):
+                    best = edited
+            if not (best.failing(counted) and attempt < max_attempts and state.in_time()):
+                break
             attempt += 1
             failing = [name for name in state.tests.names() if name in set(best.failing(counted))]
             yield "repair", {"attempt": attempt, "max_attempts": max_attempts, "candidate": best.candidate,
@@ -364,6 +432,7 @@ class Workflow:
             yield self._validation_event(state, repaired)
             if repaired.rank(state.tests, counted) >= best.rank(state.tests, counted):
                 best = repaired  # on a tie the newer program: the loop moves on
+            failing_programs = [best] if best.failing(counted) else []
 
     def _failure(self, scored: Scored, failing: list[str]) -> str:
         """The shortest useful failure: the run's one-line result and the first failing test's
@@ -414,15 +483,18 @@ class Workflow:
             why = "the time limit ended the run" if verdict == OUT_OF_TIME else f"{run.attempts} attempt(s)"
             run.content = (f"The code did not pass its tests after {why}; returning the best attempt "
                            f"({best.attempt}: {passed} passed, {len(failing)} failed).")
+        if best.edit:
+            run.content += f" The program is the model's with an edit the tests chose: {best.edit}."
         if state.suspects:
             run.content += (f" Set aside as suspect (every candidate failed them, so the test is more likely "
                             f"wrong than the code): {', '.join(state.suspects)}.")
         run.report = {"verdict": verdict, "candidates": state.candidates, "chosen_candidate": best.candidate,
                       "test_sources": [case.describe() for case in tests.cases], "suspect_tests": state.suspects,
-                      "dropped_tests": state.dropped_tests,
+                      "dropped_tests": state.dropped_tests, "edit_searches": state.edit_searches,
                       "scores": [{"candidate": item.candidate, "attempt": item.attempt,
                                   "task_tests_passed": item.count(tests, suite.TASK),
-                                  "tests_passed": item.count(tests), "agreement": item.agreement}
+                                  "tests_passed": item.count(tests), "agreement": item.agreement,
+                                  "edit": item.edit}
                                  for item in state.scored]}
 
     # ------------------------------------------------------------------ entry point
