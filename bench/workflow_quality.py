@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 from figures import percentile  # noqa: E402
@@ -145,6 +146,19 @@ async def full_workflow(task: dict) -> dict:
             "candidates": payload.get("candidates", 0), "own_verdict_passed": payload["validation_passed"]}
 
 
+def reseed(task: dict) -> None:
+    """Start the bundled model's sampling from a seed of the task's own: llama.cpp draws each
+    call's seed from the one before, so without this a change in one task's number of calls
+    would change the programs sampled for every later task, and two runs of the bench would
+    differ by more than the code they compare."""
+    from codegen_site.core.config import get_config
+    from codegen_site.llm.providers import EmbeddedProvider
+
+    provider = EmbeddedProvider(get_config()["embedded"])
+    if provider.available():
+        provider._load().set_seed(zlib.crc32(task["name"].encode()))
+
+
 async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
                   scripted: ScriptedModel | None = None) -> None:
     """Fills `rows` as tasks finish, so an interrupted run still reports what it measured."""
@@ -155,9 +169,13 @@ async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
             break
         if scripted:
             scripted.phase = "single"
+        else:
+            reseed(task)
         single = await single_shot(task)
         if scripted:
             scripted.phase = "workflow"
+        else:
+            reseed(task)
         flow = await full_workflow(task)
         rows.append({"name": task["name"], "single": single, "workflow": flow})
         print(f"  {task['name']:<26} single {'PASS' if single['passed'] else 'fail'} {single['seconds']:6.1f} s | "
