@@ -142,6 +142,7 @@ async def full_workflow(task: dict) -> dict:
     payload = await run_workflow(task["prompt"])
     seconds = time.monotonic() - started
     return {"passed": await hidden_pass(payload["code"], task["hidden_tests"]), "seconds": seconds,
+            "code": payload["code"],
             "verdict": payload.get("verdict") or "none", "attempts": payload["attempts"],
             "candidates": payload.get("candidates", 0), "own_verdict_passed": payload["validation_passed"]}
 
@@ -160,7 +161,7 @@ def reseed(task: dict) -> None:
 
 
 async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
-                  scripted: ScriptedModel | None = None) -> None:
+                  scripted: ScriptedModel | None = None, show_failed: bool = False) -> None:
     """Fills `rows` as tasks finish, so an interrupted run still reports what it measured."""
     stop_at = time.monotonic() + budget_seconds if budget_seconds else float("inf")
     for task in tasks:
@@ -181,6 +182,8 @@ async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
         print(f"  {task['name']:<26} single {'PASS' if single['passed'] else 'fail'} {single['seconds']:6.1f} s | "
               f"workflow {'PASS' if flow['passed'] else 'fail'} {flow['seconds']:6.1f} s  verdict={flow['verdict']:<11} "
               f"attempts={flow['attempts']} candidates={flow['candidates']}", flush=True)
+        if show_failed and not flow["passed"]:
+            print("    " + (flow["code"].strip() or "(no code)").replace("\n", "\n    "), flush=True)
 
 
 def report(rows: list[dict], label: str, settings: dict) -> None:
@@ -259,6 +262,8 @@ def main() -> int:
                         help="a [workflow] setting for this run, e.g. candidates=5")
     parser.add_argument("--budget", type=float, default=0, help="minutes; no task starts after them")
     parser.add_argument("--check", action="store_true", help="check the task set and exit")
+    parser.add_argument("--show-failed", action="store_true",
+                        help="print the workflow's code for each task it fails")
     args = parser.parse_args()
 
     tasks = json.loads(TASKS_FILE.read_text())
@@ -294,7 +299,8 @@ def main() -> int:
         print(f"{label}: {len(tasks)} tasks")
         rows: list[dict] = []
         try:
-            asyncio.run(compare(tasks, rows, args.budget * 60, server.responder if server else None))
+            asyncio.run(compare(tasks, rows, args.budget * 60, server.responder if server else None,
+                                args.show_failed))
         except KeyboardInterrupt:
             print(f"  (interrupted: {len(tasks) - len(rows)} task(s) not finished)")
         finally:
