@@ -8,6 +8,7 @@ import pytest
 from codegen_site.sandbox import run_python
 from tests.test_workflow import collapse, stage_of, stream_events
 from tests.test_workflow_quality import Script, workflow
+from workflow.models import WorkflowRun
 from workflow.services import edits
 from workflow.services.suite import Suite, TestCase
 
@@ -132,3 +133,12 @@ def test_an_edit_search_that_finds_nothing_leaves_the_repairs_to_the_model(clien
                     task=SMALLEST, plan=False, model_tests="without_examples")
     assert body["verdict"] == "passed" and body["attempts"] == 2
     assert [stage_of(r) for r in ollama.chat_requests] == ["code", "repair"]
+
+
+def test_no_edit_search_once_a_program_passes(client, ollama, set_config):
+    body = workflow(client, ollama, set_config, Script([TWO_SLIPS, RIGHT_SMALLEST]), task=SMALLEST, plan=False,
+                    model_tests="without_examples", candidates=2)
+    assert body["verdict"] == "passed" and body["candidates"] == 2
+    report = WorkflowRun.objects.get().report
+    assert report["edit_searches"] == []  # one candidate failed, but another already passes
+    assert [score["edit"] for score in report["scores"]] == ["", ""]

@@ -398,7 +398,7 @@ class Workflow:
         state.run.attempts = 1
         failing_programs = [item for item in sorted(state.scored, key=lambda item: item.rank(state.tests, counted),
                                                     reverse=True) if item.failing(counted)]
-        while True:
+        while best.failing(counted):
             searched = len(state.scored)
             async with aclosing(self._edit(state, failing_programs[:3], attempt)) as events:
                 async for event in events:
