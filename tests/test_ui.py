@@ -126,7 +126,8 @@ def test_chat_error_in_place_retry_rename_search_delete(ui, server, module_llm):
 # --- workflow --------------------------------------------------------------------------------
 def test_workflow_fills_live_and_validates(ui, server, module_llm):
     check = expect()
-    module_llm.responder = Model([WRONG, RIGHT])
+    # the three candidates are wrong; the edit search moves the loop's end, the model's repair is right
+    module_llm.responder = Model([WRONG, WRONG, WRONG, RIGHT])
     ui.goto(server.url + "/ui/workflow")
     ui.fill("#task", TASK)
     ui.press("#task", "Enter")
