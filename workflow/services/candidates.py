@@ -195,16 +195,24 @@ def probe_program(code: str, probes: list[str]) -> str:
             f"    print({PROBE_MARK!r} + json.dumps(seen))\n\n\n_workflow_probe()\n")
 
 
-def read_probes(output: str) -> list[str] | None:
+def marked(output: str, mark: str) -> list:
+    """The JSON values a harness printed after `mark`, one per line, in order (lines that do
+    not parse are skipped: the program under test shares the output)."""
     import json
 
-    for line in reversed((output or "").split("\n")):
-        if line.startswith(PROBE_MARK):
+    values = []
+    for line in (output or "").split("\n"):
+        if line.startswith(mark):
             try:
-                return json.loads(line[len(PROBE_MARK):])
+                values.append(json.loads(line[len(mark):]))
             except ValueError:
-                return None
-    return None
+                continue
+    return values
+
+
+def read_probes(output: str) -> list[str] | None:
+    found = marked(output, PROBE_MARK)
+    return found[-1] if found else None
 
 
 def agreement(behaviours: list[list[str] | None]) -> list[int]:

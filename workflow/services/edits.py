@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ast
 import copy
-import json
 from dataclasses import dataclass
+
+from workflow.services.candidates import marked
 
 # Replacements per operator: the slips seen in small models' programs (a bound off by
 # one, a comparison the wrong way round, an operation its neighbour).
@@ -330,13 +331,10 @@ for _number, _source in enumerate(_programs):
 def read_trial(output: str, names: list[str], count: int) -> list[set[str] | None]:
     """The names of the passed tests per program (None for a program that printed no line)."""
     results: list[set[str] | None] = [None] * count
-    for line in (output or "").split("\n"):
-        if line.startswith(MARK):
-            try:
-                number, passed = json.loads(line[len(MARK):])
-            except (ValueError, TypeError):
-                continue
-            if isinstance(number, int) and 0 <= number < count:
-                results[number] = {names[index] for index in passed if isinstance(index, int)
-                                   and 0 <= index < len(names)}
+    for line in marked(output, MARK):
+        if not (isinstance(line, list) and len(line) == 2 and isinstance(line[1], list)):
+            continue
+        number, passed = line
+        if isinstance(number, int) and 0 <= number < count:
+            results[number] = {names[index] for index in passed if isinstance(index, int) and 0 <= index < len(names)}
     return results
