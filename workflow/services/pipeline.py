@@ -194,10 +194,14 @@ class Workflow:
         state.models[model_key or stage] = chat.model
         state.add_time(timing or stage, started)
 
+    def _run_timeout(self, state: _State) -> float:
+        """A sandbox run's limit: the validation timeout, cut to what is left of the run's time."""
+        return min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+
     async def _validate(self, state: _State, code: str, candidate: int, attempt: int) -> Scored:
         tests = state.tests
         runnable = prompts.normalize_test_imports(tests.source(), code)
-        timeout = min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+        timeout = self._run_timeout(state)
         started = time.monotonic()
         result = await arun_python(code, runnable, timeout=timeout)
         state.add_time("validation", started)
@@ -325,7 +329,7 @@ class Workflow:
         probes = programs.probe_calls(examples.example_calls(self.task, self.contract))
         if not probes or not state.in_time():
             return
-        timeout = min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+        timeout = self._run_timeout(state)
         started = time.monotonic()
         results = await asyncio.gather(*[arun_python(programs.probe_program(item.code, probes), timeout=timeout)
                                          for item in scored])
@@ -361,7 +365,7 @@ class Workflow:
             if not trial or not state.in_time():
                 break
             codes = [code for code, _, _ in parents] + [code for code, *_ in trial]
-            timeout = min(float(self.settings["validation_timeout"]), max(1.0, state.remaining()))
+            timeout = self._run_timeout(state)
             result = await arun_python(edits.trial_program(codes, state.tests.source(set(names)), names),
                                        timeout=timeout)
             tried += len(trial)
