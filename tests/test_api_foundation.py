@@ -105,6 +105,7 @@ def test_config_patch_models_per_provider(client):
     ({"ollama": {"timeout": "5"}}, "ollama: timeout: "),
     ({"llm": {"temperature": True}}, "llm: temperature: "),
     ({"workflow": {"max_repairs": 2.5}}, "workflow: max_repairs: "),
+    ({"workflow": {"edit_rounds": -1}}, "workflow: edit_rounds: Ensure this value is greater than or equal to 0"),
     ({"sandbox": {"uid_base": 1000}}, "sandbox: uid_base: Unknown setting"),
     ({"llm": {}}, "llm: Name at least one setting"),
     ({"llm": None}, "llm: This field may not be null"),
