@@ -229,3 +229,48 @@ def open_child_dir(dir_fd: int, name: str, *, shown: str = "") -> int:
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise _walk_error(exc, dir_fd, name, shown or name) from exc
+
+
+# --- Server processes stand outside the workspace ---------------------------------------
+
+def protected_roots() -> tuple[Path, ...]:
+    """Directories whose files a server process imports or runs: the server's own code, its
+    interpreter's prefix (the venv), its data and config, and every directory on sys.path.
+    A client may not write inside them even when the workspace contains them."""
+    import sys
+
+    paths = {_real(os.fspath(settings.BASE_DIR)), _real(sys.prefix), _real(sys.base_prefix),
+             _real(os.fspath(settings.DATA_DIR))}
+    paths.update(off_limits())
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            paths.add(_real(entry))
+    return tuple(sorted(paths))
+
+
+def leave_workspace() -> Path:
+    """Move this process (and so every process it starts) to a working directory no client can
+    write, and drop sys.path entries that a client could fill: '' (the working directory) and
+    any folder inside the workspace that is not one of the server's own.
+
+    Called first by every long-running server process (the ASGI server, the queue cluster):
+    a module a client wrote (`threading.py`) is then never found by an import, here or in a
+    `python -c` child (multiprocessing's workers start with the working directory first on
+    their path). Returns the new working directory."""
+    import sys
+
+    run_dir = Path(settings.DATA_DIR) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(run_dir)
+    workspace = root()
+    own = (_real(os.fspath(settings.BASE_DIR)), _real(sys.prefix), _real(sys.base_prefix))
+    kept = []
+    for entry in sys.path:
+        if not entry:
+            continue
+        real = _real(entry)
+        if _inside(real, workspace) and not any(_inside(real, path) for path in own):
+            continue
+        kept.append(entry)
+    sys.path[:] = kept
+    return run_dir
