@@ -15,7 +15,10 @@ if (BASE_DIR / ".env").exists():
 
 DATA_DIR = Path(env("CODEGEN_DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-WORKSPACE_ROOT = Path(env("CODEGEN_WORKSPACE_ROOT", default=str(BASE_DIR))).resolve()
+# The user's project. Never the server's own checkout by default: a file written there could
+# shadow a module the server imports (`make run WORKSPACE=~/code/project` names another).
+WORKSPACE_ROOT = Path(env("CODEGEN_WORKSPACE_ROOT", default=str(Path.home() / "codegen-workspace"))).resolve()
+WORKSPACE_ROOT.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
 # A local service: without an explicit key, one is generated once and kept in the data dir.

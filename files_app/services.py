@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import pathspec
 from django.conf import settings
 from django.db.models import Count, F, Max, Sum, Window
 from django.db.models.functions import RowNumber
@@ -66,7 +65,6 @@ STORE_NAME = "backups"
 CHUNK_BYTES = 1 << 20
 TEMP_PREFIX = ".codegen-"
 TEMP_SUFFIX = ".tmp"
-GITIGNORE = ".gitignore"
 
 
 def files_config() -> dict:
@@ -284,7 +282,7 @@ def _replace(dir_fd: int, name: str, data: bytes, current: os.stat_result | None
 def _write(target: Path, data: bytes, *, create_backup: bool, reason: str) -> WriteResult:
     shown = workspace.relative(target)
     try:
-        with workspace.open_dir(target.parent, create=True) as dir_fd:
+        with workspace.open_dir_for_write(target.parent) as dir_fd:
             fcntl.flock(dir_fd, fcntl.LOCK_EX)  # released when the fd closes
             current = _existing(dir_fd, target.name, shown)
             backup = None
@@ -325,28 +323,9 @@ def write_file(client_path: str | os.PathLike, content: str | bytes, *, create_b
 # --- reading ------------------------------------------------------------------------
 
 def _read_bytes(target: Path, limit: int) -> bytes | None:
-    """A workspace file's bytes (None when it does not exist); BadInput when over `limit`."""
-    shown = workspace.relative(target)
+    """A workspace file's bytes (None when it does not exist); the workspace's refusals otherwise."""
     try:
-        with workspace.open_dir(target.parent) as dir_fd:
-            fd = workspace.open_file(dir_fd, target.name, os.O_RDONLY, shown=shown)
-            try:
-                info = os.fstat(fd)
-                if stat.S_ISDIR(info.st_mode):
-                    raise BadInput(f"Path is a directory: {shown}")
-                if not stat.S_ISREG(info.st_mode):
-                    raise BadInput(f"Path is not a regular file: {shown}")
-                if info.st_size > limit:
-                    raise BadInput(f"File is {info.st_size} bytes; the read limit is {limit} bytes")
-                chunks, total = [], 0
-                while chunk := os.read(fd, min(CHUNK_BYTES, limit + 1 - total)):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > limit:
-                        raise BadInput(f"File is over the read limit of {limit} bytes")
-                return b"".join(chunks)
-            finally:
-                os.close(fd)
+        return workspace.read_bytes(target, limit)
     except PathNotFound:
         return None
 
@@ -516,32 +495,6 @@ def backup_totals() -> dict:
 
 # --- the tree -----------------------------------------------------------------------
 
-def _load_gitignore(dir_fd: int) -> pathspec.GitIgnoreSpec | None:
-    try:
-        fd = workspace.open_file(dir_fd, GITIGNORE, os.O_RDONLY)
-    except ServiceError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > CHUNK_BYTES:
-            return None
-        text = os.read(fd, CHUNK_BYTES).decode("utf-8", errors="replace")
-    finally:
-        os.close(fd)
-    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
-
-
-def _ignored(specs: list[tuple[tuple[str, ...], pathspec.GitIgnoreSpec]], parts: tuple[str, ...],
-             is_dir: bool) -> bool:
-    """Git's rule: the deepest .gitignore with a matching pattern decides."""
-    for base, spec in reversed(specs):
-        below = "/".join(parts[len(base):]) + ("/" if is_dir else "")
-        outcome = spec.check_file(below).include
-        if outcome is not None:
-            return outcome
-    return False
-
-
 def tree(client_path: str | os.PathLike = ".", depth: int | None = None) -> dict:
     """A directory's entries, `depth` levels down: {name, path, kind, size, children?}.
 
@@ -553,29 +506,14 @@ def tree(client_path: str | os.PathLike = ".", depth: int | None = None) -> dict
     if not 1 <= depth <= int(config["tree_max_depth"]):
         raise BadInput(f"depth must be between 1 and {config['tree_max_depth']}")
     target = workspace.resolve(client_path, must_exist=True)
-    blocked = set(workspace.off_limits())
-    workspace_root = workspace.root()
-    parts = target.relative_to(workspace_root).parts
     listing = TreeListing(root={"name": target.name, "path": workspace.relative(target),
                                 "kind": "dir", "size": None, "children": []})
-    specs: list[tuple[tuple[str, ...], pathspec.GitIgnoreSpec]] = []
     # Ancestors' .gitignore files apply too, as in git.
-    with workspace.open_dir(workspace_root) as fd:
-        current = os.dup(fd)
+    dir_fd, ignores = workspace.open_with_ignores(target)
     try:
-        for index in range(len(parts) + 1):
-            spec = _load_gitignore(current)
-            if spec is not None:
-                specs.append((parts[:index], spec))
-            if index < len(parts):
-                child = workspace.open_file(current, parts[index], os.O_RDONLY, shown=workspace.relative(target))
-                os.close(current)
-                current = child
-                if not stat.S_ISDIR(os.fstat(current).st_mode):
-                    raise BadInput(f"Path is not a directory: {workspace.relative(target)}")
-        _list_dir(current, target, parts, depth, specs, blocked, listing, listing.root["children"])
+        _list_dir(dir_fd, workspace.relative(target), ignores, depth, listing, listing.root["children"])
     finally:
-        os.close(current)
+        os.close(dir_fd)
     return {**listing.root, "truncated": listing.truncated, "entries": listing.entries}
 
 
@@ -586,45 +524,26 @@ def _shown_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _list_dir(dir_fd, path: Path, parts, depth, specs, blocked, listing: TreeListing, into: list) -> None:
+def _list_dir(dir_fd: int, shown: str, ignores: workspace.GitIgnores, depth: int, listing: TreeListing,
+              into: list) -> None:
     limit = int(files_config()["tree_max_entries"])
-    with os.scandir(dir_fd) as entries:
-        found = sorted(entries, key=lambda entry: (not entry.is_dir(follow_symlinks=False), entry.name))
-    for entry in found:
+    directory = () if shown == "." else tuple(shown.split("/"))
+    for entry in workspace.entries(dir_fd, directory, ignores):
         if listing.entries >= limit:
             listing.truncated = True
             return
-        name = entry.name
-        child_path = path / name
-        child_parts = (*parts, name)
-        if workspace.is_off_limits_name(name) or child_path in blocked:
-            continue
-        if entry.is_symlink():
-            kind, size = "symlink", None
-        elif entry.is_dir(follow_symlinks=False):
-            kind, size = "dir", None
-        elif entry.is_file(follow_symlinks=False):
-            try:
-                size = entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue  # removed since the listing
-            kind = "file"
-        else:
-            kind, size = "other", None
-        if _ignored(specs, child_parts, kind == "dir"):
-            continue
-        node = {"name": _shown_name(name), "path": _shown_name("/".join(child_parts)), "kind": kind, "size": size}
+        node = {"name": _shown_name(entry.name), "path": _shown_name(entry.path), "kind": entry.kind,
+                "size": entry.size}
         into.append(node)
         listing.entries += 1
-        if kind == "dir" and depth > 1:
+        if entry.kind == "dir" and depth > 1:
             node["children"] = []
             try:
-                child_fd = workspace.open_child_dir(dir_fd, name, shown=node["path"])
+                child_fd = workspace.open_child_dir(dir_fd, entry.name, shown=node["path"])
             except ServiceError:
                 continue  # replaced or unreadable since the listing: shown without children
             try:
-                spec = _load_gitignore(child_fd)
-                nested = [*specs, (child_parts, spec)] if spec is not None else specs
-                _list_dir(child_fd, child_path, child_parts, depth - 1, nested, blocked, listing, node["children"])
+                _list_dir(child_fd, entry.path, ignores.entering(child_fd, (*directory, entry.name)), depth - 1,
+                          listing, node["children"])
             finally:
                 os.close(child_fd)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -46,9 +45,6 @@ SYSTEM_PROMPT = (
     "file's functions and classes do for their callers: existing tests must keep passing. Reply with the "
     "complete new content of the file in a single ```python block and nothing else."
 )
-TEST_FILE_PATTERNS = ("test_*.py", "*_test.py")
-# Directories never searched for covering tests.
-SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache", ".tox"}
 _REPORT_LINE = re.compile(r"^(FAILED|ERROR) (\S+)", re.M)
 
 
@@ -83,17 +79,9 @@ def _import_pattern(names: list[str]) -> re.Pattern:
     return re.compile(rf"^[ \t]*(?:{'|'.join(forms)})", re.M)
 
 
-def _test_files(base: Path) -> list[Path]:
-    found = []
-    for directory, subdirs, names in os.walk(base):
-        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS and not d.startswith("."))
-        current = Path(directory)
-        if workspace.is_off_limits(current):
-            subdirs[:] = []
-            continue
-        found += [current / name for name in sorted(names)
-                  if any(Path(name).match(pattern) for pattern in TEST_FILE_PATTERNS)]
-    return found
+def is_test_file(name: str) -> bool:
+    """pytest's default test file names: test_*.py and *_test.py."""
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
 
 
 def covering_tests(target: Path) -> list[tuple[str, Path, str]]:
@@ -105,15 +93,15 @@ def covering_tests(target: Path) -> list[tuple[str, Path, str]]:
     pattern = _import_pattern(names)
     own_name = f"test_{target.stem}.py"
     matches = []
-    for path in _test_files(workspace.root()):
-        if path == target:
+    for entry in workspace.files(workspace.root(), include=is_test_file):
+        if entry.path == shown:
             continue
         try:
-            text = files.read_file(workspace.relative(path)).content
+            text = files.read_file(entry.path).content
         except (BadInput, NotFound):
             continue  # binary, too large, or gone since the walk
-        if path.name == own_name or pattern.search(text):
-            matches.append((path.name != own_name, workspace.relative(path), path, text))
+        if entry.name == own_name or pattern.search(text):
+            matches.append((entry.name != own_name, entry.path, workspace.root() / entry.path, text))
     matches.sort(key=lambda match: match[:2])
     return [(shown, path, text) for _, shown, path, text in matches[: int(run_settings()["max_covering_tests"])]]
 

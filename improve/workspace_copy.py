@@ -15,7 +15,6 @@ places pytest's default import mode and a project-root run look in."""
 from __future__ import annotations
 
 import ast
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,10 +61,10 @@ class WorkspaceCopy:
 
 def _module_file(base: Path, parts: tuple[str, ...]) -> Path | None:
     directory = base.joinpath(*parts)
-    if (directory / "__init__.py").is_file():
+    if workspace.is_regular_file(directory / "__init__.py"):
         return directory / "__init__.py"
     module = directory.parent / f"{parts[-1]}.py"
-    return module if module.is_file() else None
+    return module if workspace.is_regular_file(module) else None
 
 
 def _imported(tree: ast.AST, package: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -126,7 +125,7 @@ def build(target: Path, test_file: Path | None, *, max_files: int, max_bytes: in
         pending.append((path, base))
         for depth in range(1, len(path.relative_to(base).parts)):  # enclosing packages
             init = base.joinpath(*path.relative_to(base).parts[:depth]) / "__init__.py"
-            if init.is_file():
+            if workspace.is_regular_file(init):
                 add(init, base)
 
     add(target, root)
@@ -143,7 +142,7 @@ def build(target: Path, test_file: Path | None, *, max_files: int, max_bytes: in
         for parts in _imported(tree, package):
             for candidate_base in bases:
                 found = _module_file(candidate_base, parts)
-                if found is not None and root in Path(os.path.realpath(found)).parents:
+                if found is not None:
                     add(found, candidate_base)
                     break
     return copy

@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import BadInput, Conflict, ServiceUnavailable
+from codegen_site.core.errors import BadInput, Conflict, ServiceError, ServiceUnavailable
 from codegen_site.llm.embedders import Embedder, get_embedder
-from rag import lexical, walk
+from rag import lexical, sources
 from rag.chunking import Chunker, language_of
 from rag.models import IndexedFile, IndexedRoot, IndexRun
 
@@ -269,7 +269,7 @@ def index_path(client_path: str, run: IndexRun | None = None) -> dict:
             run.save(update_fields=["embedding_model"])
             collection = collection_for(embedder)
             root = _root_for(relative)
-            files = walk.files_under(target, int(rag_config()["max_file_kb"]) * 1024)
+            files = sources.files_under(target, int(rag_config()["max_file_kb"]) * 1024)
             run.files_total = len(files)
             run.save(update_fields=["files_total"])
             known = {record.path: record
@@ -277,21 +277,23 @@ def index_path(client_path: str, run: IndexRun | None = None) -> dict:
             indexer = _Indexer(run, embedder, collection, root)
             skipped = 0
             seen = set()
-            workspace_root = workspace.root()
-            for file in files:
-                path = file.relative_to(workspace_root).as_posix()
-                seen.add(path)
-                try:
-                    data = file.read_bytes()
-                except OSError as exc:
-                    logger.warning("Cannot read %s: %s", file, exc)
-                    continue
-                sha = hashlib.sha256(data).hexdigest()
-                record = known.get(path)
-                if record is not None and record.sha256 == sha and record.embedding_model == embedder.identity:
-                    skipped += 1
-                    continue
-                indexer.add(record, path, sha, data.decode("utf-8", errors="replace"))
+            with workspace.Reader(int(rag_config()["max_file_kb"]) * 1024) as reader:
+                for file in files:
+                    try:
+                        data = reader.read(file.path)
+                    except ServiceError as exc:
+                        # Gone, grown, swapped for a link or a secret since the walk: not indexed.
+                        logger.warning("Not indexing %s: %s", file.path, exc.detail)
+                        continue
+                    if not sources.is_text(data):
+                        continue
+                    seen.add(file.path)
+                    sha = hashlib.sha256(data).hexdigest()
+                    record = known.get(file.path)
+                    if record is not None and record.sha256 == sha and record.embedding_model == embedder.identity:
+                        skipped += 1
+                        continue
+                    indexer.add(record, file.path, sha, data.decode("utf-8", errors="replace"))
             indexer.flush()
             gone = [record for path, record in known.items() if path not in seen]
             indexer.remove(gone)
@@ -399,6 +401,9 @@ def search(query: str, limit: int | None = None, path: str | None = None, mode: 
         if chunk_id not in by_id:  # removed between the two reads
             continue
         document, metadata = by_id[chunk_id]
+        # An index built before a rule changed may hold what the workspace layer now refuses.
+        if workspace.is_off_limits(workspace.root() / metadata["path"]) or workspace.looks_secret(document.encode()):
+            continue
         results.append({"path": metadata["path"], "start_line": metadata["start_line"],
                         "end_line": metadata["end_line"], "symbol": metadata.get("symbol", ""),
                         "content": document, "score": round(score, 6)})

@@ -40,3 +40,17 @@ def read(client, path):
 
 def restore(client, **body):
     return client.post("/files/restore", json.dumps(body), content_type="application/json")
+
+
+def listing(tree: dict) -> set[str]:
+    """Every path in a /files/tree answer."""
+    found = set()
+    for child in tree.get("children", []):
+        found.add(child["path"])
+        found |= listing(child)
+    return found
+
+
+def assert_refused(response, status=400):
+    assert response.status_code == status, response.content
+    assert response.json()["detail"]

@@ -15,23 +15,9 @@ from django.db import connection
 from codegen_site.core import workspace
 from files_app import services
 from files_app.models import Backup
-from tests.files_helpers import outside_fixture, read, write, ws_fixture  # noqa: F401
+from tests.files_helpers import assert_refused, listing, outside_fixture, read, write, ws_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
-
-
-def listing(tree: dict) -> set[str]:
-    """Every path in a /files/tree answer."""
-    found = set()
-    for child in tree.get("children", []):
-        found.add(child["path"])
-        found |= listing(child)
-    return found
-
-
-def assert_refused(response, status=400):
-    assert response.status_code == status, response.content
-    assert response.json()["detail"]
 
 
 # ---------------------------------------------------------------- traversal and absolute paths

@@ -15,21 +15,25 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version as package_version
+from pathlib import Path
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from codegen_site.core import workspace
 from codegen_site.core.config import get_config
-from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy
-from improve.analysis import checks, discovery, lint
+from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy, ServiceError
+from improve.analysis import checks, lint
 from improve.analysis.duplication import duplicate_blocks
 from improve.models import FileAnalysis
 
@@ -50,6 +54,13 @@ _running_lock = threading.Lock()
 
 def analysis_settings() -> dict:
     return get_config()["improve"]
+
+
+def scratch_root() -> Path:
+    """Where the linter's copies are staged: the product's data dir, which no client can reach."""
+    path = Path(django_settings.DATA_DIR) / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_limits(settings: dict, maintainability: bool) -> dict:
@@ -141,8 +152,8 @@ def _drop_pool(broken: ProcessPoolExecutor) -> None:
 
 @dataclass
 class SourceFile:
-    path: str
     relative: str
+    size: int
     source: bytes | None = None
     # [line, type, severity, message, suggestion] when the file could not be read
     error: list | None = None
@@ -164,20 +175,19 @@ class RuleRun:
 
 
 def _read(files: list[SourceFile], max_bytes: int) -> None:
-    for item in files:
-        try:
-            size = os.stat(item.path).st_size
-            if size > max_bytes:
-                item.error = [1, "refactor", "medium", f"File is {size} bytes, above the analysis limit of {max_bytes}",
+    with workspace.Reader(max_bytes) as reader:
+        for item in files:
+            if item.size > max_bytes:
+                item.error = [1, "refactor", "medium",
+                              f"File is {item.size} bytes, above the analysis limit of {max_bytes}",
                               "Split the file; generated or data files belong outside the analysed tree"]
                 continue
-            # O_NOFOLLOW: the path was checked without symlinks; one swapped in since is refused.
-            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                item.source = handle.read()
-        except OSError as exc:
-            item.error = [1, "bug", "critical", f"Cannot read file: {exc.strerror or exc}",
-                          "Make the file readable and run the analysis again"]
+            try:
+                item.source = reader.read(item.relative)
+            except ServiceError as exc:
+                item.error = [1, "bug", "critical", f"Cannot read file: {exc.detail}",
+                              "Make the file a readable regular file below the analysis limit and run the "
+                              "analysis again"]
 
 
 def _load_cached(keys: list[str]) -> dict[str, dict]:
@@ -285,20 +295,22 @@ def _source_files(client_path: str, settings: dict) -> tuple[str, list[SourceFil
     target = workspace.resolve(client_path, must_exist=True)
     if target.is_file() and target.suffix != ".py":
         raise BadInput(f"Not a Python file: {client_path}")
-    paths = discovery.python_files(target, settings["max_files"])
-    if len(paths) > settings["max_files"]:
+    found = workspace.files(target, include=_is_python, limit=settings["max_files"])
+    if len(found) > settings["max_files"]:
         raise PayloadTooLarge(f"More than {settings['max_files']} Python files under {client_path}; "
                               "analyse a smaller directory")
-    # relative() once: the files' paths below the target are plain suffixes of their own.
-    base = workspace.relative(target)
-    if target.is_file():
-        return base, [SourceFile(str(target), base)]
-    prefix, cut = ("" if base == "." else base + "/"), len(str(target)) + 1
-    return base, [SourceFile(path, prefix + path[cut:].replace(os.sep, "/")) for path in paths]
+    return workspace.relative(target), [SourceFile(entry.path, entry.size) for entry in found]
+
+
+def _is_python(name: str) -> bool:
+    return name.endswith(".py")
 
 
 class _Lint:
-    """ruff over the files whose lint result is not cached, running while the checks do."""
+    """ruff over the files whose lint result is not cached, running while the checks do.
+
+    ruff reads copies of the bytes this analysis read (in a scratch folder of the data dir),
+    never the workspace files by name: what it reports is about the files that were checked."""
 
     def __init__(self, readable: list[SourceFile], cached: dict, settings: dict):
         self.settings = settings
@@ -306,24 +318,35 @@ class _Lint:
         for item in readable:
             if item.lint_key in cached:
                 item.lint_issues = cached[item.lint_key]
-        self.state, self.processes = "ok", []
+        self.state, self.processes, self.scratch = "ok", [], None
         try:
             if self.pending:
-                self.processes = lint.start([item.path for item in self.pending], settings)
+                self.scratch = Path(tempfile.mkdtemp(prefix="lint-", dir=scratch_root())).resolve()
+                self.processes = lint.start([self._stage(item) for item in self.pending], settings)
         except lint.LinterFailed as exc:
             self.state = f"failed: {exc}"
 
+    def _stage(self, item: SourceFile) -> str:
+        path = self.scratch / item.relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(item.source)
+        return str(path)
+
     def finish(self) -> dict[str, list]:
         """Cache entries of the files linted now (none when ruff failed)."""
-        if not self.processes:
-            return {}
         try:
-            by_file = lint.collect(self.processes, self.settings["ruff_timeout"])
-        except lint.LinterFailed as exc:
-            self.state = f"failed: {exc}"
-            return {}
+            if not self.processes:
+                return {}
+            try:
+                by_file = lint.collect(self.processes, self.settings["ruff_timeout"])
+            except lint.LinterFailed as exc:
+                self.state = f"failed: {exc}"
+                return {}
+        finally:
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
         for item in self.pending:
-            item.lint_issues = by_file.get(item.path, [])
+            item.lint_issues = by_file.get(str(self.scratch / item.relative), [])
         return {item.lint_key: item.lint_issues for item in self.pending}
 
     @property
