@@ -321,7 +321,7 @@ def ensure_workers() -> int | None:
             return pid
         log = (Path(settings.DATA_DIR) / "qcluster.log").open("ab")
         process = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-                                   cwd=settings.BASE_DIR, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=workspace.run_dir(), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         _pid_file().write_text(str(process.pid))

@@ -29,12 +29,12 @@ from codegen_site.core.workspace.paths import (
     root,
 )
 from codegen_site.core.workspace.policy import SKIPPED_DIRS, is_hidden_name, looks_secret
-from codegen_site.core.workspace.process import leave_workspace
+from codegen_site.core.workspace.process import leave_workspace, run_dir
 from codegen_site.core.workspace.walk import Entry, GitIgnores, entries, files, open_with_ignores
 
 __all__ = [
     "CHUNK_BYTES", "SKIPPED_DIRS", "Entry", "GitIgnores", "PathNotAllowed", "PathNotFound", "PathOutsideWorkspace",
     "Reader", "check_writable", "entries", "files", "is_hidden_name", "is_off_limits", "is_regular_file",
     "leave_workspace", "looks_secret", "off_limits", "open_child_dir", "open_dir", "open_dir_for_write",
-    "open_file", "open_with_ignores", "protected_roots", "read_bytes", "read_open", "relative", "resolve", "root",
+    "open_file", "open_with_ignores", "protected_roots", "read_bytes", "read_open", "relative", "resolve", "root", "run_dir",
 ]

@@ -65,17 +65,21 @@ def off_limits() -> tuple[Path, ...]:
 
 
 @functools.lru_cache(maxsize=16)
-def _protected(base_dir: str, data_dir: str, search_path: tuple[str, ...]) -> tuple[Path, ...]:
+def _protected(base_dir: str, data_dir: str, workspace: Path, search_path: tuple[str, ...]) -> tuple[Path, ...]:
     paths = {real(base_dir), real(sys.prefix), real(sys.base_prefix), real(data_dir)}
-    paths.update(real(entry) for entry in search_path if entry and os.path.isdir(entry))
+    # A sys.path folder inside the workspace: a module written there shadows one the server imports.
+    # (A folder above the workspace only ever gains the workspace's own name as a package.)
+    paths.update(folder for folder in (real(entry) for entry in search_path if entry)
+                 if inside(folder, workspace) and os.path.isdir(folder))
     return tuple(sorted(paths))
 
 
 def protected_roots() -> tuple[Path, ...]:
     """Directories whose files a server process imports or runs: the server's own code, its
-    interpreter's prefix (the venv), its data, and every directory on sys.path. A client may
-    not write inside them, even where the workspace contains them."""
-    return _protected(os.fspath(settings.BASE_DIR), os.fspath(settings.DATA_DIR), tuple(sys.path)) + off_limits()
+    interpreter's prefix (the venv), its data, and sys.path folders inside the workspace. A
+    client may not write inside them, even where the workspace contains them."""
+    return _protected(os.fspath(settings.BASE_DIR), os.fspath(settings.DATA_DIR), root(),
+                      tuple(sys.path)) + off_limits()
 
 
 def inside(path: Path, parent: Path) -> bool:

@@ -14,8 +14,10 @@ HIDDEN_NAMES = frozenset({
 })
 # Key and keystore files by suffix.
 HIDDEN_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx", ".gpg", ".asc")
-# A private key inside a file of any name.
+# A private key inside a file of any name, looked for in the file's head: key files start with
+# it, and a bounded look keeps a read of a large file from paying a scan of all of it.
 _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+SECRET_SCAN_BYTES = 16 * 1024
 
 # Directories a walk does not enter (caches, dependencies, build output): nothing of the
 # user's own lives there, and a search or an analysis of them only costs time.
@@ -33,5 +35,6 @@ def is_hidden_name(name: str) -> bool:
 
 
 def looks_secret(data: bytes) -> bool:
-    """The bytes hold a private key (PEM, OpenSSH, PGP), whatever the file is called."""
-    return b"PRIVATE KEY" in data and _PRIVATE_KEY.search(data) is not None
+    """The first SECRET_SCAN_BYTES hold a private key (PEM, OpenSSH, PGP), whatever the file is called."""
+    head = data[:SECRET_SCAN_BYTES]
+    return b"PRIVATE KEY" in head and _PRIVATE_KEY.search(head) is not None
