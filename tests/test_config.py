@@ -1,8 +1,13 @@
-"""Config layering: default.toml < development.toml < environment; PATCH /config applied live."""
+"""Config layering: default.toml < development.toml < environment; PATCH /config applied live,
+and saved by several server processes at once without losing a key."""
 
+import concurrent.futures
 import logging
+import os
+import threading
 import tomllib
 
+import httpx
 import pytest
 
 from codegen_site.core import config as app_config
@@ -170,3 +175,27 @@ def test_get_config_shows_the_workspace_root_and_patch_cannot_change_it(client, 
     assert client.get("/config").json()["workspace"] == {"root": str(tmp_path.resolve())}
     response = client.patch("/config", {"workspace": {"root": "/"}}, content_type="application/json")
     assert response.status_code == 400
+
+
+@pytest.mark.timeout(120)
+def test_two_servers_patching_different_keys_at_once_both_keep_theirs(live_asgi, tmp_path):
+    # the test settings put the config dir under CODEGEN_TEST_ROOT: one root, one development.toml
+    first, second = (live_asgi({"CODEGEN_TEST_ROOT": str(tmp_path)}) for _ in range(2))
+    shared = tmp_path / "config"
+    start = threading.Barrier(2)
+
+    def send(server, body):
+        start.wait(10)
+        return httpx.patch(server.url + "/config", json=body, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for round_ in range(1, 31):
+            bodies = [(first, {"rag": {"top_k": round_ % 100 + 1}}), (second, {"rag": {"rrf_k": round_}})]
+            answers = list(pool.map(lambda args: send(*args), bodies))
+            assert [answer.status_code for answer in answers] == [200, 200], [a.text for a in answers]
+            saved = tomllib.loads((shared / "development.toml").read_text())["rag"]
+            assert (saved["top_k"], saved["rrf_k"]) == (round_ % 100 + 1, round_), f"round {round_}"
+    for server in (first, second):
+        shown = httpx.get(server.url + "/config", timeout=10).json()["rag"]
+        assert (shown["top_k"], shown["rrf_k"]) == (31, 30)
+    assert not [name for name in os.listdir(shared) if name.startswith(".development.") and name.endswith(".toml")]

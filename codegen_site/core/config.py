@@ -8,7 +8,9 @@ strings. A few common names are accepted as aliases (OLLAMA_HOST, LLM_PROVIDER).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import logging
 import os
 import tempfile
@@ -195,18 +197,34 @@ def _merge_into_document(document: tomlkit.TOMLDocument | dict, patch: dict) -> 
             document[key] = value
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An flock on a file of its own: held across processes (and threads, each opening it anew).
+    Not on development.toml itself, which a save replaces (a new inode, a new lock)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_development(patch: dict[str, Any]) -> Path:
     """Merge a validated patch into development.toml, keeping every other key
-    and comment; the write is atomic so a crash never leaves half a file."""
+    and comment. Server processes save at the same time: the file is read and
+    merged inside a lock shared with them, so no save drops another's keys; the
+    write is atomic (and synced) so a crash never leaves half a file."""
     path = development_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock:
+    with _exclusive(path.with_name(".development.toml.lock")):
         document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
         _merge_into_document(document, patch)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".development.", suffix=".toml")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(tomlkit.dumps(document))
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp_name, path)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
