@@ -103,8 +103,47 @@ def _read_toml(path: Path) -> dict:
 def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     config = _read_toml(default_path())
-    config = deep_merge(config, _read_toml(development_path()))
-    return deep_merge(config, _env_overrides(dict(environ)))
+    config = deep_merge(config, _without_ceilings(_read_toml(development_path())))
+    config = deep_merge(config, _env_overrides(dict(environ)))
+    sandbox = config.get("sandbox", {})
+    if "ceilings" in sandbox:
+        sandbox.update(within_ceilings(sandbox, sandbox_ceilings(config)))
+    return config
+
+
+# --- ceilings: the most a limit may be, set by the deployment only ------------
+# [sandbox.ceilings] in config/default.toml, overridden by CODEGEN_SANDBOX__CEILINGS__<KEY>.
+# development.toml is what PATCH /config writes, so a ceiling found there is ignored:
+# the API (or anything that can write that file) lowers limits, it never lifts them.
+
+def _without_ceilings(development: dict) -> dict:
+    if isinstance(development.get("sandbox"), dict) and "ceilings" in development["sandbox"]:
+        logger.warning("Ignoring [sandbox.ceilings] in %s: ceilings come from config/default.toml or "
+                       "CODEGEN_SANDBOX__CEILINGS__<KEY> only", development_path())
+        development = {**development, "sandbox": {k: v for k, v in development["sandbox"].items() if k != "ceilings"}}
+    return development
+
+
+def sandbox_ceilings(config: dict | None = None) -> dict[str, int | float]:
+    """[sandbox.ceilings], checked: every value a positive number (a deployment's typo stops
+    the server at start instead of leaving a limit without its ceiling)."""
+    ceilings = (get_config() if config is None else config)["sandbox"]["ceilings"]
+    for key, value in ceilings.items():
+        if type(value) not in (int, float) or value <= 0:
+            raise ValueError(f"sandbox.ceilings.{key} must be a positive number, not {value!r}")
+    return ceilings
+
+
+def within_ceilings(values: dict, ceilings: dict) -> dict:
+    """The limits in `values` that are above their ceiling, lowered to it (and logged)."""
+    lowered = {}
+    for key, ceiling in ceilings.items():
+        value = values.get(key)
+        if type(value) in (int, float) and value > ceiling:
+            logger.warning("sandbox.%s = %s is above its ceiling sandbox.ceilings.%s = %s; %s applies",
+                           key, value, key, ceiling, ceiling)
+            lowered[key] = type(value)(ceiling)
+    return lowered
 
 
 def _stamp() -> tuple:

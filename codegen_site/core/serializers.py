@@ -177,13 +177,27 @@ class LogLevelField(serializers.ChoiceField):
 
 
 class SettingsSection(serializers.Serializer):
-    """A table of settings: unknown keys are an error naming them, an empty table too."""
+    """A table of settings: unknown keys are an error naming them, an empty table too.
+
+    Every number has a range. `ceilings` names the fields whose maximum is also a key of
+    [sandbox.ceilings], which the deployment sets: read when the serializer is built, so the
+    check and the OpenAPI schema's maximum both follow the ceilings in effect."""
+
+    ceilings: dict[str, str] = {}
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("required", False)
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
             field.required = False
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.ceilings:
+            ceilings = config.sandbox_ceilings()
+            for name, key in self.ceilings.items():
+                fields[name] = _capped(fields[name], key, ceilings[key])
+        return fields
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -206,6 +220,17 @@ class SettingsSectionSchema(OpenApiSerializerExtension):
         schema["minProperties"] = 1
         schema["additionalProperties"] = False
         return schema
+
+
+def _capped(field: serializers.Field, key: str, ceiling: int | float) -> serializers.Field:
+    """`field` again, its maximum lowered to the ceiling, with a message naming the ceiling."""
+    if field.max_value is not None and field.max_value < ceiling:
+        return field
+    ceiling = int(ceiling) if isinstance(field, serializers.IntegerField) else ceiling
+    message = (f"Above the ceiling sandbox.ceilings.{key} = {ceiling}, which only the deployment sets "
+               f"(config/default.toml or CODEGEN_SANDBOX__CEILINGS__{key.upper()}).")
+    return type(field)(min_value=field.min_value, max_value=ceiling, help_text=field.help_text,
+                       error_messages={"max_value": message})
 
 
 def _seconds():
@@ -260,40 +285,55 @@ STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
 
 
 class WorkflowSettings(SettingsSection):
+    ceilings = {"validation_timeout": "timeout_seconds"}
+
     max_repairs = StrictIntegerField(min_value=0, max_value=20)
     edit_rounds = StrictIntegerField(min_value=0, max_value=5)
     edit_programs = StrictIntegerField(min_value=0, max_value=5000)
     validation_timeout = StrictFloatField(min_value=1, max_value=600)
-    plan_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
-    tests_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
-    code_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
-    chat_max_tokens = StrictIntegerField(min_value=0, help_text=STAGE_TOKENS)
-    repair_output_chars = StrictIntegerField(min_value=0)
-    context_code_chars = StrictIntegerField(min_value=0)
+    plan_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
+    tests_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
+    code_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
+    chat_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
+    repair_output_chars = StrictIntegerField(min_value=0, max_value=1_000_000)
+    context_code_chars = StrictIntegerField(min_value=0, max_value=1_000_000)
     research_top_k = StrictIntegerField(min_value=0, max_value=100)
 
 
 class RagSettings(SettingsSection):
     collection = CollectionNameField()
-    chunk_lines = StrictIntegerField(min_value=1)
-    chunk_overlap = StrictIntegerField(min_value=0)
+    chunk_lines = StrictIntegerField(min_value=1, max_value=10_000)
+    chunk_overlap = StrictIntegerField(min_value=0, max_value=10_000)
     top_k = StrictIntegerField(min_value=1, max_value=100)
-    max_file_kb = StrictIntegerField(min_value=1)
+    max_file_kb = StrictIntegerField(min_value=1, max_value=65_536)
     fusion_candidates = StrictIntegerField(min_value=1, max_value=1000)
-    rrf_k = StrictIntegerField(min_value=1)
+    rrf_k = StrictIntegerField(min_value=1, max_value=10_000)
 
 
 class SandboxSettings(SettingsSection):
-    """The limits read at every run (not those fixed when the runner starts)."""
+    """The limits read at every run (not those fixed when the runner starts), each held
+    under its ceiling; the ceilings themselves are not settings the API can change."""
+
+    ceilings = {name: name for name in ("max_concurrent", "max_waiting", "cpu_seconds", "memory_mb", "max_processes",
+                                        "max_file_mb", "max_open_files", "max_output_bytes", "disk_mb")}
 
     max_concurrent = StrictIntegerField(min_value=1, max_value=256)
     max_waiting = StrictIntegerField(min_value=0, max_value=10_000)
     cpu_seconds = StrictIntegerField(min_value=1, max_value=3600)
-    memory_mb = StrictIntegerField(min_value=16)
-    max_processes = StrictIntegerField(min_value=1)
-    max_file_mb = StrictIntegerField(min_value=1)
-    max_open_files = StrictIntegerField(min_value=16)
-    max_output_bytes = StrictIntegerField(min_value=1024)
+    memory_mb = StrictIntegerField(min_value=16, max_value=65_536)
+    max_processes = StrictIntegerField(min_value=1, max_value=4096)
+    max_file_mb = StrictIntegerField(min_value=1, max_value=4096)
+    max_open_files = StrictIntegerField(min_value=16, max_value=65_536)
+    max_output_bytes = StrictIntegerField(min_value=1024, max_value=16 * 1024 * 1024)
+    # its tmpfs holds the run's files (4 MB: the few a run starts with fit)
+    disk_mb = StrictIntegerField(min_value=4, max_value=65_536)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "ceilings" in data:
+            raise serializers.ValidationError({"ceilings": [
+                "Set by the deployment only (config/default.toml or CODEGEN_SANDBOX__CEILINGS__<KEY>), "
+                "not through the API."]})
+        return super().to_internal_value(data)
 
 
 class EditableConfigSerializer(SettingsSection):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen_site.core.config import get_config
+from codegen_site.core.config import get_config, sandbox_ceilings, within_ceilings
 from codegen_site.core.errors import ServiceBusy, ServiceUnavailable
 from codegen_site.sandbox import verdict
 
@@ -64,8 +64,11 @@ _overrides: dict[str, Any] = {}
 
 
 def settings() -> dict[str, Any]:
-    """The [sandbox] section of config/default.toml (and its overrides), plus override_limits()."""
-    return {**get_config()["sandbox"], **_overrides}
+    """The [sandbox] section of config/default.toml (and its overrides), plus override_limits(),
+    every limit held under its ceiling ([sandbox.ceilings])."""
+    config = {**get_config()["sandbox"], **_overrides}
+    config.update(within_ceilings(config, sandbox_ceilings()))
+    return config
 
 
 @contextlib.contextmanager
@@ -454,7 +457,7 @@ def _run_admitted(code: str, tests: str | None, timeout: float) -> SandboxResult
         _limiter.cancel()
         raise
     try:
-        return _execute(code, tests, float(timeout), settings())
+        return _execute(code, tests, min(float(timeout), sandbox_ceilings()["timeout_seconds"]), settings())
     finally:
         _limiter.release()
 
