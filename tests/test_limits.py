@@ -1,9 +1,11 @@
 """Limits with ceilings: every number PATCH /config takes has a range, the sandbox limits are capped
-by ceilings only the deployment sets."""
+by ceilings only the deployment sets, and a run's processes share memory_mb and max_processes (a
+cgroup per run)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from rest_framework import serializers
@@ -11,7 +13,7 @@ from rest_framework import serializers
 from codegen_site import sandbox
 from codegen_site.core import config as app_config
 from codegen_site.core.serializers import EditableConfigSerializer
-from codegen_site.sandbox import run_python
+from codegen_site.sandbox import _cgroup, run_python
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,3 +115,95 @@ def test_a_timeout_longer_than_the_ceiling_is_cut_to_it(set_config):
     set_config({"sandbox": {"ceilings": {"timeout_seconds": 1}}})
     result = run_python("import time\ntime.sleep(30)\n", timeout=30)
     assert result.timed_out and result.error == "Timed out after 1 s"
+
+
+# --- one run, one cgroup --------------------------------------------------------------
+
+def hog(processes: int, megabytes: int) -> str:
+    """Processes that each take and touch `megabytes`, then report their exit statuses."""
+    return (
+        "import os, time\n"
+        "children = []\n"
+        f"for _ in range({processes}):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        f"        block = bytearray({megabytes} * 1024 * 1024)\n"
+        "        for at in range(0, len(block), 4096):\n"
+        "            block[at] = 1\n"
+        "        time.sleep(0.5)\n"
+        "        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "print('statuses', [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])\n"
+    )
+
+
+@pytest.fixture
+def per_run_cgroup():
+    version = sandbox.run_cgroup()
+    if version is None:
+        pytest.skip(f"no usable cgroup here: {sandbox.runner._get_zygote().hello['cgroup_note']}")
+    return version
+
+
+def zygote_groups(pid: int) -> list[Path]:
+    """The groups a zygote made for its runs (one per hierarchy), found as _cgroup finds its own."""
+    own = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            own[controller] = path
+    found = []
+    for point, root, kind, options in _cgroup._mounts():
+        key = "" if kind == "cgroup2" else next((c for c in _cgroup.CONTROLLERS if c in options), None)
+        if key is not None and key in own:
+            found += Path(_cgroup._own_dir(point, root, own[key])).glob(f"{_cgroup.PREFIX}{pid}-*")
+    return found
+
+
+@pytest.mark.parametrize("audit_hook", [False, True], ids=["namespaces", "without-namespaces"])
+def test_six_processes_of_200_mb_are_one_run_over_memory_mb_512(per_run_cgroup, audit_hook):
+    with sandbox.override_limits(memory_mb=512, force_audit_hook=audit_hook):
+        within = run_python(hog(2, 200), timeout=30)
+        over = run_python(hog(6, 200), timeout=30)
+    assert within.success and within.output == "statuses [0, 0]\n", within.output
+    # each process alone is under RLIMIT_AS (512 MB); together they are not, and the run ends whole
+    assert not over.success and "statuses" not in over.output
+    assert over.error == "Memory limit exceeded (512 MB for the run's processes together)"
+    assert run_python("print('next run')").output == "next run\n"
+
+
+FORK_TREE = (
+    "import os, time\n"
+    "while True:\n"
+    "    if os.fork() == 0:  # each child starts one of its own too, where it still can\n"
+    "        print('forked', flush=True)\n"
+    "        try:\n"
+    "            if os.fork() == 0:\n"
+    "                print('forked', flush=True)\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "        time.sleep(5)\n"
+    "        os._exit(0)\n"
+)
+
+
+def test_a_run_that_forks_past_max_processes_in_total_is_stopped(per_run_cgroup):
+    with sandbox.override_limits(max_processes=8):
+        result = run_python(FORK_TREE, timeout=30)
+    assert not result.success and not result.timed_out
+    assert result.output.count("forked") <= 7  # the run's first process is one of the 8
+    assert result.error.startswith("Exit code 1 (BlockingIOError)")
+    assert result.error.endswith("the run reached its process limit (8 processes and threads)")
+
+
+def test_each_runs_group_is_removed_after_it_and_the_runners_when_it_stops(per_run_cgroup):
+    run_python("print(1)")
+    zygote = sandbox.runner._zygote.proc.pid
+    groups = zygote_groups(zygote)
+    assert groups, "the runner's own cgroup directories"
+    for result in (run_python("print(2)"), run_python(hog(6, 200), timeout=30),
+                   run_python("import os\nos.fork()\nimport time\ntime.sleep(60)", timeout=1)):
+        assert result.output or result.error
+    assert [child.name for group in groups for child in group.iterdir() if child.name.startswith("run-")] == []
+    sandbox.shutdown()
+    assert [group for group in groups if group.exists()] == []

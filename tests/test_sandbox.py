@@ -413,6 +413,8 @@ def test_unprivileged_runner_still_runs_code_and_tests(tmp_path):
         hello, _ = _zygote.receive_message(control)
         assert "error" not in hello, hello
         assert hello["isolated"] is False and hello["uid_drop"] is False
+        # no cgroup it may write: the runs keep the per-process limits, and the runner says so
+        assert hello["cgroup"] is None and hello["cgroup_note"].startswith("no usable cgroup")
         limits = {key: config[key] for key in sandbox.runner.RUN_KEYS}
         limits["socket_families"] = []
         exit_message, text = _run_on(control, 1, limits, "def add(a, b):\n    return a + b\nprint(add(1, 2))\n",

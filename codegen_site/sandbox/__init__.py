@@ -11,6 +11,7 @@ from codegen_site.sandbox.runner import (
     arun_python,
     isolation_mode,
     override_limits,
+    run_cgroup,
     run_python,
     shutdown,
     strip_code_fences,
@@ -19,5 +20,5 @@ from codegen_site.sandbox.runner import (
 
 __all__ = [
     "SandboxBusy", "SandboxResult", "SandboxUnavailable", "arun_python", "isolation_mode",
-    "override_limits", "run_python", "shutdown", "strip_code_fences", "warmup",
+    "override_limits", "run_cgroup", "run_python", "shutdown", "strip_code_fences", "warmup",
 ]

@@ -5,9 +5,11 @@ with an empty environment. As root it claims a uid range, enters its own network
 and mount namespaces, pivots into a minimal read-only root (_rootfs.py) and imports
 pytest once; then it forks one child per run. Each child is PID 1 of a fresh PID
 namespace with its own mount namespace (one tmpfs for its files, its own /proc),
-drops to a uid of the range, sets rlimits, no_new_privs and a seccomp filter
-(_seccomp.py), and runs the code and pytest in-process, watched by _witness.py.
-When it exits the kernel ends everything the run started.
+moves into the run's own cgroup (_cgroup.py: memory_mb and max_processes for all
+the run's processes together, where the machine allows), drops to a uid of the
+range, sets rlimits, no_new_privs and a seccomp filter (_seccomp.py), and runs the
+code and pytest in-process, watched by _witness.py. When it exits the kernel ends
+everything the run started.
 
 Without root (or with force_audit_hook) there are no mount or PID namespaces:
 run directories live on the host's temp dir and an audit hook refuses
@@ -35,6 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cgroup  # noqa: E402
 import _rootfs  # noqa: E402
 import _seccomp  # noqa: E402
 import _witness  # noqa: E402
@@ -44,6 +47,8 @@ del sys.path[0]
 import pytest  # noqa: E402  (pre-import is the point: children inherit it)
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MEGABYTE = 1024 * 1024
 STATUS_FD = 3
 STATUS_LIMIT = 4 << 20  # status bytes kept per run; beyond that the verdict fails
 SOCKET_DENIED = "sandbox: network sockets are not allowed"
@@ -196,8 +201,9 @@ class Child:
     """One run, in the forked child: set up, run the code, run the tests, exit."""
 
     def __init__(self, request: dict, output_fd: int, status_fd: int, rundir: str, uid: int | None,
-                 zygote: Zygote) -> None:
+                 zygote: Zygote, group: _cgroup.RunGroup | None) -> None:
         self.request = request
+        self.group = group
         self.limits = request["limits"]
         self.output_fd = output_fd
         self.status_fd = status_fd
@@ -222,6 +228,8 @@ class Child:
             os._exit(exit_code)
 
     def prepare(self) -> None:
+        if self.group is not None:
+            self.group.join()  # first: whatever this process does or starts from here is the run's
         import atexit
         atexit._clear()  # the zygote's handlers are not ours to run
         os.setsid()
@@ -285,18 +293,20 @@ class Child:
         os.closerange(STATUS_FD + 1, 1 << 16)  # drops the zygote socket and lock: never for user code
 
     def set_limits(self) -> None:
-        megabyte = 1024 * 1024
         limits = self.limits
         cpu = int(limits["cpu_seconds"])
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (int(limits["memory_mb"]) * megabyte,) * 2)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["max_file_mb"]) * megabyte,) * 2)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (int(limits["max_open_files"]),) * 2)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        set_rlimit(resource.RLIMIT_CPU, cpu, cpu + 1)
+        # per process; the run's cgroup (if any) holds all its processes together
+        set_rlimit(resource.RLIMIT_AS, int(limits["memory_mb"]) * MEGABYTE)
+        set_rlimit(resource.RLIMIT_FSIZE, int(limits["max_file_mb"]) * MEGABYTE)
+        set_rlimit(resource.RLIMIT_NOFILE, int(limits["max_open_files"]))
+        set_rlimit(resource.RLIMIT_CORE, 0)
         processes = int(limits["max_processes"])
         if self.uid is None and os.geteuid() != 0:
             processes += count_own_tasks()  # the limit counts every process of the real uid
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+        if self.group is not None:
+            processes += 1  # pids.max refuses first, and counts it (the run's result says so)
+        set_rlimit(resource.RLIMIT_NPROC, processes)
 
     def set_environment(self) -> None:
         import io
@@ -385,6 +395,16 @@ def run_tests(rundir: str, send, taken: tuple) -> int:
     return exit_code
 
 
+def set_rlimit(kind: int, soft: int, hard: int | None = None) -> None:
+    """setrlimit, held under the limit the runner itself got: without CAP_SYS_RESOURCE a
+    higher hard limit is refused, and a run must not fail to start over it."""
+    ceiling = resource.getrlimit(kind)[1]
+    hard = soft if hard is None else hard
+    if ceiling != resource.RLIM_INFINITY:
+        soft, hard = min(soft, ceiling), min(hard, ceiling)
+    resource.setrlimit(kind, (soft, hard))
+
+
 def count_own_tasks() -> int:
     me, count = os.getuid(), 0
     for entry in os.listdir("/proc"):
@@ -402,8 +422,11 @@ def count_own_tasks() -> int:
 class Run:
     """A run in flight, as the zygote sees it."""
 
-    def __init__(self, run_id: int, pid: int, uid: int | None, rundir: str, status_fd: int, pidfd: int) -> None:
+    def __init__(self, run_id: int, pid: int, uid: int | None, rundir: str, status_fd: int, pidfd: int,
+                 group: _cgroup.RunGroup | None) -> None:
         self.run_id = run_id
+        self.group = group
+        self.oom = False
         self.pid = pid
         self.uid = uid
         self.rundir = rundir
@@ -430,6 +453,8 @@ class Zygote:
         self.seccomp = _seccomp.machine() if _seccomp.machine() in _seccomp.SYSCALLS else None
         if self.seccomp is None:
             log(f"no seccomp table for {_seccomp.machine()}; runs go without the filter")
+        # before isolate(): the private root has no /sys (the cgroups are kept as open directories)
+        self.cgroups, self.cgroup_note = _cgroup.open_cgroups()
         if root:
             first, self.uid_lock = _rootfs.claim_uid_range(
                 int(settings["uid_base"]), int(settings["uid_count"]), int(settings["uid_slots"]))
@@ -445,6 +470,9 @@ class Zygote:
         if not self.isolated:
             self.base = tempfile.mkdtemp(prefix="codegen-sandbox-")
             os.chmod(self.base, 0o711)  # dropped uids may enter their own run dir but not list others
+            # without a PID namespace a run's orphans would go to the host's init, which may leave
+            # them zombies for a while, counted against the next run of their uid (RLIMIT_NPROC)
+            _rootfs.libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         self.warm_up()
 
     def isolate(self) -> None:
@@ -516,7 +544,9 @@ class Zygote:
         self.selector.register(self.control, selectors.EVENT_READ, ("control", None))
         send_message(self.control, {"event": "hello", "mode": self.mode(), "uid_drop": self.drop_uid,
                                     "isolated": self.isolated, "seccomp": self.seccomp,
-                                    "root_seconds": self.root_seconds})
+                                    "root_seconds": self.root_seconds,
+                                    "cgroup": self.cgroups.version if self.cgroups else None,
+                                    "cgroup_note": self.cgroup_note})
         try:
             while True:
                 for key, _ in self.selector.select():
@@ -534,9 +564,15 @@ class Zygote:
                         self.read_status(self.runs[pid])
                     elif kind == "exit":
                         self.finish(pid)
+                    elif kind == "oom" and pid in self.runs:  # not if its exit came first in this batch
+                        self.out_of_memory(self.runs[pid])
         finally:
-            for pid in list(self.runs):
+            for pid, run in list(self.runs.items()):
                 self.signal(pid)
+                if run.group is not None:
+                    self.cgroups.leftover.append(run.group)
+            if self.cgroups is not None:
+                self.cgroups.close()
             if self.base:
                 _rootfs.remove_tree(self.base)
 
@@ -555,6 +591,14 @@ class Zygote:
             self.refuse(run_id, "no free sandbox uid", fds)
             return
         output_fd = fds[0]
+        group = None
+        if self.cgroups is not None:
+            limits = request["limits"]
+            try:
+                group = self.cgroups.create(run_id, int(limits["memory_mb"]) * MEGABYTE, int(limits["max_processes"]))
+            except OSError as exc:  # no run without its limits
+                self.refuse(run_id, f"could not make the run's cgroup ({exc})", fds)
+                return
         uid = self.free_uids.pop(0) if self.drop_uid else None
         rundir = _rootfs.RUN_DIR if self.isolated else os.path.join(self.base, "run-" + secrets.token_hex(8))
         status_read, status_write = os.pipe2(os.O_CLOEXEC)
@@ -563,12 +607,14 @@ class Zygote:
         try:
             pid = os.fork()
             if pid == 0:
-                Child(request, output_fd, status_write, rundir, uid, self).main()
+                Child(request, output_fd, status_write, rundir, uid, self, group).main()
         except OSError as exc:
             os.close(status_read)
             os.close(status_write)
             if uid is not None:
                 self.free_uids.append(uid)
+            if group is not None and not group.remove():
+                self.cgroups.leftover.append(group)
             self.refuse(run_id, f"could not start the run ({exc.strerror})", [output_fd])
             return
         finally:
@@ -577,10 +623,22 @@ class Zygote:
         os.close(output_fd)
         os.close(status_write)
         os.set_blocking(status_read, False)
-        run = Run(run_id, pid, uid, rundir, status_read, os.pidfd_open(pid))
+        run = Run(run_id, pid, uid, rundir, status_read, os.pidfd_open(pid), group)
         self.runs[pid] = run
         self.selector.register(run.pidfd, selectors.EVENT_READ, ("exit", pid))
         self.selector.register(status_read, selectors.EVENT_READ, ("status", pid))
+        if group is not None:
+            group.close_child_fds()
+            if group.oom_event is not None:
+                self.selector.register(group.oom_event, selectors.EVENT_READ, ("oom", pid))
+
+    def out_of_memory(self, run: Run) -> None:
+        """v1 only (v2's memory.oom.group does this itself): the kernel killed one process of the
+        run at its memory limit; the run ends whole, as a run that ran out of memory."""
+        self.forget(run.group.oom_event)
+        run.oom = True
+        self.signal(run.pid)
+        run.group.kill()
 
     def read_status(self, run: Run) -> None:
         try:
@@ -614,12 +672,37 @@ class Zygote:
             message["signal"] = os.WTERMSIG(status)
         else:
             message["exit_code"] = os.WEXITSTATUS(status)
+        if run.group is not None:
+            message["oom"] = run.oom or run.group.oom_kills() > 0
+            message["pids_refused"] = run.group.pids_refused()
+            if run.group.oom_event is not None:
+                self.forget(run.group.oom_event)
+            if not run.group.remove():
+                self.cgroups.leftover.append(run.group)
+        if not self.isolated:
+            self.reap_orphans()
         send_message(self.control, message)
         if run.uid is not None:
             # isolated: PID 1 is reaped, so the kernel has ended every process of the run
             self.free_uids.append(run.uid)
         if not self.isolated:
             _rootfs.remove_tree(run.rundir)
+
+    def reap_orphans(self) -> None:
+        """Reap the dead processes runs left behind (the zygote is their subreaper); runs
+        themselves are reaped in finish(), so their pids are left alone."""
+        children: set[int] = set()
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/children") as handle:
+                    children.update(int(pid) for pid in handle.read().split())
+            except OSError:
+                pass
+        for pid in children - set(self.runs):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     def signal(self, pid: int) -> None:
         try:
@@ -634,6 +717,8 @@ class Zygote:
         for pid, run in self.runs.items():
             if run.run_id == run_id:
                 self.signal(pid)
+                if run.group is not None:
+                    run.group.kill()  # what left the process group (without a PID namespace)
 
 
 def main() -> None:

@@ -148,6 +148,7 @@ class _Zygote:
         self.pending: dict[int, queue.Queue] = {}
         self.pending_lock = threading.Lock()
         self.hello: dict | None = None
+        self.announced = False  # whether the cgroup line of its hello was logged
         self.ready = threading.Event()
         self.dead = False
         self.reader = threading.Thread(target=self._read_loop, name="sandbox-zygote-reader", daemon=True)
@@ -246,6 +247,12 @@ def _get_zygote() -> _Zygote:
     if "error" in zygote.hello:
         log.error("sandbox runner failed to start: %s", zygote.hello["error"])
         raise SandboxUnavailable(f"The code sandbox failed to start: {zygote.hello['error']}")
+    if not zygote.announced:
+        zygote.announced = True
+        if zygote.hello.get("cgroup"):
+            log.info("sandbox: %s", zygote.hello["cgroup_note"])
+        else:
+            log.warning("sandbox: %s", zygote.hello.get("cgroup_note"))
     return zygote
 
 
@@ -266,6 +273,12 @@ def shutdown() -> None:
 def isolation_mode() -> str:
     """"netns" (own network namespace, no network at all) or "audit-hook" (best effort)."""
     return _get_zygote().hello["mode"]
+
+
+def run_cgroup() -> str | None:
+    """"v2" or "v1" when each run gets a cgroup of its own (memory_mb and max_processes hold
+    for all its processes together), None when they hold per process only."""
+    return _get_zygote().hello.get("cgroup")
 
 
 def _socket_families(names: list[str]) -> list[int]:
@@ -422,7 +435,10 @@ def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bo
     exit_code = -signal_number if signal_number else message.get("exit_code")
     passed = failed = 0
     error: str | None = None
-    if timed_out:
+    if message.get("oom"):
+        # the run's cgroup hit memory_mb: the run was ended whole, whatever it was doing
+        error = f"Memory limit exceeded ({config['memory_mb']} MB for the run's processes together)"
+    elif timed_out:
         error = f"Timed out after {timeout:g} s"
     elif output_killed:
         error = f"Output limit exceeded (killed after {capture.total} bytes)"
@@ -441,6 +457,8 @@ def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bo
             error += f" ({report['exc']})"
     elif report.get("forged"):
         error = f"{verdict.TAMPERING}: {report['forged']} status line(s) were not written by the sandbox"
+    if error is not None and message.get("pids_refused"):
+        error += f"; the run reached its process limit ({config['max_processes']} processes and threads)"
     return SandboxResult(
         success=error is None, output=output, error=error, exit_code=exit_code,
         timed_out=timed_out, duration=duration, tests_passed=passed, tests_failed=failed)
