@@ -105,45 +105,44 @@ def open_with_ignores(target: Path) -> tuple[int, GitIgnores]:
     return current, ignores
 
 
-def entries(dir_fd: int, directory: tuple[str, ...], ignores: GitIgnores,
-            blocked: frozenset[tuple[str, ...]] | None = None) -> list[Entry]:
-    """What one directory shows, directories first, each group by name."""
-    blocked = _blocked() if blocked is None else blocked
+def _visible(items: list[os.DirEntry], directory: tuple[str, ...], ignores: GitIgnores,
+             blocked: frozenset[tuple[str, ...]], include: Callable[[str], bool] | None) -> list[Entry]:
     shown = []
-    with os.scandir(dir_fd) as found:
-        for item in found:
-            name = item.name
-            child = (*directory, name)
-            if is_hidden_name(name) or child in blocked:
-                continue
-            try:
-                if item.is_symlink():
-                    kind, size = "symlink", None
-                elif item.is_dir(follow_symlinks=False):
-                    kind, size = "dir", None
-                elif item.is_file(follow_symlinks=False):
-                    # The size from lstat, the kind from the same call: a file swapped for a link
-                    # since readdir is shown as the link it now is.
-                    info = item.stat(follow_symlinks=False)
-                    kind = _KINDS.get(stat.S_IFMT(info.st_mode), "other")
-                    size = info.st_size if kind == "file" else None
-                else:
-                    kind, size = "other", None
-            except OSError:
-                continue  # removed since the listing
-            if ignores.ignored(child, kind == "dir"):
-                continue
-            shown.append(Entry("/".join(child), name, kind, size))
-    shown.sort(key=lambda entry: (entry.kind != "dir", entry.name))
+    for item in items:
+        name = item.name
+        child = (*directory, name)
+        if is_hidden_name(name) or child in blocked:
+            continue
+        try:
+            if item.is_symlink():
+                kind, size = "symlink", None
+            elif item.is_dir(follow_symlinks=False):
+                kind, size = "dir", None
+            elif item.is_file(follow_symlinks=False):
+                if include is not None and not include(name):
+                    continue
+                # The size from lstat, the kind from the same call: a file swapped for a link
+                # since readdir is shown as the link it now is.
+                info = item.stat(follow_symlinks=False)
+                kind = _KINDS.get(stat.S_IFMT(info.st_mode), "other")
+                size = info.st_size if kind == "file" else None
+            else:
+                kind, size = "other", None
+        except OSError:
+            continue  # removed since the listing
+        if ignores.ignored(child, kind == "dir"):
+            continue
+        shown.append(Entry("/".join(child), name, kind, size))
     return shown
 
 
-def _is_virtualenv(dir_fd: int) -> bool:
-    try:
-        os.stat("pyvenv.cfg", dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    return True
+def entries(dir_fd: int, directory: tuple[str, ...], ignores: GitIgnores) -> list[Entry]:
+    """What one directory (opened as dir_fd, at `directory` below the root, with the .gitignore
+    rules in force inside it) shows: directories first, each group by name."""
+    with os.scandir(dir_fd) as found:
+        shown = _visible(list(found), directory, ignores, _blocked(), None)
+    shown.sort(key=lambda entry: (entry.kind != "dir", entry.name))
+    return shown
 
 
 def files(target: Path, include: Callable[[str], bool] | None = None, limit: int | None = None) -> list[Entry]:
@@ -157,10 +156,10 @@ def files(target: Path, include: Callable[[str], bool] | None = None, limit: int
     if not os.path.isdir(target):  # a file named by the caller: kept when it is a visible regular file
         if not below:
             return []
-        with open_dir(target.parent) as parent_fd:
-            listed = entries(parent_fd, below[:-1], GitIgnores(), blocked)
-        return [entry for entry in listed if entry.name == below[-1] and entry.kind == "file"
-                and (include is None or include(entry.name))]
+        with open_dir(target.parent) as parent_fd, os.scandir(parent_fd) as listing:
+            named = [item for item in listing if item.name == below[-1]]
+            kept = _visible(named, below[:-1], GitIgnores(), blocked, include)
+        return [entry for entry in kept if entry.kind == "file"]
     found: list[Entry] = []
     top_fd, ignores = open_with_ignores(target)
     pending = [(top_fd, below, ignores)]
@@ -168,20 +167,23 @@ def files(target: Path, include: Callable[[str], bool] | None = None, limit: int
         while pending:
             dir_fd, directory, ignores = pending.pop()
             try:
-                for entry in entries(dir_fd, directory, ignores, blocked):
+                with os.scandir(dir_fd) as listing:
+                    items = list(listing)
+                if directory != below:  # the target's own rules came with open_with_ignores
+                    names = {item.name for item in items}
+                    if "pyvenv.cfg" in names:
+                        continue  # a virtualenv
+                    if GITIGNORE in names:
+                        ignores = ignores.entering(dir_fd, directory)
+                for entry in _visible(items, directory, ignores, blocked, include):
                     if entry.kind == "file":
-                        if include is None or include(entry.name):
-                            found.append(entry)
+                        found.append(entry)
                     elif entry.kind == "dir" and entry.name not in SKIPPED_DIRS:
                         try:
                             child_fd = open_child_dir(dir_fd, entry.name, shown=entry.path)
                         except ServiceError:
                             continue  # replaced by a link or removed since the listing
-                        if _is_virtualenv(child_fd):
-                            os.close(child_fd)
-                            continue
-                        child = (*directory, entry.name)
-                        pending.append((child_fd, child, ignores.entering(child_fd, child)))
+                        pending.append((child_fd, (*directory, entry.name), ignores))
             finally:
                 os.close(dir_fd)
             if limit is not None and len(found) > limit:
