@@ -16,12 +16,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.http import is_same_domain
 from django.utils.module_loading import import_string
 
+from codegen_site.core.access import OPEN_PREFIXES
 from codegen_site.core.errors import json_error
 from codegen_site.routes import browser_paths
 
-# Health checks and static files stay open; browser pages (the UI, the admin) ask
-# for a login themselves.
-OPEN_PREFIXES = ("/health", "/static/")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 

@@ -311,6 +311,12 @@ def test_schema_documents_413_wherever_a_body_is_accepted(schema):
         assert "413" in responses and "400" in responses, (path, method)
 
 
+def test_schema_documents_401_where_the_token_applies(schema):
+    for path, method in [("/config", "get"), ("/code/run", "post"), ("/chat/stream", "get"), ("/files/tree", "get")]:
+        assert "401" in schema["paths"][path][method]["responses"], (path, method)
+    assert "401" not in schema["paths"]["/health"]["get"]["responses"]
+
+
 def test_schema_documents_429_where_throttled_only(schema):
     assert "429" in schema["paths"]["/config"]["get"]["responses"]
     assert "429" not in schema["paths"]["/health"]["get"]["responses"]

@@ -3,17 +3,21 @@
 The views document their own errors; `document_edge_answers` adds those that
 come from the layers in front of them, for every view alike: the JSON parser
 (400 on a malformed or too deeply nested body) and the upload limit (413)
-wherever a body is accepted, and the rate limit (429) wherever a throttle
-applies. `event_stream` describes a server-sent events answer."""
+wherever a body is accepted, the API token (401) wherever it applies when set,
+and the rate limit (429) wherever a throttle applies. `event_stream` describes a
+server-sent events answer."""
 
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 
+from codegen_site.core.access import OPEN_PREFIXES
+
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
 EDGE_ANSWERS = {
     "400": "Malformed JSON, or nested too deeply",
+    "401": "API token missing or wrong (when CODEGEN_API_TOKEN is set)",
     "413": "Request body too large",
     "429": "Rate limit reached",
 }
@@ -43,6 +47,8 @@ def document_edge_answers(result, generator, request, public):
         codes = []
         if "requestBody" in operation:
             codes += ["400", "413"]
+        if not path.startswith(OPEN_PREFIXES):
+            codes.append("401")
         if getattr(callback.cls, "throttle_classes", ()):
             codes.append("429")
         for code in codes:
