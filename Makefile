@@ -28,10 +28,10 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-# `python -m daphne`, not the daphne script: worker processes the server spawns (the analysis)
-# then do not import the server's command line stack again.
+# codegen_site.server: daphne with request bodies checked before they are stored. -P: the
+# working directory is not put on sys.path (the server leaves it at start anyway).
 run: migrate
-	$(PY) -m daphne -b $(HOST) -p $(PORT) codegen_site.asgi:application
+	$(PY) -P -m codegen_site.server -b $(HOST) -p $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check codegen_site chat workflow improve rag files_app tests bench

@@ -1,6 +1,10 @@
 """The project's own middleware: the checks every request passes (Host, Origin,
 optional bearer token, which a logged-in browser UI session stands in for) and the
-split between API and browser pages."""
+split between API and browser pages.
+
+The body limit and the token check are also made by the server itself
+(codegen_site.server) from a request's head, before its body is read: both ask
+`head_refusal` here, so the two can never disagree."""
 
 from __future__ import annotations
 
@@ -11,13 +15,13 @@ from urllib.parse import urlsplit
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.http import is_same_domain
 from django.utils.module_loading import import_string
 
 from codegen_site.core.access import OPEN_PREFIXES
-from codegen_site.core.errors import json_error
+from codegen_site.core.errors import error_body, json_error
 from codegen_site.routes import browser_paths
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
@@ -63,17 +67,29 @@ def edge_refusal(request):
     return None
 
 
-def token_refusal(request):
-    """A 401 for an API call without the token; None when the call may go on."""
-    token = settings.API_TOKEN
-    if not token:
+def body_refusal(length: int | None):
+    """A 413 for a body declared (Content-Length) or counted so far (chunked) over the
+    limit, DATA_UPLOAD_MAX_MEMORY_SIZE (security.max_request_bytes); None within it."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is None or length is None or length <= limit:
         return None
-    path = request.path
-    if path.startswith(OPEN_PREFIXES) or path in browser_paths():
-        return None
-    header = request.headers.get("Authorization", "")
-    scheme, _, supplied = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), token.encode()):
+    status, body = error_body(RequestDataTooBig())
+    return json_error(body["detail"], status)
+
+
+def needs_token(path: str) -> bool:
+    return bool(settings.API_TOKEN) and not (path.startswith(OPEN_PREFIXES) or path in browser_paths())
+
+
+def token_valid(authorization: str) -> bool:
+    """`Bearer <token>` with the configured token, compared in constant time."""
+    scheme, _, supplied = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), settings.API_TOKEN.encode())
+
+
+def path_token_refusal(path: str, authorization: str):
+    """A 401 for a call to `path` that needs the token and does not carry it; else None."""
+    if not needs_token(path) or token_valid(authorization):
         return None
     response = json_error("Authentication required: send 'Authorization: Bearer <token>' or log in at /login",
                           401)
@@ -81,8 +97,28 @@ def token_refusal(request):
     return response
 
 
+def token_refusal(request):
+    """A 401 for an API call without the token; None when the call may go on."""
+    return path_token_refusal(request.path, request.headers.get("Authorization", ""))
+
+
+def has_session_cookie(cookie_names) -> bool:
+    return settings.SESSION_COOKIE_NAME in cookie_names
+
+
 def has_session(request) -> bool:
-    return settings.SESSION_COOKIE_NAME in request.COOKIES
+    return has_session_cookie(request.COOKIES)
+
+
+def head_refusal(path: str, authorization: str, cookie_names, length: int | None):
+    """What a request's head alone settles: a 413 for a declared body over the limit, a
+    401 for a call without the token. The server asks this before it reads any of the
+    body (codegen_site.server). A call with a session cookie goes on to the full check
+    (ApiTokenMiddleware, which reads the session), its body still within the limit."""
+    refusal = body_refusal(length)
+    if refusal is None and not has_session_cookie(cookie_names):
+        refusal = path_token_refusal(path, authorization)
+    return refusal
 
 
 def session_refusal(request, refusal):

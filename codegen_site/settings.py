@@ -125,6 +125,9 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 
 APP_CONFIG = get_config()
 
+# The server refuses a larger body before reading it (codegen_site.server).
+DATA_UPLOAD_MAX_MEMORY_SIZE = APP_CONFIG["security"]["max_request_bytes"]
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON with a nesting limit (security.max_json_depth).

@@ -1,5 +1,6 @@
-"""A real ASGI server (daphne, as `make run` uses) in a subprocess, for tests that
-need real sockets: SSE streaming, client disconnects, concurrency."""
+"""A real server (codegen_site.server, daphne as `make run` starts it) in a subprocess,
+for tests that need real sockets: SSE streaming, client disconnects, concurrency,
+bodies refused before they are read."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def free_port() -> int:
 
 class LiveASGIServer:
     def __init__(self, env: dict[str, str], db_name: str | None = None,
-                 settings_module: str = "codegen_site.settings_test"):
+                 settings_module: str = "codegen_site.settings_test", cwd: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONUNBUFFERED": "1", **env}
@@ -32,9 +33,8 @@ class LiveASGIServer:
         self.log_path = Path(os.environ["CODEGEN_TEST_ROOT"]) / f"daphne-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "codegen_site.asgi:application"],
-            cwd=ROOT, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-P", "-m", "codegen_site.server", "-b", "127.0.0.1", "-p", str(self.port)],
+            cwd=cwd or ROOT, env=child_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self._wait_ready()
 
