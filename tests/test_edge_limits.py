@@ -1,6 +1,7 @@
 """What a client cannot make the server do before it is known to be allowed, over real
 sockets (codegen_site.server): store a body over the size limit (413 from the head, or at
-the limit for a chunked body), or read a body it sends without the token (401 first)."""
+the limit for a chunked body), read a body it sends without the token (401 first), or get a
+fresh rate-limit budget by writing its own X-Forwarded-For."""
 
 from __future__ import annotations
 
@@ -220,3 +221,27 @@ def test_calls_with_the_token_and_open_paths_still_work(live_asgi, spool):
     # A browser page takes no token (it asks for a login); its form posts are not cut off.
     assert httpx.post(server.url + "/login", data={"username": "x", "password": "y"}).status_code != 401
 
+
+# --- the rate limit's client ----------------------------------------------------------------
+
+def llm_calls(server, count: int, forwarded: str | None = None) -> list[int]:
+    """POST /chat with an empty body: the LLM throttle counts it, the view answers 400."""
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    return [httpx.post(server.url + "/chat", json={}, headers=headers).status_code for _ in range(count)]
+
+
+def test_made_up_forwarded_for_does_not_reset_the_llm_budget(live_asgi):
+    server = live_asgi({"CODEGEN_SECURITY__RATE_LLM": "2/minute"})
+    assert llm_calls(server, 3) == [400, 400, 429]
+    codes = [llm_calls(server, 1, f"203.0.113.{n}")[0] for n in range(10)]
+    assert codes == [429] * 10
+
+
+def test_behind_a_trusted_proxy_the_last_forwarded_address_is_the_client(live_asgi):
+    server = live_asgi({"CODEGEN_SECURITY__RATE_LLM": "2/minute", "CODEGEN_SECURITY__TRUSTED_PROXIES": "1"})
+    assert llm_calls(server, 2, "203.0.113.7, 198.51.100.1") == [400, 400]
+    # What the client wrote before the proxy's entry changes nothing.
+    assert llm_calls(server, 1, "192.0.2.99, 198.51.100.1") == [429]
+    assert llm_calls(server, 1, "198.51.100.1") == [429]
+    # Another client behind the proxy has its own budget.
+    assert llm_calls(server, 1, "203.0.113.7, 198.51.100.2") == [400]
