@@ -56,11 +56,6 @@ class ChatStreamView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
     streams = True  # codegen_site.routes
 
-    def perform_content_negotiation(self, request, force=False):
-        # EventSource sends Accept: text/event-stream; the body is built here, and
-        # errors before the stream starts are JSON.
-        return super().perform_content_negotiation(request, force=True)
-
     async def _stream(self, serializer):
         serializer.is_valid(raise_exception=True)
         # All the work (storing, the LLM) runs as the body is sent: nothing is

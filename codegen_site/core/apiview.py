@@ -22,6 +22,13 @@ class AsyncAPIView(APIView):
     # always enters async_to_sync, which cannot run inside the event loop.
     check_throttles = SyncAPIView.check_throttles
 
+    def perform_content_negotiation(self, request, force=False):
+        # A view that streams (`streams = True`, codegen_site.routes) builds its
+        # text/event-stream body itself; EventSource asks for exactly that Accept,
+        # which the JSON renderer alone would answer with 406. Errors before the
+        # stream starts are JSON.
+        return super().perform_content_negotiation(request, force=force or getattr(self, "streams", False))
+
     async def async_dispatch(self, request, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
         request = self.initialize_request(request, *args, **kwargs)
