@@ -9,6 +9,7 @@ The body limit and the token check are also made by the server itself
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from importlib import import_module
 from urllib.parse import urlsplit
 
@@ -27,10 +28,33 @@ from codegen_site.routes import browser_paths
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
-def _origin_trusted(origin: str, own_origin: str) -> bool:
-    """The server's own origin, or one in CSRF_TRUSTED_ORIGINS (with Django's
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _own_origins(request, host: str) -> set[str]:
+    """The origins of this server: the one its Host names and, for a connection that came
+    in on a loopback address, the loopback names at the port it came in on (a page from
+    http://localhost:PORT calling http://127.0.0.1:PORT is this server calling itself).
+    Never a fixed port: another server on localhost:8000 is another origin."""
+    scheme = request.scheme
+    origins = {f"{scheme}://{host}"}
+    try:
+        address = ipaddress.ip_address(request.META.get("SERVER_NAME", ""))
+    except ValueError:  # not served from a socket address (the test client's "testserver")
+        return origins
+    address = getattr(address, "ipv4_mapped", None) or address  # a dual-stack socket's ::ffff:127.0.0.1
+    if address.is_loopback:
+        port = str(request.META.get("SERVER_PORT", ""))
+        suffix = "" if port == DEFAULT_PORTS.get(scheme) else f":{port}"
+        origins.update(f"{scheme}://{name}{suffix}" for name in LOOPBACK_NAMES)
+    return origins
+
+
+def _origin_trusted(origin: str, own_origins: set[str]) -> bool:
+    """One of the server's own origins, or one in CSRF_TRUSTED_ORIGINS (with Django's
     `https://*.example.com` subdomain form)."""
-    if origin == own_origin or origin in settings.CSRF_TRUSTED_ORIGINS:
+    if origin in own_origins or origin in settings.CSRF_TRUSTED_ORIGINS:
         return True
     parts = urlsplit(origin)
     return any(
@@ -59,7 +83,7 @@ def edge_refusal(request):
     meta = request.META
     origin = meta.get("HTTP_ORIGIN")
     if origin is not None:
-        if not _origin_trusted(origin, f"{request.scheme}://{host}"):
+        if not _origin_trusted(origin, _own_origins(request, host)):
             return json_error("Forbidden: a cross-origin request (Origin not trusted)", 403)
     elif meta.get("HTTP_SEC_FETCH_SITE") == "cross-site" and (
             meta.get("HTTP_SEC_FETCH_MODE") != "navigate" or meta.get("HTTP_SEC_FETCH_DEST") != "document"):

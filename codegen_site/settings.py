@@ -33,8 +33,10 @@ else:
         _secret_file.chmod(0o600)
     SECRET_KEY = _secret_file.read_text().strip()
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=["http://127.0.0.1:8000", "http://localhost:8000"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+# Origins trusted besides the server's own (which follow the address it serves on:
+# codegen_site.middleware), e.g. a UI served from elsewhere.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # Optional bearer token for the API; empty means no token is required.
 API_TOKEN = env("CODEGEN_API_TOKEN", default="")

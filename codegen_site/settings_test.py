@@ -23,6 +23,9 @@ if not os.environ.get("CODEGEN_TEST_SERVER_DB"):
 
 from codegen_site.settings import *  # noqa: E402,F401,F403
 
+# The Django test client's Host; production answers only the names it is served under.
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]  # noqa: F405
+
 DATABASES["default"] = {  # noqa: F405
     "ENGINE": "django.db.backends.sqlite3",
     # A live server subprocess is pointed at the test database pytest-django created.

@@ -1,19 +1,24 @@
-"""The HTTP edge: Host and Origin checks on every path, JSON nesting limit, static
-files behind the same rules with JSON errors, over-long request lines and headers
-answered, strict request types, and an OpenAPI schema that says all of it."""
+"""The HTTP edge: Host and Origin checks on every path (the trusted origins following
+the address the server serves on), JSON nesting limit, static files behind the same
+rules with JSON errors, over-long request lines and headers answered, strict request
+types, EventSource's Accept on every stream, and an OpenAPI schema that says all of it."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from django.test import override_settings
 
 from chat.models import Conversation
 from codegen_site.core.config import get_config
+from tests.live_server import LiveASGIServer
+from tests.sse import parse_sse
 
 pytestmark = pytest.mark.django_db
 
@@ -380,3 +385,72 @@ def test_deep_json_over_the_real_server_is_400(server):
                       b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
     assert answer.startswith(b"HTTP/1.1 400")
     assert b"nested deeper" in answer
+
+
+# --- the live server: Host in production, Origins, EventSource ------------------
+
+@pytest.fixture
+def production_server(transactional_db):
+    """The server with the production settings (codegen_site.settings, not settings_test)."""
+    from django.db import connection
+
+    server = LiveASGIServer({"DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}"},
+                            settings_module="codegen_site.settings")
+    yield server
+    server.stop()
+
+
+@pytest.mark.skipif("ALLOWED_HOSTS" in os.environ, reason="the environment sets ALLOWED_HOSTS")
+def test_production_does_not_answer_the_test_client_host(production_server):
+    for target in (b"/health", b"/config", b"/", b"/static/codegen.js", b"/no/such/path"):
+        answer = raw_http(production_server.url, b"GET " + target + b" HTTP/1.1\r\nHost: testserver\r\n"
+                          b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400") and b"Host" in answer, target
+    assert httpx.get(production_server.url + "/health").status_code == 200
+
+
+def origin_status(server, origin: str) -> int:
+    """A state-changing call that passes the Origin check answers 404 (no such conversation)."""
+    return httpx.delete(f"{server.url}/conversations/{uuid.uuid4()}", headers={"Origin": origin}).status_code
+
+
+def test_trusted_origins_follow_the_port_the_server_serves_on(server):
+    port = urlsplit(server.url).port
+    other = 8000 if port != 8000 else 8001
+    for name in ("127.0.0.1", "localhost", "[::1]"):
+        assert origin_status(server, f"http://{name}:{port}") == 404, name
+        assert origin_status(server, f"http://{name}:{other}") == 403, name  # another server on this machine
+    assert origin_status(server, f"https://localhost:{port}") == 403
+    assert origin_status(server, f"http://evil.com:{port}") == 403
+
+
+def test_configured_trusted_origins_still_work_over_the_server(live_asgi):
+    server = live_asgi({"CSRF_TRUSTED_ORIGINS": "http://ui.example:5173,https://*.example.org"})
+    assert origin_status(server, "http://ui.example:5173") == 404
+    assert origin_status(server, "https://app.example.org") == 404
+    assert origin_status(server, "http://ui.example:5174") == 403
+    assert origin_status(server, f"http://localhost:{urlsplit(server.url).port}") == 404
+
+
+@pytest.mark.parametrize("path, body", [("/workflow?stream=true", {"task": ""}), ("/improve/run?stream=true", {}),
+                                        ("/chat/stream", {})])
+def test_event_source_accept_is_answered_on_every_stream(client, path, body):
+    """EventSource sends exactly `Accept: text/event-stream`; the view's own 400 (JSON) comes
+    back, not a 406 from content negotiation."""
+    response = client.post(path, body, content_type="application/json", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+
+
+def test_queue_events_stream_to_an_event_source(server):
+    with httpx.stream("GET", server.url + "/improve/queue/events", headers={"Accept": "text/event-stream"},
+                      timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = ""
+        for chunk in response.iter_text():
+            text += chunk
+            if "\n\n" in text:
+                break
+    event, data = parse_sse(text)[0]
+    assert event == "status" and "pending" in data
