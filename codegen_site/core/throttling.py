@@ -8,15 +8,22 @@ count is set, so a made-up header was a fresh budget."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from codegen_site.core.config import get_config
+from codegen_site.core.sections import section
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    trusted_proxies: int  # [security]
 
 
 def client_address(request) -> str:
     remote = request.META.get("REMOTE_ADDR", "")
-    proxies = get_config()["security"]["trusted_proxies"]
+    proxies = section(ProxySettings, "security").trusted_proxies
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
     if proxies <= 0 or not forwarded:
         return remote
