@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 WHEELS ?= $(HOME)/.cache/codegen-ai/wheels
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# The project the service works on (created empty when missing); never this checkout by default.
+WORKSPACE ?= $(HOME)/codegen-workspace
 
 .PHONY: install migrate run test lint bench clean
 
@@ -31,7 +33,7 @@ migrate: install
 # codegen_site.server: daphne with request bodies checked before they are stored. -P: the
 # working directory is not put on sys.path (the server leaves it at start anyway).
 run: migrate
-	$(PY) -P -m codegen_site.server -b $(HOST) -p $(PORT)
+	CODEGEN_WORKSPACE_ROOT="$(WORKSPACE)" $(PY) -P -m codegen_site.server -b $(HOST) -p $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check codegen_site chat workflow improve rag files_app tests bench

@@ -1,4 +1,4 @@
-"""SSE relay cost: /chat/stream (daphne) against reading the same LLM stream directly.
+"""SSE relay cost: /chat/stream (codegen_site.server, as `make run` starts it) against reading the same LLM stream directly.
 
     python bench/sse_relay.py [CHUNKS] [ROUNDS] [CONCURRENT]
 
@@ -239,8 +239,8 @@ def main() -> None:
         env.pop("CODEGEN_API_TOKEN", None)
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         log = (workdir / "daphne.log").open("wb")
-        app = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                "codegen_site.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        app = subprocess.Popen([PYTHON, "-P", "-m", "codegen_site.server", "-b", "127.0.0.1", "-p", str(port)],
+                               cwd=ROOT, env=env, stdout=log, stderr=log)
         app_url = f"http://127.0.0.1:{port}"
         wait_http(app_url + "/health", app)
 

@@ -25,12 +25,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
-    import django
+    # Out of the workspace before the apps are imported (settings alone are needed for it).
+    from django.conf import settings
 
-    django.setup(set_prefix=False)
     from codegen_site.core.workspace import leave_workspace
 
     leave_workspace()
+    print(f"Workspace: {settings.WORKSPACE_ROOT} (serving http://{args.host}:{args.port})", flush=True)
+    import django
+
+    django.setup(set_prefix=False)
 
     # daphne.server (through server_http) installs Twisted's reactor; codegen_site.asgi,
     # imported after it, adjusts Twisted's HTTP channel when it finds it loaded.

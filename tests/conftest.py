@@ -80,8 +80,8 @@ def live_asgi(transactional_db):
 
     servers = []
 
-    def start(env: dict[str, str] | None = None) -> LiveASGIServer:
-        server = LiveASGIServer(env or {}, connection.settings_dict["NAME"])
+    def start(env: dict[str, str] | None = None, cwd=None) -> LiveASGIServer:
+        server = LiveASGIServer(env or {}, connection.settings_dict["NAME"], cwd=cwd)
         servers.append(server)
         return server
 

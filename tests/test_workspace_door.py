@@ -18,6 +18,7 @@ from django.conf import settings as django_settings
 from rag import services as rag
 from tests.fakes.llm_server import Turn
 from tests.files_helpers import assert_refused, listing, write
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(180)]
 
@@ -242,3 +243,58 @@ def test_the_default_workspace_is_not_the_servers_checkout(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert Path(shown.stdout.strip()) == (tmp_path / "codegen-workspace").resolve()
     assert (tmp_path / "codegen-workspace").is_dir()
+
+
+# ---------------------------------------------------------------- nothing written is ever imported
+
+SHADOWS = ("threading", "json", "codegen_site", "django", "multiprocessing", "encodings_extra")
+
+
+def shadow_module(marker_dir: Path, name: str) -> str:
+    """A module that, if any process imports it, leaves a file naming itself, its process and uid."""
+    return (f"import os as _os\n"
+            f"open(_os.path.join({str(marker_dir)!r}, '{name}-' + str(_os.getpid())), 'w')"
+            f".write(str(_os.getuid()))\n")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_module_written_through_the_api_is_never_imported_by_a_server_process(live_asgi, fake_llm, tmp_path):
+    """The worst case of a start: the server launched from inside the workspace (its working
+    directory), as a user in their project folder would. Modules named like the ones the server,
+    its analysis workers and its queue cluster import are written through the API; the server is
+    restarted, its workers spawned and its cluster started and given a task: none of them is
+    ever imported."""
+    import httpx
+
+    from tests.test_improve_queue import status
+    from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
+
+    fake_llm.responder = lambda request: Turn(content=fenced(BETTER))
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = {"CODEGEN_WORKSPACE_ROOT": str(workspace), "CODEGEN_IMPROVE__WORKERS_AT_START": "true",
+           "CODEGEN_IMPROVE__WORKERS": "2", "CODEGEN_IMPROVE__PARALLEL_MIN_FILES": "2",
+           "CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url}
+    server = live_asgi(env, cwd=workspace)
+    for name in SHADOWS:
+        reply = httpx.post(server.url + "/files/write", json={"path": f"{name}.py",
+                                                             "content": shadow_module(markers, name)})
+        assert reply.status_code == 200, reply.text
+    for number in range(20):  # enough files for the analysis to use its worker processes
+        reply = httpx.post(server.url + "/files/write", json={"path": f"pkg/module_{number}.py", "content": ORIGINAL})
+        assert reply.status_code == 200, reply.text
+    server.stop()
+
+    server = live_asgi(env, cwd=workspace)  # the restart
+    analysis = httpx.post(server.url + "/improve/analyze", json={"path": ".", "include_linter": False}, timeout=120)
+    assert analysis.status_code == 200, analysis.text
+    assert analysis.json()["total_files"] == 20 + len(SHADOWS) and analysis.json()["stats"]["workers"] == 2
+    reply = httpx.post(server.url + "/improve/queue/add", json={"file_path": "pkg/module_1.py", "issue": ISSUE})
+    assert reply.status_code == 201, reply.text
+    assert httpx.post(server.url + "/improve/queue/start", timeout=60).status_code == 200
+    wait_for(lambda: status(server)["completed"] == 1, what="the queued improvement")
+    assert (workspace / "pkg/module_1.py").read_text() == BETTER
+    server.stop()
+    assert sorted(path.name for path in markers.iterdir()) == []
