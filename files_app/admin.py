@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from files_app import services
+from files_app import selectors
 from files_app.models import Backup
 
 
@@ -29,7 +29,7 @@ class BackupAdmin(admin.ModelAdmin):
         return backup.sha256[:12]
 
     def changelist_view(self, request, extra_context=None):
-        totals = services.backup_totals()
+        totals = selectors.backup_totals()
         totals["version_bytes_shown"] = filesizeformat(totals["version_bytes"])
         totals["stored_bytes_shown"] = filesizeformat(totals["stored_bytes"])
         return super().changelist_view(request, extra_context={**(extra_context or {}), "backup_totals": totals})

@@ -1,4 +1,5 @@
-"""Thin views over files_app.services: validate, call the service, serialize.
+"""Thin views: validate with a serializer, call a service or selector, answer through an
+output serializer.
 
 File IO blocks, so these are plain (sync) DRF views."""
 
@@ -10,12 +11,11 @@ from rest_framework.views import APIView
 
 from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import ErrorSerializer
-from files_app import services
+from files_app import selectors, services
 from files_app.serializers import (
     RESTORE_REQUEST,
     BackupListQuerySerializer,
     BackupListSerializer,
-    BackupSerializer,
     DiffQuerySerializer,
     DiffResponseSerializer,
     PathQuerySerializer,
@@ -48,7 +48,7 @@ class WriteView(APIView):
     def post(self, request):
         body = _valid(WriteRequestSerializer, request.data)
         result = services.write_file(body["path"], body["content"], create_backup=body["create_backup"])
-        return Response(WriteResponseSerializer.from_result(result))
+        return Response(WriteResponseSerializer(result).data)
 
 
 class ReadView(APIView):
@@ -58,8 +58,7 @@ class ReadView(APIView):
                                "files.max_file_bytes.")
     def get(self, request):
         query = _valid(PathQuerySerializer, request.query_params)
-        result = services.read_file(query["path"])
-        return Response({"success": True, "path": str(result.path), "content": result.content, "error": None})
+        return Response(ReadResponseSerializer(selectors.read_file(query["path"])).data)
 
 
 class BackupListView(APIView):
@@ -67,8 +66,8 @@ class BackupListView(APIView):
                    summary="Backups, newest first (all, or one file's with ?path=)")
     def get(self, request):
         query = _valid(BackupListQuerySerializer, request.query_params)
-        rows = services.list_backups(query.get("path"))[: query["limit"]]
-        return Response({"backups": BackupSerializer(rows, many=True).data})
+        rows = selectors.list_backups(query.get("path"))[: query["limit"]]
+        return Response(BackupListSerializer({"backups": rows}).data)
 
 
 class RestoreView(APIView):
@@ -83,9 +82,7 @@ class RestoreView(APIView):
         body = _valid(RestoreRequestSerializer, request.data)
         result = services.restore(backup_id=body.get("backup_id"), backup_path=body.get("backup_path"),
                                   original_path=body.get("original_path"))
-        return Response({"success": True, "path": str(result.path), "restored_from": result.restored_from.id,
-                         "backup_path": result.backup_path, "backup_id": result.backup.id if result.backup else None,
-                         "created": result.created, "error": None})
+        return Response(RestoreResponseSerializer(result).data)
 
 
 class TreeView(APIView):
@@ -95,7 +92,7 @@ class TreeView(APIView):
                                "state; symbolic links are shown, never followed.")
     def get(self, request):
         query = _valid(TreeQuerySerializer, request.query_params)
-        return Response(services.tree(query["path"], query.get("depth")))
+        return Response(TreeSerializer(services.tree(query["path"], query.get("depth"))).data)
 
 
 class DiffView(APIView):
@@ -104,6 +101,4 @@ class DiffView(APIView):
                    summary="Unified diff of a backup against the current file")
     def get(self, request):
         query = _valid(DiffQuerySerializer, request.query_params)
-        result = services.diff_backup(query["backup_id"])
-        return Response({"backup_id": result.backup.id, "path": result.relative_path, "diff": result.diff,
-                         "changed": result.changed, "current_exists": result.current_exists})
+        return Response(DiffResponseSerializer(services.diff_backup(query["backup_id"])).data)

@@ -1,5 +1,5 @@
 """The backup index. The bytes live in a content-addressed store under the data dir
-(files_app.services.store_path); a row says which file a version belonged to and when."""
+(files_app.services.store); a row says which file a version belonged to and when."""
 
 from __future__ import annotations
 

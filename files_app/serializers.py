@@ -1,11 +1,14 @@
+"""Requests the /files views validate and the replies they answer with (built from the
+services' results, never by hand in a view)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
+from files_app.config import files_settings
 from files_app.models import PATH_MAX_LENGTH, Backup
-from files_app.services import files_config
 
 PATH_HELP = "Relative to the workspace root, or absolute inside it"
 BACKUP_PATH_HELP = "Where the backup's bytes are stored, relative to the data dir: backups/<sha256[:2]>/<sha256>"
@@ -29,6 +32,23 @@ class OptionalPathField(PathField):
         super().__init__(required=False, allow_blank=True, **kwargs)
 
 
+class SucceededField(serializers.BooleanField):
+    """A reply's `success`: always true (a failure is an error body, not this reply)."""
+
+    def get_attribute(self, instance) -> bool:
+        return True
+
+
+class NoErrorField(serializers.CharField):
+    """A reply's `error`: always null (a failure is an error body, not this reply)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, **kwargs)
+
+    def get_attribute(self, instance) -> None:
+        return None
+
+
 class WriteRequestSerializer(serializers.Serializer):
     path = PathField()
     content = StrictCharField(allow_blank=True, trim_whitespace=False)
@@ -36,16 +56,11 @@ class WriteRequestSerializer(serializers.Serializer):
 
 
 class WriteResponseSerializer(serializers.Serializer):
-    success = serializers.BooleanField()
+    success = SucceededField()
     path = serializers.CharField(help_text="Absolute path of the written file")
     backup_path = serializers.CharField(allow_null=True, help_text=BACKUP_PATH_HELP + "; null when none was taken")
     created = serializers.BooleanField(help_text="True when the file did not exist before")
-    error = serializers.CharField(allow_null=True)
-
-    @staticmethod
-    def from_result(result) -> dict:
-        return {"success": True, "path": str(result.path), "backup_path": result.backup_path,
-                "created": result.created, "error": None}
+    error = NoErrorField()
 
 
 class PathQuerySerializer(serializers.Serializer):
@@ -53,10 +68,10 @@ class PathQuerySerializer(serializers.Serializer):
 
 
 class ReadResponseSerializer(serializers.Serializer):
-    success = serializers.BooleanField()
+    success = SucceededField()
     path = serializers.CharField(help_text="Absolute path of the file")
     content = serializers.CharField()
-    error = serializers.CharField(allow_null=True)
+    error = NoErrorField()
 
 
 class BackupSerializer(serializers.ModelSerializer):
@@ -107,15 +122,16 @@ RESTORE_REQUEST = PolymorphicProxySerializer(
 
 
 class RestoreResponseSerializer(serializers.Serializer):
-    success = serializers.BooleanField()
+    success = SucceededField()
     path = serializers.CharField(help_text="Absolute path of the restored file")
-    restored_from = serializers.IntegerField(help_text="Id of the backup now in the file")
+    restored_from = serializers.IntegerField(source="restored_from.id",
+                                         help_text="Id of the backup now in the file")
     backup_path = serializers.CharField(allow_null=True,
                                         help_text="The content the restore replaced (restore it to undo); "
                                                   "null when the file did not exist")
     backup_id = serializers.IntegerField(allow_null=True, help_text="Id of that backup")
     created = serializers.BooleanField()
-    error = serializers.CharField(allow_null=True)
+    error = NoErrorField()
 
 
 class TreeQuerySerializer(serializers.Serializer):
@@ -125,7 +141,7 @@ class TreeQuerySerializer(serializers.Serializer):
         fields = super().get_fields()
         # The bound comes from config, so the field is built when the serializer is.
         fields["depth"] = serializers.IntegerField(
-            required=False, min_value=1, max_value=int(files_config()["tree_max_depth"]),
+            required=False, min_value=1, max_value=files_settings().tree_max_depth,
             help_text="Levels listed (default files.tree_depth)")
         return fields
 
@@ -149,8 +165,8 @@ class DiffQuerySerializer(serializers.Serializer):
 
 
 class DiffResponseSerializer(serializers.Serializer):
-    backup_id = serializers.IntegerField()
-    path = serializers.CharField(help_text="Relative to the workspace root")
+    backup_id = serializers.IntegerField(source="backup.id")
+    path = serializers.CharField(source="relative_path", help_text="Relative to the workspace root")
     diff = serializers.CharField(help_text="Unified diff from the backup (a/) to the current file (b/)")
     changed = serializers.BooleanField()
     current_exists = serializers.BooleanField()

@@ -16,8 +16,10 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from files_app import services
+from codegen_site.core.errors import BadInput
+from files_app import selectors, services
 from files_app.models import Backup
+from files_app.services import store
 from tests.files_helpers import read, restore, write, ws_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
@@ -34,7 +36,7 @@ def data_dir(ws, settings) -> Path:
 
 
 def temp_litter(directory: Path) -> list[str]:
-    return [p.name for p in directory.iterdir() if p.name.startswith(services.TEMP_PREFIX)]
+    return [p.name for p in directory.iterdir() if p.name.startswith(store.TEMP_PREFIX)]
 
 
 # ---------------------------------------------------------------- write
@@ -84,8 +86,8 @@ def workspace_temp(fd_or_name, ws: Path) -> bool:
             target = os.readlink(f"/proc/self/fd/{fd_or_name}")
         except OSError:
             return False
-        return target.startswith(str(ws)) and services.TEMP_PREFIX in target
-    return str(fd_or_name).startswith(services.TEMP_PREFIX)
+        return target.startswith(str(ws)) and store.TEMP_PREFIX in target
+    return str(fd_or_name).startswith(store.TEMP_PREFIX)
 
 
 @pytest.mark.parametrize("failing", ["write", "fsync", "replace"])
@@ -220,7 +222,7 @@ def test_identical_content_is_stored_once(client, ws, data_dir):
     assert len(rows) == 3 and len({row.stored_path for row in rows}) == 1
     blobs = [p for p in (data_dir / "backups").rglob("*") if p.is_file() and p.name != ".lock"]
     assert len(blobs) == 1
-    totals = services.backup_totals()
+    totals = selectors.backup_totals()
     assert totals == {"backups": 3, "files": 3, "version_bytes": 3 * 14, "blobs": 1, "stored_bytes": 14}
 
 
@@ -506,7 +508,7 @@ def test_prune_rules_off_and_dry_run(ws, data_dir):
     assert services.prune_backups(keep_last=0, keep_days=0).deleted_backups == 0  # both off: keep all
     dry = services.prune_backups(keep_last=1, keep_days=0, dry_run=True)
     assert (dry.deleted_backups, dry.deleted_blobs, dry.kept_backups) == (2, 2, 1)
-    assert Backup.objects.count() == 3 and len(list(services._store_files())) == 3
+    assert Backup.objects.count() == 3 and len(list(store.stored_files())) == 3
     assert services.prune_backups(keep_last=0, keep_days=30).deleted_backups == 3  # only the age rule
 
 
@@ -525,10 +527,10 @@ def test_prune_command_uses_the_config_defaults(ws, set_config):
 def test_prune_removes_orphan_blobs_and_leftover_temp_files(ws, data_dir):
     services.write_file("f.py", "v1")
     services.write_file("f.py", "v2")
-    orphan = data_dir / services.stored_path_for("f" * 64)
+    orphan = data_dir / store.stored_path_for("f" * 64)
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"orphan")
-    (data_dir / "backups" / f"{services.TEMP_PREFIX}x{services.TEMP_SUFFIX}").write_bytes(b"half")
+    (data_dir / "backups" / f"{store.TEMP_PREFIX}x{store.TEMP_SUFFIX}").write_bytes(b"half")
     result = services.prune_backups(keep_last=0, keep_days=0)
     assert result.deleted_blobs == 2 and not orphan.exists()
     assert (data_dir / Backup.objects.get().stored_path).exists()
@@ -560,8 +562,8 @@ def test_service_api_for_the_improve_app(ws):
     result = services.write_file("mod.py", b"v2", reason="improve")
     assert result.backup.reason == "improve" and result.backup_path == result.backup.stored_path
     assert services.read_file("mod.py").content == "v2"
-    assert [row.reason for row in services.list_backups("mod.py")] == ["improve"]
-    with pytest.raises(services.BadInput):
+    assert [row.reason for row in selectors.list_backups("mod.py")] == ["improve"]
+    with pytest.raises(BadInput):
         services.write_file("mod.py", "v3", reason="whim")
 
 
@@ -587,7 +589,7 @@ def test_overlong_path_is_400(client, ws):
     assert response.status_code == 400 and "no more than 1024 characters" in response.json()["detail"]
     # the service holds the resolved form to the same bound (a short link can expand into a long path)
     (ws / "short").symlink_to(ws / "/".join(["d" * 200] * 5), target_is_directory=True)
-    with pytest.raises(services.BadInput, match="longer than 1024"):
+    with pytest.raises(BadInput, match="longer than 1024"):
         services.write_file("short/" + "f" * 100, "x")
     assert sorted(p.name for p in ws.iterdir()) == ["short"]
 
@@ -597,9 +599,9 @@ def test_lone_surrogates_in_content_or_path_are_400(client, ws):
         response = client.post("/files/write", body, content_type="application/json")
         assert response.status_code == 400 and "surrogate" in response.json()["detail"].lower()
     # the service refuses them too, for callers that skip the serializer
-    with pytest.raises(services.BadInput, match="Unicode"):
+    with pytest.raises(BadInput, match="Unicode"):
         services.write_file("s.txt", "bad \ud800 text")
-    with pytest.raises(services.BadInput, match="Unicode"):
+    with pytest.raises(BadInput, match="Unicode"):
         services.write_file("bad\udcff.txt", "x")
     assert list(ws.iterdir()) == []
 
