@@ -81,6 +81,44 @@ def test_failing_test():
     assert "test_solution.py:5" in r.output  # line numbers match the tests as written
 
 
+def test_each_test_reports_its_own_outcome():
+    tests = ("import pytest\n\n"
+             "def test_ok():\n    assert add(1, 1) == 2\n\n"
+             "def test_bad():\n    assert add(1, 2) == 4\n\n"
+             "@pytest.mark.parametrize('a, b', [(1, 1), (2, 2)])\ndef test_table(a, b):\n    assert add(a, b) == 2\n\n"
+             "@pytest.fixture\ndef broken():\n    raise RuntimeError('no fixture today')\n\n"
+             "def test_setup(broken):\n    pass\n\n"
+             "@pytest.mark.skip(reason='not today')\ndef test_skipped():\n    pass\n\n"
+             "def test_slow():\n    import time\n    time.sleep(0.2)\n")
+    r = run_python(ADD, tests)
+    assert not r.success
+    assert [(t.name, t.outcome) for t in r.tests] == [
+        ("test_solution.py::test_ok", "passed"), ("test_solution.py::test_bad", "failed"),
+        ("test_solution.py::test_table[1-1]", "passed"), ("test_solution.py::test_table[2-2]", "failed"),
+        ("test_solution.py::test_setup", "error"), ("test_solution.py::test_skipped", "skipped"),
+        ("test_solution.py::test_slow", "passed")]
+    messages = {t.name.split("::")[1]: t.message for t in r.tests}
+    assert messages["test_bad"] == "assert 3 == 4" and messages["test_ok"] == ""
+    assert messages["test_table[2-2]"] == "assert 4 == 2"
+    assert messages["test_setup"] == "RuntimeError: no fixture today"
+    assert messages["test_skipped"] == "Skipped: not today"
+    assert r.tests[-1].duration >= 0.2 and all(t.duration >= 0 for t in r.tests)
+    assert [t.function for t in r.tests if t.failed] == ["test_bad", "test_table", "test_setup"]
+
+
+def test_a_file_pytest_cannot_collect_is_one_error_outcome():
+    r = run_python(ADD, "from nowhere import thing\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+    assert not r.success and len(r.tests) == 1
+    (broken,) = r.tests
+    assert (broken.name, broken.outcome, broken.collection_error) == ("test_solution.py", "error", True)
+    assert broken.message == "ModuleNotFoundError: No module named 'nowhere'"
+
+
+def test_code_without_tests_or_failing_before_them_has_no_test_outcomes():
+    assert run_python(ADD).tests == ()
+    assert run_python("raise SystemExit(2)\n", "def test_x():\n    pass\n").tests == ()
+
+
 def test_single_failing_test():
     r = run_python(ADD, "def test_add():\n    assert add(1, 2) == 4\n")
     assert not r.success and "1 failed" in r.output and r.tests_failed == 1
@@ -427,7 +465,7 @@ def test_unprivileged_runner_still_runs_code_and_tests(tmp_path):
     assert text.startswith("3\n") and "1 passed" in text
     report = exit_message["report"]
     assert report["done"] and report["forged"] == 0
-    assert [outcome for _, when, outcome in report["tests"] if when == "call"] == ["passed"]
+    assert [record["outcome"] for record in report["tests"] if record["when"] == "call"] == ["passed"]
     # seccomp needs no privileges: the filter and its message hold here too
     assert refused["exit_code"] == 1 and "sandbox: network sockets are not allowed" in refused_text
 

@@ -461,7 +461,8 @@ def test_forged_verdicts_are_detected(code):
     result = run_python(code, ADD_TESTS)
     assert result.success is False, result.output
     assert result.error.startswith(TAMPERING), (result.error, result.output)
-    assert result.tests_passed == 0  # a tampered run never looks like a near success to the workflow
+    # a tampered run never looks like a near success to the workflow: no count, no test outcome
+    assert result.tests_passed == 0 and result.tests == ()
 
 
 def test_summary_stats_forgery_does_not_pass():

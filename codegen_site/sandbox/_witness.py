@@ -72,6 +72,7 @@ _dumps = json.dumps
 _isinstance = builtins.isinstance
 _Skipped = _pytest.outcomes.Skipped
 _XFailed = _pytest.outcomes.XFailed
+MESSAGE_LIMIT = 200  # characters of a failure text sent (verdict.MESSAGE_LIMIT: as many are kept)
 
 
 def _resolve(module, dotted: str):
@@ -130,6 +131,26 @@ def trusted_outcome(item, call) -> str:
     return "failed" if call.when == "call" else "error"
 
 
+def short_message(report) -> str:
+    """What pytest's short summary shows after a test's name: the first line of the crash
+    message ("assert 3 == 4"), a skip's reason, or the last `E` line of a collection error.
+    Informational only (the verdict never reads it), so it is taken from the report as is."""
+    try:
+        longrepr = report.longrepr
+        crash = getattr(longrepr, "reprcrash", None)
+        if _isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+            text = str(longrepr[2])
+        elif crash is not None:
+            text = str(crash.message)
+        else:  # a collection error's text: a traceback whose `E` lines say what went wrong
+            text = str(longrepr)
+            errors = [line[1:].strip() for line in text.split("\n") if line.startswith("E ")]
+            text = errors[-1] if errors else text
+    except Exception:  # noqa: BLE001 - whatever the code made of the report, the outcome still goes out
+        return ""
+    return text.strip().split("\n", 1)[0][:MESSAGE_LIMIT]
+
+
 def claimed_outcome(report) -> str:
     outcome = report.outcome
     if hasattr(report, "wasxfail"):
@@ -175,7 +196,10 @@ class Witness:
         report = yield
         outcome = trusted_outcome(item, call)
         self.trusted[(item.nodeid, call.when)] = outcome
-        self.send({"test": item.nodeid, "when": call.when, "outcome": outcome})
+        record = {"test": item.nodeid, "when": call.when, "outcome": outcome, "duration": call.duration}
+        if outcome != "passed":
+            record["message"] = short_message(report)
+        self.send(record)
         self.check()
         return report
 
@@ -187,5 +211,5 @@ class Witness:
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
-            self.send({"collect_error": report.nodeid})
+            self.send({"collect_error": report.nodeid, "message": short_message(report)})
 

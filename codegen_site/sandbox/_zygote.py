@@ -95,7 +95,7 @@ def parse_status(data: bytes) -> dict:
     """The run's status lines as a report; lines without the run's nonce are counted as forged.
 
     The first line announces the nonce: the child writes it before any code runs."""
-    report: dict = {"exc": None, "tests": [], "claims": [], "tamper": [], "collect_errors": 0,
+    report: dict = {"exc": None, "tests": [], "claims": [], "tamper": [], "collect_errors": [],
                     "forged": 0, "done": False, "pytest_exit": None, "overflow": len(data) >= STATUS_LIMIT}
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -118,13 +118,15 @@ def parse_status(data: bytes) -> dict:
         if nonce is None or record.get("nonce") != nonce:
             report["forged"] += 1
         elif "outcome" in record:
-            report["tests"].append([record.get("test"), record.get("when"), record["outcome"]])
+            report["tests"].append({"test": record.get("test"), "when": record.get("when"),
+                                    "outcome": record["outcome"], "duration": record.get("duration"),
+                                    "message": record.get("message", "")})
         elif "claimed" in record:
             report["claims"].append([record.get("test"), record.get("when"), record["claimed"]])
         elif "tamper" in record:
             report["tamper"].append(str(record["tamper"]))
         elif "collect_error" in record:
-            report["collect_errors"] += 1
+            report["collect_errors"].append({"test": record["collect_error"], "message": record.get("message", "")})
         elif "done" in record:
             report["done"] = True
             report["pytest_exit"] = record.get("pytest_exit")

@@ -20,13 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codegen_site.core.config import get_config, sandbox_ceilings, within_ceilings
 from codegen_site.core.errors import ServiceBusy, ServiceUnavailable
 from codegen_site.sandbox import verdict
+from codegen_site.sandbox.result import SandboxResult, TestOutcome
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ ZYGOTE_SCRIPT = Path(__file__).with_name("_zygote.py")
 ZYGOTE_KEYS = ("uid_base", "uid_count", "uid_slots", "force_audit_hook")
 RUN_KEYS = ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb", "max_open_files", "disk_mb", "per_run_netns")
 SECCOMP_MESSAGE = "Blocked by the sandbox: a forbidden system call (seccomp)"
-
-
-@dataclass
-class SandboxResult:
-    success: bool
-    output: str
-    error: str | None
-    exit_code: int | None
-    timed_out: bool
-    duration: float
-    tests_passed: int = 0
-    tests_failed: int = 0
 
 
 class SandboxBusy(ServiceBusy):
@@ -434,6 +422,7 @@ def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bo
     signal_number = message.get("signal")
     exit_code = -signal_number if signal_number else message.get("exit_code")
     passed = failed = 0
+    outcomes: tuple[TestOutcome, ...] = ()
     error: str | None = None
     if message.get("oom"):
         # the run's cgroup hit memory_mb: the run was ended whole, whatever it was doing
@@ -447,7 +436,8 @@ def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bo
     elif report.get("exc") == "MemoryError":
         error = "Memory limit exceeded"
     elif tests is not None and report.get("done"):
-        error, passed, failed = verdict.judge_tests(report, tests)
+        judged = verdict.judge_tests(report, tests)
+        error, passed, failed, outcomes = judged.error, judged.passed, judged.failed, judged.tests
     elif tests is not None and exit_code == 0:
         # the code ended the process (os._exit, a patched exit) before pytest reported
         error = f"{verdict.TAMPERING}: the run ended before pytest reported a result"
@@ -461,7 +451,7 @@ def _result(message: dict, capture: _Capture, timed_out: bool, output_killed: bo
         error += f"; the run reached its process limit ({config['max_processes']} processes and threads)"
     return SandboxResult(
         success=error is None, output=output, error=error, exit_code=exit_code,
-        timed_out=timed_out, duration=duration, tests_passed=passed, tests_failed=failed)
+        timed_out=timed_out, duration=duration, tests_passed=passed, tests_failed=failed, tests=outcomes)
 
 
 def _empty() -> SandboxResult:

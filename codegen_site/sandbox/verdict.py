@@ -5,28 +5,32 @@ others as forged); _witness.py in the run records each phase's outcome from the
 exception pytest caught and, separately, what the reporting path claimed. Here
 the two are compared, the tests source is read with `ast` to know which tests
 must have an outcome, and pytest's own exit code and summary are believed only
-when they make the verdict worse.
+when they make the verdict worse. The same evidence gives each test's outcome.
 """
 
 from __future__ import annotations
 
 import ast
-import re
+from dataclasses import dataclass
+
+from codegen_site.sandbox.result import ERROR, FAILED, PASSED, SKIPPED, TestOutcome, short_name
 
 TAMPERING = "Verdict tampering detected"
 # how good an outcome is for a verdict: 0 counts as passing, 2 fails the run
 RANK = {"passed": 0, "xpassed": 0, "skipped": 1, "xfailed": 1, "failed": 2, "error": 2}
-_PARAMETERS = re.compile(r"\[.*\]$", re.S)
+MESSAGE_LIMIT = 200  # characters of a test's failure text kept (the witness sends no more)
 
 
-def _is_fixture(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    return any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list)
+def is_fixture(node: ast.AST) -> bool:
+    """A function pytest takes for a fixture (decorated with `pytest.fixture` in any spelling)."""
+    return isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+        and any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list)
 
 
 def _test_functions(body: list[ast.stmt]) -> list[str]:
     return [node.name for node in body
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.name.startswith("test") and not _is_fixture(node)]
+            and node.name.startswith("test") and not is_fixture(node)]
 
 
 def expected_tests(source: str) -> set[str]:
@@ -45,11 +49,6 @@ def expected_tests(source: str) -> set[str]:
     return names
 
 
-def short_name(nodeid: str) -> str:
-    """"test_solution.py::TestX::test_y[1-2]" -> "TestX::test_y"."""
-    return _PARAMETERS.sub("", nodeid.split("::", 1)[-1])
-
-
 def worse(first: str, second: str) -> str:
     return first if RANK.get(first, 2) >= RANK.get(second, 2) else second
 
@@ -64,8 +63,16 @@ def summary(counts: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class Judged:
+    error: str | None  # None: the run passed
+    passed: int
+    failed: int
+    tests: tuple[TestOutcome, ...]
+
+
 def _outcomes(report: dict, problems: list[str]) -> dict[tuple[str, str], str]:
-    outcomes = {(nodeid, when): outcome for nodeid, when, outcome in report.get("tests", [])}
+    outcomes = {(record["test"], record["when"]): record["outcome"] for record in report.get("tests", [])}
     for nodeid, when, claimed in report.get("claims", []):
         trusted = outcomes.get((nodeid, when))
         if trusted is None:
@@ -94,8 +101,40 @@ def _counts(outcomes: dict[tuple[str, str], str], collect_errors: int) -> dict[s
     return counts
 
 
-def judge_tests(report: dict, tests_source: str) -> tuple[str | None, int, int]:
-    """(error or None, tests passed, tests failed) for a run whose pytest finished."""
+def _seconds(value) -> float:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else 0.0
+
+
+def _message(value) -> str:
+    return value[:MESSAGE_LIMIT] if isinstance(value, str) else ""
+
+
+def _per_test(report: dict, outcomes: dict[tuple[str, str], str]) -> tuple[TestOutcome, ...]:
+    """One outcome per test from its phases' outcomes: a failed call is "failed", a failed setup or
+    teardown "error", a skip or xfail "skipped"; the message is the failing (or skipping) phase's."""
+    details = {(record["test"], record["when"]): record for record in report.get("tests", [])}
+    phases: dict[str, dict[str, str]] = {}
+    for (nodeid, when), outcome in outcomes.items():
+        phases.setdefault(str(nodeid), {})[when] = outcome
+    tests = [TestOutcome(str(record["test"]), ERROR, 0.0, _message(record.get("message")))
+             for record in report.get("collect_errors", [])]
+    for nodeid, by_phase in phases.items():
+        failing = [when for when, outcome in by_phase.items() if RANK.get(outcome, 2) == 2]
+        skipping = [when for when, outcome in by_phase.items() if outcome in ("skipped", "xfailed")]
+        if failing:
+            outcome, told = (FAILED, "call") if "call" in failing else (ERROR, failing[0])
+        elif skipping:
+            outcome, told = SKIPPED, skipping[0]
+        else:
+            outcome, told = PASSED, None
+        duration = sum(_seconds(details.get((nodeid, when), {}).get("duration")) for when in by_phase)
+        message = _message(details.get((nodeid, told), {}).get("message")) if told else ""
+        tests.append(TestOutcome(nodeid, outcome, round(duration, 6), message))
+    return tuple(tests)
+
+
+def judge_tests(report: dict, tests_source: str) -> Judged:
+    """The verdict, the counts and each test's outcome, for a run whose pytest finished."""
     problems: list[str] = []
     if report.get("forged"):
         problems.append(f"{report['forged']} status line(s) were not written by the sandbox")
@@ -103,23 +142,22 @@ def judge_tests(report: dict, tests_source: str) -> tuple[str | None, int, int]:
         problems.append("the status channel overflowed")
     problems.extend(report.get("tamper", []))
     outcomes = _outcomes(report, problems)
-    counts = _counts(outcomes, int(report.get("collect_errors", 0)))
+    counts = _counts(outcomes, len(report.get("collect_errors", [])))
     passed = counts.get("passed", 0) + counts.get("xpassed", 0)
     failed = counts.get("failed", 0) + counts.get("error", 0)
     pytest_exit = report.get("pytest_exit")
     seen = {short_name(str(nodeid)) for nodeid, _when in outcomes}
     missing = sorted(expected_tests(tests_source) - seen)
     if problems:
-        # no count from a tampered run is believed: it must not look like a near success
-        return f"{TAMPERING}: {'; '.join(problems[:3])}", 0, failed
+        # nothing from a tampered run is believed: it must not look like a near success
+        return Judged(f"{TAMPERING}: {'; '.join(problems[:3])}", 0, failed, ())
+    tests = _per_test(report, outcomes)
     if failed:
-        return summary(counts), passed, failed
+        return Judged(summary(counts), passed, failed, tests)
     if pytest_exit == 5 or (not outcomes and not missing):
-        return "No tests collected", passed, failed
-    if missing:
-        if pytest_exit == 0:
-            return f"{TAMPERING}: no outcome recorded for {', '.join(missing[:5])}", 0, failed
-        return f"pytest exit code {pytest_exit}", passed, failed
-    if pytest_exit != 0:
-        return f"pytest exit code {pytest_exit}", passed, failed
-    return None, passed, failed
+        return Judged("No tests collected", passed, failed, tests)
+    if missing and pytest_exit == 0:
+        return Judged(f"{TAMPERING}: no outcome recorded for {', '.join(missing[:5])}", 0, failed, ())
+    if missing or pytest_exit != 0:
+        return Judged(f"pytest exit code {pytest_exit}", passed, failed, tests)
+    return Judged(None, passed, failed, tests)
