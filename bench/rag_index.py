@@ -32,9 +32,9 @@ EDITED = "django/db/models/query.py"
 
 
 def prepare(base: Path, limit: int | None) -> Path:
-    import django as django_package
+    import django
 
-    source = Path(django_package.__file__).parent
+    source = Path(django.__file__).parent
     workspace = base / "workspace"
     files = sorted(source.rglob("*.py"))[:limit] if limit else sorted(source.rglob("*.py"))
     for file in files:
@@ -46,7 +46,6 @@ def prepare(base: Path, limit: int | None) -> Path:
         "CODEGEN_CONFIG_DIR": str(base / "config"), "DATABASE_URL": f"sqlite:///{base / 'bench.sqlite3'}",
         "DJANGO_SETTINGS_MODULE": "codegen_site.settings", "CODEGEN_LOGGING__LEVEL": "WARNING",
     })
-    import django
     from django.core.management import call_command
 
     django.setup()
@@ -86,17 +85,17 @@ def run(name: str, overrides: dict, workspace: Path, questions: list[dict]) -> N
     started, cpu_started = time.perf_counter(), time.process_time()
     cold = services.index_path("django")
     cold_seconds, cold_cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    files = cold["files"]
+    files = cold.files
     # CPU seconds too: on a shared machine the wall time mostly says how busy it was.
-    print(f"[{name}] cold: {files} files, {cold['chunks']} chunks in {cold_seconds:.2f} s "
-          f"= {files / cold_seconds:.1f} files/s, {cold['chunks'] / cold_seconds:.1f} chunks/s "
-          f"(CPU {cold_cpu:.1f} s = {cold['chunks'] / cold_cpu:.1f} chunks per CPU-second; load {os.getloadavg()[0]:.1f})")
+    print(f"[{name}] cold: {files} files, {cold.chunks} chunks in {cold_seconds:.2f} s "
+          f"= {files / cold_seconds:.1f} files/s, {cold.chunks / cold_seconds:.1f} chunks/s "
+          f"(CPU {cold_cpu:.1f} s = {cold.chunks / cold_cpu:.1f} chunks per CPU-second; load {os.getloadavg()[0]:.1f})")
 
     started = time.perf_counter()
     again = services.index_path("django")
     unchanged_seconds = time.perf_counter() - started
     print(f"[{name}] unchanged tree: {unchanged_seconds:.3f} s = {100 * unchanged_seconds / cold_seconds:.1f} % "
-          f"of cold (goal <= 5 %); embedded {again['chunks']} chunks, skipped {again['skipped']} files")
+          f"of cold (goal <= 5 %); embedded {again.chunks} chunks, skipped {again.skipped} files")
 
     figures = quality(questions)
     for mode, values in figures.items():
@@ -126,7 +125,7 @@ def run(name: str, overrides: dict, workspace: Path, questions: list[dict]) -> N
         services.index_path(EDITED)
         alone_seconds = min(alone_seconds, time.perf_counter() - started)
     edited.write_text(original)
-    print(f"[{name}] one edited file: {edited_seconds:.3f} s ({changed['files']} file, {changed['chunks']} chunks) "
+    print(f"[{name}] one edited file: {edited_seconds:.3f} s ({changed.files} file, {changed.chunks} chunks) "
           f"vs that file alone {alone_seconds:.3f} s = {edited_seconds / alone_seconds:.2f}x (goal <= 2x)")
     print(f"[{name}] the first lexical search after it rebuilds BM25: {first_search:.3f} s, "
           f"the next one {next_search:.3f} s ({first_search / next_search:.0f}x)")

@@ -1,15 +1,15 @@
-"""/rag/index, /rag/status, /rag/search: validate, call rag.services, shape the reply."""
+"""/rag/index, /rag/status, /rag/search: thin views that validate with a serializer, call a
+service, selector or task, and answer through an output serializer."""
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core.serializers import ErrorSerializer
-from rag import services
+from rag import selectors, services, tasks
 from rag.serializers import (
     IndexQuerySerializer,
     IndexQueuedSerializer,
@@ -18,6 +18,12 @@ from rag.serializers import (
     SearchRequestSerializer,
     StatusSerializer,
 )
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class IndexView(APIView):
@@ -29,23 +35,18 @@ class IndexView(APIView):
         summary="Index a directory for code search (incremental)",
     )
     def post(self, request):
-        query = IndexQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        path = query.validated_data["path"]
-        if query.validated_data["background"]:
-            from django_q.tasks import async_task
-
-            run = services.start_run(path, background=True)
-            transaction.on_commit(lambda: async_task("rag.tasks.run_index", run.pk, task_name=f"rag-index-{run.pk}"))
-            return Response({"status": "queued", "path": run.path, "run_id": run.pk},
-                            status=status.HTTP_202_ACCEPTED)
-        return Response(services.index_path(path))
+        query = _valid(IndexQuerySerializer, request.query_params)
+        if query["background"]:
+            run = services.start_run(query["path"], background=True)
+            tasks.queue_index(run)
+            return Response(IndexQueuedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+        return Response(IndexResultSerializer(services.index_path(query["path"])).data)
 
 
 class StatusView(APIView):
     @extend_schema(responses={200: StatusSerializer}, summary="State of the code index")
     def get(self, request):
-        return Response(StatusSerializer(services.status()).data)
+        return Response(StatusSerializer(selectors.status()).data)
 
 
 class SearchView(APIView):
@@ -56,8 +57,6 @@ class SearchView(APIView):
         summary="Search the indexed code (hybrid: vectors and BM25 fused by reciprocal rank)",
     )
     def post(self, request):
-        body = SearchRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        hits = services.search(data["query"], data.get("limit"), data.get("path") or None, data["mode"])
+        body = _valid(SearchRequestSerializer, request.data)
+        hits = services.search(body["query"], body.get("limit"), body.get("path") or None, body["mode"])
         return Response(SearchHitSerializer(hits, many=True).data)

@@ -40,8 +40,8 @@ def language_of(path: str) -> str:
 
 class Chunker:
     def __init__(self, chunk_lines: int, overlap: int):
-        self.chunk_lines = max(1, int(chunk_lines))
-        self.step = max(1, self.chunk_lines - max(0, int(overlap)))
+        self.chunk_lines = max(1, chunk_lines)
+        self.step = max(1, self.chunk_lines - max(0, overlap))
 
     def chunk(self, path: str, text: str) -> list[Chunk]:
         lines = text.splitlines()

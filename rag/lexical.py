@@ -5,7 +5,8 @@ An identifier counts whole and by its parts: `get_user_model` gives `get_user_mo
 question in words finds the identifier, and an identifier typed exactly ranks its own chunks first.
 
 bm25s has no incremental update, so an index run that changed anything rebuilds the whole index from
-the tokens stored per file (no file is read again); a run that changed nothing leaves it alone."""
+the tokens stored per file (no file is read again); a run that changed nothing leaves it alone.
+rag.store keeps the loaded indexes and decides when one is rebuilt."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 from pathlib import Path
 
 import bm25s
@@ -140,21 +140,3 @@ class LexicalIndex:
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
-
-# One loaded index per directory, reloaded when a run rewrites it.
-_cache: dict[str, tuple[float, LexicalIndex]] = {}
-_cache_lock = threading.Lock()
-
-
-def cached(directory: Path) -> LexicalIndex:
-    meta = Path(directory) / LexicalIndex.META
-    stamp = meta.stat().st_mtime_ns if meta.exists() else 0
-    key = str(directory)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit and hit[0] == stamp:
-            return hit[1]
-    index = LexicalIndex.load(directory)
-    with _cache_lock:
-        _cache[key] = (stamp, index)
-    return index

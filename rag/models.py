@@ -32,6 +32,15 @@ class IndexedFile(models.Model):
         return self.path
 
 
+class IndexState(models.TextChoices):
+    """What /rag/status says of the index (not stored: read from its runs and its collection)."""
+
+    READY = "ready"
+    INDEXING = "indexing"
+    EMPTY = "empty"
+    ERROR = "error"
+
+
 class IndexRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -1,7 +1,10 @@
+"""Requests the /rag views validate and the replies they answer with."""
+
 from rest_framework import serializers
 
 from codegen_site.core.serializers import StrictCharField, StrictIntegerField
-from rag.services import MODES
+from rag.models import IndexState
+from rag.services.search import MODES
 
 MAX_QUERY_CHARS = 4000
 
@@ -24,10 +27,10 @@ class IndexResultSerializer(serializers.Serializer):
     seconds = serializers.FloatField()
 
 
-class IndexQueuedSerializer(serializers.Serializer):
+class IndexQueuedSerializer(serializers.Serializer):  # from the queued IndexRun
     status = serializers.CharField(help_text="queued")
     path = serializers.CharField()
-    run_id = serializers.IntegerField()
+    run_id = serializers.IntegerField(source="pk")
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -37,7 +40,7 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class StatusSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ready", "indexing", "empty", "error"])
+    status = serializers.ChoiceField(choices=IndexState.values)
     documents = serializers.IntegerField(help_text="Chunks in the index")
     collection = serializers.CharField()
     files = serializers.IntegerField()

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,10 +19,12 @@ from django.conf import settings
 
 from codegen_site.core.errors import PathNotFound, PathOutsideWorkspace
 from codegen_site.llm.embedders import EMBEDDED_MODEL, OnnxEmbedder, get_embedder
-from rag import services
+from rag import services, store
 from rag.chunking import Chunker
+from rag.config import rag_settings
 from rag.lexical import tokenize
 from rag.models import IndexedFile, IndexRun
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
@@ -108,10 +109,10 @@ def test_index_status_search_finds_the_planted_function_by_meaning_and_by_identi
     status = client.get("/rag/status").json()
     assert status["status"] == "ready"
     assert status["documents"] >= 3 and status["files"] == 3
-    assert status["collection"] == services.rag_config()["collection"]
+    assert status["collection"] == rag_settings().collection
     assert status["embedding_provider"] == "embedded" and status["embedding_model"] == EMBEDDED_MODEL
     assert status["roots"] == [rel(project)] and status["last_indexed"]
-    assert services.existing_collection().metadata["dimension"] == 384
+    assert store.existing_collection().metadata["dimension"] == 384
 
     # by meaning: no word of the question is in the function's name
     hits = search(client, query="how much does it cost to send a package", mode="vector", limit=1)
@@ -366,6 +367,18 @@ def test_codebase_chat_gives_the_model_indexed_chunks_and_lists_them_as_sources(
                for message in ollama_embeddings.chat_requests[-1]["messages"])
 
 
+def test_closing_the_index_resources_releases_them_and_the_next_search_opens_them_again(client, project,
+                                                                                       ollama_embeddings):
+    index(client, rel(project))
+    assert search(client, query="compute_shipping_cost", mode="lexical")[0]["symbol"] == "compute_shipping_cost"
+    opened = store.chroma_client()
+    store.close()
+    assert store.chroma_client() is not opened
+    for mode in ("lexical", "vector", "hybrid"):
+        assert search(client, query="compute_shipping_cost", limit=3, mode=mode), mode
+    assert client.get("/rag/status").json()["status"] == "ready"
+
+
 def test_schema_documents_the_rag_endpoints(client):
     schema = client.get("/api/schema?format=json").json()
     assert {"/rag/index", "/rag/status", "/rag/search"} <= set(schema["paths"])
@@ -380,17 +393,16 @@ def chroma_server(tmp_path, unused_port):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
     url = f"http://127.0.0.1:{unused_port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, "chroma run exited"
+        try:
+            return httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "chroma run exited"
-            assert time.monotonic() < deadline, "chroma run did not answer"
-            time.sleep(0.2)
+        wait_for(answers, timeout=60, what="chroma run to answer", interval=0.2)
         yield url
     finally:
         process.terminate()
@@ -511,7 +523,7 @@ def test_code_tokens_keep_identifiers_whole_and_split():
 def test_background_index_runs_on_a_real_qcluster_worker(client, project, ollama_embeddings):
     from django.db import connection
 
-    collection = services.rag_config()["collection"]
+    collection = rag_settings().collection
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings_test",
            "CODEGEN_TEST_SERVER_DB": connection.settings_dict["NAME"], "CODEGEN_RAG__COLLECTION": collection,
            "CODEGEN_RAG__CHUNK_LINES": "6", "CODEGEN_RAG__CHUNK_OVERLAP": "2",
@@ -525,11 +537,12 @@ def test_background_index_runs_on_a_real_qcluster_worker(client, project, ollama
             response = index(client, rel(project), background="true")
             assert response.status_code == 202
             run_id = response.json()["run_id"]
-            deadline = time.monotonic() + 180
-            while IndexRun.objects.get(pk=run_id).status not in ("done", "error"):
+
+            def finished() -> bool:
                 assert worker.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+                return IndexRun.objects.get(pk=run_id).status in (IndexRun.Status.DONE, IndexRun.Status.ERROR)
+
+            wait_for(finished, timeout=180, what="the queued index run to finish", interval=0.5)
         finally:
             worker.terminate()
             try:

@@ -16,6 +16,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from rag import services as rag
+from rag import store
+from rag.models import IndexedFile
 from tests.fakes.llm_server import Turn
 from tests.files_helpers import assert_refused, listing, write
 from tests.polling import wait_for
@@ -101,9 +103,9 @@ def test_secrets_are_in_no_search_result(client, project):
 def test_an_index_built_before_the_rules_shows_no_secret(client, project):
     """Chunks of a secret file already in the index (an index from an older version) never come back."""
     rag.index_path(rel(project))
-    indexer_rows = rag.IndexedFile.objects.count()
+    indexer_rows = IndexedFile.objects.count()
     assert indexer_rows == 1
-    collection = rag.existing_collection()
+    collection = store.existing_collection()
     collection.add(ids=["old-env"], documents=[f"API_KEY={API_KEY}"],
                    embeddings=[[0.0] * len(collection.get(limit=1, include=["embeddings"])["embeddings"][0])],
                    metadatas=[{"path": rel(project / "sub/.env.local"), "start_line": 1, "end_line": 1,
@@ -179,7 +181,7 @@ def test_indexing_while_a_file_is_swapped_for_a_link_never_reads_the_target(clie
         results = post(client, "/rag/search", {"query": "LEAKED undefined_leak_name root bash", "mode": "lexical",
                                                "limit": 20}).json()
         assert "root:x:0:0" not in json.dumps(results)
-    contents = rag.existing_collection().get(include=["documents"])["documents"]
+    contents = store.existing_collection().get(include=["documents"])["documents"]
     assert not any("root:x:0:0" in text for text in contents)
 
 

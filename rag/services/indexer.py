@@ -1,0 +1,202 @@
+"""Index runs: the files under a workspace path, chunked and embedded incrementally.
+
+Each file has a row (IndexedFile) with its hash and chunk ids: a run skips unchanged files,
+re-embeds changed ones and removes deleted ones. A run is recorded (IndexRun) before it starts,
+so /rag/status follows it and a second run is refused while one is going."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from codegen_site.core import workspace
+from codegen_site.core.errors import Conflict, ServiceError
+from codegen_site.llm.embedders import Embedder, get_embedder
+from rag import lexical, sources
+from rag.chunking import Chunker, language_of
+from rag.config import rag_settings
+from rag.models import IndexedFile, IndexedRoot, IndexRun
+from rag.selectors import active_run, indexed_files_under, under
+from rag.store import chroma_client, collection_for, mark_lexical_stale
+
+logger = logging.getLogger(__name__)
+
+# Chunks embedded and written together (one embedding call per embedder batch inside).
+FLUSH_CHUNKS = 256
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    path: str
+    files: int          # chunked and embedded by this run (new or changed)
+    chunks: int
+    skipped: int        # unchanged, left as they were
+    removed: int        # indexed before, gone from disk now
+    seconds: float
+    status: str = "indexed"
+
+
+def start_run(client_path: str, *, background: bool = False) -> IndexRun:
+    """Check the path and that no other run is going, and record a queued run for it. A run waiting in
+    the queue holds back other queued ones but not a run in the request (the queue may have no worker)."""
+    target = workspace.resolve(client_path, must_exist=True)
+    with transaction.atomic():
+        running = active_run(running_only=not background)
+        if running is not None:
+            raise Conflict(f"An index run is already {running.status} for '{running.path}'; see /rag/status")
+        return IndexRun.objects.create(path=workspace.relative(target))
+
+
+def _root_for(relative: str) -> IndexedRoot:
+    """The indexed root containing `relative`, or a new root that takes over the roots inside it."""
+    for root in IndexedRoot.objects.all():
+        if root.path == "." or relative == root.path or relative.startswith(root.path + "/"):
+            return root
+    root = IndexedRoot.objects.create(path=relative)
+    inner = IndexedRoot.objects.filter(under("path", relative)).exclude(pk=root.pk)
+    IndexedFile.objects.filter(root__in=inner).update(root=root)
+    inner.delete()
+    return root
+
+
+def _chunk_id(path: str, sha: str, number: int) -> str:
+    # The file's hash is part of the id: a changed file's new chunks never collide with its old ones.
+    return f"{hashlib.sha1(path.encode()).hexdigest()[:16]}-{sha[:12]}-{number}"
+
+
+class _ChunkWriter:
+    """Files' chunks gathered until FLUSH_CHUNKS, then embedded and written together: the vectors
+    into the collection, a row per file; the old version's chunks go after the new ones are in."""
+
+    def __init__(self, run: IndexRun, embedder: Embedder, collection, root: IndexedRoot):
+        configured = rag_settings()
+        self.run, self.embedder, self.collection, self.root = run, embedder, collection, root
+        self.chunker = Chunker(configured.chunk_lines, configured.chunk_overlap)
+        self.pending: list[tuple[IndexedFile | None, str, str, list]] = []
+        self.pending_chunks = 0
+        self.chunks = 0
+        self.files = 0
+        self.max_batch = chroma_client().get_max_batch_size()
+
+    def add(self, record: IndexedFile | None, path: str, sha: str, text: str) -> None:
+        chunks = self.chunker.chunk(path, text)
+        self.pending.append((record, path, sha, chunks))
+        self.pending_chunks += len(chunks)
+        if self.pending_chunks >= FLUSH_CHUNKS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        texts = [f"{path}\n{chunk.text}" for _, path, _, chunks in self.pending for chunk in chunks]
+        vectors = self.embedder.embed(texts) if texts else []
+        ids, metadatas, documents = [], [], []
+        for _, path, sha, chunks in self.pending:
+            language = language_of(path)
+            for number, chunk in enumerate(chunks):
+                ids.append(_chunk_id(path, sha, number))
+                documents.append(chunk.text)
+                metadatas.append({"path": path, "root": self.root.path, "start_line": chunk.start_line,
+                                  "end_line": chunk.end_line, "language": language, "symbol": chunk.symbol,
+                                  "sha256": sha})
+        metadata = self.collection.metadata or {}
+        if vectors and "dimension" not in metadata:
+            self.collection.modify(metadata={**metadata, "dimension": len(vectors[0])})
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            self.collection.upsert(ids=ids[start:end], embeddings=vectors[start:end],
+                                   documents=documents[start:end], metadatas=metadatas[start:end])
+        # The old version's chunks go after the new ones are in (a search never finds the file missing).
+        new_ids = set(ids)
+        self._delete_chunks([chunk_id for record, *_ in self.pending if record is not None
+                             for chunk_id in record.chunk_ids if chunk_id not in new_ids])
+        # One delete and one insert for the batch (a row per file, not a query per file).
+        IndexedFile.objects.filter(path__in=[path for _, path, _, _ in self.pending]).delete()
+        IndexedFile.objects.bulk_create([
+            IndexedFile(path=path, root=self.root, sha256=sha, language=language_of(path),
+                        chunk_ids=[_chunk_id(path, sha, number) for number in range(len(chunks))],
+                        tokens=[lexical.tokenize(f"{path} {chunk.symbol} {chunk.text}") for chunk in chunks],
+                        embedding_model=self.embedder.identity)
+            for _, path, sha, chunks in self.pending
+        ])
+        self.files += len(self.pending)
+        self.chunks += len(ids)
+        self.run.files_done += len(self.pending)
+        self.run.save(update_fields=["files_done"])
+        self.pending, self.pending_chunks = [], 0
+
+    def _delete_chunks(self, chunk_ids: list[str]) -> None:
+        for start in range(0, len(chunk_ids), self.max_batch):
+            self.collection.delete(ids=chunk_ids[start:start + self.max_batch])
+
+    def remove(self, records: list[IndexedFile]) -> None:
+        self._delete_chunks([chunk_id for record in records for chunk_id in record.chunk_ids])
+        IndexedFile.objects.filter(pk__in=[record.pk for record in records]).delete()
+
+
+def index_path(client_path: str, run: IndexRun | None = None) -> IndexResult:
+    """Index the files under a workspace path: new and changed files are chunked and embedded, unchanged
+    ones skipped, files gone from disk removed. The run's row records progress and outcome."""
+    run = run or start_run(client_path)
+    started = time.monotonic()
+    try:
+        target = workspace.resolve(run.path, must_exist=True)
+        relative = workspace.relative(target)
+        run.status = IndexRun.Status.RUNNING
+        run.save(update_fields=["status"])
+        max_bytes = rag_settings().max_file_kb * 1024
+        with get_embedder() as embedder:
+            run.embedding_model = embedder.identity
+            run.save(update_fields=["embedding_model"])
+            collection = collection_for(embedder)
+            root = _root_for(relative)
+            files = sources.files_under(target, max_bytes)
+            run.files_total = len(files)
+            run.save(update_fields=["files_total"])
+            known = {record.path: record for record in indexed_files_under(relative).defer("tokens")}
+            writer = _ChunkWriter(run, embedder, collection, root)
+            skipped = 0
+            seen = set()
+            with workspace.Reader(max_bytes) as reader:
+                for file in files:
+                    try:
+                        data = reader.read(file.path)
+                    except ServiceError as exc:
+                        # Gone, grown, swapped for a link or a secret since the walk: not indexed.
+                        logger.warning("Not indexing %s: %s", file.path, exc.detail)
+                        continue
+                    if not sources.is_text(data):
+                        continue
+                    seen.add(file.path)
+                    sha = hashlib.sha256(data).hexdigest()
+                    record = known.get(file.path)
+                    if record is not None and record.sha256 == sha and record.embedding_model == embedder.identity:
+                        skipped += 1
+                        continue
+                    writer.add(record, file.path, sha, data.decode("utf-8", errors="replace"))
+            writer.flush()
+            gone = [record for path, record in known.items() if path not in seen]
+            writer.remove(gone)
+            run.files_done = len(files)
+            if writer.files or gone:
+                mark_lexical_stale()
+            root.indexed_at = timezone.now()
+            root.save(update_fields=["indexed_at"])
+        seconds = round(time.monotonic() - started, 3)
+        run.status = IndexRun.Status.DONE
+        run.files_indexed, run.chunks, run.skipped, run.removed = writer.files, writer.chunks, skipped, len(gone)
+        run.seconds, run.finished_at = seconds, timezone.now()
+        run.save()
+        return IndexResult(path=relative, files=writer.files, chunks=writer.chunks, skipped=skipped,
+                           removed=len(gone), seconds=seconds)
+    except BaseException as exc:
+        run.status = IndexRun.Status.ERROR
+        run.error = str(getattr(exc, "detail", "") or exc) or type(exc).__name__
+        run.seconds, run.finished_at = round(time.monotonic() - started, 3), timezone.now()
+        run.save()
+        raise

@@ -1,0 +1,182 @@
+"""Where the code index lives: vectors in a Chroma collection, BM25 files beside it.
+
+The collection is in a persistent store under the data dir, or in a Chroma server when
+`rag.chroma_url` is set; its metadata names the embedder that made its vectors, and an index
+run with another embedder drops it and starts again, so vectors of two models never meet.
+The BM25 index (rag.lexical) is rebuilt whole from the tokens stored per file: an index run
+only marks it stale and the next search rebuilds it once.
+
+Both are read by the selectors (status) and the services (indexing, search), so they sit
+below both. The process-wide resources, Chroma clients and loaded BM25 indexes, each have one
+owner made here (`chroma_clients`, `lexical_indexes`) that makes them on first use; `close()`
+releases both, and the next use makes them again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.conf import settings
+
+from codegen_site.core.errors import ServiceUnavailable
+from codegen_site.llm.embedders import Embedder
+from rag.config import rag_settings
+from rag.lexical import LexicalIndex
+from rag.models import IndexedFile, IndexedRoot
+
+logger = logging.getLogger(__name__)
+
+STALE_MARK = "stale"
+
+
+class ChromaClients:
+    """One Chroma client per store (a server's URL or a local directory), made on first use."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, directory: Path):
+        import chromadb
+        from chromadb.config import Settings
+
+        key = url or str(directory)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                telemetry_off = Settings(anonymized_telemetry=False)
+                if url:
+                    parsed = urlparse(url)
+                    try:
+                        client = chromadb.HttpClient(host=parsed.hostname or "127.0.0.1",
+                                                     port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                                                     ssl=parsed.scheme == "https", settings=telemetry_off)
+                    except ValueError as exc:  # chromadb's word for "nothing answers there"
+                        raise ServiceUnavailable(f"Chroma server at {url} does not answer: {exc}") from exc
+                else:
+                    client = chromadb.PersistentClient(path=key, settings=telemetry_off)
+                self._clients[key] = client
+            return client
+
+    def close(self) -> None:
+        """Release every client (a local store's files and connections); the next get() makes a new one."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+
+class LexicalIndexes:
+    """The BM25 indexes, one per directory: rebuilt from the stored tokens when an index run
+    marked them stale (one rebuild at a time), loaded once per rewrite and kept until close()."""
+
+    def __init__(self) -> None:
+        self._rebuild_lock = threading.Lock()
+        self._loaded: dict[str, tuple[int, LexicalIndex]] = {}
+        self._loaded_lock = threading.Lock()
+
+    @staticmethod
+    def mark_stale(directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / STALE_MARK).touch()
+
+    def current(self, directory: Path) -> LexicalIndex:
+        with self._rebuild_lock:
+            if (directory / STALE_MARK).exists() or not (directory / LexicalIndex.META).exists():
+                (directory / STALE_MARK).unlink(missing_ok=True)
+                self._rebuild(directory)
+        return self._load(directory)
+
+    @staticmethod
+    def _rebuild(directory: Path) -> None:
+        entries = []
+        rows = IndexedFile.objects.order_by("path").values_list("path", "chunk_ids", "tokens")
+        for path, chunk_ids, tokens in rows:
+            entries.extend((chunk_id, path, chunk_tokens)
+                           for chunk_id, chunk_tokens in zip(chunk_ids, tokens, strict=True))
+        LexicalIndex.build(directory, entries)
+
+    def _load(self, directory: Path) -> LexicalIndex:
+        meta = directory / LexicalIndex.META
+        stamp = meta.stat().st_mtime_ns if meta.exists() else 0
+        key = str(directory)
+        with self._loaded_lock:
+            loaded = self._loaded.get(key)
+            if loaded and loaded[0] == stamp:
+                return loaded[1]
+        index = LexicalIndex.load(directory)
+        with self._loaded_lock:
+            self._loaded[key] = (stamp, index)
+        return index
+
+    def close(self) -> None:
+        """Drop the loaded indexes (the next search loads them again)."""
+        with self._loaded_lock:
+            self._loaded.clear()
+
+
+chroma_clients = ChromaClients()
+lexical_indexes = LexicalIndexes()
+
+
+def close() -> None:
+    """Release the index's process-wide resources (at server shutdown, or between tests)."""
+    chroma_clients.close()
+    lexical_indexes.close()
+
+
+def chroma_client():
+    """The client of the configured store: a Chroma server when rag.chroma_url is set, else <data dir>/chroma."""
+    return chroma_clients.get(rag_settings().chroma_url.strip(), Path(settings.DATA_DIR) / "chroma")
+
+
+def existing_collection():
+    """The collection, or None before the first index run. Never with chromadb's own embedding function
+    (it would download a model): every vector comes from codegen_site.llm."""
+    from chromadb.errors import NotFoundError
+
+    client = chroma_client()
+    try:
+        return client.get_collection(rag_settings().collection, embedding_function=None)
+    except NotFoundError:
+        return None
+
+
+def collection_for(embedder: Embedder):
+    """The collection for this embedder's vectors, made anew when it holds another model's."""
+    client = chroma_client()
+    name = rag_settings().collection
+    collection = existing_collection()
+    if collection is not None and (collection.metadata or {}).get("embedding") != embedder.identity:
+        logger.info("Embedding model changed (%s -> %s): rebuilding the index",
+                    (collection.metadata or {}).get("embedding"), embedder.identity)
+        client.delete_collection(name)
+        collection = None
+    if collection is None:
+        # Rows describe chunks of a collection that is gone (or another one): start clean.
+        IndexedFile.objects.all().delete()
+        IndexedRoot.objects.all().delete()
+        mark_lexical_stale()
+        collection = client.create_collection(
+            name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding": embedder.identity, "embedding_provider": embedder.provider,
+                      "embedding_model": embedder.model},
+        )
+    return collection
+
+
+def lexical_dir() -> Path:
+    return Path(settings.DATA_DIR) / "rag" / rag_settings().collection / "lexical"
+
+
+def mark_lexical_stale() -> None:
+    """BM25 is rebuilt whole, so an index run only marks it; the next search rebuilds it once. A run
+    that changed one file then costs about what that file costs, not a rebuild of every chunk."""
+    lexical_indexes.mark_stale(lexical_dir())
+
+
+def lexical_index() -> LexicalIndex:
+    """The current BM25 index of the configured collection, rebuilt first when it is stale."""
+    return lexical_indexes.current(lexical_dir())
