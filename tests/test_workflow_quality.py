@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from codegen_site.sandbox import SandboxResult, TestOutcome
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import collapse, post_workflow, stage_of, stream_events, user_prompt
 from workflow.models import WorkflowRun
@@ -131,6 +132,23 @@ def test_broken_model_tests_are_dropped_one_by_one():
     source = checked.suite.source()
     assert "from solution" not in source and "nowhere" not in source
     compile(source, "test_solution.py", "exec")
+
+
+def test_each_tests_result_is_read_from_the_runs_outcomes_not_its_output():
+    def run(*tests, output=""):
+        return SandboxResult(False, output, "1 failed", 1, False, 0.1, tests=tests)
+
+    names = ["test_a", "test_b", "test_c"]
+    ran = run(TestOutcome("test_solution.py::test_a", "passed", 0.0, ""),
+              TestOutcome("test_solution.py::test_b[1]", "passed", 0.0, ""),
+              TestOutcome("test_solution.py::test_b[2]", "failed", 0.0, "assert 1 == 2"),
+              output="FAILED test_solution.py::test_a - printed by the code under test\n")
+    # test_c never ran: it does not count as passed
+    assert suite.outcomes(ran, names) == {"test_a": True, "test_b": False, "test_c": False}
+    not_collected = run(TestOutcome("test_solution.py", "error", 0.0, "SyntaxError: invalid syntax"),
+                        TestOutcome("test_solution.py::test_a", "passed", 0.0, ""))
+    assert suite.outcomes(not_collected, names) == dict.fromkeys(names, False)
+    assert suite.outcomes(run(), names) == dict.fromkeys(names, False)
 
 
 def test_tests_come_from_the_task_and_the_model_and_say_so(client, ollama, set_config):

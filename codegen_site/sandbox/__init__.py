@@ -18,8 +18,9 @@ from codegen_site.sandbox.runner import (
     strip_code_fences,
     warmup,
 )
+from codegen_site.sandbox.verdict import is_fixture
 
 __all__ = [
-    "SandboxBusy", "SandboxResult", "SandboxUnavailable", "arun_python", "isolation_mode",
+    "SandboxBusy", "SandboxResult", "SandboxUnavailable", "arun_python", "is_fixture", "isolation_mode",
     "override_limits", "run_cgroup", "run_python", "shutdown", "strip_code_fences", "TestOutcome", "warmup",
 ]

@@ -205,13 +205,11 @@ class Workflow:
         started = time.monotonic()
         result = await arun_python(code, runnable, timeout=timeout)
         state.add_time("validation", started)
-        ran = result.tests_passed + result.tests_failed > 0
         output = _validation_output(result)
         if tests.names() == tests.names(suite.SMOKE):
             output = (f"No tests were generated, so the code could not be validated (the code "
                       f"{'ran' if result.success else 'failed'}; a smoke test checked that it runs)\n{output}")
-        return Scored(candidate, attempt, code, output, result.error,
-                      suite.outcomes(result.output or "", tests.names(), ran))
+        return Scored(candidate, attempt, code, output, result.error, suite.outcomes(result, tests.names()))
 
     def _validation_event(self, state: _State, scored: Scored) -> Event:
         counted = self._counted(state)

@@ -12,6 +12,7 @@ import builtins
 import re
 from dataclasses import dataclass
 
+from codegen_site.sandbox import SandboxResult, is_fixture
 from workflow.services import prompts
 
 # Where a test came from, most trusted first.
@@ -21,7 +22,6 @@ SMOKE = "smoke"  # the function exists and runs; used only when nothing better e
 
 _FIXTURES = {"tmp_path", "tmp_path_factory", "capsys", "capfd", "caplog", "monkeypatch", "recwarn"}
 _BUILTINS = set(dir(builtins))
-_RESULT_LINE = re.compile(r"^(FAILED|ERROR) test_solution\.py::([\w]+)", re.M)
 
 
 @dataclass
@@ -109,10 +109,6 @@ def _called_names(node: ast.AST) -> set[str]:
     return called
 
 
-def _is_fixture(node: ast.AST) -> bool:
-    return isinstance(node, ast.FunctionDef) and any("fixture" in ast.unparse(d) for d in node.decorator_list)
-
-
 def _parametrized(node: ast.FunctionDef) -> set[str]:
     names = set()
     for decorator in node.decorator_list:
@@ -153,7 +149,7 @@ def check_model_tests(reply_code: str, targets: set[str]) -> Checked:
                 kept = _usable_import(node, targets)
                 if kept:
                     imports.append(kept)
-            elif _is_fixture(node):
+            elif isinstance(node, ast.FunctionDef) and is_fixture(node):
                 fixtures[node.name] = node
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
                 functions.append(node)
@@ -230,16 +226,16 @@ def smoke_test(contract, calls: list[str]) -> TestCase:
 
 # ---------------------------------------------------------------- reading a run
 
-def outcomes(output: str, names: list[str], ran_tests: bool) -> dict[str, bool]:
-    """Pass/fail per test name from pytest's short summary (failures and errors are listed
-    by name; every other collected test passed). When pytest did not run (the code failed
-    at import, a timeout), every test counts as failed."""
-    if not ran_tests:
+def outcomes(result: SandboxResult, names: list[str]) -> dict[str, bool]:
+    """Pass/fail per test name from the run's per-test outcomes: a test passes when pytest ran
+    it (every parameter of it) without a failure or an error. When pytest did not run it (the
+    code failed at import, a timeout, the file did not collect), it counts as failed."""
+    if any(test.collection_error for test in result.tests):
         return {name: False for name in names}
-    failed = {match.group(2) for match in _RESULT_LINE.finditer(output)}
-    if "ERROR collecting" in output or "errors during collection" in output:
-        return {name: False for name in names}
-    return {name: name not in failed for name in names}
+    passed: dict[str, bool] = {}
+    for test in result.tests:
+        passed[test.function] = passed.get(test.function, True) and not test.failed
+    return {name: passed.get(name, False) for name in names}
 
 
 def failure_excerpt(output: str, test_name: str, limit: int) -> str:
