@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-import time
 
 from codegen_site import sandbox
 from codegen_site.sandbox import SandboxResult, run_python
+from tests.polling import wait_for
 
 
 def run_concurrently(codes: dict[str, str], timeout: float = 20) -> dict[str, SandboxResult]:
@@ -43,7 +44,6 @@ def host_processes_with(marker: str) -> list[int]:
 
 def wait_until_gone(marker: str, seconds: float = 3) -> list[int]:
     """The processes holding `marker` still alive after up to `seconds`."""
-    deadline = time.monotonic() + seconds
-    while host_processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not host_processes_with(marker), seconds, f"the processes holding {marker} to end", 0.05)
     return host_processes_with(marker)
