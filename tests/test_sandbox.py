@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import array
 import asyncio
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -17,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from codegen_site import sandbox
-from codegen_site.sandbox import SandboxBusy, arun_python, run_python, strip_code_fences
+from codegen_site.sandbox import SandboxBusy, _wire, arun_python, run_python, strip_code_fences
+from codegen_site.sandbox.admission import limiter
+from tests.polling import wait_for
 from tests.sandbox_helpers import run_concurrently, wait_until_gone
 
 pytestmark = pytest.mark.timeout(30)
@@ -221,21 +221,7 @@ def test_network_is_blocked():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
-    server.settimeout(0.2)
     port = server.getsockname()[1]
-    accepted = []
-    stop = threading.Event()
-
-    def accept_loop():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-                accepted.append(conn)
-            except (TimeoutError, OSError):
-                continue
-
-    t = threading.Thread(target=accept_loop, daemon=True)
-    t.start()
     try:
         code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
                 "s.sendall(b'hello')\nprint('connected')\n")
@@ -243,11 +229,11 @@ def test_network_is_blocked():
         assert not r.success
         assert "connected" not in r.output
         assert "Error" in r.output
-        time.sleep(0.3)
-        assert accepted == []
+        # the run is over: a connection it made would be waiting in the listen queue by now
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()
     finally:
-        stop.set()
-        t.join(2)
         server.close()
 
 
@@ -291,9 +277,7 @@ def test_busy_when_over_capacity():
         results = []
         t = threading.Thread(target=lambda: results.append(run_python("import time; time.sleep(2)", timeout=10)))
         t.start()
-        deadline = time.monotonic() + 5
-        while sandbox.runner._limiter.active == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: limiter.active, timeout=5, what="the first run to take its slot", interval=0.01)
         with pytest.raises(SandboxBusy):
             run_python("print(1)")
         with pytest.raises(SandboxBusy):
@@ -419,14 +403,11 @@ def readable_by_anyone(tmp_path: Path) -> tuple[Path, Path]:
 
 def _run_on(control: socket.socket, run_id: int, limits: dict, code: str, tests: str | None = None) -> tuple:
     """One run through the zygote protocol: (exit message, output)."""
-    from codegen_site.sandbox import _zygote
-
     output_read, output_write = os.pipe()
-    data = json.dumps({"op": "run", "id": run_id, "code": code, "tests": tests, "limits": limits}).encode()
-    control.sendmsg([struct.pack(">I", len(data)) + data],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [output_write]))])
+    _wire.send_message(control, {"op": "run", "id": run_id, "code": code, "tests": tests, "limits": limits},
+                       [output_write])
     os.close(output_write)
-    exit_message, _ = _zygote.receive_message(control)
+    exit_message, _ = _wire.receive_message(control)
     with os.fdopen(output_read, "rb") as output:
         return exit_message, output.read().decode()
 
@@ -435,26 +416,23 @@ def _run_on(control: socket.socket, run_id: int, limits: dict, code: str, tests:
                     reason="starts the runner as nobody with the system interpreter")
 def test_unprivileged_runner_still_runs_code_and_tests(tmp_path):
     """The runner as a plain user (no root, no private root): the fallback path, really unprivileged."""
-    from codegen_site.sandbox import _zygote
-
     script, site = readable_by_anyone(tmp_path)
 
     control, theirs = socket.socketpair()
-    config = sandbox.runner.settings()
-    zygote_settings = {key: config[key] for key in sandbox.runner.ZYGOTE_KEYS}
+    config = sandbox.settings.current()
+    zygote_settings = config.zygote_settings()
     process = subprocess.Popen(
         ["/usr/bin/python3", "-s", str(script), str(theirs.fileno()), json.dumps(zygote_settings)],
         pass_fds=[theirs.fileno()], env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, cwd="/",
         user=65534, group=65534, extra_groups=[], stdin=subprocess.DEVNULL)
     theirs.close()
     try:
-        hello, _ = _zygote.receive_message(control)
+        hello, _ = _wire.receive_message(control)
         assert "error" not in hello, hello
         assert hello["isolated"] is False and hello["uid_drop"] is False
         # no cgroup it may write: the runs keep the per-process limits, and the runner says so
         assert hello["cgroup"] is None and hello["cgroup_note"].startswith("no usable cgroup")
-        limits = {key: config[key] for key in sandbox.runner.RUN_KEYS}
-        limits["socket_families"] = []
+        limits = {**config.run_limits(), "socket_families": []}
         exit_message, text = _run_on(control, 1, limits, "def add(a, b):\n    return a + b\nprint(add(1, 2))\n",
                                      "def test_add():\n    assert add(1, 2) == 3\n")
         refused, refused_text = _run_on(control, 2, limits, "import socket\nsocket.socket()\n")

@@ -16,8 +16,7 @@ import pytest
 
 from codegen_site import sandbox
 from codegen_site.sandbox import run_python
-from codegen_site.sandbox.runner import SECCOMP_MESSAGE
-from codegen_site.sandbox.verdict import TAMPERING
+from codegen_site.sandbox.verdict import SECCOMP_MESSAGE, TAMPERING
 from tests.sandbox_helpers import run_concurrently, wait_until_gone
 
 pytestmark = [

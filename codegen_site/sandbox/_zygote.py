@@ -16,14 +16,13 @@ run directories live on the host's temp dir and an audit hook refuses
 networking and subprocesses, best effort.
 
 Standalone on purpose: it must not import the Django project (no settings, no
-secrets in this process); its settings come as JSON from the runner. Protocol on
-the inherited unix socket: frames of a 4-byte big-endian length + JSON; a run
-request carries the write end of the output pipe as SCM_RIGHTS.
+secrets in this process); its settings come as JSON from the runner, already typed
+(codegen_site.sandbox.settings). Protocol on
+the inherited unix socket: _wire.py.
 """
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import resource
@@ -31,7 +30,6 @@ import secrets
 import selectors
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ import _cgroup  # noqa: E402
 import _rootfs  # noqa: E402
 import _seccomp  # noqa: E402
 import _witness  # noqa: E402
+from _wire import receive_message, send_message  # noqa: E402
 
 del sys.path[0]
 
@@ -60,36 +59,7 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-# ---------------------------------------------------------------- protocol
-
-def send_message(control: socket.socket, message: dict) -> None:
-    data = json.dumps(message).encode()
-    control.sendall(struct.pack(">I", len(data)) + data)
-
-
-def receive_exact(control: socket.socket, size: int) -> bytes:
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = control.recv(size - len(buffer))
-        if not chunk:
-            raise EOFError
-        buffer += chunk
-    return bytes(buffer)
-
-
-def receive_message(control: socket.socket) -> tuple[dict, list[int]]:
-    fds = array.array("i")
-    head, ancillary, _flags, _address = control.recvmsg(4, socket.CMSG_SPACE(4 * fds.itemsize))
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    if not head:
-        raise EOFError
-    if len(head) < 4:
-        head += receive_exact(control, 4 - len(head))
-    (size,) = struct.unpack(">I", head)
-    return json.loads(receive_exact(control, size)), list(fds)
-
+# ---------------------------------------------------------------- status lines
 
 def parse_status(data: bytes) -> dict:
     """The run's status lines as a report; lines without the run's nonce are counted as forged.
@@ -239,7 +209,7 @@ class Child:
             signal.signal(number, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if self.isolated:
-            _rootfs.mount_run(int(self.limits["disk_mb"]), self.uid)
+            _rootfs.mount_run(self.limits["disk_mb"], self.uid)
             if self.limits["per_run_netns"]:
                 _rootfs.unshare(_rootfs.CLONE_NEWNET)
                 # a run allowed IP sockets may talk to itself, never to another run
@@ -296,14 +266,13 @@ class Child:
 
     def set_limits(self) -> None:
         limits = self.limits
-        cpu = int(limits["cpu_seconds"])
-        set_rlimit(resource.RLIMIT_CPU, cpu, cpu + 1)
+        set_rlimit(resource.RLIMIT_CPU, limits["cpu_seconds"], limits["cpu_seconds"] + 1)
         # per process; the run's cgroup (if any) holds all its processes together
-        set_rlimit(resource.RLIMIT_AS, int(limits["memory_mb"]) * MEGABYTE)
-        set_rlimit(resource.RLIMIT_FSIZE, int(limits["max_file_mb"]) * MEGABYTE)
-        set_rlimit(resource.RLIMIT_NOFILE, int(limits["max_open_files"]))
+        set_rlimit(resource.RLIMIT_AS, limits["memory_mb"] * MEGABYTE)
+        set_rlimit(resource.RLIMIT_FSIZE, limits["max_file_mb"] * MEGABYTE)
+        set_rlimit(resource.RLIMIT_NOFILE, limits["max_open_files"])
         set_rlimit(resource.RLIMIT_CORE, 0)
-        processes = int(limits["max_processes"])
+        processes = limits["max_processes"]
         if self.uid is None and os.geteuid() != 0:
             processes += count_own_tasks()  # the limit counts every process of the real uid
         if self.group is not None:
@@ -459,8 +428,8 @@ class Zygote:
         self.cgroups, self.cgroup_note = _cgroup.open_cgroups()
         if root:
             first, self.uid_lock = _rootfs.claim_uid_range(
-                int(settings["uid_base"]), int(settings["uid_count"]), int(settings["uid_slots"]))
-            self.free_uids = list(range(first, first + int(settings["uid_count"])))
+                settings["uid_base"], settings["uid_count"], settings["uid_slots"])
+            self.free_uids = list(range(first, first + settings["uid_count"]))
         if root and not settings["force_audit_hook"]:
             self.isolate()
         elif not root and not settings["force_audit_hook"]:
@@ -597,7 +566,7 @@ class Zygote:
         if self.cgroups is not None:
             limits = request["limits"]
             try:
-                group = self.cgroups.create(run_id, int(limits["memory_mb"]) * MEGABYTE, int(limits["max_processes"]))
+                group = self.cgroups.create(run_id, limits["memory_mb"] * MEGABYTE, limits["max_processes"])
             except OSError as exc:  # no run without its limits
                 self.refuse(run_id, f"could not make the run's cgroup ({exc})", fds)
                 return

@@ -1,4 +1,7 @@
-"""The verdict on a run with tests, decided outside the run from the evidence it sent.
+"""The verdict on a run, decided outside the run from the evidence it sent.
+
+`run_result` turns the zygote's exit message into the caller's SandboxResult: the limits a run
+hit come first (memory, time, output, a signal), then, for a run with tests, the tests.
 
 The zygote forwards only status lines carrying the run's nonce (and counts the
 others as forged); _witness.py in the run records each phase's outcome from the
@@ -11,11 +14,14 @@ when they make the verdict worse. The same evidence gives each test's outcome.
 from __future__ import annotations
 
 import ast
+import signal
 from dataclasses import dataclass
 
-from codegen_site.sandbox.result import ERROR, FAILED, PASSED, SKIPPED, TestOutcome, short_name
+from codegen_site.sandbox.result import ERROR, FAILED, PASSED, SKIPPED, SandboxResult, TestOutcome, short_name
+from codegen_site.sandbox.settings import SandboxSettings
 
 TAMPERING = "Verdict tampering detected"
+SECCOMP_MESSAGE = "Blocked by the sandbox: a forbidden system call (seccomp)"
 # how good an outcome is for a verdict: 0 counts as passing, 2 fails the run
 RANK = {"passed": 0, "xpassed": 0, "skipped": 1, "xfailed": 1, "failed": 2, "error": 2}
 MESSAGE_LIMIT = 200  # characters of a test's failure text kept (the witness sends no more)
@@ -161,3 +167,66 @@ def judge_tests(report: dict, tests_source: str) -> Judged:
     if missing or pytest_exit != 0:
         return Judged(f"pytest exit code {pytest_exit}", passed, failed, tests)
     return Judged(None, passed, failed, tests)
+
+
+# ---------------------------------------------------------------- the whole run
+
+def _signal_error(number: int, message: dict, limits: SandboxSettings) -> str:
+    if number == signal.SIGXCPU or (number == signal.SIGKILL and message.get("cpu", 0) >= limits.cpu_seconds - 0.05):
+        return f"CPU time limit exceeded ({limits.cpu_seconds} s)"
+    if number == signal.SIGSYS:
+        return SECCOMP_MESSAGE
+    name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
+    return f"Killed by signal {name}"
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How the runner saw a run end, besides the zygote's exit message."""
+    output: str
+    output_bytes: int  # all the run wrote, kept or not
+    timed_out: bool
+    output_killed: bool  # ended for writing more than kill_output_bytes
+    timeout: float
+    duration: float
+
+
+def run_result(message: dict, end: RunEnd, tests: str | None, limits: SandboxSettings) -> SandboxResult:
+    """The result of a run from the zygote's exit message ("exit", or "dead"/"lost" when the
+    runner went away) and what the runner saw."""
+    if message.get("event") != "exit" or message.get("status") is None:
+        reason = message.get("error") or "sandbox runner crashed"
+        return SandboxResult(False, end.output, f"Sandbox error: {reason}", None, end.timed_out, end.duration)
+    report = message.get("report") or {}
+    signal_number = message.get("signal")
+    exit_code = -signal_number if signal_number else message.get("exit_code")
+    judged = Judged(None, 0, 0, ())
+    error: str | None = None
+    if message.get("oom"):
+        # the run's cgroup hit memory_mb: the run was ended whole, whatever it was doing
+        error = f"Memory limit exceeded ({limits.memory_mb} MB for the run's processes together)"
+    elif end.timed_out:
+        error = f"Timed out after {end.timeout:g} s"
+    elif end.output_killed:
+        error = f"Output limit exceeded (killed after {end.output_bytes} bytes)"
+    elif signal_number:
+        error = _signal_error(signal_number, message, limits)
+    elif report.get("exc") == "MemoryError":
+        error = "Memory limit exceeded"
+    elif tests is not None and report.get("done"):
+        judged = judge_tests(report, tests)
+        error = judged.error
+    elif tests is not None and exit_code == 0:
+        # the code ended the process (os._exit, a patched exit) before pytest reported
+        error = f"{TAMPERING}: the run ended before pytest reported a result"
+    elif exit_code != 0:
+        error = f"Exit code {exit_code}"
+        if report.get("exc"):
+            error += f" ({report['exc']})"
+    elif report.get("forged"):
+        error = f"{TAMPERING}: {report['forged']} status line(s) were not written by the sandbox"
+    if error is not None and message.get("pids_refused"):
+        error += f"; the run reached its process limit ({limits.max_processes} processes and threads)"
+    return SandboxResult(
+        success=error is None, output=end.output, error=error, exit_code=exit_code, timed_out=end.timed_out,
+        duration=end.duration, tests_passed=judged.passed, tests_failed=judged.failed, tests=judged.tests)
