@@ -72,9 +72,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-analyze-") as data_dir:
         setup_django(tree.parent, data_dir)
         from improve.analysis import checks
-        from improve.analysis.engine import start_with_server, stop_workers, worker_pool
-        from improve.analysis.service import analyze_sync
+        from improve.analysis.workers import analysis_workers, start_if_configured
         from improve.models import FileAnalysis
+        from improve.services.analysis import analyze_sync
+
+        workers = analysis_workers()
 
         def analyse(include_linter: bool = True) -> dict:
             return analyze_sync("django", include_linter=include_linter)
@@ -86,8 +88,8 @@ def main() -> None:
         ruff_before = [ruff_seconds(tree) for _ in range(args.rounds)]
         # As the server does (improve.workers_at_start): the workers start with it, and the
         # first analysis comes later.
-        start_with_server()
-        ready = [worker_pool(os.cpu_count() or 1).submit(checks.ready) for _ in range(os.cpu_count() or 1)]
+        start_if_configured()
+        ready = [workers.pool(os.cpu_count() or 1).submit(checks.ready) for _ in range(os.cpu_count() or 1)]
         all(future.result() for future in ready)
         # Each cold run beside a ruff run of its own: the pairs see the same machine load.
         pairs = []
@@ -97,7 +99,7 @@ def main() -> None:
             assert result["stats"]["cached"] == 0, result["stats"]
             pairs.append((seconds, ruff_run))
         stats = result["stats"]
-        stop_workers()
+        workers.close()
         cold_starting, _ = cold_run()  # workers_at_start = false: they start inside the request
         warm = []
         for _ in range(args.rounds):
@@ -109,12 +111,12 @@ def main() -> None:
 
         # CPU seconds do not depend on what else the machine runs: a cold run with workers
         # started and stopped inside the measurement (so their time is counted) against ruff's.
-        stop_workers()
+        workers.close()
         FileAnalysis.objects.all().delete()
 
         def cold_with_workers():
             analyse()
-            stop_workers()
+            workers.close()
 
         cold_cpu = cpu_seconds(cold_with_workers)
         ruff_cpu = statistics.median(cpu_seconds(lambda: ruff_seconds(tree)) for _ in range(args.rounds))

@@ -75,8 +75,9 @@ def child(broker: str, tasks: int) -> dict:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from improve import queue
-    from improve.improvement import run_improvement
+    from improve import resources
+    from improve.services import queue
+    from improve.services.proposal import run_improvement
     from tests.fakes.llm_server import FakeLLMServer, Turn
 
     call_command("migrate", verbosity=0)
@@ -94,7 +95,7 @@ def child(broker: str, tasks: int) -> dict:
     direct_files = make_workspace(workspace, tasks, "direct")
     began = time.perf_counter()
     for path in direct_files:
-        assert async_to_sync(run_improvement)(path, ISSUE)["success"]
+        assert async_to_sync(run_improvement)(path, ISSUE).succeeded
     direct_seconds = time.perf_counter() - began
 
     # the cluster starts, and its worker warms its sandbox, on a first task outside the figures
@@ -117,7 +118,7 @@ def child(broker: str, tasks: int) -> dict:
         task.refresh_from_db()
         latencies.append((task.started_at - added).total_seconds())
     queue.stop()
-    queue.stop_cluster()
+    resources.shutdown()
     llm.stop()
     return {"broker": broker, "tasks": tasks, "direct_seconds": direct_seconds, "queue_seconds": queue_seconds,
             "latencies": latencies}

@@ -3,8 +3,8 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from improve import queue
 from improve.models import AnalysisReport, FileAnalysis, ImprovementRun, ImprovementTask
+from improve.services import queue
 
 
 @admin.register(AnalysisReport)

@@ -1,4 +1,5 @@
-"""Thin views: validate, call a service, serialize."""
+"""Thin views: validate the request with a serializer, call a service or a selector, answer
+through an output serializer (streams too: each event's data goes through one)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from codegen_site.core.apiview import AsyncAPIView
-from codegen_site.core.errors import NotFound
 from codegen_site.core.schema import event_stream
 from codegen_site.core.serializers import ErrorSerializer, StreamFlagSerializer
 from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
-from improve import improvement, queue
-from improve.analysis import service
+from improve import selectors
 from improve.serializers import (
     AnalyzeRequestSerializer,
     AnalyzeResponseSerializer,
     ImproveApplyRequestSerializer,
+    ImprovementRunResultSerializer,
     ImproveRunRequestSerializer,
     ImproveRunResponseSerializer,
     QueueAddRequestSerializer,
@@ -26,12 +26,14 @@ from improve.serializers import (
     QueueStartSerializer,
     QueueStatusSerializer,
     QueueStopSerializer,
+    QueueSummarySerializer,
     QueueTaskSerializer,
     ReportDetailSerializer,
     ReportIssuesQuerySerializer,
     ReportListQuerySerializer,
     ReportSummarySerializer,
 )
+from improve.services import analysis, apply, feed, proposal, queue
 
 ANALYZE_DESCRIPTION = (
     "Python files under `path` (a file or a directory; .gitignore, .venv, node_modules, .git and the "
@@ -58,7 +60,7 @@ class AnalyzeView(AsyncAPIView):
             throttle = LLMRateThrottle()
             if not throttle.allow_request(request, self):
                 self.throttled(request, throttle.wait())
-        return Response(await service.analyze(**serializer.validated_data))
+        return Response(AnalyzeResponseSerializer(await analysis.analyze(**serializer.validated_data)).data)
 
 
 class ReportListView(APIView):
@@ -68,7 +70,7 @@ class ReportListView(APIView):
     def get(self, request):
         query = ReportListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        reports = service.list_reports(query.validated_data["limit"], query.validated_data["offset"])
+        reports = selectors.list_reports(query.validated_data["limit"], query.validated_data["offset"])
         return Response(ReportSummarySerializer(reports, many=True).data)
 
 
@@ -79,17 +81,10 @@ class ReportDetailView(APIView):
     def get(self, request, report_id: int):
         query = ReportIssuesQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        report = service.get_report(report_id)
-        if report is None:
-            raise NotFound("Report not found")
         page = query.validated_data
-        matching, issues = service.report_issues(report, offset=page["offset"], limit=page["limit"],
-                                                 kind=page.get("type"), severity=page.get("severity"))
-        serializer = ReportDetailSerializer({**{name: getattr(report, name) for name in (
-            "id", "path", "options", "totals", "issue_count", "severity_counts", "stats", "duration", "created_at",
-            "suggestions", "llm")}, "issues": issues, "matching_issues": matching, "offset": page["offset"],
-            "limit": page["limit"]})
-        return Response(serializer.data)
+        report = selectors.report_page(report_id, offset=page["offset"], limit=page["limit"], kind=page.get("type"),
+                                       severity=page.get("severity"))
+        return Response(ReportDetailSerializer(report).data)
 
 # --- improvement runs and the queue -------------------------------------------------------
 
@@ -108,6 +103,18 @@ ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 429:
 
 def _options(data: dict) -> dict:
     return {"auto_write": data["auto_write"], "max_retries": data.get("max_retries")}
+
+
+async def _run_events(events):
+    """The run's events with its `done` run answered as the JSON endpoint answers it."""
+    async for event, data in events:
+        yield event, ImprovementRunResultSerializer(data).data if event == "done" else data
+
+
+async def _queue_feed(events):
+    """The feed's tasks and summaries answered as GET /improve/queue/task/{id} and /status answer them."""
+    async for event, data in events:
+        yield event, QueueTaskSerializer(data).data if event == "task" else QueueSummarySerializer(data).data
 
 
 class ImproveRunView(AsyncAPIView):
@@ -130,9 +137,10 @@ class ImproveRunView(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if query.validated_data["stream"]:
-            return sse_response(sse_stream(improvement.improvement_events(data["file_path"], dict(data["issue"]),
-                                                                         **_options(data))))
-        return Response(await improvement.run_improvement(data["file_path"], dict(data["issue"]), **_options(data)))
+            return sse_response(sse_stream(_run_events(proposal.improvement_events(
+                data["file_path"], dict(data["issue"]), **_options(data)))))
+        run = await proposal.run_improvement(data["file_path"], dict(data["issue"]), **_options(data))
+        return Response(ImprovementRunResultSerializer(run).data)
 
 
 class ImproveApplyView(APIView):
@@ -143,7 +151,8 @@ class ImproveApplyView(APIView):
     def post(self, request):
         serializer = ImproveApplyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(improvement.apply_proposal(serializer.validated_data["run_id"]))
+        run = apply.apply_proposal(serializer.validated_data["run_id"])
+        return Response(ImprovementRunResultSerializer(run).data)
 
 
 class QueueAddView(APIView):
@@ -155,19 +164,19 @@ class QueueAddView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         task = queue.add_task(data["file_path"], dict(data["issue"]), _options(data))
-        return Response({"task_id": str(task.pk), "status": task.status}, status=201)
+        return Response(QueueAddResponseSerializer(task).data, status=201)
 
 
 class QueueStatusView(APIView):
     @extend_schema(responses={200: QueueStatusSerializer}, summary="The queue: counts, the running task, recent tasks")
     def get(self, request):
-        return Response(QueueStatusSerializer(queue.queue_status()).data)
+        return Response(QueueStatusSerializer(selectors.queue_status()).data)
 
 
 class QueueTaskView(APIView):
     @extend_schema(responses={200: QueueTaskSerializer, 404: ErrorSerializer}, summary="One queued task")
     def get(self, request, task_id):
-        return Response(QueueTaskSerializer(queue.task_payload(queue.get_task(task_id))).data)
+        return Response(QueueTaskSerializer(selectors.get_task(task_id)).data)
 
 
 class QueueStartView(APIView):
@@ -188,7 +197,7 @@ class QueueClearView(APIView):
     @extend_schema(request=None, responses={200: QueueClearSerializer},
                    summary="Remove finished tasks (completed, failed, cancelled)")
     def post(self, request):
-        return Response({"cleared": queue.clear()})
+        return Response(QueueClearSerializer({"cleared": queue.clear()}).data)
 
 
 class QueueEventsView(AsyncAPIView):
@@ -200,4 +209,4 @@ class QueueEventsView(AsyncAPIView):
         "`error` ({detail, status}) if the stream fails."))},
         summary="Live task updates for the UI (server-sent events)")
     async def get(self, request):
-        return sse_response(sse_stream(queue.queue_events()))
+        return sse_response(sse_stream(_queue_feed(feed.queue_events())))

@@ -85,6 +85,24 @@ class ImprovementRun(models.Model):
     def __str__(self) -> str:
         return f"{self.file_path} ({self.status})"
 
+    @property
+    def succeeded(self) -> bool:
+        """A validated proposal: written, or kept for POST /improve/apply."""
+        return self.status in (self.Status.APPLIED, self.Status.PROPOSED)
+
+    @property
+    def written(self) -> bool:
+        return self.status == self.Status.APPLIED
+
+    @property
+    def unwritten_proposal(self) -> str | None:
+        """The validated content while it is not in the file (None once written, or without one)."""
+        return None if self.written or not self.proposed_content else self.proposed_content
+
+    @property
+    def attempt_count(self) -> int:
+        return len(self.attempts)
+
 
 class ImprovementTask(models.Model):
     """A queued improvement. The row, not the broker message, is the truth: a worker
@@ -96,6 +114,9 @@ class ImprovementTask(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"
+
+    # Statuses a task does not leave by itself (clear removes them, requeue starts them again).
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     file_path = models.CharField(max_length=4096)

@@ -1,12 +1,16 @@
+"""The improve app's request serializers (validation) and output serializers (every response
+body, the live feed's events and a queued task's stored result)."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from codegen_site.core.config import get_config
 from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
 from improve.analysis.review import EFFORTS, ISSUE_TYPES, SEVERITIES
-from improve.analysis.service import analysis_page_size
-from improve.models import AnalysisReport
+from improve.models import AnalysisReport, ImprovementRun, ImprovementTask
+from improve.sections import run_settings
+from improve.selectors import report_page_size
+from improve.services.cluster import BROKERS, MODES
 
 
 class AnalyzeRequestSerializer(serializers.Serializer):
@@ -89,7 +93,7 @@ class ReportIssuesQuerySerializer(serializers.Serializer):
         blank = [name for name in self.fields if self.initial_data.get(name) == ""]
         if blank:
             raise serializers.ValidationError({name: ["This field may not be blank."] for name in blank})
-        return {**attrs, "limit": attrs.get("limit") or analysis_page_size()}
+        return {**attrs, "limit": attrs.get("limit") or report_page_size()}
 
 
 class ReportSummarySerializer(serializers.ModelSerializer):
@@ -133,12 +137,26 @@ class ImproveRunRequestSerializer(serializers.Serializer):
     max_retries = StrictIntegerField(required=False, min_value=0)
 
     def validate_max_retries(self, value):
-        limit = int(get_config()["improve_run"]["max_retries_limit"])
+        limit = run_settings().max_retries_limit
         if value > limit:
             raise serializers.ValidationError(f"At most {limit} (improve_run.max_retries_limit).")
         return value
 
 
+class BlankAsNullCharField(serializers.CharField):
+    """Text a row keeps as "" when there is none, answered as null."""
+
+    def to_representation(self, value):
+        return super().to_representation(value) if value else None
+
+
+class ProgressField(serializers.FloatField):
+    def to_representation(self, value):
+        return round(super().to_representation(value), 3)
+
+
+# The result of one improvement run (also a queued task's stored `result`). Classes that appear in
+# the schema carry comments, not docstrings: a docstring would become the component's description.
 class ImproveRunResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     file_path = serializers.CharField()
@@ -147,11 +165,22 @@ class ImproveRunResponseSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     retries = serializers.IntegerField(help_text="Attempts after the first")
     run_id = serializers.UUIDField()
-    status = serializers.ChoiceField(choices=["running", "proposed", "applied", "failed"])
+    status = serializers.ChoiceField(choices=ImprovementRun.Status.values)
     written = serializers.BooleanField()
     diff = serializers.CharField(allow_blank=True, help_text="Unified diff of the proposal against the file as read")
     proposed_content = serializers.CharField(allow_null=True, help_text="The proposal, while not written")
     attempts = serializers.IntegerField()
+
+
+class ImprovementRunResultSerializer(ImproveRunResponseSerializer):
+    """ImproveRunResponse read from an ImprovementRun row."""
+
+    success = serializers.BooleanField(source="succeeded")
+    backup_path = BlankAsNullCharField(allow_null=True)
+    error = BlankAsNullCharField(allow_null=True)
+    run_id = serializers.UUIDField(source="pk")
+    proposed_content = serializers.CharField(source="unwritten_proposal", allow_null=True)
+    attempts = serializers.IntegerField(source="attempt_count")
 
 
 class ImproveApplyRequestSerializer(serializers.Serializer):
@@ -163,21 +192,22 @@ class QueueAddRequestSerializer(ImproveRunRequestSerializer):
 
 
 class QueueAddResponseSerializer(serializers.Serializer):
-    task_id = serializers.UUIDField()
+    task_id = serializers.UUIDField(source="pk")
     status = serializers.CharField()
 
 
+# One ImprovementTask row.
 class QueueTaskSerializer(serializers.Serializer):
-    task_id = serializers.UUIDField()
+    task_id = serializers.UUIDField(source="pk")
     file_path = serializers.CharField()
     issue = serializers.DictField()
     options = serializers.DictField()
-    status = serializers.ChoiceField(choices=["pending", "running", "completed", "failed", "cancelled"])
+    status = serializers.ChoiceField(choices=ImprovementTask.Status.values)
     step = serializers.CharField(allow_blank=True)
-    progress = serializers.FloatField(min_value=0, max_value=1)
+    progress = ProgressField(min_value=0, max_value=1)
     attempts = serializers.IntegerField()
     result = ImproveRunResponseSerializer(allow_null=True)
-    error = serializers.CharField(allow_null=True)
+    error = BlankAsNullCharField(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -185,9 +215,9 @@ class QueueTaskSerializer(serializers.Serializer):
 
 
 class QueueWorkersSerializer(serializers.Serializer):
-    mode = serializers.ChoiceField(choices=["managed", "external"],
+    mode = serializers.ChoiceField(choices=MODES,
                                    help_text="managed: the server starts one qcluster; external: they run on their own")
-    broker = serializers.ChoiceField(choices=["orm", "redis"])
+    broker = serializers.ChoiceField(choices=BROKERS)
     cluster_pid = serializers.IntegerField(allow_null=True)
 
 
@@ -202,6 +232,12 @@ class QueueStatusSerializer(serializers.Serializer):
     current_task = QueueTaskSerializer(allow_null=True)
     tasks = QueueTaskSerializer(many=True)
     workers = QueueWorkersSerializer()
+
+
+class QueueSummarySerializer(QueueStatusSerializer):
+    """The status without its task list: the live feed's `status` event."""
+
+    tasks = None
 
 
 class QueueStartSerializer(serializers.Serializer):

@@ -193,17 +193,30 @@ def test_worker_processes_give_the_same_results(client, tree, set_config):
 def test_killed_worker_processes_cost_no_results(client, tree, set_config):
     import signal
 
-    from improve.analysis import engine
+    from improve.analysis.workers import analysis_workers
 
     inline = analyze(client, path=".", include_linter=False).json()
     set_config({"improve": {"parallel_min_files": 1, "workers": 2, "batch_files": 1, "complexity_critical": 40}})
     analyze(client, path=".", include_linter=False)  # starts the workers
-    for process in list(engine._pool._processes.values()):
-        os.kill(process.pid, signal.SIGKILL)
+    for pid in analysis_workers().pids():
+        os.kill(pid, signal.SIGKILL)
     set_config({"improve": {"complexity_critical": 41}})  # nothing cached: the files go to the workers again
     response = analyze(client, path=".", include_linter=False)
     assert response.status_code == 200
     assert response.json()["issues"] == inline["issues"] and response.json()["stats"]["analysed"] == 6
+
+
+def test_the_apps_shutdown_stops_the_worker_processes(client, tree, set_config):
+    from improve import resources
+    from improve.analysis.workers import analysis_workers
+
+    set_config({"improve": {"parallel_min_files": 1, "workers": 2, "batch_files": 1}})
+    assert analyze(client, path=".", include_linter=False).json()["stats"]["workers"] == 2
+    pids = analysis_workers().pids()
+    assert len(pids) == 2
+    resources.shutdown()
+    assert analysis_workers().pids() == []
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
 def test_defaults_analyse_the_whole_workspace_with_the_linter(client, tree):
@@ -264,13 +277,8 @@ def test_analyses_beyond_the_concurrency_limit_get_429(client, tree, set_config)
     from improve.analysis import engine
 
     set_config({"improve": {"max_concurrent": 1}})
-    with engine._running_lock:
-        engine._running += 1  # one analysis in flight
-    try:
+    with engine.running_analyses.admit(1):  # one analysis in flight
         response = analyze(client, path="pkg")
-    finally:
-        with engine._running_lock:
-            engine._running -= 1
     assert response.status_code == 429 and "running already" in response.json()["detail"]
     assert analyze(client, path="pkg").status_code == 200
 
@@ -439,9 +447,9 @@ def _worker_processes(parent: int) -> set[int]:
 
 @pytest.mark.parametrize("at_start", [True, False])
 def test_workers_start_with_the_server_and_serve_the_first_analysis(live_asgi, tmp_path, at_start):
-    import time
-
     import httpx
+
+    from tests.polling import wait_for
 
     root = tmp_path / "workspace"
     (root / "many").mkdir(parents=True)
@@ -450,9 +458,8 @@ def test_workers_start_with_the_server_and_serve_the_first_analysis(live_asgi, t
     server = live_asgi({"CODEGEN_WORKSPACE_ROOT": str(root), "CODEGEN_IMPROVE__WORKERS": "2",
                         "CODEGEN_IMPROVE__WORKERS_AT_START": str(at_start).lower()})
     pid = server.process.pid
-    deadline = time.monotonic() + 20
-    while at_start and len(_worker_processes(pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    if at_start:
+        wait_for(lambda: len(_worker_processes(pid)) == 2, timeout=20, what="the workers started with the server")
     before = _worker_processes(pid)
     assert len(before) == (2 if at_start else 0)
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -18,24 +17,15 @@ import pytest
 from django.utils import timezone
 
 from files_app.models import Backup
-from improve import queue
 from improve.models import ImprovementRun, ImprovementTask, QueueState
+from improve.services import lease
 from tests.fakes.llm_server import Turn
 from tests.files_helpers import ws_fixture  # noqa: F401
 from tests.live_server import ROOT
+from tests.polling import wait_for
 from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def statuses() -> list[str]:
@@ -84,6 +74,19 @@ def status(server):
     return response.json()
 
 
+def broker_messages() -> int:
+    from django_q.models import OrmQ
+
+    return OrmQ.objects.count()
+
+
+def worker_outcomes() -> list:
+    """What the queue's worker function returned for each message it took (django-q2's results)."""
+    from django_q.models import Task
+
+    return [task.result for task in Task.objects.filter(func="improve.tasks.process_task")]
+
+
 def process_alive(pid: int) -> bool:
     try:
         return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()
@@ -96,8 +99,9 @@ def test_add_three_start_all_completed_with_backups_then_clear(queue_server, pro
     ids = [add(server, f"mod_{index}.py") for index in range(3)]
     before = status(server)
     assert before["running"] is False and before["pending"] == 3 and before["total_tasks"] == 3
-    time.sleep(1)
-    assert fake_llm.chat_requests == []  # nothing runs before start
+    # nothing can run before start: no worker process, no message for one
+    assert before["workers"]["cluster_pid"] is None and broker_messages() == 0
+    assert fake_llm.chat_requests == []
 
     started = post(server, "start")
     assert started["running"] is True and started["enqueued"] == 3
@@ -136,8 +140,10 @@ def test_stop_lets_the_running_task_finish_and_starts_no_other(queue_server, fak
 
     wait_for(lambda: ImprovementTask.objects.get(pk=running["task_id"]).status == "completed",
              what="the running task to finish")
-    time.sleep(3)  # longer than a task takes: a new one would have started
-    assert statuses() == ["completed", "pending", "pending"]
+    # the worker takes the other two messages and leaves their tasks alone
+    wait_for(lambda: worker_outcomes().count("queue stopped: task left pending") == 2,
+             what="the worker to turn down the other two tasks")
+    assert statuses() == ["completed", "pending", "pending"] and broker_messages() == 0
     assert status(server)["running"] is False
 
     post(server, "start")
@@ -183,7 +189,8 @@ def test_a_worker_killed_mid_task_leaves_the_task_retried(queue_server, fake_llm
     worker_pid = int(task.worker.split(":")[1])
     os.kill(worker_pid, signal.SIGKILL)
 
-    # the lease runs out; a status call (or the schedule) puts it back, a new worker runs it
+    # the lease runs out; the server's lease sweeper (or the cluster's schedule) puts it back, a new
+    # worker runs it
     wait_for(lambda: status(server)["completed"] == 1, what="the task retried after the kill")
     task.refresh_from_db()
     assert task.attempts == 2 and task.status == "completed"
@@ -198,30 +205,58 @@ def test_an_expired_lease_is_retried_then_failed_with_the_reason(set_config):
     expired = timezone.now() - timedelta(seconds=5)
     task = ImprovementTask.objects.create(file_path="x.py", status="running", attempts=1, worker="host:1:a",
                                           lease_until=expired)
-    assert queue.recover_expired() == 1
+    assert lease.recover_expired() == 1
     task.refresh_from_db()
     assert task.status == "pending" and "retrying" in task.error and task.worker == ""
 
     ImprovementTask.objects.filter(pk=task.pk).update(status="running", attempts=2, worker="host:2:b",
                                                       lease_until=expired)
-    assert queue.recover_expired() == 1
+    assert lease.recover_expired() == 1
     task.refresh_from_db()
     assert task.status == "failed" and "gave up after 2 attempt(s)" in task.error
     assert task.finished_at is not None
 
     live = ImprovementTask.objects.create(file_path="y.py", status="running", attempts=1, worker="host:3:c",
                                           lease_until=timezone.now() + timedelta(seconds=30))
-    assert queue.recover_expired() == 0
+    assert lease.recover_expired() == 0
     assert ImprovementTask.objects.get(pk=live.pk).status == "running"
+
+
+@pytest.mark.django_db
+def test_status_only_reads_an_expired_lease_is_left_to_the_sweeper(client, set_config):
+    from django_q.models import OrmQ
+
+    set_config({"improve_queue": {"start_cluster": False}})
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    task = ImprovementTask.objects.create(file_path="x.py", status="running", attempts=1, worker="host:1:a",
+                                          lease_until=timezone.now() - timedelta(seconds=5))
+    state = client.get("/improve/queue/status").json()
+    assert state["in_progress"] == 1 and state["current_task"]["task_id"] == str(task.pk)
+    assert ImprovementTask.objects.get(pk=task.pk).status == "running" and not OrmQ.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lease_sweeper_puts_back_a_task_whose_worker_died(set_config):
+    set_config({"improve_queue": {"heartbeat_seconds": 0.1, "max_attempts": 2}})
+    task = ImprovementTask.objects.create(file_path="x.py", status="running", attempts=1, worker="host:1:a",
+                                          lease_until=timezone.now() - timedelta(seconds=5))
+    sweeper = lease.LeaseSweeper()
+    sweeper.start()
+    try:
+        wait_for(lambda: ImprovementTask.objects.get(pk=task.pk).status == "pending", timeout=10,
+                 what="the sweeper to put the task back")
+    finally:
+        sweeper.close()
+    assert "stopped renewing its lease" in ImprovementTask.objects.get(pk=task.pk).error
 
 
 @pytest.mark.django_db
 def test_a_task_is_claimed_by_one_worker_only():
     task = ImprovementTask.objects.create(file_path="x.py")
-    assert queue.claim(task.pk, "w1") is not None
-    assert queue.claim(task.pk, "w2") is None
-    assert not queue.finish(task.pk, "w2", result=None, error="")  # only the holder finishes it
-    assert queue.finish(task.pk, "w1", result=None, error="")
+    assert lease.claim(task.pk, "w1") is not None
+    assert lease.claim(task.pk, "w2") is None
+    assert not lease.finish(task.pk, "w2", result=None, error="")  # only the holder finishes it
+    assert lease.finish(task.pk, "w1", result=None, error="")
     assert ImprovementTask.objects.get(pk=task.pk).status == "completed"
 
 
@@ -391,7 +426,7 @@ def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_l
 @pytest.mark.django_db(transaction=True)
 def test_a_retried_task_whose_file_was_already_written_completes_without_running_again(ws, set_config, unused_port):
     from files_app import services as files
-    from improve.improvement import sha256_text
+    from improve.services.apply import sha256_text
     from improve.tasks import process_task
 
     set_config({"llm": {"provider": "ollama"},

@@ -2,8 +2,8 @@
 and the line fingerprints the duplication pass compares across files.
 
 This module runs inside worker processes, so it imports neither Django nor the
-project's config: the thresholds arrive as a plain dict. A result is a plain
-JSON-able dict, cached by the file's content hash."""
+project's config: the thresholds arrive as CheckLimits (a frozen dataclass, pickled to the
+worker). A result is a plain JSON-able dict, cached by the file's content hash."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import base64
 import gc
 import zlib
 from array import array
+from dataclasses import dataclass
 
 from radon.metrics import mi_rank, mi_visit
 from radon.visitors import ComplexityVisitor
@@ -22,6 +23,22 @@ Issue = list
 SPLIT_SUGGESTION = "Split it into smaller functions, each doing one step; early returns flatten nested branches"
 # Lines the duplication pass ignores: comments, decorators, imports, docstring quotes.
 SKIPPED_LINE_STARTS = (b"#", b"@", b"import ", b"from ", b'"""', b"'''")
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """The thresholds a file's checks use ([improve] settings) and whether to compute the
+    maintainability index; part of the cache key (engine.checks_version)."""
+
+    complexity_medium: int
+    complexity_high: int
+    complexity_critical: int
+    max_function_lines: int
+    max_parameters: int
+    max_class_methods: int
+    duplicate_min_lines: int
+    maintainability_min: float
+    maintainability: bool
 
 
 def count_lines(source: bytes) -> int:
@@ -39,12 +56,12 @@ def decode(source: bytes) -> str:
         return source.decode("latin-1")
 
 
-def complexity_severity(value: int, limits: dict) -> str | None:
-    if value >= limits["complexity_critical"]:
+def complexity_severity(value: int, limits: CheckLimits) -> str | None:
+    if value >= limits.complexity_critical:
         return "critical"
-    if value >= limits["complexity_high"]:
+    if value >= limits.complexity_high:
         return "high"
-    if value >= limits["complexity_medium"]:
+    if value >= limits.complexity_medium:
         return "medium"
     return None
 
@@ -145,7 +162,7 @@ def failed_result(source: bytes, message: str) -> dict:
             "dup": {"lines": "", "hashes": ""}}
 
 
-def analyse_source(source: bytes, limits: dict) -> dict:
+def analyse_source(source: bytes, limits: CheckLimits) -> dict:
     """Metrics, issues and fingerprints of one file's bytes; never raises."""
     try:
         return _analyse(source, limits)
@@ -153,35 +170,35 @@ def analyse_source(source: bytes, limits: dict) -> dict:
         return failed_result(source, f"The analysis of this file failed: {type(exc).__name__}: {exc}")
 
 
-def _class_issues(node: ast.ClassDef, name: str, limits: dict) -> list[Issue]:
+def _class_issues(node: ast.ClassDef, name: str, limits: CheckLimits) -> list[Issue]:
     methods = sum(isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) for item in node.body)
-    if methods <= limits["max_class_methods"]:
+    if methods <= limits.max_class_methods:
         return []
     return [[node.lineno, "refactor", "medium",
-             f"Class '{name}' has {methods} methods (limit {limits['max_class_methods']})",
+             f"Class '{name}' has {methods} methods (limit {limits.max_class_methods})",
              "Split its responsibilities into smaller classes or helpers"]]
 
 
-def _function_issues(node, name: str, is_method: bool, complexity: int, limits: dict) -> list[Issue]:
+def _function_issues(node, name: str, is_method: bool, complexity: int, limits: CheckLimits) -> list[Issue]:
     issues = []
     severity = complexity_severity(complexity, limits)
     if severity:
         issues.append([node.lineno, "complexity", severity,
                        f"Function '{name}' has high complexity ({complexity})", SPLIT_SUGGESTION])
     length = (node.end_lineno or node.lineno) - node.lineno + 1
-    if length > limits["max_function_lines"]:
+    if length > limits.max_function_lines:
         issues.append([node.lineno, "refactor", "medium",
-                       f"Function '{name}' is {length} lines long (limit {limits['max_function_lines']})",
+                       f"Function '{name}' is {length} lines long (limit {limits.max_function_lines})",
                        "Extract its steps into well-named helper functions"])
     parameters = _parameter_count(node, is_method)
-    if parameters > limits["max_parameters"]:
+    if parameters > limits.max_parameters:
         issues.append([node.lineno, "refactor", "medium",
-                       f"Function '{name}' takes {parameters} parameters (limit {limits['max_parameters']})",
+                       f"Function '{name}' takes {parameters} parameters (limit {limits.max_parameters})",
                        "Group related parameters into a dataclass or split the function"])
     return issues
 
 
-def _analyse(source: bytes, limits: dict) -> dict:
+def _analyse(source: bytes, limits: CheckLimits) -> dict:
     result = {"lines": count_lines(source), "functions": 0, "classes": 0, "complexity_sum": 0,
               "issues": [], "dup": {"lines": "", "hashes": ""}}
     issues: list[Issue] = result["issues"]
@@ -209,12 +226,12 @@ def _analyse(source: bytes, limits: dict) -> dict:
             result["complexity_sum"] += complexity
             issues.extend(_function_issues(node, name, is_method, complexity, limits))
 
-    result["dup"] = fingerprints(source, limits["duplicate_min_lines"])
-    if limits.get("maintainability") and issues:
+    result["dup"] = fingerprints(source, limits.duplicate_min_lines)
+    if limits.maintainability and issues:
         # radon's maintainability index costs more than everything above: only for flagged files.
         index = mi_visit(decode(source), multi=True)
         result["maintainability"] = round(index, 1)
-        if index < limits["maintainability_min"]:
+        if index < limits.maintainability_min:
             issues.append([1, "refactor", "medium",
                            f"Maintainability index {index:.1f} (rank {mi_rank(index)})",
                            "Reduce complexity and length; the flagged functions above are the place to start"])
@@ -226,7 +243,7 @@ def ready() -> bool:
     return True
 
 
-def analyse_batch(batch: list[tuple[str, bytes]], limits: dict) -> list[tuple[str, dict]]:
+def analyse_batch(batch: list[tuple[str, bytes]], limits: CheckLimits) -> list[tuple[str, dict]]:
     """Worker entry: (key, source) pairs in, (key, result) pairs out. The cyclic collector
     is off meanwhile: syntax trees hold no cycles, and collections while building them
     only rescan the same objects."""

@@ -9,35 +9,31 @@ costs one file."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib.metadata
 import json
-import logging
-import math
-import multiprocessing
-import os
 import shutil
 import sys
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.metadata import version as package_version
 from pathlib import Path
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from codegen_site.core import workspace
-from codegen_site.core.config import get_config
 from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy, ServiceError
-from improve.analysis import checks, lint
+from improve.analysis import lint
+from improve.analysis.checks import CheckLimits
 from improve.analysis.duplication import duplicate_blocks
+from improve.analysis.workers import analysis_workers, run_checks, start_if_configured, worker_count
 from improve.models import FileAnalysis
-
-logger = logging.getLogger(__name__)
+from improve.sections import AnalysisSettings, analysis_settings
 
 # Bump when the checks change what they report, so old cache entries stop matching.
 CHECKS_REVISION = 2
@@ -45,28 +41,21 @@ SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Keys per query when reading the cache (under SQLite's variable limit).
 CACHE_CHUNK = 500
 
-_pool: ProcessPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-_running = 0
-_running_lock = threading.Lock()
-
-
-def analysis_settings() -> dict:
-    return get_config()["improve"]
-
 
 def scratch_root() -> Path:
     """Where the linter's copies are staged: the product's data dir, which no client can reach."""
-    path = Path(django_settings.DATA_DIR) / "tmp"
+    path = Path(settings.DATA_DIR) / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def check_limits(settings: dict, maintainability: bool) -> dict:
-    keys = ("complexity_medium", "complexity_high", "complexity_critical", "max_function_lines",
-            "max_parameters", "max_class_methods", "duplicate_min_lines", "maintainability_min")
-    return {**{key: settings[key] for key in keys}, "maintainability": maintainability}
+def check_limits(analysis: AnalysisSettings, maintainability: bool) -> CheckLimits:
+    return CheckLimits(
+        complexity_medium=analysis.complexity_medium, complexity_high=analysis.complexity_high,
+        complexity_critical=analysis.complexity_critical, max_function_lines=analysis.max_function_lines,
+        max_parameters=analysis.max_parameters, max_class_methods=analysis.max_class_methods,
+        duplicate_min_lines=analysis.duplicate_min_lines, maintainability_min=analysis.maintainability_min,
+        maintainability=maintainability)
 
 
 def _digest(*parts: bytes | str, size: int = 16) -> str:
@@ -79,75 +68,46 @@ def _digest(*parts: bytes | str, size: int = 16) -> str:
 
 @lru_cache(maxsize=1)
 def _radon_version() -> str:
-    return package_version("radon")
+    return importlib.metadata.version("radon")
 
 
-def checks_version(limits: dict) -> str:
-    return _digest(str(CHECKS_REVISION), sys.version, _radon_version(), json.dumps(limits, sort_keys=True),
-                   size=8)[:15]
+def checks_version(limits: CheckLimits) -> str:
+    return _digest(str(CHECKS_REVISION), sys.version, _radon_version(),
+                   json.dumps(dataclasses.asdict(limits), sort_keys=True), size=8)[:15]
 
 
-def lint_version(settings: dict) -> str:
-    return _digest(lint.ruff_version(), json.dumps(lint.command(settings)[1:]), size=8)[:15]
+def lint_version(analysis: AnalysisSettings) -> str:
+    return _digest(lint.ruff_version(), json.dumps(lint.command(analysis)[1:]), size=8)[:15]
 
 
-def worker_count(settings: dict) -> int:
-    return settings["workers"] or os.cpu_count() or 1
+class RunningAnalyses:
+    """How many analyses this process runs now; `admit` refuses one past the limit (429)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def admit(self, limit: int):
+        with self._lock:
+            if self._count >= limit:
+                raise ServiceBusy(f"{self._count} analyses are running already; try again when they finish")
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """Workers are spawned, not forked: the server has threads (and an event loop) a fork
-    would copy mid-state. A spawned worker imports the parent's main module unless that is
-    a package's __main__, so the server runs as `python -m daphne`: started through the
-    daphne script, every worker would import the server's whole command line stack first."""
-    return multiprocessing.get_context("spawn")
-
-
-def worker_pool(size: int) -> ProcessPoolExecutor:
-    """One pool per server process, started on first use."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size != size:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
-            _pool = ProcessPoolExecutor(max_workers=size, mp_context=_context())
-            _pool_size = size
-        return _pool
+running_analyses = RunningAnalyses()
 
 
 def start_with_server() -> None:
-    """At server start (improve.workers_at_start): the workers start now, so the first
-    analysis finds them running instead of waiting for them."""
-    settings = analysis_settings()
-    if settings["workers_at_start"] and worker_count(settings) > 1:
-        _start_workers(settings)
-
-
-def _start_workers(settings: dict) -> None:
-    """Have the workers start (import radon) while this process reads files and the cache."""
-    size = worker_count(settings)
-    if _pool is not None and _pool_size == size:
-        return
-    pool = worker_pool(size)
-    for _ in range(size):
-        pool.submit(checks.ready)
-
-
-def stop_workers() -> None:
-    """Stop the worker processes (they start again on the next large analysis)."""
-    global _pool
-    with _pool_lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=True)
-
-
-def _drop_pool(broken: ProcessPoolExecutor) -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is broken:
-            _pool = None
-    broken.shutdown(wait=False, cancel_futures=True)
+    """Transitional: codegen_site/asgi.py still imports this name. improve.resources.start_with_server
+    is the one place that starts the app's processes (these workers included); delete this once
+    asgi.py calls that."""
+    start_if_configured()
 
 
 @dataclass
@@ -216,88 +176,14 @@ def _store(entries: dict[str, object], max_entries: int) -> None:
         FileAnalysis.objects.filter(key__in=list(oldest)).delete()
 
 
-def _run_checks(pending: list[SourceFile], limits: dict, settings: dict) -> int:
-    """Analyse these files (in worker processes when there are enough); returns the workers used."""
-    workers = min(worker_count(settings), len(pending))
-    if workers <= 1 or len(pending) < settings["parallel_min_files"]:
-        for item in pending:
-            item.result = checks.analyse_source(item.source, limits)
-        return 1
-    by_key = {}
-    for item in pending:
-        by_key.setdefault(item.checks_key, []).append(item)
-    unique = [(key, items[0].source) for key, items in by_key.items()]
-    batches = _batches(unique, workers, settings["batch_files"])
-    pool = worker_pool(worker_count(settings))
-    try:
-        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
-    except BrokenProcessPool:
-        # A worker died since the last analysis (killed, out of memory): start afresh.
-        _drop_pool(pool)
-        pool = worker_pool(worker_count(settings))
-        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
-    lost = []
-    for batch, future in futures:
-        try:
-            results = future.result()
-        except BrokenProcessPool:
-            lost.extend(batch)
-            continue
-        for key, result in results:
-            for item in by_key[key]:
-                item.result = result
-    if lost:
-        # A worker died (a file crashed it, or it was killed): every batch still in the pool is
-        # lost with it. Those files go again one at a time, so only a file that crashes alone
-        # is reported as such.
-        logger.warning("An analysis worker died; %d files are analysed again one by one", len(lost))
-        _drop_pool(pool)
-        for key, result in _one_by_one(lost, limits):
-            for item in by_key[key]:
-                item.result = result
-    return workers
-
-
-def _batches(unique: list[tuple[str, bytes]], workers: int, most_files: int) -> list[list[tuple[str, bytes]]]:
-    """Largest files first, in batches of about equal bytes (several per worker): the work
-    left when the first worker runs out is a few small files, so both finish together."""
-    unique = sorted(unique, key=lambda pair: len(pair[1]), reverse=True)
-    share = max(1, math.ceil(sum(len(source) for _, source in unique) / (workers * 8)))
-    batches, batch, size = [], [], 0
-    for pair in unique:
-        batch.append(pair)
-        size += len(pair[1])
-        if size >= share or len(batch) >= most_files:
-            batches.append(batch)
-            batch, size = [], 0
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def _one_by_one(batch: list[tuple[str, bytes]], limits: dict) -> list[tuple[str, dict]]:
-    results, single = [], None
-    for key, source in batch:
-        single = single or ProcessPoolExecutor(max_workers=1, mp_context=_context())
-        try:
-            results.extend(single.submit(checks.analyse_batch, [(key, source)], limits).result())
-        except BrokenProcessPool:
-            single.shutdown(wait=False)
-            single = None
-            results.append((key, checks.failed_result(source, "Analysing this file crashed its worker process")))
-    if single:
-        single.shutdown(wait=False)
-    return results
-
-
-def _source_files(client_path: str, settings: dict) -> tuple[str, list[SourceFile]]:
+def _source_files(client_path: str, analysis: AnalysisSettings) -> tuple[str, list[SourceFile]]:
     """(the target as the API shows it, its Python files), or a 400/404/413."""
     target = workspace.resolve(client_path, must_exist=True)
     if target.is_file() and target.suffix != ".py":
         raise BadInput(f"Not a Python file: {client_path}")
-    found = workspace.files(target, include=_is_python, limit=settings["max_files"])
-    if len(found) > settings["max_files"]:
-        raise PayloadTooLarge(f"More than {settings['max_files']} Python files under {client_path}; "
+    found = workspace.files(target, include=_is_python, limit=analysis.max_files)
+    if len(found) > analysis.max_files:
+        raise PayloadTooLarge(f"More than {analysis.max_files} Python files under {client_path}; "
                               "analyse a smaller directory")
     return workspace.relative(target), [SourceFile(entry.path, entry.size) for entry in found]
 
@@ -312,8 +198,8 @@ class _Lint:
     ruff reads copies of the bytes this analysis read (in a scratch folder of the data dir),
     never the workspace files by name: what it reports is about the files that were checked."""
 
-    def __init__(self, readable: list[SourceFile], cached: dict, settings: dict):
-        self.settings = settings
+    def __init__(self, readable: list[SourceFile], cached: dict, analysis: AnalysisSettings):
+        self.analysis = analysis
         self.pending = [item for item in readable if item.lint_key not in cached]
         for item in readable:
             if item.lint_key in cached:
@@ -322,7 +208,7 @@ class _Lint:
         try:
             if self.pending:
                 self.scratch = Path(tempfile.mkdtemp(prefix="lint-", dir=scratch_root())).resolve()
-                self.processes = lint.start([self._stage(item) for item in self.pending], settings)
+                self.processes = lint.start([self._stage(item) for item in self.pending], analysis)
         except lint.LinterFailed as exc:
             self.state = f"failed: {exc}"
 
@@ -338,7 +224,7 @@ class _Lint:
             if not self.processes:
                 return {}
             try:
-                by_file = lint.collect(self.processes, self.settings["ruff_timeout"])
+                by_file = lint.collect(self.processes, self.analysis.ruff_timeout)
             except lint.LinterFailed as exc:
                 self.state = f"failed: {exc}"
                 return {}
@@ -354,13 +240,13 @@ class _Lint:
         return len(self.pending) if self.state == "ok" else 0
 
 
-def _assign_keys(readable: list[SourceFile], limits: dict, settings: dict, include_linter: bool) -> list[str]:
+def _assign_keys(readable: list[SourceFile], limits: CheckLimits, analysis: AnalysisSettings, include_linter: bool) -> list[str]:
     checks_prefix = "c" + checks_version(limits)
     for item in readable:
         item.checks_key = checks_prefix + _digest(item.source)
     if not include_linter:
         return [item.checks_key for item in readable]
-    lint_prefix = "l" + lint_version(settings)
+    lint_prefix = "l" + lint_version(analysis)
     for item in readable:
         item.lint_key = lint_prefix + _digest(item.relative, item.source)
     return [item.checks_key for item in readable] + [item.lint_key for item in readable]
@@ -378,38 +264,30 @@ def _stats(files: list[SourceFile], readable: list[SourceFile], pending: list[So
 
 def run_rules(client_path: str, *, include_linter: bool, maintainability: bool) -> RuleRun:
     """The rule-based analysis of a client path; at most improve.max_concurrent at once (429 beyond)."""
-    global _running
-    settings = analysis_settings()
-    with _running_lock:
-        if _running >= settings["max_concurrent"]:
-            raise ServiceBusy(f"{_running} analyses are running already; try again when they finish")
-        _running += 1
-    try:
-        return _run_rules(client_path, settings, include_linter=include_linter, maintainability=maintainability)
-    finally:
-        with _running_lock:
-            _running -= 1
+    analysis = analysis_settings()
+    with running_analyses.admit(analysis.max_concurrent):
+        return _run_rules(client_path, analysis, include_linter=include_linter, maintainability=maintainability)
 
 
-def _run_rules(client_path: str, settings: dict, *, include_linter: bool, maintainability: bool) -> RuleRun:
-    base, files = _source_files(client_path, settings)
-    if len(files) >= settings["parallel_min_files"] and worker_count(settings) > 1:
-        _start_workers(settings)
-    _read(files, settings["max_file_bytes"])
+def _run_rules(client_path: str, analysis: AnalysisSettings, *, include_linter: bool, maintainability: bool) -> RuleRun:
+    base, files = _source_files(client_path, analysis)
+    if len(files) >= analysis.parallel_min_files and worker_count(analysis) > 1:
+        analysis_workers().start(worker_count(analysis))
+    _read(files, analysis.max_file_bytes)
     readable = [item for item in files if item.source is not None]
 
-    limits = check_limits(settings, maintainability)
-    cached = _load_cached(_assign_keys(readable, limits, settings, include_linter))
-    linter = _Lint(readable, cached, settings) if include_linter else None
+    limits = check_limits(analysis, maintainability)
+    cached = _load_cached(_assign_keys(readable, limits, analysis, include_linter))
+    linter = _Lint(readable, cached, analysis) if include_linter else None
     pending = [item for item in readable if item.checks_key not in cached]
     for item in readable:
         item.result = cached.get(item.checks_key, item.result)
-    workers = _run_checks(pending, limits, settings) if pending else 0
+    workers = run_checks(pending, limits, analysis) if pending else 0
     new_entries = {item.checks_key: item.result for item in pending if not item.result.get("failed")}
     if linter:
         new_entries.update(linter.finish())
-    _store(new_entries, settings["cache_max_entries"])
-    return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, settings),
+    _store(new_entries, analysis.cache_max_entries)
+    return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, analysis),
                    stats=_stats(files, readable, pending, workers, linter))
 
 
@@ -425,10 +303,9 @@ def _totals(files: list[SourceFile]) -> dict:
     }
 
 
-def _issues(files: list[SourceFile], settings: dict) -> list[dict]:
-    window = settings["duplicate_min_lines"]
+def _issues(files: list[SourceFile], analysis: AnalysisSettings) -> list[dict]:
     duplicates = duplicate_blocks([(item.relative, item.result["dup"]) for item in files if item.result],
-                                  window, settings["duplicate_large_lines"])
+                                  analysis.duplicate_min_lines, analysis.duplicate_large_lines)
     issues = []
     for item in files:
         found_lists = (item.result["issues"], item.lint_issues, duplicates.get(item.relative, ())) if item.result \

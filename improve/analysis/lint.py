@@ -7,10 +7,13 @@ ruff settings from changing what is reported."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from improve.sections import AnalysisSettings
 
 # Rule family -> issue type. A family prefix is followed by the rule's digits, so "S" (bandit)
 # does not take "SIM" rules, nor "E" the "EM" ones.
@@ -30,9 +33,6 @@ SUGGESTIONS = {
 # Argument list of one ruff run stays well below the OS limit.
 MAX_ARGUMENT_CHARS = 100_000
 
-_version: str | None = None
-
-
 class LinterFailed(RuntimeError):
     """ruff missing, crashed or too slow: the analysis goes on without lint and says so."""
 
@@ -45,14 +45,16 @@ def ruff_binary() -> str:
 
 def ruff_version() -> str:
     """ruff's version (part of the lint cache key); a ruff that does not run fails later, in `start`."""
-    global _version
-    if _version is None:
-        try:
-            completed = subprocess.run([ruff_binary(), "--version"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return "not runnable"
-        _version = completed.stdout.strip()
-    return _version
+    try:
+        return _installed_ruff_version()
+    except (OSError, subprocess.TimeoutExpired):
+        return "not runnable"  # not remembered: asked again next time
+
+
+@functools.cache
+def _installed_ruff_version() -> str:
+    completed = subprocess.run([ruff_binary(), "--version"], capture_output=True, text=True, timeout=30)
+    return completed.stdout.strip()
 
 
 def issue_type(code: str) -> str | None:
@@ -68,15 +70,15 @@ def severity(code: str, kind: str) -> str:
     return SEVERITY_BY_TYPE[kind]
 
 
-def command(settings: dict) -> list[str]:
+def command(settings: AnalysisSettings) -> list[str]:
     args = [ruff_binary(), "check", "--isolated", "--no-cache", "--output-format", "json", "--exit-zero",
-            "--select", ",".join(settings["ruff_select"]), "--line-length", str(settings["ruff_line_length"])]
-    if settings["ruff_ignore"]:
-        args += ["--ignore", ",".join(settings["ruff_ignore"])]
+            "--select", ",".join(settings.ruff_select), "--line-length", str(settings.ruff_line_length)]
+    if settings.ruff_ignore:
+        args += ["--ignore", ",".join(settings.ruff_ignore)]
     return args
 
 
-def start(paths: list[str], settings: dict) -> list[subprocess.Popen]:
+def start(paths: list[str], settings: AnalysisSettings) -> list[subprocess.Popen]:
     """Start ruff on these files (a few runs when the argument list is long); collect with `collect`."""
     runs, group, size = [], [], 0
     for path in paths:

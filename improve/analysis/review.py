@@ -10,6 +10,7 @@ import re
 
 from codegen_site.llm import LLMError, LLMUnavailable, get_llm
 from improve.analysis.checks import decode
+from improve.sections import AnalysisSettings
 
 ISSUE_TYPES = ("complexity", "duplication", "style", "bug", "security", "performance", "refactor")
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -28,15 +29,16 @@ SYSTEM_PROMPT = (
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
-def pick_files(files: list[tuple[str, bytes, list[dict]]], settings: dict) -> list[tuple[str, str, list[dict]]]:
+def pick_files(files: list[tuple[str, bytes, list[dict]]],
+               settings: AnalysisSettings) -> list[tuple[str, str, list[dict]]]:
     """(path, text, issues) of the files most worth a review, from (path, source, issues):
     most severe findings first, within llm_max_files and llm_total_chars."""
     ranked = sorted(files, key=lambda item: (-sum(SEVERITY_WEIGHT[i["severity"]] for i in item[2]), item[0]))
-    chosen, budget = [], settings["llm_total_chars"]
+    chosen, budget = [], settings.llm_total_chars
     for path, source, issues in ranked:
-        if len(chosen) >= settings["llm_max_files"] or budget <= 0:
+        if len(chosen) >= settings.llm_max_files or budget <= 0:
             break
-        text = decode(source)[:min(settings["llm_file_chars"], budget)]
+        text = decode(source)[:min(settings.llm_file_chars, budget)]
         budget -= len(text)
         chosen.append((path, text, issues))
     return chosen
@@ -99,7 +101,8 @@ def parse_answer(answer: str, path: str) -> tuple[list[dict], list[dict]] | None
     return issues, suggestions
 
 
-async def review(candidates: list[tuple[str, str, list[dict]]], settings: dict) -> tuple[list, list, dict]:
+async def review(candidates: list[tuple[str, str, list[dict]]],
+                 settings: AnalysisSettings) -> tuple[list, list, dict]:
     """Ask the LLM about each chosen file in turn: (issues, suggestions, summary)."""
     llm = get_llm()
     issues, suggestions = [], []
@@ -109,7 +112,7 @@ async def review(candidates: list[tuple[str, str, list[dict]]], settings: dict) 
         summary["files"].append(path)
         try:
             completion = await llm.complete(prompt(path, text, known), tier="medium",
-                                            max_tokens=settings["llm_answer_tokens"], temperature=0.1)
+                                            max_tokens=settings.llm_answer_tokens, temperature=0.1)
         except LLMUnavailable:
             raise
         except LLMError as exc:

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, NotFound
-from files_app import services as files
+from files_app.services import read_file
 
 # Names the sandbox itself uses in the run directory.
 SANDBOX_NAMES = {"solution.py", "impl.py", "test_solution.py", "pytest.ini", "conftest.py"}
 
-WRITER = '''"""Writes the files a validation needs beside this one (see improve/workspace_copy.py)."""
+WRITER = '''"""Writes the files a validation needs beside this one (see improve/services/workspace_copy.py)."""
 
 
 def _write_copy(files):
@@ -92,7 +92,7 @@ def _imported(tree: ast.AST, package: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 def _read(path: Path) -> str | None:
     try:
-        return files.read_file(workspace.relative(path)).content
+        return read_file(workspace.relative(path)).content
     except (BadInput, NotFound):
         return None
 

@@ -1,0 +1,88 @@
+"""The improve app's settings, typed: one frozen dataclass per config section it reads
+([improve], [improve_run], [improve_queue] in config/default.toml), built by
+codegen_site.core.sections once per config version. Code in this app reads these and never
+converts a raw config value itself.
+
+Only the standard library and core.sections are imported here, so the project's settings
+module can read QueueSettings before the apps are loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen_site.core.sections import section
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """[improve]: POST /improve/analyze and the stored reports."""
+
+    complexity_medium: int
+    complexity_high: int
+    complexity_critical: int
+    max_function_lines: int
+    max_parameters: int
+    max_class_methods: int
+    duplicate_min_lines: int
+    duplicate_large_lines: int
+    maintainability_min: float
+    ruff_select: tuple[str, ...]
+    ruff_ignore: tuple[str, ...]
+    ruff_line_length: int
+    ruff_timeout: float
+    workers: int
+    parallel_min_files: int
+    workers_at_start: bool
+    batch_files: int
+    max_concurrent: int
+    max_files: int
+    max_file_bytes: int
+    cache_max_entries: int
+    llm_max_files: int
+    llm_file_chars: int
+    llm_total_chars: int
+    llm_answer_tokens: int
+    report_page_size: int
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """[improve_run]: POST /improve/run and a queued task's run."""
+
+    max_retries: int
+    max_retries_limit: int
+    validation_timeout: float
+    feedback_chars: int
+    max_covering_tests: int
+    copy_max_files: int
+    copy_max_bytes: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """[improve_queue]: the django-q2 queue, its leases and its live feed."""
+
+    redis_url: str
+    cluster_name: str
+    start_cluster: bool
+    task_timeout: int
+    workers: int
+    poll_seconds: float
+    lease_seconds: float
+    heartbeat_seconds: float
+    max_attempts: int
+    status_task_limit: int
+    events_poll_seconds: float
+
+
+def analysis_settings() -> AnalysisSettings:
+    return section(AnalysisSettings, "improve")
+
+
+def run_settings() -> RunSettings:
+    return section(RunSettings, "improve_run")
+
+
+def queue_settings() -> QueueSettings:
+    return section(QueueSettings, "improve_queue")
