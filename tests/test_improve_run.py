@@ -248,3 +248,18 @@ def test_a_file_whose_name_is_no_module_name_is_imported_by_path(client, ws, oll
     body = improve(client, file_path="my-tool.py").json()
     assert body["success"] is True and body["retries"] == 1
     assert "SyntaxError" in ImprovementRun.objects.get(pk=body["run_id"]).attempts[0]["validation_output"]
+
+
+def test_a_broken_case_is_named_by_its_whole_test_id_from_the_sandboxs_outcomes(client, ws, ollama):
+    (ws / "calc.py").write_text(ORIGINAL)
+    (ws / "test_calc.py").write_text(
+        "import pytest\n\nfrom calc import add\n\n\n"
+        "@pytest.mark.parametrize('a, b, total', [pytest.param(0, 0, 0, id='zero and zero'),\n"
+        "                                         pytest.param(2, 3, 5, id='two and three')])\n"
+        "def test_add(a, b, total):\n    assert add(a, b) == total\n")
+    ollama.responder = lambda request: Turn(content=fenced(BREAKS_ADD))
+    body = improve(client, max_retries=0).json()
+    assert body["success"] is False
+    run = ImprovementRun.objects.get(pk=body["run_id"])
+    assert run.attempts[0]["broken_tests"] == ["test_calc.py::test_add[two and three]"]
+    assert "test_calc.py: before 2 passed, 0 failed; after 1 passed, 1 failed" in body["validation_output"]

@@ -6,7 +6,6 @@ the change; the output names the test."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from improve.sections import run_settings
 from improve.services import workspace_copy
 from improve.services.coverage import covering_tests
 from improve.services.workspace_copy import WorkspaceCopy
-
-_REPORT_LINE = re.compile(r"^(FAILED|ERROR) (\S+)", re.M)
 
 
 def import_check(shown: str) -> str:
@@ -65,9 +62,14 @@ async def run_in_sandbox(copy: WorkspaceCopy, module_text: str, test_text: str) 
     return await arun_python(copy.writer(module_text), test_text, timeout=run_settings().validation_timeout)
 
 
+def _printed(result: SandboxResult) -> str:
+    """What the run printed, its error after it: the detail a refused proposal shows."""
+    return ((result.output or "") + (f"\n{result.error}" if result.error else "")).strip()
+
+
 @dataclass
 class TestRun:
-    """What one pytest run of a covering test file (or the import check) said."""
+    """One pytest run of a covering test file, from the sandbox's per-test outcomes."""
 
     failing: set[str]
     collection_error: bool
@@ -77,18 +79,14 @@ class TestRun:
 
     @classmethod
     def of(cls, result: SandboxResult, test_path: str) -> "TestRun":
-        output = (result.output or "") + (f"\n{result.error}" if result.error else "")
-        failing = set()
-        collection_error = False
-        for kind, node in _REPORT_LINE.findall(output):
-            if kind == "ERROR" and "::" not in node:
-                collection_error = True
-            failing.add(node.replace("test_solution.py", test_path, 1))
-        if result.timed_out:
-            collection_error = True
-        if not result.success and not failing and not result.tests_passed:
-            collection_error = True
-        return cls(failing, collection_error, result.tests_passed, result.tests_failed, output.strip())
+        """`test_path` names the file in the failing tests' ids (the sandbox ran it as test_solution.py).
+        A run without outcomes that did not succeed (it timed out, or ended before pytest reported)
+        did not run its tests: a collection error, as a file pytest could not collect is."""
+        failing = {test.name.replace("test_solution.py", test_path, 1) for test in result.tests if test.failed}
+        collection_error = result.timed_out or any(test.collection_error for test in result.tests) or \
+            (not result.success and not result.tests)
+        passed = sum(test.outcome == "passed" for test in result.tests)
+        return cls(failing, collection_error, passed, len(failing), _printed(result))
 
     def summary(self) -> str:
         if self.collection_error:
@@ -123,9 +121,8 @@ class Validator:
             return Validation(False, "The proposal is the current file unchanged; nothing was improved.")
         imported = await run_in_sandbox(self.plan.import_copy, proposal, self.plan.import_test)
         if not imported.success:
-            detail = TestRun.of(imported, "import check").output
             return Validation(False, f"Import check failed: the new {self.shown} does not compile or import.\n"
-                                     f"{detail}")
+                                     f"{_printed(imported)}")
         lines = ["Syntax check passed; the module imports."]
         if not self.plan.tests:
             lines.append(f"No covering tests found for {self.shown} (no test_{Path(self.shown).stem}.py and no "
