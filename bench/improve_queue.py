@@ -59,12 +59,15 @@ def make_workspace(root: Path, count: int, prefix: str) -> list[str]:
 
 def wait_done(ids: list) -> None:
     from improve.models import ImprovementTask
+    from tests.polling import wait_for
 
-    while ImprovementTask.objects.filter(pk__in=ids, status="completed").count() < len(ids):
+    def all_completed() -> bool:
         failed = ImprovementTask.objects.filter(pk__in=ids, status="failed").first()
         if failed:
             raise SystemExit(f"a queued task failed: {failed.error}")
-        time.sleep(0.02)
+        return ImprovementTask.objects.filter(pk__in=ids, status="completed").count() == len(ids)
+
+    wait_for(all_completed, timeout=600, what="the queued tasks to complete", interval=0.02)
 
 
 def child(broker: str, tasks: int) -> dict:
