@@ -30,9 +30,8 @@ def worker_count(settings: AnalysisSettings) -> int:
 
 def _context() -> multiprocessing.context.BaseContext:
     """Workers are spawned, not forked: the server has threads (and an event loop) a fork
-    would copy mid-state. A spawned worker imports the parent's main module unless that is
-    a package's __main__, so the server runs as `python -m daphne`: started through the
-    daphne script, every worker would import the server's whole command line stack first."""
+    would copy mid-state. A spawned worker imports the parent's main module first, so the
+    server's (codegen_site.server, run with -m) imports only the standard library at its top."""
     return multiprocessing.get_context("spawn")
 
 
