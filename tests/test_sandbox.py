@@ -370,6 +370,14 @@ def test_audit_hook_fallback():
     assert sandbox.isolation_mode() in ("netns", "audit-hook")
 
 
+def test_settings_are_typed_and_overrides_are_held_under_the_ceilings():
+    assert sandbox.settings.current() is sandbox.settings.current()  # built once per config version
+    with sandbox.override_limits(socket_families=["AF_UNIX"], memory_mb=256, max_open_files=10 ** 6):
+        current = sandbox.settings.current()
+    assert current.socket_families == ("AF_UNIX",) and current.memory_mb == 256
+    assert current.max_open_files == current.ceilings.max_open_files
+
+
 def test_unknown_socket_family_in_config_is_a_503_not_a_crash():
     with sandbox.override_limits(socket_families=["AF_NOPE"]):
         with pytest.raises(sandbox.SandboxUnavailable) as caught:
