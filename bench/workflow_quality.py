@@ -118,16 +118,13 @@ async def hidden_pass(code: str, hidden_tests: str) -> bool:
 
 
 async def single_shot(task: dict) -> dict:
-    from codegen_site.core.config import get_config
     from codegen_site.llm import get_llm
-    from workflow.services import prompts
-    from workflow.services.pipeline import for_provider
+    from workflow.services import prompts, settings_for
 
     started = time.monotonic()
     llm = get_llm()
     # the workflow's code budget for the provider that answers: both ways get the same tokens
-    settings = for_provider(get_config()["workflow"], (await llm.provider()).name)
-    max_tokens = int(settings["code_max_tokens"]) or None
+    max_tokens = settings_for((await llm.provider()).name).max_tokens("code")
     # the very question the workflow's first candidate asks
     reply = await llm.complete(prompts.direct_messages(task["prompt"]), task=task["prompt"], max_tokens=max_tokens)
     code = prompts.extract_code(reply.content)
@@ -139,12 +136,11 @@ async def full_workflow(task: dict) -> dict:
     from workflow.services import run_workflow
 
     started = time.monotonic()
-    payload = await run_workflow(task["prompt"])
+    run = await run_workflow(task["prompt"])
     seconds = time.monotonic() - started
-    return {"passed": await hidden_pass(payload["code"], task["hidden_tests"]), "seconds": seconds,
-            "code": payload["code"],
-            "verdict": payload.get("verdict") or "none", "attempts": payload["attempts"],
-            "candidates": payload.get("candidates", 0), "own_verdict_passed": payload["validation_passed"]}
+    return {"passed": await hidden_pass(run.code, task["hidden_tests"]), "seconds": seconds, "code": run.code,
+            "verdict": run.report.get("verdict") or "none", "attempts": run.attempts,
+            "candidates": run.report.get("candidates", 0), "own_verdict_passed": run.passed}
 
 
 def reseed(task: dict) -> None:
@@ -186,7 +182,7 @@ async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
             print("    " + (flow["code"].strip() or "(no code)").replace("\n", "\n    "), flush=True)
 
 
-def report(rows: list[dict], label: str, settings: dict) -> None:
+def report(rows: list[dict], label: str, settings) -> None:
     count = len(rows)
     if not count:
         print("no task finished")
@@ -200,7 +196,7 @@ def report(rows: list[dict], label: str, settings: dict) -> None:
         verdicts[row["workflow"]["verdict"]] = verdicts.get(row["workflow"]["verdict"], 0) + 1
     agree = sum(row["workflow"]["own_verdict_passed"] == row["workflow"]["passed"] for row in rows)
     shown = ("candidates", "max_repairs", "plan", "model_tests", "code_max_tokens", "validation_timeout", "time_limit")
-    print(f"\n{label}: {count} tasks; workflow {' '.join(f'{key}={settings[key]}' for key in shown)}; "
+    print(f"\n{label}: {count} tasks; workflow {' '.join(f'{key}={getattr(settings, key)}' for key in shown)}; "
           f"cores={os.cpu_count()}")
     print(f"  single-shot : {single_passes:3d}/{count} pass hidden tests ({100 * single_passes / count:5.1f} %)  "
           f"p50 {percentile(single_seconds, 0.5):6.1f} s  p90 {percentile(single_seconds, 0.9):6.1f} s")
@@ -292,9 +288,10 @@ def main() -> int:
         else:
             overrides["llm"] = {"provider": "embedded"}
         overrides["workflow"].setdefault("research_top_k", 0)  # no index here; keep the prompts alike
-        from workflow.services.pipeline import for_provider
+        from workflow.services import settings_for
 
-        settings = for_provider(configure(overrides)["workflow"], "ollama" if server else "embedded")
+        configure(overrides)
+        settings = settings_for("ollama" if server else "embedded")
         label = "scripted LLM (deterministic)" if server else "bundled model (SmolLM2-135M via llama.cpp)"
         print(f"{label}: {len(tasks)} tasks")
         rows: list[dict] = []

@@ -12,7 +12,7 @@ from codegen_site.llm import classify_task
 from tests.fakes.llm_server import Turn
 from tests.sse import parse_sse
 from workflow.models import WorkflowRun
-from workflow.services import prompts
+from workflow.services import prompts, stages
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
@@ -270,9 +270,7 @@ def test_later_task_in_a_session_gets_the_previous_code(client, ollama):
 
 
 def test_research_chunks_reach_the_prompts_when_an_index_exists(client, ollama, monkeypatch):
-    from rag import services as rag_services
-
-    assert rag_services.retrieve(TASK, 4) == []  # no index yet: research is skipped
+    assert stages.retrieve(TASK, 4) == []  # no index yet: research is skipped
     ollama.responder = Model([RIGHT])
     post_workflow(client, {"task": TASK})
     assert all("Relevant code" not in user_prompt(r) for r in ollama.chat_requests)
@@ -281,19 +279,17 @@ def test_research_chunks_reach_the_prompts_when_an_index_exists(client, ollama, 
     ollama.responder = Model([RIGHT])
     chunk = {"path": "mathutils.py", "start_line": 1, "end_line": 2, "content": "def product(xs): ...",
              "score": 0.9}
-    monkeypatch.setattr(rag_services, "retrieve", lambda query, top_k: [chunk])
+    monkeypatch.setattr(stages, "retrieve", lambda query, top_k: [chunk])
     assert post_workflow(client, {"task": TASK}).json()["validation_passed"] is True
     code_prompt = user_prompt(ollama.chat_requests[2])
     assert "Relevant code" in code_prompt and "mathutils.py:1-2" in code_prompt and "def product" in code_prompt
 
 
 def test_broken_research_does_not_fail_the_task(client, ollama, monkeypatch):
-    from rag import services as rag_services
-
     def broken(query, top_k):
         raise RuntimeError("index corrupted")
 
-    monkeypatch.setattr(rag_services, "retrieve", broken)
+    monkeypatch.setattr(stages, "retrieve", broken)
     ollama.responder = Model([RIGHT])
     assert post_workflow(client, {"task": TASK}).json()["validation_passed"] is True
 

@@ -12,9 +12,9 @@ from codegen_site.sandbox import SandboxResult, TestOutcome
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import collapse, post_workflow, stage_of, stream_events, user_prompt
 from workflow.models import WorkflowRun
-from workflow.services import candidates as programs
-from workflow.services import examples, prompts, suite
-from workflow.services.candidates import Scored
+from workflow.services import examples, programs, prompts, suite
+from workflow.services.programs import Scored
+from workflow.services.settings import settings_for
 from workflow.services.suite import Suite, TestCase
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
@@ -277,6 +277,18 @@ def test_the_answering_providers_table_replaces_workflow_settings(client, ollama
     else:
         assert "plan" in stages and body["attempts"] == 3
     assert body["verdict"] == "failed"
+
+
+def test_workflow_settings_are_typed_and_the_providers_table_is_laid_over_them(set_config):
+    set_config({"workflow": {"validation_timeout": 20, "embedded": {"candidates": 1, "validation_timeout": 5}}})
+    base, embedded = settings_for("ollama"), settings_for("embedded")
+    assert base.validation_timeout == 20.0 and isinstance(base.validation_timeout, float)
+    assert (embedded.candidates, embedded.validation_timeout) == (1, 5.0)
+    assert (embedded.max_repairs, embedded.max_attempts) == (base.max_repairs, base.max_repairs + 1)
+    assert settings_for("embedded") is embedded  # built once per config version
+    set_config({"workflow": {"candidates": "three"}})
+    with pytest.raises(TypeError, match="workflow.candidates must be int"):
+        settings_for("ollama")
 
 
 # ---------------------------------------------------------------- streaming, budget, verdict

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+from typing import AsyncIterator
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
@@ -30,6 +33,13 @@ STREAM_EVENTS = ["plan", "plan_thinking", "tests", "tests_thinking", "code", "co
                  "content", "thinking", "done", "error"]
 
 
+async def _answered(events: AsyncIterator[tuple[str, object]]) -> AsyncIterator[tuple[str, object]]:
+    """The run's events with the last, `done`, as the JSON reply's payload."""
+    async with aclosing(events) as source:
+        async for name, data in source:
+            yield name, WorkflowResponseSerializer(data).data if name == "done" else data
+
+
 class WorkflowView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
     streams = True  # with ?stream=true (codegen_site.routes)
@@ -49,8 +59,8 @@ class WorkflowView(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         task, session_id = serializer.validated_data["task"], serializer.validated_data.get("session_id")
         if query.validated_data["stream"]:
-            return sse_response(sse_stream(services.workflow_events(task, session_id)))
-        return Response(await services.run_workflow(task, session_id))
+            return sse_response(sse_stream(_answered(services.workflow_events(task, session_id))))
+        return Response(WorkflowResponseSerializer(await services.run_workflow(task, session_id)).data)
 
 
 class CodeRunView(AsyncAPIView):
@@ -63,4 +73,5 @@ class CodeRunView(AsyncAPIView):
         serializer = CodeRunRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return Response(await services.run_code(data["code"], data.get("tests"), data["timeout"]))
+        result = await services.run_code(data["code"], data.get("tests"), data["timeout"])
+        return Response(CodeRunResponseSerializer(result).data)

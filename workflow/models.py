@@ -7,6 +7,22 @@ import uuid
 from django.db import models
 
 
+class Intent(models.TextChoices):
+    """What a /workflow request is (workflow.services.intent decides)."""
+    GREETING = "greeting", "Greeting"
+    HELP = "help", "Help"
+    CHAT = "chat", "Chat"  # a general question: one answer
+    CODE = "code", "Code"  # a coding task: the TDD pipeline
+
+
+class Verdict(models.TextChoices):
+    """How a pipeline ended (WorkflowRun.report["verdict"]); every run that reaches its end has one."""
+    PASSED = "passed", "Passed"  # every counted test passes
+    FAILED = "failed", "Failed"  # repairs used up with tests still failing
+    OUT_OF_TIME = "out_of_time", "Out of time"  # the wall-clock limit ended the run with tests still failing
+    UNVERIFIED = "unverified", "Unverified"  # no usable tests: only a smoke test could run
+
+
 class WorkflowRun(models.Model):
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -17,7 +33,7 @@ class WorkflowRun(models.Model):
 
     session_id = models.UUIDField(default=uuid.uuid4, db_index=True)
     task = models.TextField()
-    intent_kind = models.CharField(max_length=16, db_index=True)
+    intent_kind = models.CharField(max_length=16, choices=Intent.choices, db_index=True)
     content = models.TextField(blank=True, default="")
     plan = models.TextField(blank=True, default="")
     tests = models.TextField(blank=True, default="")

@@ -1,6 +1,10 @@
+"""Requests read and answers built: the answers come from the model (a WorkflowRun) or the
+sandbox's result, in the reference's shape."""
+
 from rest_framework import serializers
 
 from codegen_site.core.serializers import OptionalUUIDField, StrictCharField, StrictFloatField
+from workflow.models import Intent, Verdict, WorkflowRun
 
 MAX_CODE_CHARS = 200_000
 MAX_TASK_CHARS = 20_000
@@ -15,6 +19,7 @@ class CodeRunRequestSerializer(serializers.Serializer):
 
 
 class CodeRunResponseSerializer(serializers.Serializer):
+    """From a SandboxResult: exactly the reference's fields."""
     success = serializers.BooleanField()
     output = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_null=True)
@@ -26,19 +31,29 @@ class WorkflowRequestSerializer(serializers.Serializer):
 
 
 class WorkflowResponseSerializer(serializers.Serializer):
+    """From a WorkflowRun: the reply of POST /workflow and the `done` event of its stream."""
     session_id = serializers.UUIDField()
     content = serializers.CharField(allow_blank=True)
-    intent_kind = serializers.ChoiceField(choices=["greeting", "help", "chat", "code"])
+    intent_kind = serializers.ChoiceField(choices=Intent.values)
     plan = serializers.CharField(allow_blank=True)
     tests = serializers.CharField(allow_blank=True)
     code = serializers.CharField(allow_blank=True)
     validation_passed = serializers.BooleanField()
     validation_output = serializers.CharField(allow_blank=True)
     attempts = serializers.IntegerField(help_text="Validation runs made (1 + repair rounds); 0 without a pipeline")
-    verdict = serializers.ChoiceField(choices=["passed", "failed", "out_of_time", "unverified", ""],
+    verdict = serializers.ChoiceField(choices=[*Verdict.values, ""],
                                       help_text="How the pipeline ended; empty without a pipeline")
     test_sources = serializers.ListField(child=serializers.DictField(), help_text="Each test's name and origin: "
                                          "task (the task's own examples), llm or smoke")
     suspect_tests = serializers.ListField(child=serializers.CharField(),
                                           help_text="Model tests every candidate failed: set aside, not chased")
     candidates = serializers.IntegerField(help_text="Programs sampled for the first attempt")
+
+    def to_representation(self, run: WorkflowRun) -> dict:
+        report = run.report or {}
+        return super().to_representation({
+            "session_id": run.session_id, "content": run.content, "intent_kind": run.intent_kind, "plan": run.plan,
+            "tests": run.tests, "code": run.code, "validation_passed": run.passed, "validation_output": run.output,
+            "attempts": run.attempts, "verdict": report.get("verdict", ""),
+            "test_sources": report.get("test_sources", []), "suspect_tests": report.get("suspect_tests", []),
+            "candidates": report.get("candidates", 0)})

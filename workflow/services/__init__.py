@@ -2,7 +2,7 @@
 
 from workflow.services.code_run import run_code
 from workflow.services.intent import classify_intent, template_answer
-from workflow.services.pipeline import Workflow, run_workflow, workflow_events, workflow_settings
+from workflow.services.pipeline import run_workflow, workflow_events
+from workflow.services.settings import settings_for
 
-__all__ = ["Workflow", "classify_intent", "run_code", "run_workflow", "template_answer", "workflow_events",
-           "workflow_settings"]
+__all__ = ["classify_intent", "run_code", "run_workflow", "settings_for", "template_answer", "workflow_events"]

@@ -14,7 +14,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from workflow.services.candidates import marked
+from workflow.services.programs import marked
 
 # Replacements per operator: the slips seen in small models' programs (a bound off by
 # one, a comparison the wrong way round, an operation its neighbour).

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 
-from codegen_site.core.config import get_config
+from workflow.models import Intent
+from workflow.services.settings import configured
 
-GREETING = "greeting"
-HELP = "help"
-CHAT = "chat"
-CODE = "code"
+GREETING, HELP, CHAT, CODE = Intent.GREETING, Intent.HELP, Intent.CHAT, Intent.CODE
 
 _GREETING_WORDS = {
     "hi", "hello", "hey", "hiya", "howdy", "greetings", "yo", "sup", "morning", "evening", "afternoon",
@@ -94,7 +92,7 @@ def template_answer(intent_kind: str, task: str) -> str:
         return ("Hello! I'm CodeGen AI. Describe a coding task (for example \"Write a function that checks "
                 "whether a string is a palindrome\") and I'll plan it, write pytest tests, write the code "
                 "and check it in a sandbox.")
-    repairs = get_config()["workflow"]["max_repairs"]
+    repairs = configured().max_repairs
     if _russian(task):
         return ("Я работаю по TDD: 1) план, 2) поиск по проиндексированному коду (если есть индекс RAG), "
                 f"3) pytest-тесты, 4) код, 5) проверка в песочнице и до {repairs} попыток исправления, если тесты "

@@ -1,5 +1,8 @@
 """The model's programs: kept to the task's contract, scored by the tests, ranked.
 
+A candidate is one of the programs sampled for the first attempt (`[workflow] candidates`);
+every later program of a run (an edit, a repair) descends from one and carries its number.
+
 Small models drop the imports of the signature they were given, rename the function,
 or leave demo calls and their own asserts at module level (which fail the import
 before any test runs). `keep_contract` repairs those mechanically, so the tests judge
@@ -116,7 +119,7 @@ def keep_contract(code: str, contract: Contract) -> str:
 @dataclass
 class Scored:
     """One validated program."""
-    candidate: int
+    candidate: int  # the first-attempt candidate it is, or descends from (0: no program was written)
     attempt: int
     code: str
     output: str
