@@ -57,7 +57,7 @@ def main() -> None:
     path = bundled_model_path()
     print(f"model: {path}")
     started = time.perf_counter()
-    llama = EmbeddedProvider(get_config()["embedded"])._load()
+    llama = EmbeddedProvider().load()
     print(f"load: {time.perf_counter() - started:.2f} s")
     direct_run(llama, 8)  # warm-up
 

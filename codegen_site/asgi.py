@@ -1,3 +1,4 @@
+import asyncio
 import os
 import sys
 
@@ -13,6 +14,7 @@ django.setup(set_prefix=False)
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from codegen_site.core.errors import json_error  # noqa: E402
+from codegen_site.llm import llm_resources  # noqa: E402
 from codegen_site.middleware import edge_refusal  # noqa: E402
 from codegen_site.routes import streaming_paths  # noqa: E402
 
@@ -81,8 +83,30 @@ def answer_overlong_requests() -> None:
     http.HTTPChannel.lineLengthExceeded = line_length_exceeded
 
 
+async def close_resources() -> None:
+    """What the process keeps for its life (connection pools, in-process models, their threads),
+    closed in one place as the server stops, on the server's loop."""
+    await llm_resources().aclose()
+
+
+def close_resources_at_shutdown() -> None:
+    """Under daphne: `close_resources` runs as Twisted's reactor shuts down, while its asyncio
+    loop still runs. Registered once the reactor runs, so that it comes after daphne's own
+    shutdown trigger, which ends the requests still open."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None:  # not running under daphne
+        return
+    from twisted.internet.defer import Deferred
+
+    def close() -> Deferred:
+        return Deferred.fromFuture(asyncio.ensure_future(close_resources()))
+
+    reactor.callWhenRunning(reactor.addSystemEventTrigger, "before", "shutdown", close)
+
+
 django_application = CodegenASGIHandler()
 answer_overlong_requests()
+close_resources_at_shutdown()
 application = StaticFilesHandler(django_application)
 
 # A started improvement queue gets its workers back after a restart (improve/queue.py).

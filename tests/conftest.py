@@ -88,3 +88,13 @@ def live_asgi(transactional_db):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def llm_unreachable(set_config, unused_port):
+    """The app pointed at Ollama on a port where nothing listens (connections refused at once).
+    Returns that address, which the 503's detail names; a test may set llm.provider to auto after."""
+    address = f"http://127.0.0.1:{unused_port}"
+    set_config({"llm": {"provider": "ollama"},
+                "ollama": {"host": address, "timeout": 2.0, "connect_timeout": 0.5}})
+    return address

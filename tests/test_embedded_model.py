@@ -43,5 +43,5 @@ async def test_stopping_early_frees_the_model_for_the_next_call(embedded):
 
 
 def test_embedded_lists_its_model():
-    provider = EmbeddedProvider({})
+    provider = EmbeddedProvider()
     assert asyncio.run(provider.list_models()) == ["smollm2-135m-instruct"]

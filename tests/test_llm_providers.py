@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from codegen_site.llm import LLMModelNotFound, LLMUnavailable, LLMUpstreamError, get_llm
+from codegen_site.llm import LLMModelNotFound, LLMUnavailable, LLMUpstreamError, get_llm, llm_resources
+from codegen_site.llm.providers.http import BATCH_BYTES, FIRST_BATCH_BYTES
 from tests.fakes.llm_server import Turn
 
 MESSAGES = [{"role": "user", "content": "write hello world"}]
@@ -118,11 +119,10 @@ async def test_slow_first_byte_times_out_as_503_within_the_limit(backend, set_co
     assert caught.value.status_code == 503 and "did not answer" in caught.value.detail
 
 
-async def test_unreachable_host_is_503(set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+async def test_unreachable_host_is_503(llm_unreachable):
     with pytest.raises(LLMUnavailable) as caught:
         await collect(get_llm())
-    assert f"127.0.0.1:{unused_port}" in caught.value.detail and "Ollama" in caught.value.detail
+    assert llm_unreachable in caught.value.detail and "Ollama" in caught.value.detail
 
 
 async def test_list_models_and_embeddings(backend):
@@ -139,8 +139,8 @@ async def test_auto_uses_ollama_when_it_answers(fake_llm, set_config):
     assert health["llm_provider"] == "ollama" and health["llm_available"] is True
 
 
-async def test_auto_falls_back_to_embedded_when_ollama_is_down(set_config, unused_port):
-    set_config({"llm": {"provider": "auto"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+async def test_auto_falls_back_to_embedded_when_ollama_is_down(llm_unreachable, set_config):
+    set_config({"llm": {"provider": "auto"}})
     health = await get_llm().health()
     assert health["llm_provider"] == "embedded"
 
@@ -166,41 +166,55 @@ async def test_finished_streams_leave_the_connection_for_reuse(backend):
 async def test_a_flood_comes_in_bounded_batches_whole_and_in_order(backend):
     """What piles up is handed over in groups, but no group takes a whole flood:
     the first tokens go on while the rest is still being parsed."""
-    from codegen_site.llm import providers
-
     pieces = [f"{i}," for i in range(3000)]
     backend.script(Turn(content=pieces))
     chat = await get_llm().stream(MESSAGES)
     batches = [batch async for batch in chat.batches()]
     assert [delta.text for batch in batches for delta in batch] == pieces
     # Every line of either wire format is longer than 50 bytes; the first batch is the smallest.
-    assert len(batches[0]) <= providers.FIRST_BATCH_BYTES // 50
-    assert max(len(batch) for batch in batches) <= providers.BATCH_BYTES // 50
+    assert len(batches[0]) <= FIRST_BATCH_BYTES // 50
+    assert max(len(batch) for batch in batches) <= BATCH_BYTES // 50
 
 
-def test_sessions_of_ended_event_loops_are_closed_quietly(ollama, caplog):
+def test_pools_of_ended_event_loops_are_closed_quietly(ollama, caplog):
     """Each asyncio.run (or async_to_sync call) has its own loop and so its own
-    pooled session; once that loop is gone, its sockets are closed, with no
+    pools; once that loop is gone, its sockets are closed, with no
     'Unclosed client session' complaint."""
     import gc
     import warnings
 
-    from codegen_site.llm import providers
-
     async def ask():
         chat = await get_llm().stream(MESSAGES)
-        return [delta.text async for delta in chat]
+        return asyncio.get_running_loop(), [delta.text async for delta in chat]
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert asyncio.run(ask()) == ["echo: write hello world"]
-        first = next(iter(providers._sessions[loop] for loop in providers._sessions if loop.is_closed()))
-        assert asyncio.run(ask()) == ["echo: write hello world"]
+        first_loop, answer = asyncio.run(ask())
+        assert answer == ["echo: write hello world"]
+        first = llm_resources().pools_of(first_loop)
+        second_loop, answer = asyncio.run(ask())
+        assert answer == ["echo: write hello world"]
         gc.collect()
-    assert all(session.closed for session in first.values())
-    assert len(providers._sessions) == 1  # only the last loop's, swept when the next loop asks
+    assert first.sessions and first.closed
+    assert llm_resources().loops() == [second_loop]  # the ended loop's swept when the next loop asked
     unclosed = [str(w.message) for w in caught if "nclosed" in str(w.message)]
     assert not unclosed and "nclosed" not in caplog.text
+
+
+async def test_shutdown_closes_the_pools_and_the_next_call_opens_new_ones(backend):
+    """What the server does as it stops (codegen_site.asgi): the loop's connections are closed;
+    the layer still works after it (a test's reset is the same close)."""
+    await collect(get_llm())  # a stream: an aiohttp session
+    await get_llm().list_models()  # a whole-JSON call: an httpx client
+    loop = asyncio.get_running_loop()
+    pools = llm_resources().pools_of(loop)
+    assert pools.sessions and pools.clients and not pools.closed
+    opened = backend.connections
+    await llm_resources().aclose()
+    assert pools.closed and llm_resources().pools_of(loop) is None
+    _, deltas = await collect(get_llm())
+    assert joined(deltas, "content") == "echo: write hello world"
+    assert backend.connections == opened + 1  # the stream's pooled connection went with its pool
 
 
 async def test_lm_studio_api_key_goes_with_streams_and_listings(lm_studio, set_config):

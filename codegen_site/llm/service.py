@@ -6,35 +6,33 @@ fallback model when the chosen one is missing or fails before answering."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from codegen_site.core.config import get_config, on_reload
+from codegen_site.core.config import get_config
+from codegen_site.llm.config import (
+    EmbeddingsSection,
+    LLMSection,
+    embedded_settings,
+    embeddings_settings,
+    llm_settings,
+    models_settings,
+    ollama_settings,
+    openai_compatible_settings,
+)
 from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUpstreamError
 from codegen_site.llm.providers import EmbeddedProvider, Messages, OllamaProvider, OpenAICompatibleProvider
+from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.router import classify_task
 from codegen_site.llm.thinking import Delta
 
 logger = logging.getLogger(__name__)
 
-# (provider, address) -> (checked at, available)
-_probe_cache: dict[tuple[str, str], tuple[float, bool]] = {}
-# (provider, address) -> the probe under way: callers that arrive meanwhile wait
-# for it rather than start their own (a burst of probes can time itself out).
-_probes_in_flight: dict[tuple[str, str], asyncio.Future] = {}
-
 
 def clear_probe_cache() -> None:
-    _probe_cache.clear()
-
-
-# Providers are built from the config on every get_llm(), so a changed config
-# reaches the next request by itself; only what was learnt about the old
-# addresses goes.
-on_reload(lambda previous, current: clear_probe_cache())
+    """Forget what the availability probes said (a test that changed the config without a reload)."""
+    llm_resources().probes.clear()
 
 
 @dataclass
@@ -85,66 +83,53 @@ class ChatStream:
 
 @dataclass
 class LLMService:
+    """The layer for one config (the current one by default); providers are built from it on every
+    get_llm(), so a changed config reaches the next request by itself."""
+
     config: dict = field(default_factory=get_config)
 
+    # --- settings ------------------------------------------------------------
+    @property
+    def llm(self) -> LLMSection:
+        return llm_settings(self.config)
+
+    @property
+    def embeddings(self) -> EmbeddingsSection:
+        return embeddings_settings(self.config)
+
     # --- providers ---------------------------------------------------------
-    def _ollama(self) -> OllamaProvider:
-        section = self.config["ollama"]
-        return OllamaProvider(section["host"], section["timeout"], section["connect_timeout"],
-                              self.config["llm"], self.config["llm"]["probe_timeout"])
+    def ollama(self) -> OllamaProvider:
+        return OllamaProvider(ollama_settings(self.config), self.llm)
 
-    def _lm_studio(self) -> OpenAICompatibleProvider:
-        section = self.config["openai_compatible"]
-        return OpenAICompatibleProvider(section["base_url"], section["timeout"], section["connect_timeout"],
-                                        self.config["llm"], self.config["llm"]["probe_timeout"],
-                                        api_key=section["api_key"])
+    def lm_studio(self) -> OpenAICompatibleProvider:
+        return OpenAICompatibleProvider(openai_compatible_settings(self.config), self.llm)
 
-    def _embedded(self) -> EmbeddedProvider:
-        return EmbeddedProvider(self.config["embedded"])
+    def embedded(self) -> EmbeddedProvider:
+        return EmbeddedProvider(embedded_settings(self.config))
 
     @property
     def setting(self) -> str:
-        return self.config["llm"]["provider"]
+        return self.llm.provider
 
-    async def _cached_probe(self, provider) -> bool:
+    async def _available(self, provider) -> bool:
         """The provider's availability: the last answer while it is fresh, else one
         probe shared by every caller that asks while it runs."""
-        key = (provider.name, provider.host)
-        cached = _probe_cache.get(key)
-        if cached and time.monotonic() - cached[0] < float(self.config["llm"]["probe_cache_seconds"]):
-            return cached[1]
-        in_flight = _probes_in_flight.get(key)
-        # A future belongs to its event loop (async_to_sync may run each call on a new one).
-        if in_flight is None or in_flight.get_loop() is not asyncio.get_running_loop():
-            in_flight = asyncio.ensure_future(self._probe(provider, key))
-            _probes_in_flight[key] = in_flight
-        # Shielded: a caller that goes away does not cancel the others' probe.
-        return await asyncio.shield(in_flight)
-
-    @staticmethod
-    async def _probe(provider, key: tuple[str, str]) -> bool:
-        try:
-            available = await provider.probe()
-            _probe_cache[key] = (time.monotonic(), available)
-            return available
-        finally:
-            if _probes_in_flight.get(key) is asyncio.current_task():
-                del _probes_in_flight[key]
+        return await llm_resources().probes.available(provider, self.llm.probe_cache_seconds)
 
     async def provider(self):
         setting = self.setting
         if setting == "ollama":
-            return self._ollama()
+            return self.ollama()
         if setting == "lm_studio":
-            return self._lm_studio()
+            return self.lm_studio()
         if setting == "embedded":
-            return self._embedded()
-        ollama = self._ollama()
-        return ollama if await self._cached_probe(ollama) else self._embedded()
+            return self.embedded()
+        ollama = self.ollama()
+        return ollama if await self._available(ollama) else self.embedded()
 
     async def health(self) -> dict:
         provider = await self.provider()
-        return {"llm_provider": provider.name, "llm_available": await self._cached_probe(provider),
+        return {"llm_provider": provider.name, "llm_available": await self._available(provider),
                 "llm_host": provider.host}
 
     async def list_models(self) -> list[str]:
@@ -153,8 +138,7 @@ class LLMService:
 
     # --- routing -----------------------------------------------------------
     def models_for(self, provider_name: str) -> dict[str, str]:
-        models = self.config["models"]
-        return {**models["defaults"], **models.get(provider_name, {})}
+        return models_settings(self.config).table(provider_name)
 
     def candidates(self, provider_name: str, *, model: str | None = None, task: str | None = None,
                    tier: str | None = None) -> list[str]:
@@ -164,8 +148,8 @@ class LLMService:
         return [chosen] + ([fallback] if fallback and fallback != chosen else [])
 
     def options(self, **overrides) -> dict:
-        llm = self.config["llm"]
-        base = {"temperature": llm["temperature"], "max_tokens": llm["max_tokens"]}
+        llm = self.llm
+        base = {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
         return {**base, **{k: v for k, v in overrides.items() if v is not None}}
 
     # --- generation --------------------------------------------------------
@@ -190,7 +174,7 @@ class LLMService:
         if not hasattr(provider, "embed"):
             raise LLMError(f"Provider '{provider.name}' has no embedding endpoint", provider=provider.name,
                            host=provider.host)
-        return await provider.embed(texts, model or self.config["embeddings"]["model"])
+        return await provider.embed(texts, model or self.embeddings.model)
 
 
 def get_llm(config: dict | None = None) -> LLMService:
