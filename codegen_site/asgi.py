@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import sys
 
@@ -9,6 +10,8 @@ from django.http import Http404
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
 django.setup(set_prefix=False)
+
+logger = logging.getLogger(__name__)
 
 # These read settings or the app registry when imported.
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -83,10 +86,35 @@ def answer_overlong_requests() -> None:
     http.HTTPChannel.lineLengthExceeded = line_length_exceeded
 
 
+django_application = CodegenASGIHandler()
+answer_overlong_requests()
+application = StaticFilesHandler(django_application)
+
+# Each layer's process-wide resources: started with the server, closed in one place as it stops.
+import improve.resources  # noqa: E402
+import rag.store  # noqa: E402
+from codegen_site import sandbox  # noqa: E402
+
+
+def close_blocking_resources() -> None:
+    # improve first: its workers use the other layers. One that fails leaves the others to close.
+    for close in (improve.resources.shutdown, rag.store.close, sandbox.shutdown):
+        try:
+            close()
+        except Exception:
+            logger.exception("Could not close %s at shutdown", close.__module__)
+
+
 async def close_resources() -> None:
-    """What the process keeps for its life (connection pools, in-process models, their threads),
-    closed in one place as the server stops, on the server's loop."""
-    await llm_resources().aclose()
+    """What the process keeps for its life (worker processes and threads, the sandbox runner,
+    index clients, connection pools, in-process models), closed as the server stops, on its loop.
+    The closes that wait for threads or processes run on a thread of their own."""
+    await asyncio.to_thread(close_blocking_resources)
+    try:
+        await llm_resources().aclose()
+    except Exception:
+        logger.exception("Could not close the LLM layer's resources at shutdown")
+    logger.info("Resources closed: improve workers, code index clients, sandbox runner, LLM connections and models")
 
 
 def close_resources_at_shutdown() -> None:
@@ -104,17 +132,7 @@ def close_resources_at_shutdown() -> None:
     reactor.callWhenRunning(reactor.addSystemEventTrigger, "before", "shutdown", close)
 
 
-django_application = CodegenASGIHandler()
-answer_overlong_requests()
+# The improvement queue gets its workers back after a restart, the lease sweeper starts, and the
+# analysis workers when improve.workers_at_start says so.
+improve.resources.start_with_server()
 close_resources_at_shutdown()
-application = StaticFilesHandler(django_application)
-
-# A started improvement queue gets its workers back after a restart (improve/queue.py).
-from improve.queue import resume_if_started  # noqa: E402
-
-resume_if_started()
-
-# The analysis workers start with the server (improve.workers_at_start).
-from improve.analysis.engine import start_with_server  # noqa: E402
-
-start_with_server()

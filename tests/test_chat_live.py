@@ -57,6 +57,19 @@ def test_client_disconnect_cancels_upstream_and_keeps_partial_answer(live_asgi, 
     assert "Traceback" not in server.log()
 
 
+def test_a_stopping_server_closes_its_resources_and_exits_cleanly(live_asgi, fake_llm):
+    """codegen_site.asgi closes what the process kept (the LLM connection pools among it) as
+    daphne shuts down, after the open requests are ended, without an error."""
+    server = start_server(live_asgi, fake_llm)
+    response = httpx.get(server.url + "/chat/stream", params={"message": "hi"}, timeout=10)
+    assert parse_sse(response.text)[-1][0] == "done"  # a pooled upstream connection is open
+    server.stop()
+    log = server.log_path.read_text()
+    assert server.process.returncode == 0, log
+    assert "Resources closed" in log
+    assert "Could not close" not in log and "Traceback" not in log and "nclosed" not in log
+
+
 def test_eventsource_accept_header_and_done_event_over_daphne(live_asgi, fake_llm):
     server = start_server(live_asgi, fake_llm)
     fake_llm.script(Turn(content=["line one\n", "line two"], thinking="because"))
