@@ -1,4 +1,5 @@
-"""Thin views: validate, call chat.services, serialize."""
+"""Thin views: validate with a serializer, call chat.services or chat.selectors, answer through
+an output serializer (the streams through codegen_site.core.sse)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import uuid
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -49,7 +49,7 @@ class ChatView(AsyncAPIView):
     async def post(self, request):
         serializer = ChatRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(await services.reply(**serializer.chat_arguments))
+        return Response(ChatResponseSerializer(await services.reply(**serializer.chat_arguments)).data)
 
 
 class ChatStreamView(AsyncAPIView):
@@ -87,10 +87,7 @@ class ConversationDetailView(APIView):
     @extend_schema(responses={200: ConversationSerializer, 404: ErrorSerializer},
                    summary="One conversation with its messages in order")
     def get(self, request, conversation_id: uuid.UUID):
-        conversation = selectors.get_conversation(conversation_id)
-        if conversation is None:
-            raise NotFound("Conversation not found")
-        return Response(ConversationSerializer(conversation).data)
+        return Response(ConversationSerializer(selectors.get_conversation(conversation_id)).data)
 
     @extend_schema(request=ConversationUpdateSerializer,
                    responses={200: ConversationFieldsSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
@@ -99,14 +96,9 @@ class ConversationDetailView(APIView):
         serializer = ConversationUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         conversation = services.update_conversation(conversation_id, **serializer.validated_data)
-        if conversation is None:
-            raise NotFound("Conversation not found")
         return Response(ConversationFieldsSerializer(conversation).data)
 
     @extend_schema(responses={204: None, 404: ErrorSerializer}, summary="Delete a conversation and its messages")
     def delete(self, request, conversation_id: uuid.UUID):
-        if not services.delete_conversation(conversation_id):
-            raise NotFound("Conversation not found")
+        services.delete_conversation(conversation_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-

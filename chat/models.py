@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 
 TITLE_LENGTH = 120
+MODEL_NAME_LENGTH = 200
 
 
 def title_from(text: str) -> str:
@@ -42,7 +43,7 @@ class Message(models.Model):
     content = models.TextField(blank=True)
     thinking = models.TextField(blank=True)
     # The model that answered (assistant messages only).
-    model = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=MODEL_NAME_LENGTH, blank=True)
     # False when the answer was cut off: LLM error mid-way or the client hung up.
     finished = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

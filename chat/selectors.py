@@ -8,8 +8,11 @@ import uuid
 from django.db.models import Count
 
 from chat.models import Conversation, Message
+from codegen_site.core.errors import NotFound
 
 Role = Message.Role
+
+CONVERSATION_NOT_FOUND = "Conversation not found"
 
 
 def list_conversations(limit: int, offset: int = 0) -> list[dict]:
@@ -19,21 +22,27 @@ def list_conversations(limit: int, offset: int = 0) -> list[dict]:
              "message_count": row.message_count} for row in rows]
 
 
-def get_conversation(conversation_id: uuid.UUID) -> dict | None:
-    conversation = Conversation.objects.filter(id=conversation_id).first()
+def get_conversation(conversation_id: uuid.UUID) -> dict:
+    """The conversation with its messages in order; NotFound (404) when there is none."""
+    conversation = find_conversation(conversation_id)
     if conversation is None:
-        return None
+        raise NotFound(CONVERSATION_NOT_FOUND)
     messages = conversation.messages.order_by("id").values("role", "content", "thinking", "model", "finished",
                                                            "created_at")
     return {"id": str(conversation.id), "title": conversation.title, "created_at": conversation.created_at,
             "updated_at": conversation.updated_at, "messages": list(messages)}
 
 
-def conversation_fields(conversation_id: uuid.UUID) -> dict | None:
-    return Conversation.objects.filter(id=conversation_id).values("id", "title", "created_at", "updated_at").first()
+def conversation_fields(conversation_id: uuid.UUID) -> dict:
+    """The conversation's own fields; NotFound (404) when there is none."""
+    fields = Conversation.objects.filter(id=conversation_id).values("id", "title", "created_at", "updated_at").first()
+    if fields is None:
+        raise NotFound(CONVERSATION_NOT_FOUND)
+    return fields
 
 
 def find_conversation(conversation_id: uuid.UUID) -> Conversation | None:
+    """The conversation, or None: a turn with an unknown id starts a conversation with it."""
     return Conversation.objects.filter(id=conversation_id).first()
 
 

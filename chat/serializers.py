@@ -1,17 +1,12 @@
+"""The chat API's input (a turn, a rename, paging) and output (answers, conversations) shapes."""
+
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from chat.models import TITLE_LENGTH, Message
-from codegen_site.core.config import get_config
+from chat.config import chat_settings
+from chat.models import MODEL_NAME_LENGTH, TITLE_LENGTH, Message
 from codegen_site.core.serializers import OptionalUUIDField, StrictCharField
-
-MODEL_NAME_LENGTH = 200
-
-
-def chat_limits() -> dict:
-    section = get_config()["chat"]
-    return {"message": int(section["max_message_chars"]), "history": int(section["max_history_items"])}
 
 
 class HistoryItemSerializer(serializers.Serializer):
@@ -29,13 +24,13 @@ class ChatRequestSerializer(serializers.Serializer):
                             help_text="A model of the active provider (see /models) for this turn")
 
     def validate_message(self, value: str) -> str:
-        limit = chat_limits()["message"]
+        limit = chat_settings().max_message_chars
         if len(value) > limit:
             raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters.")
         return value
 
     def validate_history(self, value: list) -> list:
-        limit = chat_limits()["history"]
+        limit = chat_settings().max_history_items
         if len(value) > limit:
             raise serializers.ValidationError(f"Ensure this field has no more than {limit} items.")
         return [{"role": item["role"], "content": item["content"]} for item in value]

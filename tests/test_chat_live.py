@@ -4,27 +4,17 @@ request, and many streams are open upstream at the same time."""
 import asyncio
 import sqlite3
 import threading
-import time
 
 import httpx
 
 from tests.fakes.llm_server import Turn
+from tests.polling import wait_for
 from tests.sse import parse_sse
 
 
 def start_server(live_asgi, fake_llm, **env):
     return live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
                       "CODEGEN_OLLAMA__TIMEOUT": "10", **env})
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_client_disconnect_cancels_upstream_and_keeps_partial_answer(live_asgi, fake_llm):
@@ -49,8 +39,7 @@ def test_client_disconnect_cancels_upstream_and_keeps_partial_answer(live_asgi, 
         messages = httpx.get(f"{server.url}/conversations/{rows[0]['id']}").json()["messages"]
         return messages[1] if len(messages) > 1 else None
 
-    answer = wait_for(stored_answer)
-    assert answer is not None, server.log()
+    answer = wait_for(stored_answer, timeout=10, what="the cut-off answer stored")
     assert answer["role"] == "assistant" and answer["finished"] is False
     # Everything the client saw was stored, and the stream stopped well before the end.
     assert answer["content"].startswith("w0 w1 w2 ") and len(answer["content"].split()) < 3000

@@ -1,0 +1,11 @@
+"""Chat's writes and orchestration; reads are chat.selectors.
+
+- context: what a turn sends to the model (system prompt, history within budget, @codebase chunks);
+- turns: the turn's storage, the question before the model is asked and the answer after;
+- replies: `reply` (the whole answer, POST /chat) and `turn_events` (the stream, /chat/stream);
+- conversations: `update_conversation` (rename) and `delete_conversation`."""
+
+from chat.services.conversations import delete_conversation, update_conversation
+from chat.services.replies import reply, turn_events
+
+__all__ = ["delete_conversation", "reply", "turn_events", "update_conversation"]
