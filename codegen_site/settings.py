@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 
 from codegen_site.core.config import django_log_level, get_config
+from codegen_site.core.sections import section
+from improve.sections import QueueSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,21 +163,21 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# The improvement queue (improve/queue.py). Task rows in the database are the truth;
+# The improvement queue (improve/services/queue.py). Task rows in the database are the truth;
 # the broker only carries "look at task X". ORM broker by default, Redis when configured.
-_QUEUE = APP_CONFIG["improve_queue"]
+_QUEUE = section(QueueSettings, "improve_queue", config=APP_CONFIG)
 Q_CLUSTER = {
-    "name": _QUEUE["cluster_name"],
-    "workers": int(_QUEUE["workers"]),
-    "timeout": int(_QUEUE["task_timeout"]),
-    "retry": int(_QUEUE["task_timeout"]) + 60,
+    "name": _QUEUE.cluster_name,
+    "workers": _QUEUE.workers,
+    "timeout": _QUEUE.task_timeout,
+    "retry": _QUEUE.task_timeout + 60,
     "max_attempts": 1,
     "ack_failures": True,
-    "poll": float(_QUEUE["poll_seconds"]),
+    "poll": _QUEUE.poll_seconds,
     "catch_up": False,
 }
-if _QUEUE["redis_url"]:
-    Q_CLUSTER["redis"] = _QUEUE["redis_url"]
+if _QUEUE.redis_url:
+    Q_CLUSTER["redis"] = _QUEUE.redis_url
 else:
     Q_CLUSTER["orm"] = "default"
 
