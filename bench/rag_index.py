@@ -56,7 +56,7 @@ def prepare(base: Path, limit: int | None) -> Path:
 def configure(overrides: dict) -> None:
     from codegen_site.core import config
 
-    config._cache = config.deep_merge(config.get_config(), overrides)
+    config.override(overrides)
 
 
 def quality(questions: list[dict]) -> dict[str, dict[str, float]]:

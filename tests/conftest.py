@@ -27,12 +27,12 @@ def set_config():
     original = app_config.get_config()
 
     def apply(overrides: dict) -> dict:
-        app_config._cache = app_config.deep_merge(app_config.get_config(), overrides)
+        app_config.override(overrides)
         clear_probe_cache()
-        return app_config._cache
+        return app_config.get_config()
 
     yield apply
-    app_config._cache = original
+    app_config.restore(original)
     clear_probe_cache()
 
 

@@ -182,6 +182,23 @@ def get_config() -> dict[str, Any]:
     return current
 
 
+def override(overrides: dict) -> dict:
+    """Put `overrides` on top of the config in effect, in this process only (tests, benchmarks);
+    it lasts until the saved settings change. Returns the config it replaced, for `restore`."""
+    global _cache
+    previous = get_config()
+    with _lock:
+        _cache = deep_merge(previous, overrides)
+    return previous
+
+
+def restore(config: dict) -> None:
+    """Put back a config `override` returned."""
+    global _cache
+    with _lock:
+        _cache = config
+
+
 def on_reload(listener: Callable[[dict, dict], None]) -> None:
     _listeners.append(listener)
 
