@@ -31,7 +31,7 @@ from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy, Ser
 from improve.analysis import lint
 from improve.analysis.checks import CheckLimits
 from improve.analysis.duplication import duplicate_blocks
-from improve.analysis.workers import analysis_workers, run_checks, start_if_configured, worker_count
+from improve.analysis.workers import analysis_workers, run_checks, worker_count
 from improve.models import FileAnalysis
 from improve.sections import AnalysisSettings, analysis_settings
 
@@ -101,13 +101,6 @@ class RunningAnalyses:
 
 
 running_analyses = RunningAnalyses()
-
-
-def start_with_server() -> None:
-    """Transitional: codegen_site/asgi.py still imports this name. improve.resources.start_with_server
-    is the one place that starts the app's processes (these workers included); delete this once
-    asgi.py calls that."""
-    start_if_configured()
 
 
 @dataclass
