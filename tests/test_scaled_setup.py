@@ -88,7 +88,7 @@ def test_migrations_and_two_servers_sharing_rate_limits(scaled_env):
 
 ANALYSE_TWICE = """
 import json
-from improve.analysis.service import analyze_sync
+from improve.services.analysis import analyze_sync
 from improve.models import FileAnalysis
 first = analyze_sync("pkg", include_linter=True)
 second = analyze_sync("pkg", include_linter=True)
