@@ -113,9 +113,18 @@ const CG = (function () {
     return node;
   }
 
+  // Worth trying again: the network or the server failed, or a limit was hit. A 4xx answer
+  // (a missing file, a refused value) says the same the next time, so it gets no Retry.
+  function retryable(error) {
+    const status = error && error.status;
+    return !status || status >= 500 || status === 429 || status === 408;
+  }
+
   function showError(container, error, retry) {
     container.replaceChildren(el("span", { text: error.detail || error.message || String(error) }));
-    if (retry) container.append(" ", el("button", { type: "button", class: "retry", text: "Retry", onclick: retry }));
+    if (retry && retryable(error)) {
+      container.append(" ", el("button", { type: "button", class: "retry", text: "Retry", onclick: retry }));
+    }
     container.hidden = false;
   }
 
@@ -273,18 +282,19 @@ const CG = (function () {
     return fragment;
   }
 
-  // Renders at most once per frame, however fast chunks arrive.
-  function renderer(target, render) {
+  // Renders at most once per frame, however fast chunks arrive; after() runs once it is drawn.
+  function renderer(target, render, after) {
     let pending = false;
     let text = "";
+    const draw = () => { target.replaceChildren(render(text)); if (after) after(); };
     return {
       set(value) {
         text = value;
         if (pending) return;
         pending = true;
-        requestAnimationFrame(() => { pending = false; target.replaceChildren(render(text)); });
+        requestAnimationFrame(() => { pending = false; draw(); });
       },
-      now(value) { text = value; target.replaceChildren(render(text)); },
+      now(value) { text = value; draw(); },
     };
   }
 
@@ -327,6 +337,35 @@ const CG = (function () {
     }
   }
 
+  // --- models ------------------------------------------------------------------------------
+  const bareModel = (name) => String(name || "").replace(/:latest$/, "");
+  const modelName = (entry) => typeof entry === "string" ? entry : entry && (entry.name || entry.id || entry.model);
+
+  // Is a /models entry an embedding model? A provider that reports what a model can do
+  // ({name, capabilities} or {name, families}) is believed; a bare name is one when it is
+  // the embeddings model of the settings.
+  function isEmbeddingModel(entry, embeddingsModel) {
+    if (entry && typeof entry === "object") {
+      const details = entry.details || {};
+      const capabilities = entry.capabilities || details.capabilities;
+      const families = entry.families || details.families;
+      if (Array.isArray(capabilities) && capabilities.length) return !capabilities.some((c) => c === "completion" || c === "chat");
+      if (Array.isArray(families) && families.length) return families.some((f) => /bert|embed/i.test(f));
+    }
+    return Boolean(embeddingsModel) && bareModel(modelName(entry)) === bareModel(embeddingsModel);
+  }
+
+  // The names of /models' answer (a list, or {models: [...]}) that are chat models.
+  function chatModels(models, embeddingsModel) {
+    const entries = Array.isArray(models) ? models : (models && models.models) || [];
+    return entries.filter((entry) => modelName(entry) && !isEmbeddingModel(entry, embeddingsModel)).map(modelName);
+  }
+
+  function modelNames(models) {
+    const entries = Array.isArray(models) ? models : (models && models.models) || [];
+    return entries.map(modelName).filter(Boolean);
+  }
+
   // Enter sends, Shift+Enter adds a line, Esc stops.
   function keyboard(textarea, send, stop) {
     textarea.addEventListener("keydown", (event) => {
@@ -349,6 +388,16 @@ const CG = (function () {
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
 
+  function formatSize(bytes) {
+    if (bytes === null || bytes === undefined) return "";
+    if (bytes < 1024) return bytes + " B";
+    const units = ["KB", "MB", "GB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+    return (value < 10 ? value.toFixed(1) : Math.round(value)) + " " + units[unit];
+  }
+
   function formatTime(iso) {
     if (!iso) return "";
     const when = new Date(iso);
@@ -358,5 +407,6 @@ const CG = (function () {
   document.addEventListener("DOMContentLoaded", startStatus);
 
   return { api, stream, ApiError, el, escapeHtml, showError, copyText, download, highlight, codeBlock, wrapCode,
-    renderMarkdown, renderer, keyboard, formatTime, refreshStatus, uuid4 };
+    renderMarkdown, renderer, keyboard, formatTime, formatSize, refreshStatus, uuid4, retryable,
+    chatModels, modelNames };
 })();

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import MODULE, checked_page, development_toml, expect, screenshot
+from tests.ui_browser import MODULE, allow_console, checked_page, development_toml, expect, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -172,12 +172,15 @@ def test_files_tree_and_numbered_view(ui, server, workspace):
 
     ui.goto(server.url + "/ui/files?path=pkg/maths.py&line=8")
     check(ui.locator("#file-view .line.target")).to_have_text("    for i in range(2, n + 1):")
+    allow_console(ui, r"status of 400")
     ui.goto(server.url + "/ui/files?path=../outside.py")
     check(ui.locator("#file-error")).to_contain_text("outside the workspace")
+    check(ui.locator("#file-error button.retry")).to_have_count(0)  # the same path is refused again
 
 
 def test_settings_change_applies_live_and_errors_show_per_field(ui, server, module_llm):
     check = expect()
+    allow_console(ui, r"status of 400")  # the refused host below
     try:
         ui.goto(server.url + "/ui/settings")
         check(ui.locator("#status-model")).to_have_text("qwen2.5-coder:7b")
@@ -218,9 +221,9 @@ def test_every_page_at_both_widths(ui, server):
         ui.set_viewport_size({"width": 1280, "height": 800})
     check(ui.locator("#nav a[aria-current=page]")).to_have_text("Settings")
     assert re.search(r"/ui/settings$", ui.url)
-    # Dark when the system is dark.
+    # Dark when the system is dark (every screenshot above has its -dark twin).
     background = "getComputedStyle(document.body).backgroundColor"
     light = ui.evaluate(background)
     ui.emulate_media(color_scheme="dark")
     assert ui.evaluate(background) != light
-    screenshot(ui, "settings-dark")
+    ui.emulate_media(color_scheme="light")

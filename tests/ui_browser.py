@@ -1,10 +1,11 @@
 """Shared by the browser tests: Debian's chromium driven by Playwright, one live
-daphne server per module with the scripted LLM, screenshots of every page."""
+daphne server per module with the scripted LLM, screenshots of every page (light and dark)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,30 +97,55 @@ def development_toml() -> Path:
 
 
 def new_page(browser, viewport: str = "desktop"):
+    """A page at `viewport` width that records script errors and console errors.
+
+    `page.script_errors` collects uncaught exceptions and console.error messages (a failed
+    resource load among them); a test expecting an error answer names it with allow_console()."""
     context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme="light")
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.allowed_console = []
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+
+    def console(message):
+        if message.type != "error":
+            return
+        text = f"console: {message.text} ({message.location.get('url', '')})"
+        if not any(re.search(pattern, text) for pattern in page.allowed_console):
+            errors.append(text)
+
+    page.on("console", console)
     page.script_errors = errors
     return page
 
 
+def allow_console(page, pattern: str) -> None:
+    """A console error the test expects (the browser logs every 4xx/5xx answer as one)."""
+    page.allowed_console.append(pattern)
+
+
 def screenshot(page, name: str) -> None:
-    """The page as it is now, at desktop and phone width (restoring the viewport after)."""
+    """The page as it is now at desktop and phone width, light and dark (viewport and
+    colour scheme restored after): <name>-<width>.png and <name>-<width>-dark.png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     original = page.viewport_size
-    for label, size in VIEWPORTS.items():
-        page.set_viewport_size(size)
-        page.evaluate("window.scrollTo(0, 0)")  # a sticky header is drawn where the page is scrolled to
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+    for scheme, suffix in (("light", ""), ("dark", "-dark")):
+        page.emulate_media(color_scheme=scheme)
+        for label, size in VIEWPORTS.items():
+            page.set_viewport_size(size)
+            page.evaluate("window.scrollTo(0, 0)")  # a sticky header is drawn where the page is scrolled to
+            # transitions run to their end first: a drawer is drawn shut or open, never half-way
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}{suffix}.png"), full_page=True,
+                            animations="disabled")
+    page.emulate_media(color_scheme="light")
     page.set_viewport_size(original)
 
 
 @contextlib.contextmanager
-def checked_page(browser, server: LiveASGIServer):
-    """A fresh page; when the test is done, no script error may have happened in it."""
-    page = new_page(browser)
+def checked_page(browser, server: LiveASGIServer, viewport: str = "desktop"):
+    """A fresh page; when the test is done, no script or console error may have happened in it."""
+    page = new_page(browser, viewport)
     yield page
     errors = page.script_errors
     page.context.close()
