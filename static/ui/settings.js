@@ -1,5 +1,6 @@
-// Settings: a form built from GET /config; Save sends the changed fields with PATCH /config
-// and shows each refused field's message next to it.
+// Settings: a form built from GET /config, each field with its help, range and unit from the
+// OpenAPI schema (/api/schema); Save (kept in view) sends the changed fields with PATCH /config,
+// shows what happened beside itself and each refused field's message next to the field.
 "use strict";
 
 (function () {
@@ -18,6 +19,69 @@
   // Shown first; the rest follow in the server's order.
   const ORDER = ["llm", "ollama", "openai_compatible", "models", "embeddings", "logging"];
   let loaded = {};
+  let fieldSchemas = {};
+
+  // --- help from the schema -----------------------------------------------------------------
+  // Units the schema's numbers are in, by the field's name (the schema gives ranges, and a
+  // description for some fields only).
+  const UNITS = [[/(^|_)timeout$|_seconds$/, "seconds"], [/_mb$/, "MB"], [/_kb$/, "KB"], [/_bytes$/, "bytes"],
+    [/_chars$/, "characters"], [/(^|_)max_tokens$|_tokens$/, "tokens"], [/^chunk_(lines|overlap)$/, "lines"],
+    [/^edit_programs$/, "programs"], [/^batch_size$/, "texts per request"]];
+  const unitOf = (name) => {
+    const key = name.split(".").pop();
+    const found = UNITS.find(([pattern]) => pattern.test(key));
+    return found ? found[1] : "";
+  };
+
+  // name ("ollama.timeout") → that property's schema, $refs followed.
+  function flattenSchema(schema) {
+    const components = (schema.components || {}).schemas || {};
+    const deref = (node) => {
+      let seen = 0;
+      while (node && seen++ < 10) {
+        if (node.$ref) node = Object.assign({}, components[node.$ref.split("/").pop()], node.description ? { description: node.description } : {});
+        else if (node.allOf && node.allOf.length === 1) node = Object.assign({}, deref(node.allOf[0]), node.description ? { description: node.description } : {});
+        else break;
+      }
+      return node || {};
+    };
+    const out = {};
+    const walk = (node, prefix) => {
+      for (const [key, property] of Object.entries(deref(node).properties || {})) {
+        const name = prefix ? `${prefix}.${key}` : key;
+        const resolved = deref(property);
+        if (resolved.properties) walk(resolved, name);
+        else out[name] = resolved;
+      }
+    };
+    walk(components.ConfigView || components.PatchedEditableConfig || {}, "");
+    return out;
+  }
+
+  async function loadSchema() {
+    try {
+      fieldSchemas = flattenSchema(await api("GET", "/api/schema?format=json"));
+    } catch (_) { fieldSchemas = {}; /* the form still works, without the help */ }
+  }
+
+  const number = (value) => Number(value).toLocaleString("en");
+
+  function helpText(name) {
+    const schema = fieldSchemas[name] || {};
+    const unit = unitOf(name);
+    const parts = [];
+    // drf-spectacular describes an enum by listing its values: the select shows them already.
+    if (schema.description && !schema.description.startsWith("* `")) parts.push(schema.description.trim().replace(/\.?$/, "."));
+    const low = schema.minimum ?? schema.exclusiveMinimum;
+    const high = schema.maximum ?? schema.exclusiveMaximum;
+    if (low !== undefined && high !== undefined) parts.push(`${number(low)}–${number(high)}${unit ? " " + unit : ""}.`);
+    else if (low !== undefined) parts.push(`At least ${number(low)}${unit ? " " + unit : ""}.`);
+    else if (high !== undefined) parts.push(`At most ${number(high)}${unit ? " " + unit : ""}.`);
+    else if (unit) parts.push(`In ${unit}.`);
+    if (schema.pattern && schema.pattern.startsWith("^https?://")) parts.push("An http:// or https:// address.");
+    if (name.endsWith("api_key")) parts.push("Left blank, the saved key stays.");
+    return parts.join(" ");
+  }
 
   function flatten(object, prefix, out) {
     for (const [key, value] of Object.entries(object)) {
@@ -30,21 +94,31 @@
 
   function input(name, value) {
     const id = "setting-" + name.replaceAll(".", "-");
+    const schema = fieldSchemas[name] || {};
+    const help = helpText(name);
     let control;
     if (choices[name]) {
       control = el("select", { id, name }, choices[name].map((choice) => el("option", { value: choice, text: choice })));
       control.value = value;
     } else if (typeof value === "number") {
-      control = el("input", { id, name, type: "number", step: "any", value: String(value) });
+      control = el("input", { id, name, type: "number", value: String(value), inputmode: schema.type === "integer" ? "numeric" : "decimal",
+        step: schema.type === "integer" ? "1" : "any", min: schema.minimum ?? null, max: schema.maximum ?? null });
     } else {
       control = el("input", { id, name, type: name.endsWith("api_key") ? "password" : "text", value: value ?? "",
-        list: name.startsWith("models.") || name === "embeddings.model" ? "model-names" : null,
+        list: name === "embeddings.model" ? "embedding-model-names" : name.startsWith("models.") ? "model-names" : null,
         autocomplete: "off", placeholder: name.endsWith("api_key") ? "unchanged" : null, readonly: readOnly(name),
         title: readOnly(name) ? "Set by the environment (CODEGEN_WORKSPACE_ROOT); needs a restart" : null });
     }
     control.dataset.kind = typeof value;
-    const label = name.split(".").pop().replaceAll("_", " ");
+    const described = [help ? id + "-help" : null, id + "-error"].filter(Boolean).join(" ");
+    control.setAttribute("aria-describedby", described);
+    // "memory mb" → "memory (MB)"; "max tokens" and "chunk lines" say their unit already.
+    const unit = typeof value === "number" ? unitOf(name) : "";
+    let label = name.split(".").pop().replaceAll("_", " ");
+    if (unit) label = label.replace(/ (mb|kb|bytes|chars)$/, "");
+    if (unit && !label.endsWith(unit)) label += ` (${unit})`;
     return el("label", { "data-field": name }, el("span", { text: label }), control,
+      help ? el("span", { class: "help muted small", id: id + "-help", text: help }) : null,
       el("span", { class: "field-error", id: id + "-error", hidden: true }));
   }
 
@@ -66,7 +140,7 @@
 
   async function load() {
     try {
-      const config = await api("GET", "/config");
+      const [config] = await Promise.all([api("GET", "/config"), schemaLoaded]);
       loaded = flatten(config, "", {});
       loaded["openai_compatible.api_key"] = "";
       const names = ORDER.filter((key) => key in config).concat(Object.keys(config).filter((key) => !ORDER.includes(key)));
@@ -77,11 +151,13 @@
     }
   }
 
+  // The model fields offer the chat models; the embeddings field offers every name.
   async function loadModels() {
     try {
       const models = await api("GET", "/models");
-      const names = Array.isArray(models) ? models : (models.models || []);
-      document.getElementById("model-names").replaceChildren(...names.map((n) => el("option", { value: n })));
+      const chat = CG.chatModels(models, loaded["embeddings.model"]);
+      document.getElementById("model-names").replaceChildren(...chat.map((n) => el("option", { value: n })));
+      document.getElementById("embedding-model-names").replaceChildren(...CG.modelNames(models).map((n) => el("option", { value: n })));
     } catch (_) { /* the provider is down: names are typed by hand */ }
   }
 
@@ -140,7 +216,6 @@
       message.hidden = false;
       await load();
       CG.refreshStatus();
-      loadModels();
     } catch (error) {
       let placed = 0;
       if (error.status === 400) {
@@ -155,6 +230,9 @@
       }
       if (!placed) showError(errorLine, error);
       else {
+        errorLine.textContent = placed === 1 ? "Not saved: one field was refused (its message is beside it)."
+          : `Not saved: ${placed} fields were refused (each message is beside its field).`;
+        errorLine.hidden = false;
         const first = form.querySelector("[aria-invalid]");
         if (first) first.focus();
       }
@@ -162,7 +240,9 @@
   }
 
   form.addEventListener("submit", save);
+  // A result beside Save is about the last Save: an edit after it clears it.
+  form.addEventListener("input", () => { message.hidden = true; });
   document.getElementById("settings-reset").addEventListener("click", () => { clearErrors(); message.hidden = true; load(); });
-  load();
-  loadModels();
+  const schemaLoaded = loadSchema();
+  load().then(loadModels);
 })();
