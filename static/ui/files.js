@@ -1,16 +1,20 @@
 // Files: the workspace tree (GET /files/tree, a level at a time), a read-only view with
-// line numbers (GET /files/read), the file's backups. ?path=…&line=… opens a file at a line.
+// line numbers (GET /files/read), the file's backups. ?path=… opens a file, with the tree
+// opened down to it; #L20 (or ?line=20) marks a line, and a click on a line number marks
+// another, so the address can be shared.
 "use strict";
 
 (function () {
   const { api, el, showError, highlight, copyText } = CG;
-  const tree = document.getElementById("tree");
-  const treeError = document.getElementById("tree-error");
-  const title = document.getElementById("file-path");
-  const view = document.getElementById("file-view");
-  const fileError = document.getElementById("file-error");
-  const copyButton = document.getElementById("copy-file");
-  let current = { path: null, content: "" };
+  const $ = (id) => document.getElementById(id);
+  const tree = $("tree");
+  const treeError = $("tree-error");
+  const title = $("file-path");
+  const view = $("file-view");
+  const fileError = $("file-error");
+  const copyButton = $("copy-file");
+  const copyLink = $("copy-line-link");
+  let current = { path: null, content: "", line: null };
 
   async function listing(path) {
     return api("GET", "/files/tree?depth=1&path=" + encodeURIComponent(path || "."));
@@ -19,10 +23,10 @@
   function entryView(entry) {
     const item = el("li");
     if (entry.kind === "dir") {
-      const toggle = el("button", { type: "button", "aria-expanded": "false", text: "▸ " + entry.name + "/" });
+      const toggle = el("button", { type: "button", "aria-expanded": "false", "data-dir": entry.path, text: "▸ " + entry.name + "/" });
       let loaded = null;
-      toggle.addEventListener("click", async () => {
-        const open = toggle.getAttribute("aria-expanded") !== "true";
+      // Opens (or with open false, closes) the folder; resolves once its entries are listed.
+      toggle.expand = async (open) => {
         toggle.setAttribute("aria-expanded", String(open));
         toggle.textContent = (open ? "▾ " : "▸ ") + entry.name + "/";
         if (!open) { if (loaded) loaded.hidden = true; return; }
@@ -38,16 +42,23 @@
           }
         }
         loaded.hidden = false;
-      });
+      };
+      toggle.addEventListener("click", () => toggle.expand(toggle.getAttribute("aria-expanded") !== "true"));
       item.append(toggle);
     } else {
       const open = el("button", { type: "button", "data-path": entry.path, text: entry.name,
         title: entry.size !== null ? entry.size + " bytes" : entry.kind });
       open.addEventListener("click", () => openFile(entry.path));
-      if (entry.path === current.path) open.classList.add("current");
       item.append(open);
+      markCurrent(open);
     }
     return item;
+  }
+
+  function markCurrent(button) {
+    const on = button.dataset.path === current.path;
+    button.classList.toggle("current", on);
+    if (on) button.setAttribute("aria-current", "true"); else button.removeAttribute("aria-current");
   }
 
   async function loadTree() {
@@ -62,17 +73,35 @@
     }
   }
 
-  function numbered(content, language, target) {
+  // Opens the folders down to `path` and shows its entry as the current one.
+  async function reveal(path) {
+    const parts = path.split("/");
+    for (let depth = 1; depth < parts.length; depth++) {
+      const dir = parts.slice(0, depth).join("/");
+      const toggle = [...tree.querySelectorAll("button[data-dir]")].find((button) => button.dataset.dir === dir);
+      if (!toggle) return;
+      if (toggle.getAttribute("aria-expanded") !== "true") await toggle.expand(true);
+    }
+    // Scrolled into view inside the tree's own box only: the page stays at the marked line.
+    const button = [...tree.querySelectorAll("button[data-path]")].find((b) => b.dataset.path === path);
+    const box = tree.closest(".tree-box");
+    if (button && box && box.scrollHeight > box.clientHeight) {
+      const offset = button.getBoundingClientRect().top - box.getBoundingClientRect().top;
+      box.scrollTop += offset - box.clientHeight / 2;
+    }
+  }
+
+  function numbered(content, language) {
     const lines = content.split("\n");
     if (lines.length > 1 && lines[lines.length - 1] === "") lines.pop();
     const gutter = el("div", { class: "gutter" }, lines.map((_, index) =>
-      el("a", { href: `#L${index + 1}`, id: `L${index + 1}`, text: String(index + 1) })));
+      el("a", { href: `#L${index + 1}`, id: `L${index + 1}`, text: String(index + 1), "aria-label": `Line ${index + 1}` })));
     const source = el("div", { class: "src" });
     // Highlighted whole, then split per line so a string or comment over lines keeps its colour per line.
     const html = highlight(lines.join("\n"), language).split("\n");
     let open = "";
     source.append(...html.map((lineHtml, index) => {
-      const line = el("span", { class: "line" + (index + 1 === target ? " target" : ""), "data-line": index + 1 });
+      const line = el("span", { class: "line", "data-line": index + 1 });
       const opened = open + lineHtml;
       const spans = (opened.match(/<span[^>]*>/g) || []).length - (opened.match(/<\/span>/g) || []).length;
       line.innerHTML = opened + "</span>".repeat(Math.max(0, spans)) || " ";
@@ -82,45 +111,94 @@
     return [gutter, source];
   }
 
+  // The address says the file and the marked line: ?path=…#L20 (a ?line= becomes the #L form).
+  function setAddress() {
+    const url = new URL(location.href);
+    if (current.path) url.searchParams.set("path", current.path); else url.searchParams.delete("path");
+    url.searchParams.delete("line");
+    url.hash = current.line ? `L${current.line}` : "";
+    history.replaceState(null, "", url);
+  }
+
+  function markLine(line, scroll) {
+    current.line = line;
+    for (const marked of view.querySelectorAll(".target")) marked.classList.remove("target");
+    for (const marked of view.querySelectorAll("[aria-current]")) marked.removeAttribute("aria-current");
+    const target = line && view.querySelector(`.line[data-line="${line}"]`);
+    if (target) {
+      target.classList.add("target");
+      const number = $("L" + line);
+      number.classList.add("target");
+      number.setAttribute("aria-current", "true");
+      if (scroll) target.scrollIntoView({ block: "center" });
+    }
+    copyLink.hidden = !target;
+    if (target) copyLink.textContent = `Copy link to line ${line}`;
+    setAddress();
+  }
+
   async function openFile(path, line) {
     fileError.hidden = true;
     title.textContent = path;
+    current = { path, content: "", line: null };
+    for (const button of tree.querySelectorAll("button[data-path]")) markCurrent(button);
     try {
       const file = await api("GET", "/files/read?path=" + encodeURIComponent(path));
-      current = { path, content: file.content };
+      current.content = file.content;
       const language = /\.(py|pyi)$/.test(path) ? "python" : (path.split(".").pop() || "");
-      view.replaceChildren(...numbered(file.content, language, line));
+      view.replaceChildren(...numbered(file.content, language));
       view.hidden = false;
       copyButton.hidden = false;
-      const url = new URL(location.href);
-      url.searchParams.set("path", path);
-      if (line) url.searchParams.set("line", line); else url.searchParams.delete("line");
-      history.replaceState(null, "", url);
-      for (const button of tree.querySelectorAll("button[data-path]")) {
-        button.classList.toggle("current", button.dataset.path === path);
-      }
-      if (line) {
-        const target = view.querySelector(`.line[data-line="${line}"]`);
-        if (target) target.scrollIntoView({ block: "center" });
-      }
-      document.getElementById("file-backups").hidden = false;
-      document.getElementById("backup-diff").hidden = true;
-      document.getElementById("backup-message").hidden = true;
-      Backups.show(path, {
-        rows: document.getElementById("backup-rows"),
-        message: document.getElementById("backup-message"),
-        diff: document.getElementById("backup-diff"),
-        onRestored: () => openFile(path),
-      });
+      $("file-hint").hidden = false;
+      markLine(line || null, true);
+      showBackups(path);
     } catch (error) {
       view.hidden = true;
+      copyButton.hidden = true;
+      copyLink.hidden = true;
+      $("file-hint").hidden = true;
+      $("file-backups").hidden = true;
+      setAddress();
       showError(fileError, error, () => openFile(path, line));
     }
   }
 
+  // After a restore the view shows the restored content; the backups list keeps its confirmation.
+  async function reread(path) {
+    try {
+      const file = await api("GET", "/files/read?path=" + encodeURIComponent(path));
+      current.content = file.content;
+      const language = /\.(py|pyi)$/.test(path) ? "python" : (path.split(".").pop() || "");
+      view.replaceChildren(...numbered(file.content, language));
+      markLine(current.line, false);
+    } catch (error) {
+      showError(fileError, error);
+    }
+  }
+
+  function showBackups(path) {
+    $("file-backups").hidden = false;
+    $("backup-diff").hidden = true;
+    Backups.show(path, { rows: $("backup-rows"), announce: $("backup-message"), diff: $("backup-diff"),
+      onRestored: () => reread(path) });
+  }
+
+  const lineOfHash = () => { const match = location.hash.match(/^#L(\d+)$/); return match ? Number(match[1]) : null; };
+
+  // A click on a line number changes only the hash: mark that line, keep the file.
+  window.addEventListener("hashchange", () => {
+    const line = lineOfHash();
+    if (line && current.path) markLine(line, false);
+  });
   copyButton.addEventListener("click", () => copyText(current.content, copyButton));
-  document.getElementById("reload-tree").addEventListener("click", loadTree);
-  loadTree();
+  copyLink.addEventListener("click", () => copyText(location.href, copyLink));
+  $("reload-tree").addEventListener("click", loadTree);
+
   const params = new URLSearchParams(location.search);
-  if (params.get("path")) openFile(params.get("path"), Number(params.get("line")) || null);
+  const path = params.get("path");
+  const treeLoaded = loadTree();
+  if (path) {
+    openFile(path, lineOfHash() || Number(params.get("line")) || null);
+    treeLoaded.then(() => reveal(path));
+  }
 })();
