@@ -86,15 +86,17 @@ def test_analyse_review_accept_and_restore(ui, server, module_llm, workspace):
     ui.click("#accept")
     check(ui.locator("#proposal-state")).to_have_text("applied")
     assert (workspace / "pkg" / "maths.py").read_text() == IMPROVED
-    backup = ui.locator("#backup-rows tr").filter(has=ui.locator("td", has_text="improve"))
+    backup = ui.locator("#backup-rows tr").filter(has=ui.locator("td", has_text="before improvement"))
     check(backup).to_have_count(1)
     backup.locator("button", has_text="Diff").click()
     check(ui.locator("#backup-diff .del")).to_have_text("-import os")  # from the backup to the file now
     backup.locator("button", has_text="Restore").click()
-    check(ui.locator("#backup-message")).to_contain_text("Restored backup")
+    check(backup.locator(".row-status")).to_contain_text("Restored")
+    check(ui.locator("#backup-message")).to_contain_text("Restored backup")  # read out by screen readers
     assert (workspace / "pkg" / "maths.py").read_text() == MODULE
     # Newest first: the content the restore replaced, then the one the improvement replaced.
-    check(ui.locator("#backup-rows tr td:nth-child(2)")).to_have_text(["restore", "improve"])
+    check(ui.locator("#backup-rows tr td:nth-child(2)")).to_have_text(["before restore", "before improvement"])
+    check(ui.locator("#proposal-state")).to_have_text("restored")
     screenshot(ui, "improve-applied")
 
 
@@ -116,12 +118,12 @@ def test_queue_an_issue_and_watch_it_run(ui, server, module_llm, workspace):
     module_llm.responder = lambda request: Turn(content=f"```python\n{IMPROVED}```")
     row.locator("button", has_text="Queue").click()
     task = ui.locator("#queue-tasks li", has_text="pkg/maths.py")
-    check(task.locator(".badge")).to_have_text("pending")
+    check(task.locator(".badge.status")).to_have_text("pending")
     try:
         ui.click("#queue-start")
         check(ui.locator("#queue-state")).to_have_text("running")
         # Followed live from /improve/queue/events: no reload.
-        check(task.locator(".badge")).to_have_text("completed", timeout=90_000)
+        check(task.locator(".badge.status")).to_have_text("completed", timeout=90_000)
         check(task.locator("progress")).to_have_attribute("value", "1")
         task.locator("button", has_text="Review").click()
         check(ui.locator("#proposal-diff .del")).to_have_text("-import os")

@@ -1,7 +1,8 @@
 // Improve: analyse a folder (POST /improve/analyze) into a sortable, filterable issues table;
 // run an improvement of one issue without writing (POST /improve/run?stream=true,
 // auto_write false), review its diff and validation, Accept (POST /improve/apply) or Reject;
-// queue issues and watch the queue live (GET /improve/queue/events); past reports.
+// queue issues and watch the queue live (GET /improve/queue/events); past reports
+// (?report=<id> opens one). Each issue's row carries the state of its change.
 "use strict";
 
 (function () {
@@ -14,7 +15,11 @@
   let issues = [];
   let sort = { key: "severity", descending: false };
   let proposal = null;
+  let proposalKey = null;
   let runController = null;
+  // What happened to each issue's change on this page: running, proposed, applied, rejected, restored, failed.
+  const issueStates = new Map();
+  const issueKey = (issue) => `${issue.file}:${issue.line}:${issue.type}:${issue.message}`;
 
   // --- analysis and the issues table ------------------------------------------------------
   async function analyse(event) {
@@ -88,17 +93,29 @@
   }
 
   function issueRow(issue) {
-    const improve = el("button", { type: "button", class: "small primary", text: "Improve" });
+    const where = `${issue.file}:${issue.line}`;
+    const improve = el("button", { type: "button", class: "small primary", text: "Improve", "aria-label": `Improve ${where}` });
     improve.addEventListener("click", () => runImprovement(issue, row));
-    const queueIt = el("button", { type: "button", class: "small", text: "Queue" });
+    const queueIt = el("button", { type: "button", class: "small", text: "Queue", "aria-label": `Queue ${where}` });
     queueIt.addEventListener("click", () => queueIssue(issue, queueIt));
-    const row = el("tr", {},
-      el("td", {}, el("span", { class: "badge " + issue.severity, text: issue.severity })),
-      el("td", { text: issue.type }),
-      el("td", {}, el("a", { href: `/ui/files?path=${encodeURIComponent(issue.file)}&line=${issue.line}`, text: `${issue.file}:${issue.line}` })),
-      el("td", {}, issue.message, issue.suggestion ? el("div", { class: "muted small", text: issue.suggestion }) : null),
-      el("td", { class: "row" }, improve, queueIt));
+    const state = issueStates.get(issueKey(issue));
+    const row = el("tr", { "data-key": issueKey(issue), class: proposalKey === issueKey(issue) ? "selected" : "" },
+      el("td", { class: "severity" }, el("span", { class: "badge " + issue.severity, text: issue.severity })),
+      el("td", { class: "type", text: issue.type }),
+      el("td", { class: "file" }, el("a", { href: `/ui/files?path=${encodeURIComponent(issue.file)}#L${issue.line}`, text: where })),
+      el("td", { class: "message" }, issue.message, issue.suggestion ? el("div", { class: "muted small", text: issue.suggestion }) : null),
+      el("td", { class: "actions" }, el("div", { class: "row" }, improve, queueIt,
+        el("span", { class: "badge issue-state " + (state || ""), hidden: !state, text: state || "" }))));
     return row;
+  }
+
+  // The issue's row (if shown) and the proposal's badge say the same state.
+  function setIssueState(key, state) {
+    if (!key) return;
+    issueStates.set(key, state);
+    const row = [...table.querySelectorAll("tr[data-key]")].find((tr) => tr.dataset.key === key);
+    const badge = row && row.querySelector(".issue-state");
+    if (badge) { badge.textContent = state; badge.className = "badge issue-state " + state; badge.hidden = false; }
   }
 
   function runRequest(issue) {
@@ -108,30 +125,74 @@
   }
 
   // --- one improvement: proposal, review, accept or reject --------------------------------
+  const STEPS = { read: "Reading the file", generate: "Generating the change", validate: "Validating the change",
+    retry: "Trying again", write: "Writing the file" };
+  // The step in progress, with its time so far and, when the stream says them, the tokens
+  // generated so far (a `progress` event, or `tokens` on a step).
+  const live = { step: null, attempt: null, of: null, tokens: null, started: 0, timer: null };
+
+  function showLive() {
+    const seconds = Math.round((Date.now() - live.started) / 1000);
+    const parts = [STEPS[live.step] || live.step];
+    if (live.attempt) parts.push(`attempt ${live.attempt}${live.of ? " of " + live.of : ""}`);
+    parts.push(`${seconds} s`);
+    if (live.tokens !== null && live.tokens !== undefined) parts.push(`${live.tokens} tokens so far`);
+    $("proposal-live-text").textContent = parts.join(" · ");
+    $("proposal-live").hidden = false;
+  }
+
+  function liveStep(data) {
+    const same = data.step === live.step && (data.attempt || null) === live.attempt;
+    if (!same) Object.assign(live, { step: data.step, attempt: data.attempt || null, tokens: null, started: Date.now() });
+    if (data.max_attempts) live.of = data.max_attempts;
+    if (typeof data.tokens === "number") live.tokens = data.tokens;
+    clearInterval(live.timer);
+    live.timer = setInterval(showLive, 1000);
+    showLive();
+    return !same;
+  }
+
+  function endLive(keep) {
+    clearInterval(live.timer);
+    live.timer = null;
+    if (!keep) $("proposal-live").hidden = true;
+    else $("proposal-live").querySelector("progress").hidden = true;
+    live.step = null;
+  }
+
   async function runImprovement(issue, row) {
     if (runController) runController.abort();
     for (const selected of table.querySelectorAll("tr.selected")) selected.classList.remove("selected");
     if (row) row.classList.add("selected");
     resetProposal(`${issue.file}:${issue.line} — ${issue.message}`);
+    proposalKey = issueKey(issue);
     setState("running");
     runController = new AbortController();
     const mine = runController;
     const steps = [];
+    let finished = false;
     try {
       await stream("POST", "/improve/run?stream=true", runRequest(issue), (event, data) => {
-        if (event === "step") {
-          steps.push(data.step + (data.attempt ? ` (attempt ${data.attempt})` : ""));
-          $("proposal-steps").textContent = steps.join(" → ");
+        if (event === "step" || event === "progress") {
+          if (liveStep(data) && event === "step") {
+            steps.push(data.step + (data.attempt ? ` (attempt ${data.attempt})` : ""));
+            $("proposal-steps").textContent = steps.join(" → ");
+          }
         } else if (event === "validation") {
           showValidation(data.output);
         } else if (event === "done") {
+          finished = true;
+          endLive(false);
           showProposal(data);
         } else if (event === "error") {
           throw new CG.ApiError(data.status, data.detail);
         }
       }, mine.signal);
+      if (!finished) throw new CG.ApiError(0, "The run ended before its result arrived.");
     } catch (error) {
-      if (error.name !== "AbortError") {
+      if (runController === mine || error.name !== "AbortError") endLive(true);
+      if (error.name === "AbortError" && runController === mine) setState("stopped");
+      else if (error.name !== "AbortError") {
         setState("failed");
         showError($("proposal-error"), error, () => runImprovement(issue, row));
       }
@@ -142,6 +203,8 @@
 
   function resetProposal(what) {
     proposal = null;
+    proposalKey = null;
+    endLive(false);
     $("proposal").hidden = false;
     $("proposal-issue").textContent = what;
     $("proposal-steps").textContent = "";
@@ -149,6 +212,7 @@
     $("proposal-diff").hidden = true;
     $("proposal-validation").hidden = true;
     $("proposal-backups").hidden = true;
+    $("proposal-note").hidden = true;
     $("accept").hidden = true;
     $("reject").hidden = true;
     $("proposal").scrollIntoView({ block: "nearest" });
@@ -157,6 +221,7 @@
   function setState(state) {
     $("proposal-state").textContent = state;
     $("proposal-state").className = "badge " + state;
+    setIssueState(proposalKey, state);
   }
 
   function showValidation(output) {
@@ -201,14 +266,28 @@
     proposal = null;
   }
 
-  function showBackups(path) {
+  // After Accept: the file's backups, newest first; the first "before improvement" one holds
+  // the content the change replaced. A restore takes the change out (or, for another backup,
+  // puts other content in): the badge no longer says "applied".
+  async function showBackups(path) {
     $("proposal-backups").hidden = false;
     $("backups-file").textContent = path;
     $("backup-diff").hidden = true;
-    $("backup-message").hidden = true;
-    Backups.show(path, { rows: $("backup-rows"), message: $("backup-message"), diff: $("backup-diff"),
-      onRestored: () => showBackups(path) });
+    const key = proposalKey;
+    const backups = await Backups.show(path, { rows: $("backup-rows"), announce: $("backup-message"), diff: $("backup-diff"),
+      onRestored: (result, backup) => {
+        if (proposalKey !== key) return;
+        setState("restored");
+        const undone = backup.id === appliedBackup;
+        $("proposal-note").textContent = undone
+          ? "Restored: the file is back to its content before this improvement; the change is no longer in it."
+          : `Restored backup ${backup.id} (${Backups.why(backup.reason)}): the file may no longer hold this change.`;
+        $("proposal-note").hidden = false;
+      } });
+    const before = backups.find((backup) => backup.reason === "improve");
+    appliedBackup = before ? before.id : null;
   }
+  let appliedBackup = null;
 
   // --- the queue ------------------------------------------------------------------------------
   const tasks = new Map();
@@ -218,8 +297,9 @@
     try {
       const added = await api("POST", "/improve/queue/add", runRequest(issue));
       button.textContent = "Queued";
-      tasks.set(added.task_id, { task_id: added.task_id, file_path: issue.file, issue: { message: issue.message },
-        status: added.status, step: "", progress: 0 });
+      const request = runRequest(issue);
+      tasks.set(added.task_id, { task_id: added.task_id, file_path: issue.file, issue: request.issue,
+        status: added.status, step: "", progress: 0, created_at: new Date().toISOString() });
       renderTasks();
     } catch (error) {
       button.disabled = false;
@@ -233,17 +313,31 @@
     if (!rows.length) $("queue-tasks").append(el("li", { class: "muted", text: "No tasks. Queue an issue from the table." }));
   }
 
+  // A queued run: where, what the issue is, its status, step and attempts, its result.
   function taskView(task) {
+    const issue = task.issue || {};
+    const where = task.file_path + (issue.line ? ":" + issue.line : "");
+    const message = String(issue.message || "").split("\nSuggestion:")[0];
     const review = task.result && task.result.status === "proposed"
-      ? el("button", { type: "button", class: "small", text: "Review", onclick: () => {
-        resetProposal(`${task.file_path} — ${(task.issue && task.issue.message) || ""}`);
+      ? el("button", { type: "button", class: "small", text: "Review", "aria-label": `Review the change to ${where}`, onclick: () => {
+        resetProposal(`${where} — ${message}`);
         showProposal(task.result);
       } }) : null;
-    return el("li", { class: "attempt", "data-task": task.task_id },
-      el("div", { class: "row" }, el("strong", { text: task.file_path }),
-        el("span", { class: "badge " + task.status, text: task.status }),
-        el("span", { class: "muted small", text: task.step || "" }), el("span", { class: "spacer" }), review),
-      el("progress", { max: 1, value: task.progress || 0, "aria-label": "Progress" }),
+    const result = task.result && task.result.status && task.result.status !== task.status ? task.result.status : "";
+    const details = [task.step ? `step: ${task.step}` : "", task.attempts ? `attempt ${task.attempts}` : "",
+      task.finished_at ? "finished " + formatTime(task.finished_at) : task.created_at ? "queued " + formatTime(task.created_at) : ""];
+    return el("li", { class: "attempt task", "data-task": task.task_id },
+      el("div", { class: "row" },
+        el("a", { href: `/ui/files?path=${encodeURIComponent(task.file_path)}${issue.line ? "#L" + issue.line : ""}`, class: "mono", text: where }),
+        el("span", { class: "badge status " + task.status, text: task.status }),
+        result ? el("span", { class: "badge result " + result, text: result }) : null,
+        el("span", { class: "spacer" }), review),
+      el("p", { class: "task-issue" },
+        issue.severity ? el("span", { class: "badge " + issue.severity, text: issue.severity }) : null, " ",
+        issue.issue_type ? el("span", { class: "muted small", text: issue.issue_type + " · " }) : null,
+        el("span", { class: "issue-message", text: message })),
+      el("p", { class: "muted small task-meta", text: details.filter(Boolean).join(" · ") }),
+      el("progress", { max: 1, value: task.progress || 0, "aria-label": `Progress of ${where}` }),
       task.error ? el("p", { class: "error small", text: task.error }) : null);
   }
 
@@ -327,4 +421,6 @@
 
   loadReports();
   loadQueue().then(followQueue);
+  const wanted = new URLSearchParams(location.search).get("report");
+  if (wanted && /^\d+$/.test(wanted)) openReport(Number(wanted));
 })();
