@@ -1,5 +1,7 @@
 // Workflow: POST /workflow?stream=true; plan, tests and code fill as they stream, each
-// validation run is listed with its output, the final code can be copied or downloaded.
+// validation run is listed with its output (failed runs folded; at the end the program kept
+// comes first, marked), the final code can be copied or downloaded. A question gets an
+// answer, without the plan, tests and code panes.
 "use strict";
 
 (function () {
@@ -15,6 +17,7 @@
   const verdict = document.getElementById("verdict");
   const finalCard = document.getElementById("final");
   const answerCard = document.getElementById("answer-card");
+  const $ = (id) => document.getElementById(id);
 
   let sessionId = null;
   let controller = null;
@@ -57,23 +60,57 @@
     answer.view.now("");
     answerCard.hidden = true;
     attempts.replaceChildren();
+    runs = [];
+    $("attempts-note").hidden = true;
+    $("panes").hidden = false;
+    $("validation-card").hidden = false;
     verdict.textContent = "";
     verdict.className = "badge";
     finalCard.hidden = true;
     errorLine.hidden = true;
   }
 
+  // Every validation run so far: {data, view}.
+  let runs = [];
+
   function attemptView(data) {
     const passed = data.passed;
     const counts = data.tests_passed !== undefined ? ` · ${data.tests_passed} passed, ${data.tests_failed} failed` : "";
-    return el("li", { class: "attempt " + (passed ? "passed" : "failed") },
+    const view = el("li", { class: "attempt " + (passed ? "passed" : "failed") },
       el("div", { class: "row" },
         el("strong", { text: `Attempt ${data.attempt}` + (data.candidate ? ` · candidate ${data.candidate}` : "") }),
         el("span", { class: "badge " + (passed ? "passed" : "failed"), text: passed ? "pass" : "fail" }),
+        el("span", { class: "badge kept-badge", hidden: true, text: "kept" }),
         el("span", { class: "muted small", text: counts.replace(/^ · /, "") })),
       data.edit ? el("div", { class: "muted small edit", text: "Edited without the model: " + data.edit }) : null,
-      el("details", { open: !passed || undefined },
-        el("summary", { text: "Output" }), el("pre", { class: "mono", text: data.output || "(no output)" })));
+      // folded: the verdict line says enough until the reader opens one
+      el("details", {},
+        el("summary", { text: passed ? "Output" : "Output (failed)" }), el("pre", { class: "mono", text: data.output || "(no output)" })));
+    runs.push({ data, view });
+    return view;
+  }
+
+  // The run whose program is the final code: the one `done` names (chosen_attempt and
+  // chosen_candidate, when the server sends them), else the last run with the final output.
+  function keptRun(result) {
+    if (result.chosen_attempt !== undefined) {
+      const named = runs.filter(({ data }) => data.attempt === result.chosen_attempt &&
+        (result.chosen_candidate === undefined || data.candidate === result.chosen_candidate));
+      if (named.length) return named[named.length - 1];
+    }
+    const same = runs.filter(({ data }) => data.output === result.validation_output);
+    return same.length ? same[same.length - 1] : null;
+  }
+
+  function showKept(result) {
+    const kept = keptRun(result);
+    if (!kept) return;
+    kept.view.classList.add("kept");
+    kept.view.setAttribute("aria-label", "The program kept");
+    kept.view.querySelector(".kept-badge").hidden = false;
+    kept.view.querySelector("details").open = true;
+    attempts.prepend(kept.view);
+    $("attempts-note").hidden = runs.length < 2;
   }
 
   function onEvent(event, data) {
@@ -86,8 +123,9 @@
       stage.thinking += chunk;
       stage.reasoning.hidden = false;
       stage.reasoning.querySelector("pre").textContent = stage.thinking;
-    } else if (event === "content") {
-      answerCard.hidden = false;
+    } else if (event === "content" || event === "thinking") {
+      asQuestion();
+      if (event === "thinking") return;
       answer.text += chunk;
       answer.view.set(answer.text);
     } else if (event === "validation") {
@@ -104,12 +142,23 @@
     }
   }
 
+  // A question (or a greeting) is answered, not planned: no stages, no validation.
+  function asQuestion() {
+    answerCard.hidden = false;
+    $("panes").hidden = true;
+    $("validation-card").hidden = true;
+    for (const name of Object.keys(stages)) {
+      stages[name].state.textContent = "";
+      stages[name].state.className = "badge";
+    }
+  }
+
   function finish(result) {
     sessionId = result.session_id;
     sessionLine.textContent = "Session " + sessionId;
     newSession.hidden = false;
     if (result.intent_kind !== "code") {
-      answerCard.hidden = false;
+      asQuestion();
       answer.view.now(result.content || answer.text);
       return;
     }
@@ -124,6 +173,7 @@
     if (!attempts.children.length || attempts.querySelector(".placeholder")) {
       attempts.replaceChildren(attemptView({ attempt: result.attempts || 1, passed, output: result.validation_output }));
     }
+    showKept(result);
     finalCode = result.code || "";
     document.getElementById("final-code").replaceChildren(codeBlock(finalCode, "python"));
     finalCard.hidden = !finalCode;
