@@ -1,9 +1,10 @@
 // Code search: index a folder (POST /rag/index) while /rag/status is polled for its progress;
-// search (POST /rag/search) and show each chunk at path:line, matches marked, linked to the file.
+// search (POST /rag/search) and show each chunk with its best-matching line marked and linked
+// (path:line opens the file there), the query's identifiers and words marked as whole words.
 "use strict";
 
 (function () {
-  const { api, el, escapeHtml, showError, formatTime } = CG;
+  const { api, el, showError, formatTime } = CG;
   const $ = (id) => document.getElementById(id);
   let polling = null;
   let indexing = false;
@@ -56,26 +57,66 @@
     }
   }
 
+  // The query's identifiers and words, less the words every question has.
+  const STOP_WORDS = new Set(("a an and any are as at be been by can could do does did for from has have how i if in into is " +
+    "it its me my of on or our should so than that the their them then there these this those to was we were what when " +
+    "where which while who whom why will with would you your").split(" "));
+
   function terms(query) {
-    return [...new Set(query.toLowerCase().match(/[a-z_][a-z0-9_]{2,}/g) || [])];
+    const words = (query.match(/[A-Za-z_][A-Za-z0-9_]*/g) || [])
+      .filter((word) => word.length > 1 && !STOP_WORDS.has(word.toLowerCase()));
+    return [...new Set(words.map((word) => word.toLowerCase()))];
   }
 
-  function marked(text, words) {
-    const html = escapeHtml(text);
-    if (!words.length) return html;
-    const pattern = new RegExp("(" + words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|") + ")", "gi");
-    // Only outside entities: the words are letters, digits and underscores.
-    return html.replace(pattern, "<mark>$1</mark>");
+  // Whole identifiers only: "result" marks `result`, not `results` or `get_result`.
+  function termPattern(words) {
+    if (!words.length) return null;
+    const alternatives = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+    return new RegExp(`(?<![A-Za-z0-9_])(${alternatives})(?![A-Za-z0-9_])`, "gi");
+  }
+
+  // A line as text nodes with its matches in <mark> (nothing is parsed as HTML).
+  function markedLine(text, pattern) {
+    const line = el("span", { class: "line" });
+    if (!pattern || !text) { line.textContent = text || " "; return line; }
+    text.split(pattern).forEach((part, index) => {
+      if (!part) return;
+      line.append(index % 2 ? el("mark", { text: part }) : document.createTextNode(part));
+    });
+    return line;
+  }
+
+  // The line of the chunk that matches the query best: the most different terms, then the
+  // most matches, then the first; null when no line matches. The server's own `line` wins
+  // when it gives one.
+  function bestLine(hit, lines, pattern) {
+    if (Number.isInteger(hit.line) && hit.line >= hit.start_line && hit.line <= hit.end_line) return hit.line;
+    let best = null;
+    let bestScore = 0;
+    lines.forEach((text, index) => {
+      const found = pattern ? text.match(pattern) || [] : [];
+      const score = new Set(found.map((m) => m.toLowerCase())).size * 1000 + found.length;
+      if (score > bestScore) { best = hit.start_line + index; bestScore = score; }
+    });
+    return best;
   }
 
   function hitView(hit, words) {
-    const link = `/ui/files?path=${encodeURIComponent(hit.path)}&line=${hit.start_line}`;
+    const pattern = termPattern(words);
     const lines = hit.content.split("\n");
-    const gutter = el("div", { class: "gutter" }, lines.map((_, i) => el("span", { class: "line", text: String(hit.start_line + i) })));
-    const source = el("div", { class: "src" });
-    source.innerHTML = lines.map((line) => `<span class="line">${marked(line, words) || " "}</span>`).join("");
+    const best = bestLine(hit, lines, pattern);
+    const line = best || hit.start_line;
+    const link = `/ui/files?path=${encodeURIComponent(hit.path)}#L${line}`;
+    const gutter = el("div", { class: "gutter" }, lines.map((_, i) => el("span", {
+      class: "line" + (hit.start_line + i === best ? " best" : ""), text: String(hit.start_line + i) })));
+    const source = el("div", { class: "src" }, lines.map((text, i) => {
+      const view = markedLine(text, pattern);
+      if (hit.start_line + i === best) view.classList.add("best");
+      view.dataset.line = hit.start_line + i;
+      return view;
+    }));
     return el("article", { class: "hit" },
-      el("header", {}, el("a", { href: link, class: "mono", text: `${hit.path}:${hit.start_line}` }),
+      el("header", {}, el("a", { href: link, class: "mono", text: `${hit.path}:${line}`, title: `Open ${hit.path} at line ${line}` }),
         hit.symbol ? el("code", { text: hit.symbol }) : null,
         el("span", { class: "muted small", text: `lines ${hit.start_line}–${hit.end_line} · score ${hit.score.toFixed(3)}` })),
       el("pre", { class: "numbered mono" }, gutter, source));
