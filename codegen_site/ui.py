@@ -17,6 +17,7 @@ from django.urls import reverse
 from drf_spectacular.generators import SchemaGenerator
 
 from codegen_site.core import config as app_config
+from codegen_site.core import workspace
 from codegen_site.llm import get_llm
 
 # (url name, label) of the pages in the navigation, in order.
@@ -76,11 +77,14 @@ def endpoints() -> list[tuple[str, str, str]]:
 
 @login_required_with_token
 async def index(request):
-    """The landing page: LLM status, the pages, the endpoint list."""
+    """The landing page, a first-run path: the workspace in use and how to change it, Index and
+    Analyse with their state, @codebase; then the pages and the endpoint list."""
     health = await get_llm().health()
     # Built once per process, off the event loop (it inspects every view).
     listing = await sync_to_async(endpoints, thread_sensitive=False)()
-    return render(request, "index.html", page_context(request, "index", health=health, endpoints=listing))
+    # The same folder GET /config reports as workspace.root.
+    return render(request, "index.html", page_context(request, "index", health=health, endpoints=listing,
+                                                      workspace_root=str(workspace.root())))
 
 
 chat = page("ui/chat.html", "ui-chat")
