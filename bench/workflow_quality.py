@@ -148,12 +148,11 @@ def reseed(task: dict) -> None:
     call's seed from the one before, so without this a change in one task's number of calls
     would change the programs sampled for every later task, and two runs of the bench would
     differ by more than the code they compare."""
-    from codegen_site.core.config import get_config
     from codegen_site.llm.providers import EmbeddedProvider
 
-    provider = EmbeddedProvider(get_config()["embedded"])
+    provider = EmbeddedProvider()
     if provider.available():
-        provider._load().set_seed(zlib.crc32(task["name"].encode()))
+        provider.load().set_seed(zlib.crc32(task["name"].encode()))
 
 
 async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
