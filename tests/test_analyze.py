@@ -381,12 +381,11 @@ def test_llm_error_for_a_file_is_reported_not_fatal(client, tree, ollama, set_co
     assert "absent" in llm["note"]
 
 
-def test_unreachable_llm_is_503_only_when_asked_for(client, tree, set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+def test_unreachable_llm_is_503_only_when_asked_for(client, tree, llm_unreachable):
     assert analyze(client, path="pkg", include_linter=False).status_code == 200
     response = analyze(client, path="pkg", include_linter=False, use_llm=True)
     assert response.status_code == 503
-    assert f"127.0.0.1:{unused_port}" in response.json()["detail"]
+    assert llm_unreachable.removeprefix("http://") in response.json()["detail"]
 
 
 def test_reports_are_stored_listed_and_paged(client, tree):

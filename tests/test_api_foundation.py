@@ -16,8 +16,7 @@ def test_health_reports_ollama_when_it_answers(client, ollama):
     assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True}
 
 
-def test_health_reports_unavailable_ollama_without_failing(client, set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+def test_health_reports_unavailable_ollama_without_failing(client, llm_unreachable):
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["llm_available"] is False
@@ -30,8 +29,8 @@ def test_health_probe_is_cached(client, ollama):
     assert len(probes) == 1
 
 
-def test_health_auto_without_ollama_is_embedded(client, set_config, unused_port):
-    set_config({"llm": {"provider": "auto"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+def test_health_auto_without_ollama_is_embedded(client, set_config, llm_unreachable):
+    set_config({"llm": {"provider": "auto"}})
     body = client.get("/health").json()
     assert body["llm_provider"] == "embedded"
     assert body["llm_available"] is True  # the bundled model is installed with the project
@@ -41,11 +40,10 @@ def test_models_lists_provider_models(client, lm_studio):
     assert client.get("/models").json() == lm_studio.models
 
 
-def test_models_with_llm_down_is_503_detail(client, set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"}, "ollama": {"host": f"http://127.0.0.1:{unused_port}"}})
+def test_models_with_llm_down_is_503_detail(client, llm_unreachable):
     response = client.get("/models")
     assert response.status_code == 503
-    assert f"127.0.0.1:{unused_port}" in response.json()["detail"]
+    assert llm_unreachable.removeprefix("http://") in response.json()["detail"]
 
 
 def test_models_upstream_error_is_502(client, ollama):

@@ -402,12 +402,11 @@ def test_queue_api_refuses_bad_input_and_reports_its_state(client, ws, set_confi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_llm_down(ws, set_config, unused_port):
+def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_llm_down(ws, set_config,
+                                                                                          llm_unreachable):
     from improve.tasks import process_task
 
-    set_config({"improve_queue": {"start_cluster": False},
-                "llm": {"provider": "ollama"},
-                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
+    set_config({"improve_queue": {"start_cluster": False}})
     (ws / "calc.py").write_text(ORIGINAL)
     task = ImprovementTask.objects.create(file_path="calc.py", issue=ISSUE, options={"auto_write": True})
 
@@ -418,19 +417,17 @@ def test_worker_function_skips_when_stopped_or_taken_and_fails_a_task_with_the_l
     outcome = process_task(str(task.pk))
     task.refresh_from_db()
     assert task.status == "failed" and task.attempts == 1 and task.progress == 1.0
-    assert outcome == task.error and f"127.0.0.1:{unused_port}" in task.error
+    assert outcome == task.error and llm_unreachable.removeprefix("http://") in task.error
     assert (ws / "calc.py").read_text() == ORIGINAL
     assert process_task(str(task.pk)) == "not pending (taken, finished or cancelled)"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_retried_task_whose_file_was_already_written_completes_without_running_again(ws, set_config, unused_port):
+def test_a_retried_task_whose_file_was_already_written_completes_without_running_again(ws, llm_unreachable):
     from files_app import services as files
     from improve.services.apply import sha256_text
     from improve.tasks import process_task
 
-    set_config({"llm": {"provider": "ollama"},
-                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
     (ws / "calc.py").write_text(ORIGINAL)
     # the previous worker validated the proposal and wrote it, then was killed before finishing
     run = ImprovementRun.objects.create(file_path="calc.py", issue=ISSUE, original_sha256=sha256_text(ORIGINAL),

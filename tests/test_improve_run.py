@@ -166,9 +166,7 @@ def test_apply_of_an_unknown_or_failed_run(client, project, ollama):
     assert apply(client, run_id).status_code == 409
 
 
-def test_llm_down_is_503_and_nothing_is_written(client, project, set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"},
-                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
+def test_llm_down_is_503_and_nothing_is_written(client, project, llm_unreachable):
     response = improve(client)
     assert response.status_code == 503, response.content
     assert "detail" in response.json()
@@ -199,9 +197,7 @@ def test_stream_reports_steps_validation_and_done(client, project, ollama):
     assert (project / "calc.py").read_text() == BETTER
 
 
-def test_stream_with_llm_down_ends_with_an_error_event(client, project, set_config, unused_port):
-    set_config({"llm": {"provider": "ollama"},
-                "ollama": {"host": f"http://127.0.0.1:{unused_port}", "timeout": 2.0, "connect_timeout": 0.5}})
+def test_stream_with_llm_down_ends_with_an_error_event(client, project, llm_unreachable):
     events = parse_sse(read_stream(improve(client, stream=True)))
     assert events[-1][0] == "error" and events[-1][1]["status"] == 503
     assert (project / "calc.py").read_text() == ORIGINAL
