@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from codegen_site.core import config as app_config
@@ -98,3 +100,23 @@ def llm_unreachable(set_config, unused_port):
     set_config({"llm": {"provider": "ollama"},
                 "ollama": {"host": address, "timeout": 2.0, "connect_timeout": 0.5}})
     return address
+
+
+@pytest.fixture
+def ws(tmp_path, settings) -> Path:
+    """The workspace root for one test; its data dir sits beside it (tmp_path/data)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    settings.WORKSPACE_ROOT = root
+    settings.DATA_DIR = tmp_path / "data"
+    settings.DATA_DIR.mkdir()
+    return root
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A directory beside the workspace holding a file no client may reach."""
+    directory = tmp_path / "outside"
+    directory.mkdir()
+    (directory / "secret.txt").write_text("SECRET\n")
+    return directory

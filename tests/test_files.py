@@ -20,7 +20,7 @@ from codegen_site.core.errors import BadInput
 from files_app import selectors, services
 from files_app.models import Backup
 from files_app.services import store
-from tests.files_helpers import read, restore, write, ws_fixture  # noqa: F401
+from tests.files_helpers import read, restore, write
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 

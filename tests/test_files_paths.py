@@ -15,7 +15,7 @@ from django.db import connection
 from codegen_site.core import workspace
 from files_app import services
 from files_app.models import Backup
-from tests.files_helpers import assert_refused, listing, outside_fixture, read, write, ws_fixture  # noqa: F401
+from tests.files_helpers import assert_refused, listing, read, write
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 

@@ -20,7 +20,6 @@ from files_app.models import Backup
 from improve.models import ImprovementRun, ImprovementTask, QueueState
 from improve.services import lease
 from tests.fakes.llm_server import Turn
-from tests.files_helpers import ws_fixture  # noqa: F401
 from tests.live_server import ROOT
 from tests.polling import wait_for
 from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced

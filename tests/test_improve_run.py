@@ -10,7 +10,6 @@ from asgiref.sync import async_to_sync
 from files_app.models import Backup
 from improve.models import ImprovementRun
 from tests.fakes.llm_server import Turn
-from tests.files_helpers import ws_fixture  # noqa: F401
 from tests.sse import parse_sse
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
