@@ -32,7 +32,7 @@ def statuses() -> list[str]:
 
 
 @pytest.fixture
-def project(tmp_path):
+def modules(tmp_path):
     ws = tmp_path / "ws"
     ws.mkdir()
     for index in range(20):
@@ -41,13 +41,13 @@ def project(tmp_path):
 
 
 @pytest.fixture
-def queue_server(live_asgi, fake_llm, project):
-    """A server (and so a managed qcluster) pointed at the scripted LLM and the project."""
+def queue_server(live_asgi, fake_llm, modules):
+    """A server (and so a managed qcluster) pointed at the scripted LLM and the twenty modules."""
     fake_llm.responder = lambda request: Turn(content=fenced(BETTER))
 
     def start(**extra):
         env = {"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
-               "CODEGEN_WORKSPACE_ROOT": str(project), "CODEGEN_IMPROVE_QUEUE__HEARTBEAT_SECONDS": "1",
+               "CODEGEN_WORKSPACE_ROOT": str(modules), "CODEGEN_IMPROVE_QUEUE__HEARTBEAT_SECONDS": "1",
                **{key: str(value) for key, value in extra.items()}}
         return live_asgi(env)
 
@@ -93,7 +93,7 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def test_add_three_start_all_completed_with_backups_then_clear(queue_server, project, fake_llm):
+def test_add_three_start_all_completed_with_backups_then_clear(queue_server, modules, fake_llm):
     server = queue_server()
     ids = [add(server, f"mod_{index}.py") for index in range(3)]
     before = status(server)
@@ -113,7 +113,7 @@ def test_add_three_start_all_completed_with_backups_then_clear(queue_server, pro
         task = httpx.get(server.url + f"/improve/queue/task/{task_id}").json()
         assert task["status"] == "completed" and task["progress"] == 1.0 and task["attempts"] == 1
         assert task["result"]["success"] is True and task["result"]["backup_path"]
-        assert (project / f"mod_{index}.py").read_text() == BETTER
+        assert (modules / f"mod_{index}.py").read_text() == BETTER
     assert Backup.objects.filter(reason="improve").count() == 3
     assert ImprovementRun.objects.count() == 3 and len(fake_llm.chat_requests) == 3
     assert ImprovementTask.objects.filter(run__isnull=False).count() == 3
@@ -149,7 +149,7 @@ def test_stop_lets_the_running_task_finish_and_starts_no_other(queue_server, fak
     wait_for(lambda: statuses() == ["completed"] * 3, what="the rest after start")
 
 
-def test_pending_tasks_survive_a_server_restart(queue_server, project):
+def test_pending_tasks_survive_a_server_restart(queue_server, modules):
     first = queue_server()
     for index in range(2):
         add(first, f"mod_{index}.py")
@@ -167,10 +167,10 @@ def test_pending_tasks_survive_a_server_restart(queue_server, project):
     queue_server()
     wait_for(lambda: ImprovementTask.objects.get(pk=third_task.pk).status == "completed",
              what="the pending task after a restart of a started queue")
-    assert (project / "mod_2.py").read_text() == BETTER
+    assert (modules / "mod_2.py").read_text() == BETTER
 
 
-def test_a_worker_killed_mid_task_leaves_the_task_retried(queue_server, fake_llm, project):
+def test_a_worker_killed_mid_task_leaves_the_task_retried(queue_server, fake_llm, modules):
     calls = []
 
     def responder(request):
@@ -194,7 +194,7 @@ def test_a_worker_killed_mid_task_leaves_the_task_retried(queue_server, fake_llm
     task.refresh_from_db()
     assert task.attempts == 2 and task.status == "completed"
     assert "stopped renewing its lease" not in (task.error or "")  # a completed task carries no error
-    assert (project / "mod_0.py").read_text() == BETTER
+    assert (modules / "mod_0.py").read_text() == BETTER
     assert Backup.objects.filter(reason="improve").count() == 1
 
 
@@ -268,7 +268,7 @@ def redis_available() -> bool:
         return False
 
 
-def test_on_redis_two_worker_processes_process_twenty_tasks_each_once(live_asgi, fake_llm, project):
+def test_on_redis_two_worker_processes_process_twenty_tasks_each_once(live_asgi, fake_llm, modules):
     if not redis_available():
         pytest.fail("Redis is not running on 127.0.0.1:6379")
     from django.db import connection
@@ -276,7 +276,7 @@ def test_on_redis_two_worker_processes_process_twenty_tasks_each_once(live_asgi,
     fake_llm.responder = lambda request: Turn(content=fenced(BETTER))
     cluster_name = f"improve-test-{uuid.uuid4().hex[:8]}"
     env = {"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url,
-           "CODEGEN_WORKSPACE_ROOT": str(project), "CODEGEN_IMPROVE_QUEUE__REDIS_URL": "redis://127.0.0.1:6379/0",
+           "CODEGEN_WORKSPACE_ROOT": str(modules), "CODEGEN_IMPROVE_QUEUE__REDIS_URL": "redis://127.0.0.1:6379/0",
            "CODEGEN_IMPROVE_QUEUE__CLUSTER_NAME": cluster_name, "CODEGEN_IMPROVE_QUEUE__START_CLUSTER": "false"}
     server = live_asgi(env)
     workers = []

@@ -35,7 +35,7 @@ def fenced(code: str) -> str:
 
 
 @pytest.fixture
-def project(ws):
+def calc_project(ws):
     (ws / "calc.py").write_text(ORIGINAL)
     (ws / "tests").mkdir()
     (ws / "tests" / "test_calc.py").write_text(COVERING_TESTS)
@@ -59,14 +59,14 @@ def read_stream(response) -> str:
     return async_to_sync(collect)().decode()
 
 
-def test_passes_first_time_and_is_written_with_a_backup(client, project, ollama):
+def test_passes_first_time_and_is_written_with_a_backup(client, calc_project, ollama):
     ollama.script(Turn(content=fenced(BETTER)))
     response = improve(client)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["success"] is True and body["written"] is True and body["error"] is None
     assert body["retries"] == 0 and body["attempts"] == 1
-    assert (project / "calc.py").read_text() == BETTER
+    assert (calc_project / "calc.py").read_text() == BETTER
     backup = Backup.objects.get()
     assert backup.reason == "improve" and body["backup_path"] == backup.stored_path
     assert "the module imports" in body["validation_output"]
@@ -78,11 +78,11 @@ def test_passes_first_time_and_is_written_with_a_backup(client, project, ollama)
     assert run.status == "applied" and run.attempts[0]["passed"] is True
 
 
-def test_fails_validation_then_passes_on_retry_with_the_output_fed_back(client, project, ollama):
+def test_fails_validation_then_passes_on_retry_with_the_output_fed_back(client, calc_project, ollama):
     ollama.script(Turn(content=fenced(SYNTAX_ERROR)), Turn(content=fenced(BETTER)))
     body = improve(client).json()
     assert body["success"] is True and body["retries"] == 1 and body["attempts"] == 2
-    assert (project / "calc.py").read_text() == BETTER
+    assert (calc_project / "calc.py").read_text() == BETTER
     retry_prompt = ollama.chat_requests[1]["messages"][-1]["content"]
     assert "failed validation" in retry_prompt and "SyntaxError" in retry_prompt
     run = ImprovementRun.objects.get(pk=body["run_id"])
@@ -90,26 +90,26 @@ def test_fails_validation_then_passes_on_retry_with_the_output_fed_back(client, 
     assert "Import check failed" in run.attempts[0]["validation_output"]
 
 
-def test_a_change_that_breaks_a_covering_test_is_refused_and_nothing_is_written(client, project, ollama):
+def test_a_change_that_breaks_a_covering_test_is_refused_and_nothing_is_written(client, calc_project, ollama):
     ollama.responder = lambda request: Turn(content=fenced(BREAKS_ADD))
     body = improve(client, max_retries=1).json()
     assert body["success"] is False and body["written"] is False and body["backup_path"] is None
     assert "tests/test_calc.py::test_add" in body["error"]
     assert "broken: tests/test_calc.py::test_add" in body["validation_output"]
     assert "test_mean" not in body["error"]
-    assert (project / "calc.py").read_text() == ORIGINAL
+    assert (calc_project / "calc.py").read_text() == ORIGINAL
     assert not Backup.objects.exists()
     assert len(ollama.chat_requests) == 2
     assert "test_add" in ollama.chat_requests[1]["messages"][-1]["content"]
 
 
-def test_a_change_that_never_passes_stops_after_max_retries(client, project, ollama):
+def test_a_change_that_never_passes_stops_after_max_retries(client, calc_project, ollama):
     ollama.responder = lambda request: Turn(content=fenced(SYNTAX_ERROR))
     body = improve(client, max_retries=2).json()
     assert body["success"] is False and body["retries"] == 2 and body["attempts"] == 3
     assert "after 3 attempt(s)" in body["error"]
     assert len(ollama.chat_requests) == 3
-    assert (project / "calc.py").read_text() == ORIGINAL
+    assert (calc_project / "calc.py").read_text() == ORIGINAL
     assert ImprovementRun.objects.get(pk=body["run_id"]).status == "failed"
 
 
@@ -130,34 +130,34 @@ def test_a_test_importing_the_module_covers_it_whatever_its_name(client, ws, oll
     assert body["success"] is False and "checks_test.py::test_add" in body["error"]
 
 
-def test_proposal_then_apply_then_apply_again_conflicts(client, project, ollama):
+def test_proposal_then_apply_then_apply_again_conflicts(client, calc_project, ollama):
     ollama.script(Turn(content=fenced(BETTER)))
     body = improve(client, auto_write=False).json()
     assert body["success"] is True and body["written"] is False and body["status"] == "proposed"
     assert body["proposed_content"] == BETTER and "+    return sum(values)" in body["diff"]
-    assert (project / "calc.py").read_text() == ORIGINAL and not Backup.objects.exists()
+    assert (calc_project / "calc.py").read_text() == ORIGINAL and not Backup.objects.exists()
 
     applied = apply(client, body["run_id"])
     assert applied.status_code == 200, applied.content
     assert applied.json()["written"] is True and applied.json()["backup_path"]
-    assert (project / "calc.py").read_text() == BETTER
+    assert (calc_project / "calc.py").read_text() == BETTER
     assert Backup.objects.get().reason == "improve"
     again = apply(client, body["run_id"])
     assert again.status_code == 409 and "applied already" in again.json()["detail"]
 
 
-def test_apply_after_the_file_changed_is_a_conflict_and_keeps_the_change(client, project, ollama):
+def test_apply_after_the_file_changed_is_a_conflict_and_keeps_the_change(client, calc_project, ollama):
     ollama.script(Turn(content=fenced(BETTER)))
     run_id = improve(client, auto_write=False).json()["run_id"]
     edited = ORIGINAL + "\n\nEDITED = True\n"
-    (project / "calc.py").write_text(edited)
+    (calc_project / "calc.py").write_text(edited)
     response = apply(client, run_id)
     assert response.status_code == 409 and "changed since" in response.json()["detail"]
-    assert (project / "calc.py").read_text() == edited
+    assert (calc_project / "calc.py").read_text() == edited
     assert not Backup.objects.exists()
 
 
-def test_apply_of_an_unknown_or_failed_run(client, project, ollama):
+def test_apply_of_an_unknown_or_failed_run(client, calc_project, ollama):
     assert apply(client, "00000000-0000-0000-0000-000000000000").status_code == 404
     assert apply(client, "not-a-uuid").status_code == 400
     ollama.responder = lambda request: Turn(content=fenced(SYNTAX_ERROR))
@@ -165,14 +165,14 @@ def test_apply_of_an_unknown_or_failed_run(client, project, ollama):
     assert apply(client, run_id).status_code == 409
 
 
-def test_llm_down_is_503_and_nothing_is_written(client, project, llm_unreachable):
+def test_llm_down_is_503_and_nothing_is_written(client, calc_project, llm_unreachable):
     response = improve(client)
     assert response.status_code == 503, response.content
     assert "detail" in response.json()
-    assert (project / "calc.py").read_text() == ORIGINAL and not Backup.objects.exists()
+    assert (calc_project / "calc.py").read_text() == ORIGINAL and not Backup.objects.exists()
 
 
-def test_bad_paths_and_bodies(client, project, ollama, tmp_path):
+def test_bad_paths_and_bodies(client, calc_project, ollama, tmp_path):
     assert improve(client, file_path="../outside.py").status_code == 400
     assert improve(client, file_path=str(tmp_path / "elsewhere.py")).status_code == 400
     missing = improve(client, file_path="nope.py")
@@ -183,7 +183,7 @@ def test_bad_paths_and_bodies(client, project, ollama, tmp_path):
     assert ollama.chat_requests == []
 
 
-def test_stream_reports_steps_validation_and_done(client, project, ollama):
+def test_stream_reports_steps_validation_and_done(client, calc_project, ollama):
     ollama.script(Turn(content=fenced(SYNTAX_ERROR)), Turn(content=fenced(BETTER)))
     response = improve(client, stream=True)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/event-stream")
@@ -193,13 +193,13 @@ def test_stream_reports_steps_validation_and_done(client, project, ollama):
     validations = [data["passed"] for name, data in events if name == "validation"]
     assert validations == [False, True]
     assert events[-1][0] == "done" and events[-1][1]["success"] is True
-    assert (project / "calc.py").read_text() == BETTER
+    assert (calc_project / "calc.py").read_text() == BETTER
 
 
-def test_stream_with_llm_down_ends_with_an_error_event(client, project, llm_unreachable):
+def test_stream_with_llm_down_ends_with_an_error_event(client, calc_project, llm_unreachable):
     events = parse_sse(read_stream(improve(client, stream=True)))
     assert events[-1][0] == "error" and events[-1][1]["status"] == 503
-    assert (project / "calc.py").read_text() == ORIGINAL
+    assert (calc_project / "calc.py").read_text() == ORIGINAL
 
 
 def test_covering_tests_run_against_a_workspace_copy_with_sibling_modules_and_packages(client, ws, ollama):

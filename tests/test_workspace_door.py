@@ -48,7 +48,7 @@ HIDDEN = sorted(set(PLANTED) - {"app/loader.py"})
 
 
 @pytest.fixture
-def project(settings, set_config):
+def secrets_project(settings, set_config):
     root = Path(settings.WORKSPACE_ROOT) / f"secrets-{uuid.uuid4().hex[:8]}"
     for name, text in PLANTED.items():
         path = root / name
@@ -73,70 +73,70 @@ def leaks(text: str) -> list[str]:
 
 # ---------------------------------------------------------------- secrets
 
-def test_secrets_are_neither_listed_read_nor_written_through_the_files_api(client, project):
-    names = listing(client.get("/files/tree", {"path": rel(project), "depth": 4}).json())
+def test_secrets_are_neither_listed_read_nor_written_through_the_files_api(client, secrets_project):
+    names = listing(client.get("/files/tree", {"path": rel(secrets_project), "depth": 4}).json())
     # Hidden by name; a key under an ordinary name is listed (a listing reads no content) but never read.
-    assert names == {rel(project / name) for name in ("app", "app/loader.py", "sub", "deploy", "deploy/deploy_key",
+    assert names == {rel(secrets_project / name) for name in ("app", "app/loader.py", "sub", "deploy", "deploy/deploy_key",
                                                       "keys.py")}
     for name in HIDDEN:
-        response = client.get("/files/read", {"path": rel(project / name)})
+        response = client.get("/files/read", {"path": rel(secrets_project / name)})
         assert_refused(response)
         assert "off limits" in response.json()["detail"], name
         assert not leaks(response.content.decode())
     for name in ("id_rsa", ".netrc", "x/.aws/config", "deploy.key", ".git-credentials", ".env.production"):
-        assert_refused(write(client, rel(project / "new" / name), "x"))
-    assert not (project / "new").exists()
+        assert_refused(write(client, rel(secrets_project / "new" / name), "x"))
+    assert not (secrets_project / "new").exists()
 
 
-def test_secrets_are_in_no_search_result(client, project):
-    reply = client.post(f"/rag/index?path={rel(project)}")
+def test_secrets_are_in_no_search_result(client, secrets_project):
+    reply = client.post(f"/rag/index?path={rel(secrets_project)}")
     assert reply.status_code == 200, reply.content
     assert reply.json()["files"] == 1  # app/loader.py alone
     for mode in ("hybrid", "vector", "lexical"):
         for query in (f"API_KEY {API_KEY}", "OPENSSH PRIVATE KEY", f"machine login password {NETRC_PASSWORD}",
                       "DEPLOY_KEY"):
             results = post(client, "/rag/search", {"query": query, "mode": mode, "limit": 20}).json()
-            assert {result["path"] for result in results} <= {rel(project / "app/loader.py")}, (mode, query)
+            assert {result["path"] for result in results} <= {rel(secrets_project / "app/loader.py")}, (mode, query)
             assert not leaks(json.dumps(results)), (mode, query)
 
 
-def test_an_index_built_before_the_rules_shows_no_secret(client, project):
+def test_an_index_built_before_the_rules_shows_no_secret(client, secrets_project):
     """Chunks of a secret file already in the index (an index from an older version) never come back."""
-    rag.index_path(rel(project))
+    rag.index_path(rel(secrets_project))
     indexer_rows = IndexedFile.objects.count()
     assert indexer_rows == 1
     collection = store.existing_collection()
     collection.add(ids=["old-env"], documents=[f"API_KEY={API_KEY}"],
                    embeddings=[[0.0] * len(collection.get(limit=1, include=["embeddings"])["embeddings"][0])],
-                   metadatas=[{"path": rel(project / "sub/.env.local"), "start_line": 1, "end_line": 1,
+                   metadatas=[{"path": rel(secrets_project / "sub/.env.local"), "start_line": 1, "end_line": 1,
                                "symbol": ""}])
     results = post(client, "/rag/search", {"query": "API_KEY", "mode": "vector", "limit": 20}).json()
     assert results and not leaks(json.dumps(results))
 
 
 @pytest.mark.django_db(transaction=True)
-def test_secrets_never_reach_the_model_through_codebase_chat(client, project, ollama, set_config):
+def test_secrets_never_reach_the_model_through_codebase_chat(client, secrets_project, ollama, set_config):
     set_config({"embeddings": {"provider": "ollama", "model": "nomic-embed-text"}})
-    rag.index_path(rel(project))
+    rag.index_path(rel(secrets_project))
     ollama.script(Turn(content="It reads API_KEY from the environment."))
     reply = post(client, "/chat", {"message": f"@codebase where is API_KEY {API_KEY[:7]} or the deploy key set?"})
     assert reply.status_code == 200, reply.content
     sources = {source["path"] for source in reply.json()["sources"]}
-    assert sources == {rel(project / "app/loader.py")}
+    assert sources == {rel(secrets_project / "app/loader.py")}
     prompt = json.dumps(ollama.chat_requests[-1]["messages"])
     assert "def api_key" in prompt and not leaks(prompt)
 
 
-def test_the_analysis_reads_no_secret(client, project):
-    reply = post(client, "/improve/analyze", {"path": rel(project)})
+def test_the_analysis_reads_no_secret(client, secrets_project):
+    reply = post(client, "/improve/analyze", {"path": rel(secrets_project)})
     assert reply.status_code == 200, reply.content
     body = reply.json()
     assert not leaks(json.dumps(body))
     analysed = {issue["file"] for issue in body["issues"]}
     # keys.py is a Python file holding a private key: named as unreadable, its content never read
-    assert analysed <= {rel(project / "app/loader.py"), rel(project / "keys.py")}
-    assert [issue["message"] for issue in body["issues"] if issue["file"] == rel(project / "keys.py")] == \
-        [f"Cannot read file: Path is off limits (it holds a private key): {rel(project / 'keys.py')}"]
+    assert analysed <= {rel(secrets_project / "app/loader.py"), rel(secrets_project / "keys.py")}
+    assert [issue["message"] for issue in body["issues"] if issue["file"] == rel(secrets_project / "keys.py")] == \
+        [f"Cannot read file: Path is off limits (it holds a private key): {rel(secrets_project / 'keys.py')}"]
 
 
 # ---------------------------------------------------------------- symlink swaps
@@ -146,18 +146,18 @@ INSIDE = "VALUE = 1\n"
 
 
 @pytest.fixture
-def swapper(project, tmp_path):
-    """A thread that keeps replacing project/victim.py by a symlink to a file outside the
+def swapper(secrets_project, tmp_path):
+    """A thread that keeps replacing secrets_project/victim.py by a symlink to a file outside the
     workspace and back, each swap an atomic rename, until stopped."""
     outside = tmp_path / "outside.py"
     outside.write_text(OUTSIDE)
-    victim = project / "victim.py"
+    victim = secrets_project / "victim.py"
     victim.write_text(INSIDE)
     stop = threading.Event()
     swaps = []
 
     def swap():
-        link, plain = project / ".swap-link", project / ".swap-file"
+        link, plain = secrets_project / ".swap-link", secrets_project / ".swap-file"
         while not stop.is_set():
             link.unlink(missing_ok=True)
             link.symlink_to(outside)
@@ -174,9 +174,9 @@ def swapper(project, tmp_path):
     assert swaps, "the swapping thread never ran"
 
 
-def test_indexing_while_a_file_is_swapped_for_a_link_never_reads_the_target(client, project, swapper):
+def test_indexing_while_a_file_is_swapped_for_a_link_never_reads_the_target(client, secrets_project, swapper):
     for _ in range(15):
-        reply = client.post(f"/rag/index?path={rel(project)}")
+        reply = client.post(f"/rag/index?path={rel(secrets_project)}")
         assert reply.status_code == 200, reply.content
         results = post(client, "/rag/search", {"query": "LEAKED undefined_leak_name root bash", "mode": "lexical",
                                                "limit": 20}).json()
@@ -185,18 +185,18 @@ def test_indexing_while_a_file_is_swapped_for_a_link_never_reads_the_target(clie
     assert not any("root:x:0:0" in text for text in contents)
 
 
-def test_analysing_while_a_file_is_swapped_for_a_link_never_reads_the_target(client, project, swapper):
+def test_analysing_while_a_file_is_swapped_for_a_link_never_reads_the_target(client, secrets_project, swapper):
     for _ in range(15):
-        reply = post(client, "/improve/analyze", {"path": rel(project)})
+        reply = post(client, "/improve/analyze", {"path": rel(secrets_project)})
         assert reply.status_code == 200, reply.content
         text = json.dumps(reply.json())
         assert "undefined_leak_name" not in text and "root:x:0:0" not in text
 
 
-def test_listing_while_a_file_is_swapped_for_a_link_never_shows_the_target(client, project, swapper):
+def test_listing_while_a_file_is_swapped_for_a_link_never_shows_the_target(client, secrets_project, swapper):
     kinds = set()
     for _ in range(200):
-        tree = client.get("/files/tree", {"path": rel(project), "depth": 1}).json()
+        tree = client.get("/files/tree", {"path": rel(secrets_project), "depth": 1}).json()
         (victim,) = [node for node in tree["children"] if node["name"] == "victim.py"] or [None]
         if victim is None:
             continue  # between the two renames of a swap
