@@ -311,6 +311,8 @@ const CG = (function () {
       document.getElementById("status-available").textContent = health.llm_available ? "available" : "not answering";
       dot.dataset.state = health.llm_available ? "ok" : "bad";
       document.getElementById("status").dataset.provider = health.llm_provider;
+      // Not logged in yet (the login page): /config would only answer 401.
+      if (document.body.dataset.loggedOut !== undefined) return;
       if (!force && Date.now() - modelReadAt < 30000) return;
       modelReadAt = Date.now();
       try {
