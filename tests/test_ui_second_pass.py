@@ -400,7 +400,8 @@ def test_search_links_the_best_line_and_marks_whole_words_only(ui, server, width
     # The line matching the most of the query's words is the one linked and marked.
     link = hit.first.locator("header a")
     check(link).to_have_text("pkg/maths.py:10")
-    check(hit.first.locator(".src .line.best")).to_have_text("    return result")
+    check(hit.first.locator(".hit-lines .line.best")).to_have_text("    return result")
+    check(hit.first.locator(".hit-lines .n.best")).to_have_text("10")
     # Marks are the query's words as whole identifiers: never a stop-word, never inside a word.
     marks = ui.locator("#hits mark").all_inner_texts()
     assert marks and {mark.lower() for mark in marks} <= {"result", "factorial", "returned", "return"}, marks
@@ -409,6 +410,7 @@ def test_search_links_the_best_line_and_marks_whole_words_only(ui, server, width
         const after = (m.nextSibling && m.nextSibling.textContent) || '';
         return /[A-Za-z0-9_]$/.test(before) || /^[A-Za-z0-9_]/.test(after); }).map(m => m.parentNode.textContent)""")
     assert not inside, f"marks inside other words: {inside}"
+    assert ui.evaluate(NO_CUT_LINES, "#hits .hit-lines .line"), "a chunk's line is cut"
     screenshot(ui, "search-best-line")
     link.click()
     check(ui.locator("#file-path")).to_have_text("pkg/maths.py")

@@ -107,19 +107,20 @@
     const best = bestLine(hit, lines, pattern);
     const line = best || hit.start_line;
     const link = `/ui/files?path=${encodeURIComponent(hit.path)}#L${line}`;
-    const gutter = el("div", { class: "gutter" }, lines.map((_, i) => el("span", {
-      class: "line" + (hit.start_line + i === best ? " best" : ""), text: String(hit.start_line + i) })));
-    const source = el("div", { class: "src" }, lines.map((text, i) => {
+    // One grid row per line (number, text): a long line wraps and its number stays beside it.
+    const rows = lines.flatMap((text, i) => {
+      const number = hit.start_line + i;
+      const mark = number === best ? " best" : "";
       const view = markedLine(text, pattern);
-      if (hit.start_line + i === best) view.classList.add("best");
-      view.dataset.line = hit.start_line + i;
-      return view;
-    }));
+      view.className += mark;
+      view.dataset.line = number;
+      return [el("span", { class: "n" + mark, "aria-hidden": "true", text: String(number) }), view];
+    });
     return el("article", { class: "hit" },
       el("header", {}, el("a", { href: link, class: "mono", text: `${hit.path}:${line}`, title: `Open ${hit.path} at line ${line}` }),
         hit.symbol ? el("code", { text: hit.symbol }) : null,
         el("span", { class: "muted small", text: `lines ${hit.start_line}–${hit.end_line} · score ${hit.score.toFixed(3)}` })),
-      el("pre", { class: "numbered mono" }, gutter, source));
+      el("pre", { class: "hit-lines mono" }, rows));
   }
 
   async function search(event) {
