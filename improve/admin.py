@@ -3,7 +3,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from improve.models import AnalysisReport, FileAnalysis, ImprovementRun, ImprovementTask
+from improve.models import AnalysisReport, FileAnalysis, ImprovementRun, ImprovementTask, ProjectChange
 from improve.services import queue
 
 
@@ -111,3 +111,11 @@ class ImprovementRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(ProjectChange)
+class ProjectChangeAdmin(admin.ModelAdmin):
+    list_display = ("instruction", "state", "branch", "applied_branch", "created_at")
+    list_filter = ("state", "git")
+    search_fields = ("instruction", "branch")
+    readonly_fields = ("id", "created_at", "finished_at", "applied_at", "undone_at")

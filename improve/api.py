@@ -16,10 +16,14 @@ from improve import selectors
 from improve.serializers import (
     AnalyzeRequestSerializer,
     AnalyzeResponseSerializer,
+    ChangeApplyRequestSerializer,
+    ChangeQueueRequestSerializer,
+    ChangeRequestSerializer,
     ImproveApplyRequestSerializer,
     ImprovementRunResultSerializer,
     ImproveRunRequestSerializer,
     ImproveRunResponseSerializer,
+    ProjectChangeSerializer,
     QueueAddRequestSerializer,
     QueueAddResponseSerializer,
     QueueClearSerializer,
@@ -33,7 +37,7 @@ from improve.serializers import (
     ReportListQuerySerializer,
     ReportSummarySerializer,
 )
-from improve.services import analysis, apply, feed, proposal, queue
+from improve.services import analysis, apply, change, change_apply, feed, proposal, queue
 
 ANALYZE_DESCRIPTION = (
     "Python files under `path` (a file or a directory; .gitignore, .venv, node_modules, .git and the "
@@ -210,3 +214,97 @@ class QueueEventsView(AsyncAPIView):
         summary="Live task updates for the UI (server-sent events)")
     async def get(self, request):
         return sse_response(sse_stream(_queue_feed(feed.queue_events())))
+
+
+# --- project changes ---------------------------------------------------------------------
+
+CHANGE_DESCRIPTION = (
+    "Change the project as `instruction` says, across several files: the context (the named `paths`, the "
+    "files defining the names the instruction mentions, their imports and importers, within "
+    "improve_change.context_chars), the model's edits (whole files for short files, search/replace blocks for "
+    "long ones, applied tolerantly; a block that does not apply goes back to the model), proof in the sandbox "
+    "(every changed module imports; the tests covering the changed modules and their importers, and the changed "
+    "tests, run before and after; a test green before and red after, a new test that fails, or a new ruff "
+    "error refuses the change), repairs up to `max_repairs`. Nothing is written: the result is `state: "
+    "proposed` with each file's diff and hunks and the evidence (per-test outcomes before and after); in a "
+    "git workspace also a commit on its own branch `codegen/<id>`. `auto_apply: true` applies it at once. "
+    "A refused change (`state: refused`) writes nothing and leaves no branch. With `?stream=true` the reply "
+    "is `text/event-stream`: `step` ({step: context|generate|apply|validate|repair|commit|apply_change, "
+    "attempt}), `plan` ({change_id, context, left_out, symbols, git}), `edit` ({attempt, applied, path, format, "
+    "status} or {attempt, applied: false, error}), `validation` ({attempt, passed, output, broken_tests, "
+    "tests, ruff}), then `done` (the JSON reply) or `error` ({detail, status})."
+)
+
+
+async def _change_events(events):
+    async for event, data in events:
+        yield event, ProjectChangeSerializer(data).data if event == "done" else data
+
+
+class ChangeView(AsyncAPIView):
+    throttle_classes = [ApiRateThrottle, LLMRateThrottle]
+    streams = True
+
+    @extend_schema(
+        request=ChangeRequestSerializer,
+        parameters=[StreamFlagSerializer],
+        responses={(200, "application/json"): OpenApiResponse(ProjectChangeSerializer,
+                                                               description=CHANGE_DESCRIPTION),
+                   (200, "text/event-stream"): event_stream(["step", "plan", "edit", "validation", "done", "error"],
+                                                            CHANGE_DESCRIPTION),
+                   **ERRORS},
+        summary="Change several files from one instruction: proven by the project's tests, kept on a branch",
+    )
+    async def post(self, request):
+        query = StreamFlagSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        serializer = ChangeRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        options = {"max_repairs": data.get("max_repairs"), "auto_apply": data["auto_apply"]}
+        if query.validated_data["stream"]:
+            return sse_response(sse_stream(_change_events(change.change_events(
+                data["instruction"], data["paths"], **options))))
+        result = await change.run_change(data["instruction"], data["paths"], **options)
+        return Response(ProjectChangeSerializer(result).data)
+
+
+class ChangeDetailView(APIView):
+    @extend_schema(responses={200: ProjectChangeSerializer, 404: ErrorSerializer}, summary="One project change")
+    def get(self, request, change_id):
+        return Response(ProjectChangeSerializer(change_apply.get_change(change_id)).data)
+
+
+class ChangeApplyView(APIView):
+    @extend_schema(request=ChangeApplyRequestSerializer,
+                   responses={200: ProjectChangeSerializer, 400: ErrorSerializer, 404: ErrorSerializer,
+                              409: ErrorSerializer},
+                   summary="Apply a proposed change (or some of its files) onto the user's branch or files; "
+                           "409 when a file changed since the proposal")
+    def post(self, request, change_id):
+        serializer = ChangeApplyRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = change_apply.apply_change(change_id, serializer.validated_data["files"] or None)
+        return Response(ProjectChangeSerializer(result).data)
+
+
+class ChangeUndoView(APIView):
+    @extend_schema(request=None, responses={200: ProjectChangeSerializer, 404: ErrorSerializer,
+                                            409: ErrorSerializer},
+                   summary="Undo an applied change in one step (git: revert; else every backup); 409 when later "
+                           "work depends on it")
+    def post(self, request, change_id):
+        return Response(ProjectChangeSerializer(change_apply.undo_change(change_id)).data)
+
+
+class QueueChangeView(APIView):
+    @extend_schema(request=ChangeQueueRequestSerializer,
+                   responses={201: QueueAddResponseSerializer, 400: ErrorSerializer},
+                   summary="Queue a project change (runs once the queue is started; the task's result is the change)")
+    def post(self, request):
+        serializer = ChangeQueueRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        task = queue.add_change_task(data["instruction"], data["paths"],
+                                     {"max_repairs": data.get("max_repairs"), "auto_apply": data["auto_apply"]})
+        return Response(QueueAddResponseSerializer(task).data, status=201)

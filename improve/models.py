@@ -153,3 +153,52 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return "accepting" if self.accepting else "stopped"
+
+
+class ProjectChange(models.Model):
+    """A change to the user's project from one instruction (POST /improve/change): the files it
+    changes, their diff, the evidence that proved it, and, in a git workspace, its own branch
+    `codegen/<id>` and commit; applied onto the user's branch or files later, undone in one step."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PROPOSED = "proposed"    # proven; on its branch (git) or kept (no git) until applied
+        REFUSED = "refused"      # not proven within the repair budget: nothing written, no branch
+        FAILED = "failed"        # stopped by an error
+        APPLIED = "applied"
+        UNDONE = "undone"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instruction = models.TextField()
+    paths = models.JSONField(default=list)          # the paths the request named
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING, db_index=True)
+    # [{path, status: added|modified, original_sha256, original, proposed, diff, format}]
+    files = models.JSONField(default=list)
+    diff = models.TextField(blank=True)
+    # {context: [...], attempts: [...], tests: {before, after}, ruff, timings}
+    evidence = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    max_repairs = models.PositiveIntegerField(default=2)
+    # git: the repository's branch and commit the change was built on, its own branch and commit,
+    # and once applied the user's branch and the commit that carries it there (undo reverts it)
+    git = models.BooleanField(default=False)
+    base_commit = models.CharField(max_length=64, blank=True)
+    branch = models.CharField(max_length=255, blank=True)
+    commit = models.CharField(max_length=64, blank=True)
+    applied_branch = models.CharField(max_length=255, blank=True)
+    applied_commit = models.CharField(max_length=64, blank=True)
+    undo_commit = models.CharField(max_length=64, blank=True)
+    # [{path, backup_id, created}] of the applied files (both set-ups: the writes keep backups)
+    backups = models.JSONField(default=list)
+    applied_files = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.instruction[:60]} ({self.state})"

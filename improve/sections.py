@@ -1,5 +1,5 @@
 """The improve app's settings, typed: one frozen dataclass per config section it reads
-([improve], [improve_run], [improve_queue] in config/default.toml), built by
+([improve], [improve_run], [improve_queue], [improve_change] in config/default.toml), built by
 codegen_site.core.sections once per config version. Code in this app reads these and never
 converts a raw config value itself.
 
@@ -76,6 +76,22 @@ class QueueSettings:
     events_poll_seconds: float
 
 
+@dataclass(frozen=True)
+class ChangeSettings:
+    """[improve_change]: POST /improve/change, a change to several files from one instruction."""
+
+    max_repairs: int
+    max_repairs_limit: int
+    context_chars: int
+    symbol_map_max_files: int
+    whole_file_max_lines: int
+    max_files: int
+    near_match_ratio: float
+    max_tokens: int
+    git_timeout: float
+    ruff_timeout: float
+
+
 def analysis_settings() -> AnalysisSettings:
     return section(AnalysisSettings, "improve")
 
@@ -86,3 +102,7 @@ def run_settings() -> RunSettings:
 
 def queue_settings() -> QueueSettings:
     return section(QueueSettings, "improve_queue")
+
+
+def change_settings() -> ChangeSettings:
+    return section(ChangeSettings, "improve_change")

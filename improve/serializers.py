@@ -3,12 +3,14 @@ body, the live feed's events and a queued task's stored result)."""
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
 from improve.analysis.review import EFFORTS, ISSUE_TYPES, SEVERITIES
-from improve.models import AnalysisReport, ImprovementRun, ImprovementTask
-from improve.sections import run_settings
+from improve.models import AnalysisReport, ImprovementRun, ImprovementTask, ProjectChange
+from improve.sections import change_settings, run_settings
 from improve.selectors import report_page_size
 from improve.services.cluster import BROKERS, MODES
 
@@ -253,3 +255,110 @@ class QueueStopSerializer(serializers.Serializer):
 
 class QueueClearSerializer(serializers.Serializer):
     cleared = serializers.IntegerField()
+
+
+# --- project changes (POST /improve/change) ---------------------------------------------------
+
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def hunks(diff: str) -> list[dict]:
+    """A unified diff's hunks: where each starts and ends in the old and new file, and its lines."""
+    found: list[dict] = []
+    for line in diff.splitlines():
+        match = HUNK.match(line)
+        if match:
+            old_start, old_lines, new_start, new_lines = match.groups()
+            found.append({"header": line, "old_start": int(old_start), "old_lines": int(old_lines or 1),
+                          "new_start": int(new_start), "new_lines": int(new_lines or 1), "lines": []})
+        elif found and not line.startswith(("--- ", "+++ ")):
+            found[-1]["lines"].append(line)
+    return found
+
+
+class ChangeRequestSerializer(serializers.Serializer):
+    instruction = StrictCharField(max_length=20000, help_text="What to change, in words")
+    paths = serializers.ListField(child=StrictCharField(max_length=4096), required=False, default=list,
+                                  max_length=100, help_text="Files to read and change first (workspace paths)")
+    auto_apply = StrictBooleanField(required=False, default=False,
+                                    help_text="Apply the proven change at once (else POST .../apply later)")
+    max_repairs = StrictIntegerField(required=False, min_value=0,
+                                     help_text="Repairs after the first attempt (improve_change.max_repairs)")
+
+    def validate_instruction(self, value):
+        if not value.strip():
+            raise serializers.ValidationError("The instruction is empty.")
+        return value
+
+    def validate_max_repairs(self, value):
+        limit = change_settings().max_repairs_limit
+        if value > limit:
+            raise serializers.ValidationError(f"At most {limit} (improve_change.max_repairs_limit).")
+        return value
+
+
+class ChangeApplyRequestSerializer(serializers.Serializer):
+    files = serializers.ListField(child=StrictCharField(max_length=4096), required=False, default=list,
+                                  help_text="Apply only these files of the change (all when empty)")
+
+
+class ChangeHunkSerializer(serializers.Serializer):
+    header = serializers.CharField()
+    old_start = serializers.IntegerField()
+    old_lines = serializers.IntegerField()
+    new_start = serializers.IntegerField()
+    new_lines = serializers.IntegerField()
+    lines = serializers.ListField(child=serializers.CharField(allow_blank=True))
+
+
+class ChangeFileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    status = serializers.ChoiceField(choices=["added", "modified"])
+    format = serializers.ChoiceField(choices=["whole", "blocks"], help_text="How the model gave the edit")
+    diff = serializers.CharField(allow_blank=True)
+    hunks = serializers.SerializerMethodField()
+    uncommitted = serializers.BooleanField(required=False, help_text="git: the file had uncommitted edits when "
+                                           "the change was made (apply is refused until they are committed)")
+
+    def get_hunks(self, item) -> list[dict]:
+        return ChangeHunkSerializer(hunks(item["diff"]), many=True).data
+
+
+class ChangeGitSerializer(serializers.Serializer):
+    branch = serializers.CharField(allow_blank=True, help_text="codegen/<id>, the change's own branch")
+    commit = serializers.CharField(allow_blank=True)
+    base_commit = serializers.CharField(allow_blank=True)
+    applied_branch = serializers.CharField(allow_blank=True)
+    applied_commit = serializers.CharField(allow_blank=True)
+    undo_commit = serializers.CharField(allow_blank=True)
+
+
+class ProjectChangeSerializer(serializers.Serializer):
+    change_id = serializers.UUIDField(source="pk")
+    state = serializers.ChoiceField(choices=ProjectChange.State.values)
+    success = serializers.SerializerMethodField()
+    instruction = serializers.CharField()
+    paths = serializers.ListField(child=serializers.CharField())
+    files = ChangeFileSerializer(many=True)
+    applied_files = serializers.ListField(child=serializers.CharField())
+    diff = serializers.CharField(allow_blank=True)
+    evidence = serializers.DictField(help_text="context, attempts (each with its validation and per-test "
+                                     "outcomes before and after), tests, ruff, timings (seconds)")
+    error = BlankAsNullCharField(allow_null=True)
+    model = serializers.CharField(allow_blank=True)
+    git = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    applied_at = serializers.DateTimeField(allow_null=True)
+    undone_at = serializers.DateTimeField(allow_null=True)
+
+    def get_success(self, change) -> bool:
+        return change.state in (ProjectChange.State.PROPOSED, ProjectChange.State.APPLIED,
+                                ProjectChange.State.UNDONE)
+
+    def get_git(self, change) -> dict | None:
+        return ChangeGitSerializer(change).data if change.git else None
+
+
+class ChangeQueueRequestSerializer(ChangeRequestSerializer):
+    pass

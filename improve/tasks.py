@@ -12,10 +12,11 @@ from django.db import close_old_connections
 
 from codegen_site.core.db import db_async
 from improve import selectors
-from improve.models import ImprovementRun, ImprovementTask
-from improve.serializers import ImprovementRunResultSerializer
+from improve.models import ImprovementRun, ImprovementTask, ProjectChange
+from improve.serializers import ImprovementRunResultSerializer, ProjectChangeSerializer
 from improve.services import lease
 from improve.services.apply import written_before
+from improve.services.change import change_events
 from improve.services.proposal import improvement_events
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ def process_task(task_id: str) -> str:
     if task.run is not None and (done := written_before(task.run)) is not None:
         lease.finish(task.pk, worker, result=ImprovementRunResultSerializer(done).data, error="")
         return "completed (the file was written before the previous worker stopped)"
+    if (task.options or {}).get("kind") == "change":
+        return _process_change(task, worker)
     with lease.heartbeat(task.pk, worker):
         result, error = None, ""
         try:
@@ -60,6 +63,37 @@ async def _run(task: ImprovementTask, worker: str) -> ImprovementRun | None:
         elif name == "done":
             run = data
     return run
+
+
+def _process_change(task: ImprovementTask, worker: str) -> str:
+    """A queued project change: its stored result is the JSON POST /improve/change answers."""
+    with lease.heartbeat(task.pk, worker):
+        result, error = None, ""
+        try:
+            change = async_to_sync(_run_change)(task, worker)
+            result = ProjectChangeSerializer(change).data
+            if change.state not in (ProjectChange.State.PROPOSED, ProjectChange.State.APPLIED):
+                error = change.error or f"The change ended {change.state}"
+        except Exception as exc:
+            logger.exception("Task %s failed", task.pk)
+            error = str(getattr(exc, "detail", "") or exc) or type(exc).__name__
+        if not lease.finish(task.pk, worker, result=result, error=error):
+            logger.warning("Task %s: the lease was lost before the result was stored", task.pk)
+    return error or "completed"
+
+
+async def _run_change(task: ImprovementTask, worker: str) -> ProjectChange | None:
+    report = db_async(lease.report_step)
+    options = task.options
+    change = None
+    async for name, data in change_events(options["instruction"], options.get("paths") or [],
+                                          max_repairs=options.get("max_repairs"),
+                                          auto_apply=options.get("auto_apply", False)):
+        if name == "step":
+            await report(task.pk, worker, data["step"], None)
+        elif name == "done":
+            change = data
+    return change
 
 
 def recover_expired() -> int:

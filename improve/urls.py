@@ -15,5 +15,11 @@ urlpatterns = [
     path("improve/queue/start", api.QueueStartView.as_view(), name="improve-queue-start"),
     path("improve/queue/stop", api.QueueStopView.as_view(), name="improve-queue-stop"),
     path("improve/queue/clear", api.QueueClearView.as_view(), name="improve-queue-clear"),
+    path("improve/queue/change", api.QueueChangeView.as_view(), name="improve-queue-change"),
+    # --- project changes ---
+    path("improve/change", api.ChangeView.as_view(), name="improve-change"),
+    path("improve/change/<uuid:change_id>", api.ChangeDetailView.as_view(), name="improve-change-detail"),
+    path("improve/change/<uuid:change_id>/apply", api.ChangeApplyView.as_view(), name="improve-change-apply"),
+    path("improve/change/<uuid:change_id>/undo", api.ChangeUndoView.as_view(), name="improve-change-undo"),
     path("improve/queue/events", api.QueueEventsView.as_view(), name="improve-queue-events"),
 ]

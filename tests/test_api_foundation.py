@@ -206,7 +206,8 @@ def test_landing_page_shows_provider_and_links(client, ollama):
 def test_streaming_and_browser_paths_are_read_from_the_routes():
     from codegen_site.routes import browser_paths, streaming_paths
 
-    assert streaming_paths().exact == {"/chat/stream", "/workflow", "/improve/run", "/improve/queue/events"}
+    assert streaming_paths().exact == {"/chat/stream", "/workflow", "/improve/run", "/improve/change",
+                                      "/improve/queue/events"}
     assert streaming_paths().prefixes == ()
     assert browser_paths().exact == {"/", "/login", "/logout"}
     assert browser_paths().prefixes == ("/ui/", "/admin/")

@@ -48,6 +48,18 @@ def add_task(file_path: str, issue: dict, options: dict) -> ImprovementTask:
     return task
 
 
+def add_change_task(instruction: str, paths: list[str], options: dict) -> ImprovementTask:
+    """A pending project change (improve.services.change); the task's options say so with kind "change"."""
+    named = [workspace.relative(workspace.resolve(path)) for path in paths]
+    task = ImprovementTask.objects.create(file_path=", ".join(named), issue={"message": instruction[:500]},
+                                          options={**options, "kind": "change", "instruction": instruction,
+                                                   "paths": named})
+    if selectors.accepting():
+        transaction.on_commit(lambda: enqueue(task.pk))
+        ensure_workers()
+    return task
+
+
 def start() -> dict:
     """Let workers take tasks: expired leases are recovered and every pending task is
     (re-)enqueued; a duplicate message is harmless."""

@@ -1,0 +1,211 @@
+"""Applying a proven ProjectChange to the user's files, and undoing it in one step.
+
+Both set-ups write through the files service (backup reason "improve"), only the changed files,
+only when each still holds what the proposal read (409 otherwise, nothing written); a failed
+write puts back the files already written.
+
+- git workspace: the user's branch gets the change's commit — fast-forward when the branch is still
+  where the change was built and every file is applied, else a new commit on the branch's tip
+  carrying the chosen files (409 when the branch changed those files since). Only those paths are
+  written and staged; the user's other uncommitted and staged work is not touched. A changed file
+  with uncommitted or staged edits of the user's is 409 (commit or stash them first). The ref moves
+  with its old value checked (services.change_git). Undo: when the branch tip is still the applied
+  commit, the branch goes back to its parent (history as it was); otherwise a revert commit, 409
+  when a later commit changed those files. The files come back from their backups.
+- no git: the files are written with backups; undo restores every backup (a file the change created
+  is removed, after a backup of it) as one operation."""
+
+from __future__ import annotations
+
+import os
+
+from django.utils import timezone
+
+from codegen_site.core import workspace
+from codegen_site.core.errors import BadInput, Conflict, NotFound
+from files_app.models import Backup
+from files_app.services import restore, write_file
+from improve.models import ProjectChange
+from improve.services.apply import sha256_text
+from improve.services.change_context import read_text
+from improve.services.change_git import Repo, open_repo
+
+State = ProjectChange.State
+
+
+def get_change(change_id) -> ProjectChange:
+    try:
+        return ProjectChange.objects.get(pk=change_id)
+    except (ProjectChange.DoesNotExist, ValueError):
+        raise NotFound(f"No project change {change_id}") from None
+
+
+def _unchanged(item: dict, expected_sha: str, what: str) -> None:
+    current = read_text(item["path"])
+    if (current is None and expected_sha) or (current is not None and sha256_text(current) != expected_sha):
+        raise Conflict(f"{item['path']} changed since {what}; nothing was written")
+
+
+def _remove(path: str) -> None:
+    """A file the change created, removed through the workspace layer after a backup of it."""
+    current = read_text(path)
+    if current is None:
+        return
+    write_file(path, current, reason=Backup.Reason.RESTORE)  # keeps what is removed
+    target = workspace.resolve(path)
+    with workspace.open_dir_for_write(target.parent) as dir_fd:
+        os.unlink(target.name, dir_fd=dir_fd)
+
+
+def _write_all(items: list[dict]) -> list[dict]:
+    """Every item's proposal written with a backup; on a failure the written ones are put back."""
+    done: list[dict] = []
+    try:
+        for item in items:
+            written = write_file(item["path"], item["proposed"], reason=Backup.Reason.IMPROVE)
+            done.append({"path": item["path"], "backup_id": written.backup.id if written.backup else None,
+                         "created": written.created})
+    except BaseException:
+        _put_back(done)
+        raise
+    return done
+
+
+def _put_back(backups: list[dict]) -> None:
+    for entry in reversed(backups):
+        if entry["created"]:
+            _remove(entry["path"])
+        elif entry["backup_id"] is not None:
+            restore(backup_id=entry["backup_id"])
+
+
+def _clean_in_git(repo: Repo, head: str, items: list[dict]) -> None:
+    """409 unless each path's index entry and file are as HEAD has them (no uncommitted work there)."""
+    for item in items:
+        committed = repo.blob(head, item["path"])
+        if repo.staged(item["path"]) != committed:
+            raise Conflict(f"{item['path']} has staged changes; commit or unstage them first")
+        current = read_text(item["path"])
+        working = repo.hash_text(current, write=False) if current is not None else None
+        if working != (committed[1] if committed else None):
+            raise Conflict(f"{item['path']} has uncommitted changes; commit or stash them first")
+
+
+def _claim(change: ProjectChange, source: str, target: str) -> None:
+    if not ProjectChange.objects.filter(pk=change.pk, state=source).update(state=target):
+        raise Conflict(f"This change is no longer {source}")
+
+
+def apply_change(change_id, files: list[str] | None = None) -> ProjectChange:
+    """POST /improve/change/{id}/apply: every file of the change, or the subset named."""
+    change = get_change(change_id)
+    if change.state != State.PROPOSED:
+        raise Conflict(f"This change cannot be applied (state {change.state})")
+    known = {item["path"]: item for item in change.files}
+    if files:
+        unknown = [path for path in files if path not in known]
+        if unknown:
+            raise BadInput(f"Not files of this change: {', '.join(unknown)}")
+    items = [known[path] for path in dict.fromkeys(files)] if files else list(change.files)
+    for item in items:
+        _unchanged(item, item["original_sha256"], "the proposal was made")
+    repo = open_repo(workspace.root()) if change.git else None
+    if change.git and repo is None:
+        raise Conflict("The workspace is no longer the git repository the change was made in")
+    _claim(change, State.PROPOSED, State.APPLIED)
+    try:
+        if repo is not None:
+            _apply_git(repo, change, items, every=len(items) == len(change.files))
+        else:
+            change.backups = _write_all(items)
+    except BaseException:
+        ProjectChange.objects.filter(pk=change.pk).update(state=State.PROPOSED)
+        raise
+    change.state, change.applied_at = State.APPLIED, timezone.now()
+    change.applied_files = [item["path"] for item in items]
+    change.save()
+    return change
+
+
+def _apply_git(repo: Repo, change: ProjectChange, items: list[dict], *, every: bool) -> None:
+    branch, head = repo.branch(), repo.head()
+    if not branch:
+        raise Conflict("HEAD is detached; check out a branch to apply the change onto")
+    _clean_in_git(repo, head, items)
+    paths = [item["path"] for item in items]
+    if head != change.base_commit:
+        moved = [path for path in paths if repo.blob(head, path) != repo.blob(change.base_commit, path)]
+        if moved:
+            raise Conflict(f"{branch} changed {', '.join(moved)} since the proposal; make the change again")
+    entries = {path: repo.blob(change.commit, path) for path in paths}
+    if head == change.base_commit and every:
+        commit = change.commit
+    else:
+        message = repo.run("log", "-1", "--format=%B", change.commit)
+        commit = repo.commit(head, entries, message + ("\n\nFiles: " + ", ".join(paths) if not every else ""))
+    previous = {path: repo.blob(head, path) for path in paths}
+    change.backups = _write_all(items)
+    try:
+        repo.stage(entries)
+        repo.move_branch(branch, commit, head)
+    except BaseException:
+        repo.stage(previous)
+        _put_back(change.backups)
+        raise
+    change.applied_branch, change.applied_commit = branch, commit
+
+
+def undo_change(change_id) -> ProjectChange:
+    """POST /improve/change/{id}/undo: the applied files back as they were, in one step."""
+    change = get_change(change_id)
+    if change.state != State.APPLIED:
+        raise Conflict(f"Only an applied change can be undone (state {change.state})")
+    known = {item["path"]: item for item in change.files}
+    items = [known[path] for path in change.applied_files]
+    for item in items:
+        _unchanged(item, item["proposed_sha256"], "the change was applied (later work depends on it)")
+    repo = open_repo(workspace.root()) if change.git else None
+    if change.git and repo is None:
+        raise Conflict("The workspace is no longer the git repository the change was applied in")
+    _claim(change, State.APPLIED, State.UNDONE)
+    try:
+        if repo is not None:
+            _undo_git(repo, change, items)
+        else:
+            _put_back(change.backups)
+    except BaseException:
+        ProjectChange.objects.filter(pk=change.pk).update(state=State.APPLIED)
+        raise
+    change.state, change.undone_at = State.UNDONE, timezone.now()
+    change.save()
+    return change
+
+
+def _undo_git(repo: Repo, change: ProjectChange, items: list[dict]) -> None:
+    branch, head = repo.branch(), repo.head()
+    if branch != change.applied_branch:
+        raise Conflict(f"The change was applied on {change.applied_branch}; check it out to undo the change")
+    _clean_in_git(repo, head, items)
+    paths = [item["path"] for item in items]
+    parent = repo.run("rev-parse", f"{change.applied_commit}^")
+    if head == change.applied_commit:
+        target = parent
+    else:
+        if not repo.ok("merge-base", "--is-ancestor", change.applied_commit, head):
+            raise Conflict(f"The applied commit is no longer on {branch}")
+        if repo.touched_since(change.applied_commit, head, paths):
+            raise Conflict(f"Later commits on {branch} change {', '.join(paths)}; they depend on this change")
+        message = f"Revert \"codegen: {change.instruction.strip().splitlines()[0][:60]}\"\n\n" \
+                  f"This reverts commit {change.applied_commit}.\n"
+        target = repo.commit(head, {path: repo.blob(parent, path) for path in paths}, message)
+        change.undo_commit = target
+    entries = {path: repo.blob(target, path) for path in paths}
+    previous = {path: repo.blob(head, path) for path in paths}
+    _put_back(change.backups)
+    try:
+        repo.stage(entries)
+        repo.move_branch(branch, target, head)
+    except BaseException:
+        repo.stage(previous)
+        _write_all(items)
+        raise

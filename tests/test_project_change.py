@@ -1,0 +1,231 @@
+"""POST /improve/change and its apply/undo, against the scripted LLM server, the real sandbox and real
+git repositories in tmp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from files_app.models import Backup
+from improve.models import ImprovementTask, ProjectChange, QueueState
+from tests.fakes.llm_server import Turn
+from tests.sse import parse_sse
+
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(180)]
+
+CALC = "def add(a, b):\n    return a + b\n"
+TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+CALC_SUB = CALC + "\n\ndef sub(a, b):\n    return a - b\n"
+TESTS_SUB = TESTS + "\n\ndef test_sub():\n    from calc import sub\n    assert sub(5, 3) == 2\n"
+BROKEN = "def add(a, b):\n    return a - b\n"
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "u@example.com",
+           "GIT_COMMITTER_NAME": "User", "GIT_COMMITTER_EMAIL": "u@example.com", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+
+
+def git(ws, *args) -> str:
+    return subprocess.run(["git", "-C", str(ws), *args], capture_output=True, text=True, check=True,
+                          env=GIT_ENV).stdout.rstrip()
+
+
+def whole(path: str, text: str) -> str:
+    return f"FILE: {path}\n```python\n{text}```\n"
+
+
+def block(path: str, search: str, replace: str) -> str:
+    return f"EDIT: {path}\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
+
+
+@pytest.fixture
+def project(ws):
+    (ws / "calc.py").write_text(CALC)
+    (ws / "tests").mkdir()
+    (ws / "tests" / "test_calc.py").write_text(TESTS)
+    (ws / "notes.py").write_text("NOTE = 1\n")
+    return ws
+
+
+@pytest.fixture
+def repo(project):
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "initial")
+    # the user's uncommitted work: a modified tracked file, a staged one, an untracked one
+    (project / "notes.py").write_text("NOTE = 2  # work in progress\n")
+    (project / "draft.py").write_text("DRAFT = True\n")
+    return project
+
+
+def user_work_intact(ws) -> None:
+    assert (ws / "notes.py").read_text() == "NOTE = 2  # work in progress\n"
+    assert (ws / "draft.py").read_text() == "DRAFT = True\n"
+    status = git(ws, "status", "--porcelain", "--", "notes.py", "draft.py")
+    assert " M notes.py" in status and "?? draft.py" in status
+
+
+def post(client, url, body=None):
+    return client.post(url, json.dumps(body or {}), content_type="application/json")
+
+
+def change(client, instruction="Add sub() to calc.py, with its test", **body):
+    return post(client, "/improve/change", {"instruction": instruction, **body})
+
+
+def branches(ws) -> list[str]:
+    return git(ws, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split()
+
+
+def test_a_two_file_change_is_proven_committed_on_its_branch_then_applied_and_undone(client, repo, ollama):
+    head = git(repo, "rev-parse", "HEAD")
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + "\n" + whole("tests/test_calc.py", TESTS_SUB)))
+    response = change(client, paths=["calc.py"])
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["state"] == "proposed" and body["success"] is True, body["error"]
+    assert {item["path"] for item in body["files"]} == {"calc.py", "tests/test_calc.py"}
+    calc = next(item for item in body["files"] if item["path"] == "calc.py")
+    assert calc["status"] == "modified" and calc["hunks"] and "+def sub(a, b):" in calc["diff"]
+    tests = body["evidence"]["tests"]
+    run = next(item for item in tests if item["file"] == "tests/test_calc.py")
+    assert {test["outcome"] for test in run["before"]} == {"passed"} and len(run["before"]) == 1
+    assert sorted(test["outcome"] for test in run["after"]) == ["passed", "passed"] and run["broken"] == []
+    assert set(body["evidence"]["timings"]) >= {"context", "model", "apply", "validation"}
+    # proposed: on its own branch, nothing in the user's files or branch
+    branch = body["git"]["branch"]
+    assert branch == f"codegen/{body['change_id']}" and branch in branches(repo)
+    assert git(repo, "show", f"{branch}:calc.py") + "\n" == CALC_SUB
+    assert git(repo, "rev-parse", "HEAD") == head and (repo / "calc.py").read_text() == CALC
+    user_work_intact(repo)
+    prompt = ollama.chat_requests[0]["messages"][-1]["content"]
+    assert "Add sub()" in prompt and "def add(a, b)" in prompt and "tests/test_calc.py" in prompt
+
+    applied = post(client, f"/improve/change/{body['change_id']}/apply")
+    assert applied.status_code == 200, applied.content
+    assert applied.json()["state"] == "applied"
+    assert (repo / "calc.py").read_text() == CALC_SUB and (repo / "tests/test_calc.py").read_text() == TESTS_SUB
+    assert git(repo, "rev-parse", "HEAD") == body["git"]["commit"]  # a fast-forward
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(repo, "status", "--porcelain", "--", "calc.py", "tests") == ""
+    user_work_intact(repo)
+    assert post(client, f"/improve/change/{body['change_id']}/apply").status_code == 409
+
+    undone = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert undone.json()["state"] == "undone"
+    assert (repo / "calc.py").read_text() == CALC and (repo / "tests/test_calc.py").read_text() == TESTS
+    assert git(repo, "rev-parse", "HEAD") == head  # the history as it was
+    assert git(repo, "status", "--porcelain", "--", "calc.py", "tests") == ""
+    user_work_intact(repo)
+
+
+def test_a_change_that_breaks_a_passing_test_is_refused_with_nothing_written_and_no_branch(client, repo, ollama):
+    ollama.script(Turn(content=whole("calc.py", BROKEN)))
+    response = change(client, "Make add subtract", max_repairs=0)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["state"] == "refused" and body["success"] is False
+    assert "tests/test_calc.py::test_add" in body["error"]
+    attempt = body["evidence"]["attempts"][0]
+    assert attempt["passed"] is False and attempt["tests"][0]["after"][0]["outcome"] == "failed"
+    assert branches(repo) == ["main"] and (repo / "calc.py").read_text() == CALC
+    user_work_intact(repo)
+
+
+def test_a_search_block_that_does_not_match_goes_back_as_a_repair_then_applies(client, repo, ollama):
+    wrong = block("calc.py", "def add(x, y):\n    return x + y + 0\n", "def add(a, b):\n    return b + a\n")
+    right = block("calc.py", "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return b + a\n")
+    ollama.script(Turn(content=wrong), Turn(content=right))
+    response = post(client, "/improve/change?stream=true", {"instruction": "Swap the operands in add"})
+    assert response.status_code == 200
+    events = parse_sse(read_stream(response))
+    names = [name for name, _ in events]
+    assert names[0] == "step" and "plan" in names and names[-1] == "done", names
+    edits = [data for name, data in events if name == "edit"]
+    assert edits[0]["applied"] is False and "not found" in edits[0]["error"] and "block 1" in edits[0]["error"]
+    assert edits[1] == {"attempt": 2, "applied": True, "path": "calc.py", "format": "blocks", "status": "modified"}
+    done = events[-1][1]
+    assert done["state"] == "proposed", done["error"]
+    repair_prompt = ollama.chat_requests[1]["messages"][-1]["content"]
+    assert "could not be accepted" in repair_prompt and "SEARCH lines were not found" in repair_prompt
+    assert (repo / "calc.py").read_text() == CALC
+
+
+def test_a_whitespace_sloppy_block_applies_tolerantly():
+    from improve.services.change_edits import EditError, apply_block
+
+    text = "class A:\n    def f(self):\n        return 1\n"
+    assert apply_block(text, "def f(self):  \n    return 1\n", "def f(self):\n    return 2\n",
+                       near_ratio=0.9, where="x") == "class A:\n    def f(self):\n        return 2\n"
+    assert apply_block(text, "    def f(self):\n        retrun 1\n", "    def f(self):\n        return 3\n",
+                       near_ratio=0.9, where="x").endswith("return 3\n")
+    with pytest.raises(EditError, match="not found"):
+        apply_block(text, "def g():\n    pass\n", "", near_ratio=0.9, where="x")
+
+
+def test_a_file_edited_by_the_user_after_the_proposal_is_409_and_nothing_is_written(client, repo, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    assert body["state"] == "proposed", body["error"]
+    (repo / "tests/test_calc.py").write_text(TESTS + "# mine\n")
+    response = post(client, f"/improve/change/{body['change_id']}/apply")
+    assert response.status_code == 409 and "tests/test_calc.py changed" in response.json()["detail"]
+    assert (repo / "calc.py").read_text() == CALC and (repo / "tests/test_calc.py").read_text() == TESTS + "# mine\n"
+    assert ProjectChange.objects.get(pk=body["change_id"]).state == "proposed"
+    assert Backup.objects.count() == 0
+
+
+def test_undo_is_409_when_a_later_commit_changes_the_files(client, repo, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    assert post(client, f"/improve/change/{body['change_id']}/apply").status_code == 200
+    (repo / "calc.py").write_text(CALC_SUB + "\n\ndef mul(a, b):\n    return a * b\n")
+    git(repo, "commit", "-q", "-m", "mul", "--", "calc.py")
+    response = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert response.status_code == 409
+    assert "mul" in (repo / "calc.py").read_text()
+
+
+def test_a_workspace_without_git_gets_backups_and_a_one_step_undo(client, project, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)
+                       + whole("extra.py", "EXTRA = 1\n")))
+    body = change(client).json()
+    assert body["state"] == "proposed" and body["git"] is None, body["error"]
+    assert not (project / "extra.py").exists()
+    applied = post(client, f"/improve/change/{body['change_id']}/apply")
+    assert applied.status_code == 200, applied.content
+    assert (project / "calc.py").read_text() == CALC_SUB and (project / "extra.py").read_text() == "EXTRA = 1\n"
+    assert Backup.objects.filter(reason="improve").count() == 2
+    undone = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert (project / "calc.py").read_text() == CALC and (project / "tests/test_calc.py").read_text() == TESTS
+    assert not (project / "extra.py").exists() and (project / "notes.py").read_text() == "NOTE = 1\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_runs_a_change_task_exactly_once(client, repo, ollama):
+    from improve.tasks import process_task
+
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": False})
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    response = post(client, "/improve/queue/change", {"instruction": "Add sub()", "paths": ["calc.py"]})
+    assert response.status_code == 201, response.content
+    task_id = response.json()["task_id"]
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    assert process_task(task_id) == "completed"
+    assert "not pending" in process_task(task_id)
+    task = ImprovementTask.objects.get(pk=task_id)
+    assert task.status == "completed" and task.result["state"] == "proposed"
+    assert ProjectChange.objects.count() == 1 and len(ollama.chat_requests) == 1
+    assert len([name for name in branches(repo) if name.startswith("codegen/")]) == 1
+    user_work_intact(repo)
+
+
+def read_stream(response) -> str:
+    async def collect():
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)().decode()
