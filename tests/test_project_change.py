@@ -229,3 +229,16 @@ def read_stream(response) -> str:
         return b"".join([chunk async for chunk in response.streaming_content])
 
     return async_to_sync(collect)().decode()
+
+
+def test_improve_change_settings_are_patched_through_config(client, ws):
+    from improve.sections import change_settings
+
+    response = client.patch("/config", json.dumps({"improve_change": {"max_repairs": 1, "near_match_ratio": 0.8}}),
+                            content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert client.get("/config").json()["improve_change"]["max_repairs"] == 1
+    assert change_settings().max_repairs == 1 and change_settings().near_match_ratio == 0.8
+    refused = client.patch("/config", json.dumps({"improve_change": {"max_repairs_limit": 50}}),
+                           content_type="application/json")
+    assert refused.status_code == 400

@@ -336,6 +336,29 @@ class SandboxSettings(SettingsSection):
         return super().to_internal_value(data)
 
 
+class ImproveChangeSettings(SettingsSection):
+    """[improve_change]: POST /improve/change (max_repairs_limit is the deployment's, not the API's)."""
+
+    max_repairs = StrictIntegerField(min_value=0, max_value=20,
+                                     help_text="Repairs after the first attempt when a request names none "
+                                               "(at most improve_change.max_repairs_limit)")
+    context_chars = StrictIntegerField(min_value=1000, max_value=2_000_000,
+                                       help_text="Characters of project files put before the model")
+    symbol_map_max_files = StrictIntegerField(min_value=1, max_value=100_000,
+                                              help_text="Python files the symbol map reads")
+    whole_file_max_lines = StrictIntegerField(min_value=1, max_value=100_000,
+                                              help_text="Files up to this many lines are asked for whole, "
+                                                        "longer ones as search/replace blocks")
+    max_files = StrictIntegerField(min_value=1, max_value=200, help_text="Most files one change may touch")
+    near_match_ratio = StrictFloatField(min_value=0.5, max_value=1.0,
+                                        help_text="How alike (0..1) a region must be for a search block to "
+                                                  "match it when no exact match exists")
+    max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000,
+                                    help_text="Answer tokens per model call; 0: the provider's default")
+    git_timeout = _seconds()
+    ruff_timeout = _seconds()
+
+
 class EditableConfigSerializer(SettingsSection):
     """What GET /config shows and PATCH /config accepts: application settings, which
     apply to the next request. Deployment settings come from the environment only."""
@@ -349,6 +372,7 @@ class EditableConfigSerializer(SettingsSection):
     workflow = WorkflowSettings()
     rag = RagSettings()
     sandbox = SandboxSettings()
+    improve_change = ImproveChangeSettings()
 
 
 class WorkspaceSerializer(serializers.Serializer):
