@@ -242,3 +242,42 @@ def test_improve_change_settings_are_patched_through_config(client, ws):
     refused = client.patch("/config", json.dumps({"improve_change": {"max_repairs_limit": 50}}),
                            content_type="application/json")
     assert refused.status_code == 400
+
+
+def test_apply_is_409_when_a_changed_file_holds_uncommitted_work_and_the_work_survives(client, repo, ollama):
+    (repo / "calc.py").write_text(CALC + "# the user's uncommitted line\n")
+    dirty = (repo / "calc.py").read_text()
+    ollama.script(Turn(content=block("calc.py", "def add(a, b):\n    return a + b\n",
+                                     "def add(a, b):\n    return b + a\n")))
+    body = change(client, "Swap the operands in add").json()
+    assert body["state"] == "proposed", body["error"]
+    assert next(item for item in body["files"] if item["path"] == "calc.py")["uncommitted"] is True
+    response = post(client, f"/improve/change/{body['change_id']}/apply")
+    assert response.status_code == 409 and "uncommitted changes" in response.json()["detail"]
+    assert (repo / "calc.py").read_text() == dirty and Backup.objects.count() == 0
+    assert git(repo, "rev-parse", "HEAD") == body["git"]["base_commit"]
+    user_work_intact(repo)
+
+
+def test_applying_a_subset_commits_only_those_files_on_the_users_branch(client, repo, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    response = post(client, f"/improve/change/{body['change_id']}/apply", {"files": ["calc.py"]})
+    assert response.status_code == 200, response.content
+    applied = response.json()
+    assert applied["applied_files"] == ["calc.py"] and applied["git"]["applied_commit"] != body["git"]["commit"]
+    assert (repo / "calc.py").read_text() == CALC_SUB and (repo / "tests/test_calc.py").read_text() == TESTS
+    assert git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD") == "calc.py"
+    assert git(repo, "rev-parse", "HEAD^") == body["git"]["base_commit"]
+    assert post(client, f"/improve/change/{body['change_id']}/apply", {"files": ["nope.py"]}).status_code == 409
+    user_work_intact(repo)
+
+
+def test_an_edit_to_a_path_off_limits_goes_back_to_the_model(client, repo, ollama):
+    ollama.script(Turn(content=whole(".git/config", "[core]\n")),
+                  Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client, max_repairs=1).json()
+    assert body["state"] == "proposed", body["error"]
+    first = body["evidence"]["attempts"][0]
+    assert first["applied"] is False and ".git/config" in first["error"]
+    assert "[core]\n" != (repo / ".git" / "config").read_text()

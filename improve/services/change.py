@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
-from pathlib import Path
 from typing import AsyncIterator
 
 from django.utils import timezone
@@ -136,7 +135,7 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
     """Events: step (context, generate, apply, validate, repair, commit, apply_change), plan, edit,
     validation, then done (the ProjectChange)."""
     settings = change_settings()
-    max_repairs = settings.max_repairs if max_repairs is None else max_repairs
+    max_repairs = min(settings.max_repairs, settings.max_repairs_limit) if max_repairs is None else max_repairs
     named = [_resolved(path) for path in paths or []]
     timings = {"context": 0.0, "model": 0.0, "apply": 0.0, "validation": 0.0, "commit": 0.0}
     started = time.perf_counter()
@@ -229,6 +228,3 @@ async def run_change(instruction: str, paths: list[str] | None = None, **options
                 return data
     raise RuntimeError("the change ended without a result")
 
-
-def file_path_of(change: ProjectChange) -> list[str]:
-    return [Path(item["path"]).as_posix() for item in change.files]

@@ -148,8 +148,6 @@ class Repo:
 
 def open_repo(root: Path) -> Repo | None:
     """The repository when the workspace root is the top level of one with a commit, else None."""
-    if not (root / ".git").exists():
-        return None
     repo = Repo(root)
     try:
         top = repo.run("rev-parse", "--show-toplevel", check=False)
