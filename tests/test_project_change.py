@@ -281,3 +281,24 @@ def test_an_edit_to_a_path_off_limits_goes_back_to_the_model(client, repo, ollam
     first = body["evidence"]["attempts"][0]
     assert first["applied"] is False and ".git/config" in first["error"]
     assert "[core]\n" != (repo / ".git" / "config").read_text()
+
+
+def test_the_repositorys_own_config_and_hooks_run_nothing(client, repo, ollama, tmp_path):
+    marker = tmp_path / "ran"
+    touch = f"sh -c 'echo $0 >> {marker}'"
+    for key, value in (("core.fsmonitor", touch), ("core.pager", touch), ("diff.external", touch),
+                       ("filter.evil.clean", touch), ("filter.evil.smudge", touch),
+                       ("filter.evil.process", touch), ("commit.gpgSign", "true"), ("gpg.program", touch)):
+        git(repo, "config", key, value)
+    (repo / ".gitattributes").write_text("* filter=evil diff=evil\n")
+    hooks = repo / ".git" / "hooks"
+    for hook in ("pre-commit", "post-commit", "reference-transaction", "post-index-change", "post-checkout"):
+        (hooks / hook).write_text(f"#!/bin/sh\necho {hook} >> {marker}\n")
+        (hooks / hook).chmod(0o755)
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client, auto_apply=True).json()
+    assert body["state"] == "applied", body["error"]
+    assert (repo / "calc.py").read_text() == CALC_SUB
+    assert post(client, f"/improve/change/{body['change_id']}/undo").status_code == 200
+    assert (repo / "calc.py").read_text() == CALC
+    assert not marker.exists(), marker.read_text()
