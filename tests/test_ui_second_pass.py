@@ -7,6 +7,7 @@ Improve at phone width, the favicon."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import httpx
@@ -210,7 +211,7 @@ def test_chat_model_picker_lists_chat_models_only(ui, server, width):
     models = [{"name": "coder:1b", "capabilities": ["completion", "tools"]},
               {"name": "mxbai-embed-large", "capabilities": ["embedding"]},
               {"name": "qwen2.5-coder:7b", "capabilities": ["completion"]}]
-    ui.route("**/models", lambda route: route.fulfill(json=models))
+    ui.route(re.compile(r"/models(\?|$)"), lambda route: route.fulfill(json=models))
     ui.reload()
     check(ui.locator("#model-picker option")).to_have_text(["by task (automatic)", "coder:1b", "qwen2.5-coder:7b"])
 
@@ -369,6 +370,30 @@ def test_workflow_keeps_the_passing_program_first_and_folds_failures(ui, server,
     failed.first.locator("summary").click()
     assert ui.evaluate(NO_CUT_LINES, "#attempts pre")
     screenshot(ui, "workflow-kept")
+
+
+def test_workflow_kept_run_is_the_one_the_server_names(ui, server, width):
+    """Two runs with the same output: done's chosen_run (when sent) says which program was kept."""
+    check = expect()
+    run = {"passed": True, "output": "1 passed", "attempt": 1, "tests_passed": 1, "tests_failed": 0}
+    done = {"session_id": "5e55", "intent_kind": "code", "plan": "", "tests": "", "code": "x = 1\n",
+            "validation_passed": True, "validation_output": "1 passed", "attempts": 1, "verdict": "passed"}
+    events = [("validation", {**run, "candidate": 1}), ("validation", {**run, "candidate": 2})]
+
+    def answer(extra):
+        frames = events + [("done", {**done, **extra})]
+        body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in frames)
+        return lambda route: route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    ui.goto(server.url + "/ui/workflow")
+    for extra, kept in (({}, "candidate 2"), ({"chosen_run": 1}, "candidate 1")):
+        ui.unroute("**/workflow?stream=true")
+        ui.route("**/workflow?stream=true", answer(extra))
+        ui.fill("#task", TASK)
+        ui.press("#task", "Enter")
+        check(ui.locator("#attempts > li.kept strong")).to_have_text(f"Attempt 1 · {kept}")
+        check(ui.locator("#attempts > li").first).to_have_class(re.compile(r"\bkept\b"))
+        check(ui.locator("#attempts > li")).to_have_count(2)
 
 
 def test_workflow_question_gets_an_answer_without_stopped_stages(ui, server, module_llm, width):

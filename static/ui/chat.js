@@ -295,8 +295,10 @@
   }
 
   // --- the model picker: chat models only (CG.chatModels) ------------------------------------
+  // ?details=true asks for each model's capabilities; a server that answers with bare names
+  // ignores it, and the embeddings model of the settings is left out instead.
   async function loadModels() {
-    const [models, config] = await Promise.allSettled([api("GET", "/models"), api("GET", "/config")]);
+    const [models, config] = await Promise.allSettled([api("GET", "/models?details=true"), api("GET", "/config")]);
     if (models.status === "rejected") {
       const error = models.reason;
       picker.append(el("option", { disabled: true, text: "models unavailable: " + (error.detail || error) }));

@@ -154,7 +154,7 @@
   // The model fields offer the chat models; the embeddings field offers every name.
   async function loadModels() {
     try {
-      const models = await api("GET", "/models");
+      const models = await api("GET", "/models?details=true");
       const chat = CG.chatModels(models, loaded["embeddings.model"]);
       document.getElementById("model-names").replaceChildren(...chat.map((n) => el("option", { value: n })));
       document.getElementById("embedding-model-names").replaceChildren(...CG.modelNames(models).map((n) => el("option", { value: n })));

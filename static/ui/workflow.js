@@ -90,9 +90,11 @@
     return view;
   }
 
-  // The run whose program is the final code: the one `done` names (chosen_attempt and
-  // chosen_candidate, when the server sends them), else the last run with the final output.
+  // The run whose program is the final code: the one `done` names (chosen_run, the 1-based
+  // place of its validation event; or chosen_attempt and chosen_candidate), when the server
+  // sends them; else the last run with the final output.
   function keptRun(result) {
+    if (Number.isInteger(result.chosen_run) && runs[result.chosen_run - 1]) return runs[result.chosen_run - 1];
     if (result.chosen_attempt !== undefined) {
       const named = runs.filter(({ data }) => data.attempt === result.chosen_attempt &&
         (result.chosen_candidate === undefined || data.candidate === result.chosen_candidate));
