@@ -302,3 +302,16 @@ def test_the_repositorys_own_config_and_hooks_run_nothing(client, repo, ollama, 
     assert post(client, f"/improve/change/{body['change_id']}/undo").status_code == 200
     assert (repo / "calc.py").read_text() == CALC
     assert not marker.exists(), marker.read_text()
+
+
+def test_a_change_is_read_back_and_listed_in_the_admin(client, admin_client, project, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    detail = client.get(f"/improve/change/{body['change_id']}")
+    assert detail.status_code == 200 and detail.json()["files"] == body["files"]
+    assert client.get("/improve/change/00000000-0000-0000-0000-000000000000").status_code == 404
+    assert post(client, "/improve/change", {"instruction": "  "}).status_code == 400
+    assert post(client, "/improve/change", {"instruction": "x", "paths": ["../outside.py"]}).status_code == 400
+    listing = admin_client.get("/admin/improve/projectchange/")
+    assert listing.status_code == 200 and "Add sub()" in listing.content.decode()
+    assert admin_client.get(f"/admin/improve/projectchange/{body['change_id']}/change/").status_code == 200
