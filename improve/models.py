@@ -180,6 +180,8 @@ class ProjectChange(models.Model):
     error = models.TextField(blank=True)
     model = models.CharField(max_length=200, blank=True)
     max_repairs = models.PositiveIntegerField(default=2)
+    # the queued task (ImprovementTask) that made it, if one did: a retried task finds it
+    task_id = models.UUIDField(null=True, blank=True, db_index=True)
     # git: the repository's branch and commit the change was built on, its own branch and commit,
     # and once applied the user's branch and the commit that carries it there (undo reverts it)
     git = models.BooleanField(default=False)

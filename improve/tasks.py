@@ -14,7 +14,7 @@ from codegen_site.core.db import db_async
 from improve import selectors
 from improve.models import ImprovementRun, ImprovementTask, ProjectChange
 from improve.serializers import ImprovementRunResultSerializer, ProjectChangeSerializer
-from improve.services import lease
+from improve.services import change_recovery, lease
 from improve.services.apply import written_before
 from improve.services.change import change_events
 from improve.services.proposal import improvement_events
@@ -66,7 +66,14 @@ async def _run(task: ImprovementTask, worker: str) -> ImprovementRun | None:
 
 
 def _process_change(task: ImprovementTask, worker: str) -> str:
-    """A queued project change: its stored result is the JSON POST /improve/change answers."""
+    """A queued project change: its stored result is the JSON POST /improve/change answers.
+    A task retried after its worker died completes from the change that worker made, if it
+    finished one (applying it when the task asked and that had not happened); a change left
+    running is marked failed (its branch, if made, removed) and the change is made again."""
+    earlier = change_recovery.made_by(task.pk, auto_apply=(task.options or {}).get("auto_apply", False))
+    if earlier is not None:
+        lease.finish(task.pk, worker, result=ProjectChangeSerializer(earlier).data, error="")
+        return "completed (the change was made before the previous worker stopped)"
     with lease.heartbeat(task.pk, worker):
         result, error = None, ""
         try:
@@ -88,7 +95,7 @@ async def _run_change(task: ImprovementTask, worker: str) -> ProjectChange | Non
     change = None
     async for name, data in change_events(options["instruction"], options.get("paths") or [],
                                           max_repairs=options.get("max_repairs"),
-                                          auto_apply=options.get("auto_apply", False)):
+                                          auto_apply=options.get("auto_apply", False), task_id=task.pk):
         if name == "step":
             await report(task.pk, worker, data["step"], None)
         elif name == "done":

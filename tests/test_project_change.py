@@ -315,3 +315,37 @@ def test_a_change_is_read_back_and_listed_in_the_admin(client, admin_client, pro
     listing = admin_client.get("/admin/improve/projectchange/")
     assert listing.status_code == 200 and "Add sub()" in listing.content.decode()
     assert admin_client.get(f"/admin/improve/projectchange/{body['change_id']}/change/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_change_task_completes_from_the_change_its_dead_worker_made(client, repo, ollama):
+    from improve.tasks import process_task
+
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": False})
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    task_id = post(client, "/improve/queue/change", {"instruction": "Add sub()", "auto_apply": True}).json()["task_id"]
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    assert process_task(task_id) == "completed"
+    made = ProjectChange.objects.get()
+    assert made.state == "applied" and str(made.task_id) == task_id
+    # the worker died before it stored the result: the lease sweeper put the task back
+    ImprovementTask.objects.filter(pk=task_id).update(status="pending", result=None)
+    assert process_task(task_id).startswith("completed (the change was made")
+    assert ProjectChange.objects.count() == 1 and len(ollama.chat_requests) == 1
+    assert ImprovementTask.objects.get(pk=task_id).result["change_id"] == str(made.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_left_running_by_a_dead_worker_is_failed_and_made_again(client, repo, ollama):
+    from improve.tasks import process_task
+
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": False})
+    task_id = post(client, "/improve/queue/change", {"instruction": "Add sub()"}).json()["task_id"]
+    left = ProjectChange.objects.create(instruction="Add sub()", task_id=task_id, git=True)
+    git(repo, "branch", f"codegen/{left.pk}")
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    assert process_task(task_id) == "completed"
+    left.refresh_from_db()
+    assert left.state == "failed" and f"codegen/{left.pk}" not in branches(repo)
+    assert ProjectChange.objects.filter(task_id=task_id, state="proposed").count() == 1

@@ -131,7 +131,7 @@ def _commit_on_branch(repo: Repo, change: ProjectChange) -> None:
 
 
 async def change_events(instruction: str, paths: list[str] | None = None, *, max_repairs: int | None = None,
-                        auto_apply: bool = False) -> AsyncIterator[Event]:
+                        auto_apply: bool = False, task_id=None) -> AsyncIterator[Event]:
     """Events: step (context, generate, apply, validate, repair, commit, apply_change), plan, edit,
     validation, then done (the ProjectChange)."""
     settings = change_settings()
@@ -145,7 +145,8 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
     repo = await asyncio.to_thread(open_repo, workspace.root())
     timings["context"] = time.perf_counter() - started
     change = await db_async(ProjectChange.objects.create)(instruction=instruction, paths=named,
-                                                          max_repairs=max_repairs, git=repo is not None)
+                                                          max_repairs=max_repairs, git=repo is not None,
+                                                          task_id=task_id)
     yield "plan", {"change_id": str(change.pk), "context": context.summary(), "left_out": context.left_out,
                    "symbols": context.symbols, "git": repo is not None}
     llm = get_llm()
