@@ -349,3 +349,19 @@ def test_a_change_left_running_by_a_dead_worker_is_failed_and_made_again(client,
     left.refresh_from_db()
     assert left.state == "failed" and f"codegen/{left.pk}" not in branches(repo)
     assert ProjectChange.objects.filter(task_id=task_id, state="proposed").count() == 1
+
+
+def test_undo_after_later_unrelated_commits_is_a_revert_commit(client, repo, ollama):
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    assert post(client, f"/improve/change/{body['change_id']}/apply").status_code == 200
+    git(repo, "commit", "-q", "-m", "my notes", "--", "notes.py")
+    later = git(repo, "rev-parse", "HEAD")
+    undone = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    revert = undone.json()["git"]["undo_commit"]
+    assert git(repo, "rev-parse", "HEAD") == revert and git(repo, "rev-parse", "HEAD^") == later
+    assert git(repo, "log", "-1", "--format=%s").startswith("Revert")
+    assert (repo / "calc.py").read_text() == CALC and (repo / "tests/test_calc.py").read_text() == TESTS
+    assert git(repo, "show", "HEAD:calc.py") + "\n" == CALC and (repo / "notes.py").read_text().startswith("NOTE = 2")
+    assert git(repo, "status", "--porcelain", "--", "calc.py", "tests", "notes.py") == ""
