@@ -21,12 +21,12 @@ FUZZ_ARGS = ["--checks", "all", "--max-examples", "5", "--generation-determinist
 # check, a 400 is an acceptable answer to schema-valid data, besides schemathesis' defaults (which already
 # hold 404 and 409). Every other check, and every other operation, is as `--checks all` has it.
 PATH_OPERATIONS = (r"^(GET /files/(read|tree|backups)|POST /files/(write|restore)"
-                   r"|POST /improve/(analyze|run|queue/add)|POST /rag/(index|search))$")
+                   r"|POST /improve/(analyze|run|change|queue/add|queue/change)|POST /rag/(index|search))$")
 # Operations that reach the LLM or the embedding provider document 502 (the provider answered with an
 # error, e.g. a model it does not have) and 503 (it is not reachable). PATCH /config is fuzzed in the same
 # run and may name models the scripted LLM does not serve, so these are answers by design there, not server
 # errors: not_a_server_error allows them for these operations only (still documented: status_code_conformance).
-PROVIDER_OPERATIONS = (r"^(POST /(chat|workflow)|GET /models|POST /improve/(analyze|run)"
+PROVIDER_OPERATIONS = (r"^(POST /(chat|workflow)|GET /models|POST /improve/(analyze|run|change)"
                        r"|POST /rag/(index|search))$")
 CONFIG = f"""
 [[operations]]
