@@ -365,3 +365,19 @@ def test_undo_after_later_unrelated_commits_is_a_revert_commit(client, repo, oll
     assert (repo / "calc.py").read_text() == CALC and (repo / "tests/test_calc.py").read_text() == TESTS
     assert git(repo, "show", "HEAD:calc.py") + "\n" == CALC and (repo / "notes.py").read_text().startswith("NOTE = 2")
     assert git(repo, "status", "--porcelain", "--", "calc.py", "tests", "notes.py") == ""
+
+
+def test_the_code_searchs_match_for_the_instruction_is_in_the_context(project, ollama, set_config):
+    """A file the instruction names nothing of, found by the code search, is read as context."""
+    from improve.services.change_context import gather
+    from rag.services import index_path
+
+    (project / "shipping.py").write_text(
+        'def compute_fee(weight_kg):\n    """Price of sending a parcel: a base fee plus a rate per kilogram."""\n'
+        "    return 4.5 + 0.8 * weight_kg\n")
+    set_config({"embeddings": {"provider": "ollama", "model": "nomic-embed-text"},
+                "rag": {"collection": "change-context", "chroma_url": ""}})
+    index_path(".")
+    context = gather("Make sending a heavy parcel cheaper per kilogram", [], budget=100_000, max_files=100)
+    assert context.reasons.get("shipping.py") == "the code search's match for the instruction"
+    assert "def compute_fee" in context.files["shipping.py"]

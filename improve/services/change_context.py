@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codegen_site.core import workspace
-from codegen_site.core.errors import BadInput, NotFound
+from codegen_site.core.errors import BadInput, NotFound, ServiceError
 from files_app.services import read_file
 from improve.services.coverage import is_test_file, module_names
+from rag.services import retrieve
 
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*")
 
@@ -119,6 +120,7 @@ def gather(instruction: str, paths: list[str], *, budget: int, max_files: int) -
     for path in seeds:
         ordered += [(other, f"imported by {path}") for other in project.imported(path)]
         ordered += [(other, f"imports {path}") for other in project.importers(path)]
+    ordered += [(path, "the code search's match for the instruction") for path in searched(instruction)]
     files: dict[str, str] = {}
     reasons: dict[str, str] = {}
     left_out: list[str] = []
@@ -135,6 +137,16 @@ def gather(instruction: str, paths: list[str], *, budget: int, max_files: int) -
         files[path], reasons[path] = text, reason
         used += len(text)
     return Context(files, reasons, left_out, sum(len(module.defines) for module in project.modules.values()), project)
+
+
+def searched(instruction: str, top_k: int = 5) -> list[str]:
+    """Files holding the code search's best chunks for the instruction, best first (none when
+    nothing is indexed, nothing is relevant or the embedder does not answer)."""
+    try:
+        chunks = retrieve(instruction, top_k=top_k)
+    except ServiceError:
+        return []
+    return list(dict.fromkeys(chunk["path"] for chunk in chunks))
 
 
 def read_text(path: str) -> str | None:
