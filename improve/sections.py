@@ -3,7 +3,7 @@
 codegen_site.core.sections once per config version. Code in this app reads these and never
 converts a raw config value itself.
 
-Only the standard library and core.sections are imported here, so the project's settings
+Only the standard library, core.sections and the checks' thresholds are imported here, so the project's settings
 module can read QueueSettings before the apps are loaded."""
 
 from __future__ import annotations
@@ -11,21 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from codegen_site.core.sections import section
+from improve.analysis.thresholds import Thresholds
 
 
 @dataclass(frozen=True)
-class AnalysisSettings:
-    """[improve]: POST /improve/analyze and the stored reports."""
+class AnalysisSettings(Thresholds):
+    """[improve]: POST /improve/analyze and the stored reports (the checks' thresholds come
+    from Thresholds)."""
 
-    complexity_medium: int
-    complexity_high: int
-    complexity_critical: int
-    max_function_lines: int
-    max_parameters: int
-    max_class_methods: int
-    duplicate_min_lines: int
     duplicate_large_lines: int
-    maintainability_min: float
     ruff_select: tuple[str, ...]
     ruff_ignore: tuple[str, ...]
     ruff_line_length: int

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from radon.metrics import mi_rank, mi_visit
 from radon.visitors import ComplexityVisitor
 
+from improve.analysis.thresholds import Thresholds
+
 # (line, type, severity, message, suggestion): compact, cheap to store and to load.
 Issue = list
 
@@ -26,18 +28,10 @@ SKIPPED_LINE_STARTS = (b"#", b"@", b"import ", b"from ", b'"""', b"'''")
 
 
 @dataclass(frozen=True)
-class CheckLimits:
+class CheckLimits(Thresholds):
     """The thresholds a file's checks use ([improve] settings) and whether to compute the
     maintainability index; part of the cache key (engine.checks_version)."""
 
-    complexity_medium: int
-    complexity_high: int
-    complexity_critical: int
-    max_function_lines: int
-    max_parameters: int
-    max_class_methods: int
-    duplicate_min_lines: int
-    maintainability_min: float
     maintainability: bool
 
 

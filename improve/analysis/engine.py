@@ -31,6 +31,7 @@ from codegen_site.core.errors import BadInput, PayloadTooLarge, ServiceBusy, Ser
 from improve.analysis import lint
 from improve.analysis.checks import CheckLimits
 from improve.analysis.duplication import duplicate_blocks
+from improve.analysis.thresholds import Thresholds
 from improve.analysis.workers import analysis_workers, run_checks, worker_count
 from improve.models import FileAnalysis
 from improve.sections import AnalysisSettings, analysis_settings
@@ -50,12 +51,8 @@ def scratch_root() -> Path:
 
 
 def check_limits(analysis: AnalysisSettings, maintainability: bool) -> CheckLimits:
-    return CheckLimits(
-        complexity_medium=analysis.complexity_medium, complexity_high=analysis.complexity_high,
-        complexity_critical=analysis.complexity_critical, max_function_lines=analysis.max_function_lines,
-        max_parameters=analysis.max_parameters, max_class_methods=analysis.max_class_methods,
-        duplicate_min_lines=analysis.duplicate_min_lines, maintainability_min=analysis.maintainability_min,
-        maintainability=maintainability)
+    thresholds = {field.name: getattr(analysis, field.name) for field in dataclasses.fields(Thresholds)}
+    return CheckLimits(**thresholds, maintainability=maintainability)
 
 
 def _digest(*parts: bytes | str, size: int = 16) -> str:
