@@ -27,15 +27,19 @@ from codegen_site.core.serializers import ErrorSerializer
 from codegen_site.core.sse import sse_response, sse_stream
 from codegen_site.core.throttling import ApiRateThrottle, LLMRateThrottle
 
-ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
+ERRORS = {400: ErrorSerializer, 413: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer,
+          503: ErrorSerializer}
 
 SSE_DESCRIPTION = (
     "text/event-stream. Events: `thinking` and `content` (JSON string chunks), then `done` "
-    '({"conversation_id", "model", "sources"}), or `error` ({"detail", "status", "conversation_id"}) when the LLM fails. '
+    '({"conversation_id", "model", "sources", "context"}), or `error` ({"detail", "status", "conversation_id"}) '
+    "when the LLM fails. `context` says what the model's window held and what was left out to fit it "
+    '({"window", "prompt_tokens", "answer_tokens", "history_left_out", "chunks_left_out", "exact"}). '
+    "A message that cannot fit the window is refused with 413 before the stream starts. "
     "The user message is stored before streaming; the answer when the stream ends (marked unfinished if cut off)."
 )
 SSE_RESPONSES = {(200, "text/event-stream"): event_stream(["thinking", "content", "done", "error"], SSE_DESCRIPTION),
-                 400: ErrorSerializer, 429: ErrorSerializer}
+                 400: ErrorSerializer, 413: ErrorSerializer, 429: ErrorSerializer}
 
 
 class ChatView(AsyncAPIView):
@@ -45,7 +49,9 @@ class ChatView(AsyncAPIView):
                    summary="Chat with the LLM (whole answer)",
                    description="With a stored `conversation_id` its messages are the history; `history` is used "
                                "only when the conversation is new. An unknown well-formed id starts a conversation "
-                               "with that id.")
+                               "with that id. The history sent is the newest that fits the model's context window "
+                               "(`context` says how many messages and @codebase chunks were left out); a message "
+                               "that cannot fit it is 413, saying by how many tokens.")
     async def post(self, request):
         serializer = ChatRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -58,9 +64,12 @@ class ChatStreamView(AsyncAPIView):
 
     async def _stream(self, serializer):
         serializer.is_valid(raise_exception=True)
-        # All the work (storing, the LLM) runs as the body is sent: nothing is
-        # started for a client that is gone before the response begins.
-        return sse_response(sse_stream(services.turn_events(**serializer.chat_arguments)))
+        arguments = serializer.chat_arguments
+        # Only the check that the message fits the model's window comes first (a 413 is a JSON
+        # answer); the work (storing, the LLM) runs as the body is sent: nothing is started for a
+        # client that is gone before the response begins.
+        budget = await services.turn_budget(arguments["message"], arguments["model"])
+        return sse_response(sse_stream(services.turn_events(**arguments, budget=budget)))
 
     @extend_schema(parameters=[StreamQuerySerializer], responses=SSE_RESPONSES, summary="Chat with the LLM over server-sent events")
     async def get(self, request):

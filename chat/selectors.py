@@ -46,10 +46,12 @@ def find_conversation(conversation_id: uuid.UUID) -> Conversation | None:
     return Conversation.objects.filter(id=conversation_id).first()
 
 
-def stored_history(conversation: Conversation, budget: int) -> list[dict[str, str]]:
-    """Its system messages, then the newest `budget` others with text, oldest first."""
+def stored_history(conversation: Conversation, cap: int) -> tuple[list[dict[str, str]], int]:
+    """Its system messages, then the newest `cap` others with text, oldest first; and how many older
+    ones with text were not read."""
     messages = conversation.messages
     system = list(messages.filter(role=Role.SYSTEM).values("role", "content"))
-    newest = (messages.exclude(role=Role.SYSTEM).exclude(content="")
-              .order_by("-id").values("role", "content")[:budget]) if budget else []
-    return system + list(reversed(list(newest)))
+    others = messages.exclude(role=Role.SYSTEM).exclude(content="")
+    newest = list(others.order_by("-id").values("role", "content")[:cap]) if cap else []
+    older = others.count() - len(newest) if len(newest) == cap else 0
+    return system + list(reversed(newest)), older

@@ -55,6 +55,20 @@ class SourceSerializer(serializers.Serializer):
     symbol = serializers.CharField(allow_null=True)
 
 
+class ContextSerializer(serializers.Serializer):
+    """What the model's context window held for the turn, and what was left out to fit it."""
+
+    window = serializers.IntegerField(help_text="The model's context window (tokens)")
+    prompt_tokens = serializers.IntegerField(help_text="Tokens of the prompt sent")
+    answer_tokens = serializers.IntegerField(help_text="Tokens kept free for the answer (its max_tokens)")
+    history_left_out = serializers.IntegerField(
+        help_text="Earlier messages of the conversation not sent (the newest that fit were)")
+    chunks_left_out = serializers.IntegerField(
+        help_text="@codebase chunks found but not sent (the best that fit, whole, were)")
+    exact = serializers.BooleanField(
+        help_text="Counted with the model's own tokenizer (the bundled model); else a calibrated estimate that errs high")
+
+
 class ChatResponseSerializer(serializers.Serializer):
     content = serializers.CharField()
     thinking = serializers.CharField(help_text="Reasoning, when the model produced any")
@@ -62,6 +76,7 @@ class ChatResponseSerializer(serializers.Serializer):
     conversation_id = serializers.UUIDField()
     sources = SourceSerializer(many=True, help_text="Code search chunks given to the model (a message starting "
                                                     "with @codebase); the answer cites them as path:line")
+    context = ContextSerializer(help_text="The context window and what was left out to fit it")
 
 
 class ConversationFieldsSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from django.test import override_settings
 from rest_framework.settings import api_settings
 
 from chat.models import Conversation, Message
+from chat.services.context import left_out_note
 from tests.fakes.llm_server import Turn
 from tests.sse import parse_sse
 
@@ -91,9 +92,10 @@ def test_history_sent_to_llm_is_trimmed_to_budget_keeping_system_prompt(client, 
     for number in range(4):
         body = post_chat(client, message=f"q{number}", conversation_id=conversation_id).json()
         conversation_id = body["conversation_id"]
-    # Six stored messages before q3; the newest three go along with it.
-    assert sent_messages(chat_llm) == [("system", SYSTEM), ("assistant", "echo: q1"), ("user", "q2"),
-                                       ("assistant", "echo: q2"), ("user", "q3")]
+    # Six stored messages before q3; the newest three go along with it, and the model is told of the rest.
+    assert sent_messages(chat_llm) == [("system", f"{SYSTEM}\n\n{left_out_note(3)}"), ("assistant", "echo: q1"),
+                                       ("user", "q2"), ("assistant", "echo: q2"), ("user", "q3")]
+    assert body["context"]["history_left_out"] == 3
     # Nothing is deleted: trimming only limits what the model sees.
     assert Message.objects.filter(conversation_id=conversation_id).count() == 8
 
@@ -101,8 +103,10 @@ def test_history_sent_to_llm_is_trimmed_to_budget_keeping_system_prompt(client, 
 def test_client_history_is_trimmed_too(client, chat_llm, set_config):
     set_config({"persistence": {"max_context_messages": 2}})
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(6)]
-    post_chat(client, message="now", history=history)
-    assert sent_messages(chat_llm) == [("system", SYSTEM), ("user", "m4"), ("assistant", "m5"), ("user", "now")]
+    body = post_chat(client, message="now", history=history).json()
+    assert sent_messages(chat_llm) == [("system", f"{SYSTEM}\n\n{left_out_note(4)}"), ("user", "m4"),
+                                       ("assistant", "m5"), ("user", "now")]
+    assert body["context"]["history_left_out"] == 4
 
 
 def test_chat_splits_thinking_from_content(client, chat_llm):
@@ -333,8 +337,9 @@ async def test_stream_continues_a_conversation(async_client, chat_llm):
     conversation_id = first[-1][1]["conversation_id"]
     second = await read_stream(async_client, "/chat/stream",
                                query_params={"message": "two", "conversation_id": conversation_id})
-    assert second[-1] == ("done", {"conversation_id": conversation_id, "model": chat_llm.chat_requests[1]["model"],
-                                   "sources": []})
+    kind, done = second[-1]
+    assert kind == "done" and done.pop("context")["history_left_out"] == 0
+    assert done == {"conversation_id": conversation_id, "model": chat_llm.chat_requests[1]["model"], "sources": []}
     assert sent_messages(chat_llm) == [("system", SYSTEM), ("user", "one"), ("assistant", "echo: one"),
                                        ("user", "two")]
 

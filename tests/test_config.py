@@ -130,8 +130,8 @@ def test_patched_model_for_simple_tasks_is_asked_for_on_the_next_chat(client, ll
 
 @pytest.mark.django_db
 def test_patched_provider_switches_on_the_next_request(client, llm_from_environment):
-    def chat_paths():
-        return [r.path for r in llm_from_environment.requests if r.method == "POST"]
+    def chat_paths():  # the chat requests (a model's context length is looked up with POST /api/show first)
+        return [r.path for r in llm_from_environment.requests if r.path in ("/api/chat", "/v1/chat/completions")]
 
     patch_config(client, {"llm": {"provider": "ollama"}})
     assert client.get("/health").json()["llm_provider"] == "ollama"

@@ -234,3 +234,14 @@ async def test_a_line_longer_than_a_read_arrives_whole(backend):
     backend.script(Turn(content=["start ", big, " end"]))
     _, deltas = await collect(get_llm())
     assert [d.text for d in deltas] == ["start ", big, " end"]
+
+
+@pytest.mark.parametrize("kind", ["ollama", "lm_studio"])
+async def test_an_address_with_a_stray_character_is_503_not_a_crash(set_config, kind):
+    """A host saved with a control character (httpx refuses to build the URL) is an unreachable LLM."""
+    address = "http://127.0.0.1:9/\x15v1"
+    set_config({"llm": {"provider": kind}, "ollama": {"host": address}, "openai_compatible": {"base_url": address}})
+    for call in (get_llm().list_models(), get_llm().embed(["text"], model="nomic-embed-text")):
+        with pytest.raises(LLMUnavailable) as caught:
+            await call
+        assert caught.value.status_code == 503 and "not a valid URL" in caught.value.detail

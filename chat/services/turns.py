@@ -1,7 +1,8 @@
 """A turn's storage, in two halves around the model's answer: `start_turn` (or `prepare_turn`
-then `store_user_message`) works out the messages to send and stores the question (and, for a
-new conversation, the client's history); `finish_turn` stores the answer, marked unfinished when
-it was cut off. Sync functions run on the pooled database threads (codegen_site.core.db)."""
+then `store_user_message`) works out the messages to send, fitted to the model's context window
+(chat.services.context), and stores the question (and, for a new conversation, the client's
+history); `finish_turn` stores the answer, marked unfinished when it was cut off. Sync functions
+run on the pooled database threads (codegen_site.core.db)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,17 @@ from django.utils import timezone
 
 from chat import selectors
 from chat.models import Conversation, Message, title_from
-from chat.services.context import build_context, codebase_question, context_budget, system_prompt, with_codebase
+from chat.services.context import (
+    Prompt,
+    build_prompt,
+    codebase_chunks,
+    codebase_question,
+    history_cap,
+    question_of,
+    system_prompt,
+)
 from codegen_site.core.db import db_async
+from codegen_site.llm import ContextBudget
 
 Role = Message.Role
 
@@ -26,12 +36,19 @@ class Turn:
 
     conversation_id: uuid.UUID
     message: str
-    llm_messages: list[dict[str, str]]
+    prompt: Prompt
     created: bool = False
     # The client's history, stored with the question when the conversation is new.
     history: list[dict[str, str]] = field(default_factory=list)
-    # Code search chunks given to the model (@codebase): [{path, start_line, end_line, symbol}].
-    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def llm_messages(self) -> list[dict[str, str]]:
+        return self.prompt.messages
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """Code search chunks given to the model (@codebase): [{path, start_line, end_line, symbol}]."""
+        return self.prompt.sources
 
 
 @dataclass
@@ -57,22 +74,25 @@ class Answer:
 # Reads happen outside the write transactions: on SQLite a transaction that reads
 # first and then writes fails at once ("database is locked") when another writer
 # got in between, while one that starts by writing waits its turn.
-def prepare_turn_sync(message: str, history: list[dict[str, str]] | None = None,
-                      conversation_id: uuid.UUID | None = None) -> Turn:
-    """The messages to send. A stored conversation's messages are the history;
-    the client's `history` counts only when the conversation is new."""
+def prepare_turn_sync(message: str, history: list[dict[str, str]] | None, conversation_id: uuid.UUID | None,
+                      budget: ContextBudget) -> Turn:
+    """The messages to send, fitted to `budget`. A stored conversation's messages are the history;
+    the client's `history` counts only when the conversation is new. Either is first cut to the
+    newest persistence.max_context_messages (those cut count as left out)."""
     history = history or []
-    budget = context_budget()
+    cap = history_cap()
     conversation = selectors.find_conversation(conversation_id) if conversation_id else None
     if conversation is None:
-        turn = Turn(conversation_id or uuid.uuid4(), message, [], created=True, history=history)
-        context_history = history
+        turns = [item for item in history if item["content"]]
+        context_history = turns[len(turns) - cap:] if cap else []
+        earlier = len(turns) - len(context_history)
     else:
-        turn = Turn(conversation.id, message, [])
-        context_history = selectors.stored_history(conversation, budget)
-    messages = build_context(context_history, message, budget=budget, prompt=system_prompt())
-    turn.llm_messages, turn.sources = with_codebase(message, messages)
-    return turn
+        context_history, earlier = selectors.stored_history(conversation, cap)
+    prompt = build_prompt(budget, question_of(message), prompt=system_prompt(), history=context_history,
+                          earlier=earlier, chunks=codebase_chunks(message))
+    if conversation is None:
+        return Turn(conversation_id or uuid.uuid4(), message, prompt, created=True, history=history)
+    return Turn(conversation.id, message, prompt)
 
 
 def store_user_message_sync(turn: Turn) -> None:
@@ -94,9 +114,9 @@ def store_user_message_sync(turn: Turn) -> None:
         Conversation.objects.filter(id=turn.conversation_id).update(updated_at=timezone.now())
 
 
-def start_turn_sync(message: str, history: list[dict[str, str]] | None = None,
-                    conversation_id: uuid.UUID | None = None) -> Turn:
-    turn = prepare_turn_sync(message, history, conversation_id)
+def start_turn_sync(message: str, history: list[dict[str, str]] | None, conversation_id: uuid.UUID | None,
+                    budget: ContextBudget) -> Turn:
+    turn = prepare_turn_sync(message, history, conversation_id, budget)
     store_user_message_sync(turn)
     return turn
 
@@ -113,12 +133,12 @@ def finish_turn_sync(conversation_id: uuid.UUID, answer: Answer) -> Message | No
     return stored
 
 
-async def prepare_turn(message: str, history: list[dict[str, str]] | None = None,
-                       conversation_id: uuid.UUID | None = None) -> Turn:
-    if conversation_id is None and codebase_question(message) is None:
-        # Nothing to read (no stored conversation, no code index): no hop to a database thread.
-        return prepare_turn_sync(message, history, None)
-    return await db_async(prepare_turn_sync)(message, history, conversation_id)
+async def prepare_turn(message: str, history: list[dict[str, str]] | None, conversation_id: uuid.UUID | None,
+                       budget: ContextBudget) -> Turn:
+    if conversation_id is None and codebase_question(message) is None and not budget.exact:
+        # Nothing to read (no stored conversation, no code index) and no tokenizer to run: no thread hop.
+        return prepare_turn_sync(message, history, None, budget)
+    return await db_async(prepare_turn_sync)(message, history, conversation_id, budget)
 
 
 start_turn = db_async(start_turn_sync)

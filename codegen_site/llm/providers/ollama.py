@@ -1,11 +1,29 @@
-"""Ollama's native API: NDJSON streams from /api/chat, reasoning in `message.thinking`."""
+"""Ollama's native API: NDJSON streams from /api/chat, reasoning in `message.thinking`. Each request
+says the context size it needs (`options.num_ctx`): without it Ollama cuts every prompt to its own
+default size, silently. A model's context length comes from /api/show, asked once per model."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from codegen_site.llm.budget import ContextBudget, context_size
 from codegen_site.llm.config import LLMSection, OllamaSection
+from codegen_site.llm.errors import LLMError
 from codegen_site.llm.providers.base import Messages
 from codegen_site.llm.providers.http import HTTPProvider
+from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.thinking import Delta, ThinkSplitter
+
+
+def context_length(show: Any) -> int | None:
+    """The model's trained context length from an /api/show answer (`model_info["<arch>.context_length"]`)."""
+    info = show.get("model_info") if isinstance(show, dict) else None
+    if not isinstance(info, dict):
+        return None
+    value = info.get(f"{info.get('general.architecture')}.context_length")
+    if value is None:
+        value = next((item for key, item in info.items() if key.endswith(".context_length")), None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class OllamaProvider(HTTPProvider):
@@ -14,16 +32,41 @@ class OllamaProvider(HTTPProvider):
 
     def __init__(self, settings: OllamaSection, llm: LLMSection):
         super().__init__(settings.host, settings.timeout, settings.connect_timeout, llm)
+        self.settings = settings
 
     async def list_models(self, timeout: float | None = None) -> list[str]:
         payload = await self._json("GET", "/api/tags", timeout=timeout)
         return [item.get("name") or item.get("model") for item in payload.get("models", [])]
 
+    async def model_context_length(self, model: str) -> int | None:
+        """What /api/show says the model holds; None when it says nothing. Kept per address and model;
+        a failed lookup is not kept (the chat request that follows reports the failure)."""
+        key = (self.name, self.host, model)
+        windows = llm_resources().windows
+        if key in windows:
+            return windows[key]
+        try:
+            show = await self._post_json("/api/show", {"model": model, "name": model}, model=model)
+        except LLMError:
+            return None
+        windows[key] = length = context_length(show)
+        return length
+
+    async def context_window(self, model: str) -> int:
+        length = await self.model_context_length(model)
+        ceiling = self.settings.max_context_tokens
+        return min(length or self.settings.min_context_tokens, ceiling)
+
+    def sized_options(self, budget: ContextBudget, prompt_tokens: int) -> dict:
+        return {"num_ctx": context_size(prompt_tokens + budget.answer_tokens, budget.window,
+                                        self.settings.min_context_tokens)}
+
     chat_path = "/api/chat"
     end_of_stream = "it was done"
 
     def chat_body(self, messages: Messages, model: str, options: dict) -> dict:
-        settings = {"temperature": options.get("temperature"), "num_predict": options.get("max_tokens")}
+        settings = {"temperature": options.get("temperature"), "num_predict": options.get("max_tokens"),
+                    "num_ctx": options.get("num_ctx")}
         return {"model": model, "messages": messages, "stream": True,
                 "options": {k: v for k, v in settings.items() if v is not None}}
 

@@ -16,6 +16,11 @@ class OpenAICompatibleProvider(HTTPProvider):
     def __init__(self, settings: OpenAICompatibleSection, llm: LLMSection):
         super().__init__(settings.base_url, settings.timeout, settings.connect_timeout, llm)
         self.api_key = settings.api_key
+        self.context_tokens = settings.context_tokens
+
+    async def context_window(self, model: str) -> int:
+        # The wire format has no way to ask for a context size: the server's is the setting's.
+        return self.context_tokens
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
