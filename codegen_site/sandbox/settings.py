@@ -63,18 +63,28 @@ class SandboxSettings:
 
 
 _overrides: dict[str, Any] = {}
+_held: tuple[SandboxSettings, SandboxSettings] | None = None  # (as configured, held under the ceilings)
+
+
+def _under_ceilings(configured: SandboxSettings) -> SandboxSettings:
+    ceilings = {item.name: getattr(configured.ceilings, item.name) for item in dataclasses.fields(SandboxCeilings)}
+    values = {name: getattr(configured, name) for name in ceilings if hasattr(configured, name)}
+    lowered = within_ceilings(values, ceilings)
+    return dataclasses.replace(configured, **lowered) if lowered else configured
 
 
 def current() -> SandboxSettings:
     """The [sandbox] settings in effect: the config's, with override_limits() laid over them,
-    every limit held under its ceiling."""
+    every limit held under its ceiling (the same object until the config changes)."""
+    global _held
     config = get_config()
     if _overrides:
-        current = build(SandboxSettings, {**config["sandbox"], **_overrides}, "sandbox")
-    else:
-        current = section(SandboxSettings, "sandbox", config=config)
-    lowered = within_ceilings(dataclasses.asdict(current), dataclasses.asdict(current.ceilings))
-    return dataclasses.replace(current, **lowered) if lowered else current
+        return _under_ceilings(build(SandboxSettings, {**config["sandbox"], **_overrides}, "sandbox"))
+    configured = section(SandboxSettings, "sandbox", config=config)
+    held = _held
+    if held is None or held[0] is not configured:
+        held = _held = (configured, _under_ceilings(configured))
+    return held[1]
 
 
 @contextlib.contextmanager
