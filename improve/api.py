@@ -17,8 +17,10 @@ from improve.serializers import (
     AnalyzeRequestSerializer,
     AnalyzeResponseSerializer,
     ChangeApplyRequestSerializer,
+    ChangeListQuerySerializer,
     ChangeQueueRequestSerializer,
     ChangeRequestSerializer,
+    ChangeSummarySerializer,
     ImproveApplyRequestSerializer,
     ImprovementRunResultSerializer,
     ImproveRunRequestSerializer,
@@ -269,6 +271,17 @@ class ChangeView(AsyncAPIView):
         return Response(ProjectChangeSerializer(result).data)
 
 
+class ChangeListView(APIView):
+    @extend_schema(parameters=[ChangeListQuerySerializer],
+                   responses={200: ChangeSummarySerializer(many=True), 400: ErrorSerializer},
+                   summary="Project changes, newest first (without their diffs and evidence)")
+    def get(self, request):
+        query = ChangeListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        changes = selectors.list_changes(query.validated_data["limit"], query.validated_data["offset"])
+        return Response(ChangeSummarySerializer(changes, many=True).data)
+
+
 class ChangeDetailView(APIView):
     @extend_schema(responses={200: ProjectChangeSerializer, 404: ErrorSerializer}, summary="One project change")
     def get(self, request, change_id):
@@ -284,7 +297,8 @@ class ChangeApplyView(APIView):
     def post(self, request, change_id):
         serializer = ChangeApplyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = change_apply.apply_change(change_id, serializer.validated_data["files"] or None)
+        result = change_apply.apply_change(change_id, serializer.validated_data["files"] or None,
+                                           serializer.validated_data["hunks"] or None)
         return Response(ProjectChangeSerializer(result).data)
 
 

@@ -8,7 +8,7 @@ import uuid
 from django.db.models import Count
 
 from codegen_site.core.errors import NotFound
-from improve.models import AnalysisReport, ImprovementTask, QueueState
+from improve.models import AnalysisReport, ImprovementTask, ProjectChange, QueueState
 from improve.sections import analysis_settings, queue_settings
 from improve.services.cluster import cluster_info
 
@@ -93,3 +93,11 @@ def changed_tasks(seen: dict, since) -> list[ImprovementTask]:
     rows = ImprovementTask.objects.order_by("updated_at")
     rows = rows.filter(updated_at__gte=since) if since else rows.exclude(status__in=ImprovementTask.FINISHED)
     return [task for task in rows if seen.get(task.pk) != task.updated_at]
+
+
+# --- project changes --------------------------------------------------------------------------
+
+
+def list_changes(limit: int, offset: int):
+    """Project changes, newest first, without their files' texts, diffs or evidence."""
+    return ProjectChange.objects.defer("diff", "evidence").order_by("-created_at")[offset:offset + limit]

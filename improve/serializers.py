@@ -300,6 +300,12 @@ class ChangeRequestSerializer(serializers.Serializer):
 class ChangeApplyRequestSerializer(serializers.Serializer):
     files = serializers.ListField(child=StrictCharField(max_length=4096), required=False, default=list,
                                   help_text="Apply only these files of the change (all when empty)")
+    hunks = serializers.DictField(child=serializers.ListField(child=StrictIntegerField(min_value=0), min_length=1,
+                                                              max_length=10000),
+                                  required=False, default=dict,
+                                  help_text="Apply only these hunks (0-based, in the order of the file's `hunks`) "
+                                            "of a file: {path: [index, ...]}; a file not named here is applied "
+                                            "whole")
 
 
 class ChangeHunkSerializer(serializers.Serializer):
@@ -319,6 +325,8 @@ class ChangeFileSerializer(serializers.Serializer):
     hunks = serializers.SerializerMethodField()
     uncommitted = serializers.BooleanField(required=False, help_text="git: the file had uncommitted edits when "
                                            "the change was made (apply is refused until they are committed)")
+    applied_hunks = serializers.ListField(child=serializers.IntegerField(), required=False,
+                                          help_text="When only some hunks were applied: their indexes")
 
     def get_hunks(self, item) -> list[dict]:
         return ChangeHunkSerializer(hunks(item["diff"]), many=True).data
@@ -362,3 +370,27 @@ class ProjectChangeSerializer(serializers.Serializer):
 
 class ChangeQueueRequestSerializer(ChangeRequestSerializer):
     pass
+
+
+class ChangeListQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=50)
+    offset = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+
+
+class ChangeSummarySerializer(serializers.Serializer):
+    """A project change in the history (GET /improve/changes): no diffs, no evidence."""
+
+    change_id = serializers.UUIDField(source="pk")
+    state = serializers.ChoiceField(choices=ProjectChange.State.values)
+    instruction = serializers.CharField()
+    files = serializers.SerializerMethodField()
+    applied_files = serializers.ListField(child=serializers.CharField())
+    error = BlankAsNullCharField(allow_null=True)
+    git = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    applied_at = serializers.DateTimeField(allow_null=True)
+    undone_at = serializers.DateTimeField(allow_null=True)
+
+    def get_files(self, change) -> list[str]:
+        return [item["path"] for item in change.files]

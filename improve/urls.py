@@ -18,6 +18,7 @@ urlpatterns = [
     path("improve/queue/change", api.QueueChangeView.as_view(), name="improve-queue-change"),
     # --- project changes ---
     path("improve/change", api.ChangeView.as_view(), name="improve-change"),
+    path("improve/changes", api.ChangeListView.as_view(), name="improve-changes"),
     path("improve/change/<uuid:change_id>", api.ChangeDetailView.as_view(), name="improve-change-detail"),
     path("improve/change/<uuid:change_id>/apply", api.ChangeApplyView.as_view(), name="improve-change-apply"),
     path("improve/change/<uuid:change_id>/undo", api.ChangeUndoView.as_view(), name="improve-change-undo"),

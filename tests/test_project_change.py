@@ -381,3 +381,53 @@ def test_the_code_searchs_match_for_the_instruction_is_in_the_context(project, o
     context = gather("Make sending a heavy parcel cheaper per kilogram", [], budget=100_000, max_files=100)
     assert context.reasons.get("shipping.py") == "the code search's match for the instruction"
     assert "def compute_fee" in context.files["shipping.py"]
+
+
+LONG = "".join(f"V{n} = {n}\n" for n in range(1, 21))
+LONG_BOTH = LONG.replace("V2 = 2\n", "V2 = 200\n").replace("V19 = 19\n", "V19 = 1900\n")
+
+
+@pytest.mark.parametrize("use_git", [True, False], ids=["git", "no-git"])
+def test_some_hunks_of_a_file_are_applied_and_undone_and_changes_are_listed_newest_first(client, project, ollama,
+                                                                                          use_git):
+    (project / "values.py").write_text(LONG)
+    if use_git:
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", "initial")
+    ollama.script(Turn(content=whole("values.py", LONG_BOTH) + whole("calc.py", CALC_SUB)))
+    body = change(client, "Make V2 and V19 bigger; add sub()").json()
+    assert body["state"] == "proposed", body["error"]
+    values = next(item for item in body["files"] if item["path"] == "values.py")
+    assert len(values["hunks"]) == 2
+    url = f"/improve/change/{body['change_id']}/apply"
+    assert post(client, url, {"hunks": {"values.py": [2]}}).status_code == 400
+    assert post(client, url, {"files": ["calc.py"], "hunks": {"values.py": [0]}}).status_code == 400
+    assert post(client, url, {"hunks": {"values.py": []}}).status_code == 400
+    response = post(client, url, {"hunks": {"values.py": [1]}})
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "applied"
+    files = {item["path"]: item for item in response.json()["files"]}
+    assert files["values.py"]["applied_hunks"] == [1] and "applied_hunks" not in files["calc.py"]
+    assert (project / "values.py").read_text() == LONG.replace("V19 = 19\n", "V19 = 1900\n")
+    assert (project / "calc.py").read_text() == CALC_SUB
+    if use_git:
+        assert git(project, "show", "HEAD:values.py") + "\n" == LONG.replace("V19 = 19\n", "V19 = 1900\n")
+        assert git(project, "status", "--porcelain", "--", "values.py", "calc.py") == ""
+    # the change as proposed is unchanged: both hunks still show
+    assert len(next(item for item in client.get(f"/improve/change/{body['change_id']}").json()["files"]
+                    if item["path"] == "values.py")["hunks"]) == 2
+    undone = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert (project / "values.py").read_text() == LONG and (project / "calc.py").read_text() == CALC
+
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB)))
+    second = change(client).json()
+    listing = client.get("/improve/changes")
+    assert listing.status_code == 200
+    rows = listing.json()
+    assert [row["change_id"] for row in rows[:2]] == [second["change_id"], body["change_id"]]
+    assert rows[1]["state"] == "undone" and set(rows[1]["files"]) == {"values.py", "calc.py"}
+    assert "diff" not in rows[0] and "evidence" not in rows[0]
+    assert [row["change_id"] for row in client.get("/improve/changes?limit=1&offset=1").json()] == [body["change_id"]]
+    assert client.get("/improve/changes?limit=0").status_code == 400

@@ -17,6 +17,7 @@ write puts back the files already written.
 
 from __future__ import annotations
 
+import difflib
 import os
 
 from django.utils import timezone
@@ -96,8 +97,55 @@ def _claim(change: ProjectChange, source: str, target: str) -> None:
         raise Conflict(f"This change is no longer {source}")
 
 
-def apply_change(change_id, files: list[str] | None = None) -> ProjectChange:
-    """POST /improve/change/{id}/apply: every file of the change, or the subset named."""
+def partial_text(original: str, proposed: str, selected: set[int]) -> str:
+    """`original` with only the `selected` hunks of its diff to `proposed` (the hunks files_app's
+    unified_diff shows, in order: difflib's groups with 3 lines of context)."""
+    old, new = original.splitlines(keepends=True), proposed.splitlines(keepends=True)
+    out: list[str] = []
+    position = 0
+    for index, group in enumerate(difflib.SequenceMatcher(None, old, new).get_grouped_opcodes(3)):
+        if index in selected:
+            out += old[position:group[0][1]] + new[group[0][3]:group[-1][4]]
+            position = group[-1][2]
+    return "".join(out + old[position:])
+
+
+def _hunk_count(item: dict) -> int:
+    old, new = (item.get("original") or "").splitlines(True), item["proposed"].splitlines(True)
+    return sum(1 for _ in difflib.SequenceMatcher(None, old, new).get_grouped_opcodes(3))
+
+
+def _chosen_hunks(items: list[dict], hunks: dict[str, list[int]]) -> list[dict]:
+    """Each item with `hunks` naming a part of its hunks carries only those: its `proposed` text is
+    the original with them, recorded as `applied`/`applied_sha256` (undo checks that text)."""
+    chosen = []
+    for item in items:
+        selection = hunks.get(item["path"])
+        count = _hunk_count(item)
+        if selection is not None:
+            wrong = sorted(index for index in set(selection) if index >= count)
+            if wrong:
+                raise BadInput(f"{item['path']} has {count} hunks; no hunk {', '.join(map(str, wrong))}")
+        if selection is None or set(selection) >= set(range(count)):
+            chosen.append(item)
+            continue
+        text = partial_text(item.get("original") or "", item["proposed"], set(selection))
+        chosen.append({**item, "proposed": text, "proposed_sha256": sha256_text(text),
+                       "applied_hunks": sorted(set(selection))})
+    return chosen
+
+
+def _as_applied(item: dict) -> dict:
+    """A file of the change as it was applied (only some of its hunks, or all)."""
+    if "applied" not in item:
+        return item
+    return {**item, "proposed": item["applied"], "proposed_sha256": item["applied_sha256"]}
+
+
+def apply_change(change_id, files: list[str] | None = None,
+                 hunks: dict[str, list[int]] | None = None) -> ProjectChange:
+    """POST /improve/change/{id}/apply: every file of the change, or the subset named; of a file
+    named in `hunks`, only those hunks."""
     change = get_change(change_id)
     if change.state != State.PROPOSED:
         raise Conflict(f"This change cannot be applied (state {change.state})")
@@ -107,6 +155,12 @@ def apply_change(change_id, files: list[str] | None = None) -> ProjectChange:
         if unknown:
             raise BadInput(f"Not files of this change: {', '.join(unknown)}")
     items = [known[path] for path in dict.fromkeys(files)] if files else list(change.files)
+    if hunks:
+        unknown = [path for path in hunks if path not in {item["path"] for item in items}]
+        if unknown:
+            raise BadInput(f"Not files being applied: {', '.join(unknown)}")
+        items = _chosen_hunks(items, hunks)
+    partial = any("applied_hunks" in item for item in items)
     for item in items:
         _unchanged(item, item["original_sha256"], "the proposal was made")
     repo = open_repo(workspace.root()) if change.git else None
@@ -115,7 +169,7 @@ def apply_change(change_id, files: list[str] | None = None) -> ProjectChange:
     _claim(change, State.PROPOSED, State.APPLIED)
     try:
         if repo is not None:
-            _apply_git(repo, change, items, every=len(items) == len(change.files))
+            _apply_git(repo, change, items, every=len(items) == len(change.files) and not partial)
         else:
             change.backups = _write_all(items)
     except BaseException:
@@ -123,6 +177,15 @@ def apply_change(change_id, files: list[str] | None = None) -> ProjectChange:
         raise
     change.state, change.applied_at = State.APPLIED, timezone.now()
     change.applied_files = [item["path"] for item in items]
+    applied = {item["path"]: item for item in items if "applied_hunks" in item}
+    change.files = [{key: value for key, value in item.items() if key not in ("applied", "applied_sha256",
+                                                                               "applied_hunks")}
+                    for item in change.files]
+    for item in change.files:
+        if item["path"] in applied:
+            chosen = applied[item["path"]]
+            item.update(applied=chosen["proposed"], applied_sha256=chosen["proposed_sha256"],
+                        applied_hunks=chosen["applied_hunks"])
     change.save()
     return change
 
@@ -138,6 +201,10 @@ def _apply_git(repo: Repo, change: ProjectChange, items: list[dict], *, every: b
         if moved:
             raise Conflict(f"{branch} changed {', '.join(moved)} since the proposal; make the change again")
     entries = {path: repo.blob(change.commit, path) for path in paths}
+    for item in items:
+        if "applied_hunks" in item:  # only some hunks: the file as applied, as its own blob
+            mode = (entries[item["path"]] or ("100644", ""))[0]
+            entries[item["path"]] = (mode, repo.hash_text(item["proposed"], write=True))
     if head == change.base_commit and every:
         commit = change.commit
     else:
@@ -160,7 +227,7 @@ def undo_change(change_id) -> ProjectChange:
     change = get_change(change_id)
     if change.state != State.APPLIED:
         raise Conflict(f"Only an applied change can be undone (state {change.state})")
-    known = {item["path"]: item for item in change.files}
+    known = {item["path"]: _as_applied(item) for item in change.files}
     items = [known[path] for path in change.applied_files]
     for item in items:
         _unchanged(item, item["proposed_sha256"], "the change was applied (later work depends on it)")
