@@ -26,6 +26,7 @@ PAGES = (
     ("ui-chat", "Chat"),
     ("ui-workflow", "Workflow"),
     ("ui-improve", "Improve"),
+    ("ui-changes", "Changes"),
     ("ui-search", "Code search"),
     ("ui-files", "Files"),
     ("ui-settings", "Settings"),
@@ -90,6 +91,7 @@ async def index(request):
 chat = page("ui/chat.html", "ui-chat")
 workflow = page("ui/workflow.html", "ui-workflow")
 improve = page("ui/improve.html", "ui-improve")
+changes = page("ui/changes.html", "ui-changes")
 search = page("ui/search.html", "ui-search")
 files = page("ui/files.html", "ui-files")
 # The form's choices come from the config module, which the serializers check against.

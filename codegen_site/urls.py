@@ -10,6 +10,7 @@ ui_patterns = [
     path("chat", ui.chat, name="ui-chat"),
     path("workflow", ui.workflow, name="ui-workflow"),
     path("improve", ui.improve, name="ui-improve"),
+    path("changes", ui.changes, name="ui-changes"),
     path("search", ui.search, name="ui-search"),
     path("files", ui.files, name="ui-files"),
     path("settings", ui.config, name="ui-settings"),
