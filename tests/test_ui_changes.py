@@ -163,6 +163,8 @@ def test_a_conflict_is_explained_beside_apply_and_undo_works_from_the_history(ui
     first.get_by_role("button", name="Undo").click()
     check(first.locator(".badge")).to_have_text("undone")
     check(first.locator(".row-result")).to_contain_text("Undone")
+    check(ui.locator("#apply-result")).to_contain_text("Undone: calc.py, values.py as before")
+    check(ui.locator('.change-file[data-path="calc.py"] .file-head .badge.undone')).to_have_text("undone")
     assert (workspace / "calc.py").read_text() == CALC and (workspace / "values.py").read_text() == VALUES
     screenshot(ui, "changes-history")
     # opened again from the history (a reload with ?change=<id>)

@@ -172,13 +172,13 @@
       renderFiles();
       renderActions();
     });
-    const applied = current.applied_files && current.applied_files.includes(file.path);
+    const applied = ["applied", "undone"].includes(current.state) && current.applied_files && current.applied_files.includes(file.path);
     const section = el("section", { class: "change-file", "data-path": file.path },
       el("header", { class: "file-head" },
         el("label", { class: "inline" }, box, el("span", { class: "visually-hidden", text: "Accept file" })),
         el("span", { class: "file-path mono", text: file.path }),
         el("span", { class: "badge " + (file.status === "added" ? "passed" : "proposed"), text: file.status }),
-        applied ? el("span", { class: "badge applied", text: "applied" }) : null,
+        applied ? el("span", { class: "badge " + current.state, text: current.state }) : null,
         file.uncommitted ? el("span", { class: "badge failed", title: "The file had uncommitted edits when the change was made; commit them before applying", text: "uncommitted work" }) : null,
         el("span", { class: "spacer" }),
         el("span", { class: "small counts" }, el("span", { class: "ok", text: `+${added}` }), " ", el("span", { class: "bad", text: `−${removed}` })),
@@ -397,8 +397,8 @@
       if (current && current.change_id === changeId) show(result);
       const where = result.git && result.git.undo_commit ? ` — revert commit ${result.git.undo_commit.slice(0, 10)}` : "";
       const message = `✓ Undone: ${result.applied_files.join(", ")} as before${where}`;
-      if (target === $("apply-result")) resultNote(message, "ok undone-note", true);
-      else target.replaceChildren(el("span", { class: "ok", text: message }));
+      if (current && current.change_id === changeId) resultNote(message, "ok undone-note", true);
+      if (target !== $("apply-result")) target.replaceChildren(el("span", { class: "ok", text: message }));
       await loadHistory();
       if (target !== $("apply-result")) {
         const row = $("history").querySelector(`li[data-id="${changeId}"] .row-result`);
