@@ -10,14 +10,13 @@ import functools
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import views as auth_views
-from django.contrib.auth.views import redirect_to_login
+from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
 from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.generators import SchemaGenerator
 
-from codegen_site.core import config as app_config
 from codegen_site.core import workspace
+from codegen_site.core.config import LOG_LEVELS, PROVIDERS
 from codegen_site.llm import get_llm
 
 # (url name, label) of the pages in the navigation, in order.
@@ -96,9 +95,9 @@ search = page("ui/search.html", "ui-search")
 files = page("ui/files.html", "ui-files")
 # The form's choices come from the config module, which the serializers check against.
 config = page("ui/settings.html", "ui-settings",
-              choices={"llm.provider": app_config.PROVIDERS, "embeddings.provider": app_config.PROVIDERS,
-                       "logging.level": app_config.LOG_LEVELS})
+              choices={"llm.provider": PROVIDERS, "embeddings.provider": PROVIDERS,
+                       "logging.level": LOG_LEVELS})
 
-login = auth_views.LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True,
+login = LoginView.as_view(template_name="ui/login.html", redirect_authenticated_user=True,
                                      next_page="/", extra_context={"pages": (), "current": "login"})
-logout = auth_views.LogoutView.as_view(next_page="login")
+logout = LogoutView.as_view(next_page="login")

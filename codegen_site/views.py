@@ -8,9 +8,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from codegen_site.core import config as app_config
 from codegen_site.core import workspace
 from codegen_site.core.apiview import AsyncAPIView
+from codegen_site.core.config import dotted_keys, get_config, overridden_by_environment, save_development
 from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import (
     ConfigSavedSerializer,
@@ -47,7 +47,7 @@ class ConfigView(APIView):
 
     @extend_schema(responses={200: ConfigViewSerializer}, summary="Editable settings, as in effect")
     def get(self, request):
-        return Response(ConfigViewSerializer({**app_config.get_config(), "workspace": {"root": workspace.root()}}).data)
+        return Response(ConfigViewSerializer({**get_config(), "workspace": {"root": workspace.root()}}).data)
 
     @extend_schema(request=EditableConfigSerializer, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
                    summary="Save settings to config/development.toml; they apply to the next request")
@@ -55,15 +55,15 @@ class ConfigView(APIView):
         serializer = EditableConfigSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         patch = serializer.validated_data
-        app_config.save_development(patch)
-        app_config.get_config()  # reads the saved file: the change applies from here on
+        save_development(patch)
+        get_config()  # reads the saved file: the change applies from here on
         return Response({"ok": True, "message": config_saved_message(patch)})
 
 
 def config_saved_message(patch: dict) -> str:
     """Which of the saved settings are in effect: all but those the environment sets."""
-    overridden = app_config.overridden_by_environment(patch)
-    applied = [key for key in app_config.dotted_keys(patch) if key not in overridden]
+    overridden = overridden_by_environment(patch)
+    applied = [key for key in dotted_keys(patch) if key not in overridden]
     message = "Config saved to development.toml."
     if applied:
         message += f" Applied now, no restart needed: {', '.join(applied)}."

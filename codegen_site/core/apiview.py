@@ -6,7 +6,7 @@ from inspect import iscoroutinefunction
 
 from adrf.views import APIView
 from asgiref.sync import sync_to_async
-from rest_framework.views import APIView as SyncAPIView
+from rest_framework import views
 
 
 class AsyncAPIView(APIView):
@@ -20,7 +20,7 @@ class AsyncAPIView(APIView):
 
     # The project's throttles are synchronous cache counters; adrf's version
     # always enters async_to_sync, which cannot run inside the event loop.
-    check_throttles = SyncAPIView.check_throttles
+    check_throttles = views.APIView.check_throttles
 
     def perform_content_negotiation(self, request, force=False):
         # A view that streams (`streams = True`, codegen_site.routes) builds its
