@@ -12,11 +12,10 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_project_change import CALC, CALC_SUB, TESTS, git, whole
-from tests.ui_browser import allow_console, checked_page, expect, screenshot
+from tests.ui_browser import allow_console, checked_page, expect, plant, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
-WIDTHS = ["desktop", "phone"]
 VALUES = "".join(f"V{n} = {n}\n" for n in range(1, 21))
 VALUES_BOTH = VALUES.replace("V2 = 2\n", "V2 = 200\n").replace("V19 = 19\n", "V19 = 1900\n")
 VALUES_SECOND = VALUES.replace("V19 = 19\n", "V19 = 1900\n")
@@ -26,20 +25,12 @@ REPLY = whole("calc.py", CALC_SUB) + "\n" + whole("values.py", VALUES_BOTH)
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui-changes")
-    (root / "calc.py").write_text(CALC)
-    (root / "values.py").write_text(VALUES)
-    (root / "tests").mkdir()
-    (root / "tests" / "test_calc.py").write_text(TESTS)
+    root = plant(tmp_path_factory.mktemp("ui-changes"),
+                 {"calc.py": CALC, "values.py": VALUES, "tests/test_calc.py": TESTS})
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "initial")
     return root
-
-
-@pytest.fixture(params=WIDTHS)
-def width(request):
-    return request.param
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.fakes.llm_server import Turn
-from tests.ui_browser import MODULE, checked_page, expect, screenshot
+from tests.ui_browser import MODULE, analyse, checked_page, expect, plant, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -31,14 +31,9 @@ def test_factorial():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui-improve-workspace")
-    (root / "pkg").mkdir()
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "maths.py").write_text(MODULE)
-    (root / "pkg" / "greetings.py").write_text(OTHER)
-    (root / "tests").mkdir()
-    (root / "tests" / "test_maths.py").write_text(TEST)
-    return root
+    return plant(tmp_path_factory.mktemp("ui-improve-workspace"),
+                 {"pkg/__init__.py": "", "pkg/maths.py": MODULE, "pkg/greetings.py": OTHER,
+                  "tests/test_maths.py": TEST})
 
 
 @pytest.fixture
@@ -48,15 +43,6 @@ def ui(transactional_db, server, module_llm, browser, workspace):
     (workspace / "pkg" / "greetings.py").write_text(OTHER)
     with checked_page(browser, server) as page:
         yield page
-
-
-def analyse(ui, server):
-    check = expect()
-    ui.goto(server.url + "/ui/improve")
-    ui.fill("#analyze-path", "pkg")
-    ui.click("#analyze")
-    check(ui.locator("#analyze-state")).to_contain_text("Done in")
-    return ui.locator("#issues tbody tr", has_text="pkg/maths.py").filter(has_text="import")
 
 
 def test_analyse_review_accept_and_restore(ui, server, module_llm, workspace):

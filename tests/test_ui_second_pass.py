@@ -15,11 +15,10 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import MODULE, allow_console, checked_page, development_toml, expect, screenshot
+from tests.ui_browser import MODULE, allow_console, analyse, checked_page, development_toml, expect, plant, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
-WIDTHS = ["desktop", "phone"]
 IMPROVED = MODULE.replace("import os\n", "")
 # Words that contain the query's words without being them: none of these may be marked.
 WORDS = '''"""Tables of results."""
@@ -41,19 +40,9 @@ LONG = "".join(f"VALUE_{number} = {number}\n" for number in range(1, 81))
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui-second-pass")
-    (root / "pkg").mkdir()
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "maths.py").write_text(MODULE)
-    (root / "pkg" / "words.py").write_text(WORDS)
-    (root / "pkg" / "long.py").write_text(LONG)
-    (root / "notes.md").write_text("# Notes\nThe factorial lives in pkg/maths.py.\n")
-    return root
-
-
-@pytest.fixture(params=WIDTHS)
-def width(request):
-    return request.param
+    return plant(tmp_path_factory.mktemp("ui-second-pass"),
+                 {"pkg/__init__.py": "", "pkg/maths.py": MODULE, "pkg/words.py": WORDS, "pkg/long.py": LONG,
+                  "notes.md": "# Notes\nThe factorial lives in pkg/maths.py.\n"})
 
 
 @pytest.fixture
@@ -510,13 +499,6 @@ def test_files_restore_confirms_beside_the_button_and_labels_backups(ui, server,
 
 
 # --- improve ---------------------------------------------------------------------------------
-def analyse(ui, server):
-    check = expect()
-    ui.goto(server.url + "/ui/improve")
-    ui.fill("#analyze-path", "pkg")
-    ui.click("#analyze")
-    check(ui.locator("#analyze-state")).to_contain_text("Done in")
-    return ui.locator("#issues tbody tr", has_text="pkg/maths.py").filter(has_text="import")
 
 
 def test_improve_at_any_width_live_steps_and_badges_that_follow_a_restore(ui, server, module_llm, workspace, width):

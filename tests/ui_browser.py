@@ -96,6 +96,21 @@ def development_toml() -> Path:
     return Path(os.environ["CODEGEN_TEST_ROOT"]) / "config" / "development.toml"
 
 
+def plant(root: Path, files: dict[str, str]) -> Path:
+    """Write `files` ({relative path: text}) under root, folders made as needed."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture(params=["desktop", "phone"])
+def width(request):
+    """A test that takes `width` runs at 1280x800 and at 390x844."""
+    return request.param
+
+
 def new_page(browser, viewport: str = "desktop"):
     """A page at `viewport` width that records script errors and console errors.
 
@@ -157,3 +172,13 @@ def expect():
 
     playwright_expect.set_options(timeout=WAIT_MS)
     return playwright_expect
+
+
+def analyse(ui, server):
+    """Analyse pkg/ on the Improve page; the row of pkg/maths.py's import issue."""
+    check = expect()
+    ui.goto(server.url + "/ui/improve")
+    ui.fill("#analyze-path", "pkg")
+    ui.click("#analyze")
+    check(ui.locator("#analyze-state")).to_contain_text("Done in")
+    return ui.locator("#issues tbody tr", has_text="pkg/maths.py").filter(has_text="import")
