@@ -54,9 +54,10 @@ class SearchView(APIView):
         request=SearchRequestSerializer,
         responses={200: SearchHitSerializer(many=True), 400: ErrorSerializer, 409: ErrorSerializer,
                    502: ErrorSerializer, 503: ErrorSerializer},
-        summary="Search the indexed code (hybrid: vectors and BM25 fused by reciprocal rank)",
+        summary="Search the indexed code: chunks scored 0-1, best first; an empty list when nothing matches",
     )
     def post(self, request):
         body = _valid(SearchRequestSerializer, request.data)
-        hits = services.search(body["query"], body.get("limit"), body.get("path") or None, body["mode"])
+        hits = services.search(body["query"], body.get("limit"), body.get("path") or None, body["mode"],
+                               body.get("min_score"))
         return Response(SearchHitSerializer(hits, many=True).data)

@@ -9,6 +9,7 @@ ends (a line step is never below one, whatever chunk_lines and overlap are)."""
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -32,6 +33,64 @@ class Chunk:
     # (a short definition or gap) that may share a chunk with its neighbours.
     header: tuple = ()
     whole: bool = False
+
+
+IDENTIFIER_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+DEFINITION = re.compile(r"\s*(async\s+def|def|class)\s")
+DOCSTRING_QUOTES = ('"""', "'''")
+
+
+def words_of(name: str) -> str:
+    """`django/contrib/auth/hashers.py` → `django contrib auth hashers py`;
+    `PBKDF2PasswordHasher.encode` → `PBKDF2 Password Hasher encode`."""
+    return " ".join(IDENTIFIER_PART.findall(name))
+
+
+def symbol_words(symbol: str) -> str:
+    """`Paginator.count, Paginator.num_pages` → `Paginator: count, num pages`."""
+    names = [name for name in symbol.split(", ") if name]
+    if not names:
+        return ""
+    parents = {name.rpartition(".")[0] for name in names}
+    if len(parents) == 1 and next(iter(parents)):
+        return f"{words_of(next(iter(parents)))}: " + ", ".join(words_of(name.rpartition(".")[2]) for name in names)
+    return ", ".join(words_of(name) for name in names)
+
+
+def embedding_text(path: str, chunk: Chunk) -> str:
+    """What the embedding model reads of a chunk. A small model reads only its first tokens
+    (embeddings.embedded_max_tokens), and reads words better than code, so the text puts first what
+    says what the chunk is about, in words: the file's path and the chunk's symbols split into words,
+    then for Python each definition's signature and the first paragraph of its docstring, and comments,
+    in their order; then the rest of the docstrings and the code. Other text is read as it is, after
+    the path."""
+    head = f"{words_of(PurePosixPath(path).with_suffix('').as_posix())}. {symbol_words(chunk.symbol)}".strip(". ")
+    if language_of(path) != "python":
+        return f"{head}\n{chunk.text}"
+    outline, rest = [], []
+    quote, first_paragraph = "", False
+    for line in chunk.text.splitlines():
+        stripped = line.strip()
+        if quote:  # inside a docstring
+            if not stripped.replace(quote, ""):
+                first_paragraph = False
+            (outline if first_paragraph else rest).append(stripped.replace(quote, "").strip())
+            if quote in stripped:
+                quote = ""
+            continue
+        opening = next((mark for mark in DOCSTRING_QUOTES if stripped.lstrip("rbuRBU").startswith(mark)), "")
+        if opening:
+            body = stripped.lstrip("rbuRBU")[3:]
+            outline.append(body.replace(opening, "").strip())
+            quote = "" if opening in body else opening
+            first_paragraph = True
+        elif DEFINITION.match(line) or stripped.startswith("@"):
+            outline.append(stripped)
+        elif stripped.startswith("#"):
+            outline.append(stripped.lstrip("#").strip())
+        elif stripped:
+            rest.append(stripped)
+    return "\n".join([head, *(line for line in outline if line), *(line for line in rest if line)])
 
 
 def language_of(path: str) -> str:

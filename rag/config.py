@@ -19,8 +19,18 @@ class RagSection:
     max_file_kb: int            # larger files are not indexed
     top_k: int                  # results of a search that names no limit
     fusion_candidates: int      # candidates each ranking gives the hybrid search
-    rrf_k: float                # the reciprocal rank fusion constant
     stale_run_seconds: float    # a run older than this no longer holds back others (its process died)
+    # What is indexed (rag.sources): suffixes of source and documentation files (empty: every text file),
+    # and the suffixes and whole names never indexed (translation catalogues, data, lock files).
+    index_suffixes: tuple[str, ...]
+    skip_suffixes: tuple[str, ...]
+    skip_names: tuple[str, ...]
+    # Relevance (rag.services.search): every score is 0-1; below min_score a chunk is no match.
+    min_score: float
+    vector_weight: float        # the hybrid score: vector_weight * vector + name_weight * name
+    name_weight: float          # + (1 - both) * lexical
+    vector_floor: float         # the cosine's lift over the query's average that scores 0, and the one
+    vector_ceiling: float       # that scores 1
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ An identifier counts whole and by its parts: `get_user_model` gives `get_user_mo
 `model`; `HttpResponseRedirect` gives `httpresponseredirect`, `http`, `response`, `redirect`. So a
 question in words finds the identifier, and an identifier typed exactly ranks its own chunks first.
 
+Its score is on a 0-1 scale (`relevance`): the share of the query's words a chunk holds, each word
+weighted by its rarity (idf); BM25 orders chunks of equal score. 1: every word of the query is in the
+chunk; 0: none is. A query word the index has never seen counts as the rarest word there is, so a
+query of made-up words matches nothing well.
+
 bm25s has no incremental update, so an index run that changed anything rebuilds the whole index from
 the tokens stored per file (no file is read again); a run that changed nothing leaves it alone.
 rag.store keeps the loaded indexes and decides when one is rebuilt."""
@@ -15,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -61,6 +67,48 @@ def _word_tokens(word: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+CAMEL = re.compile(r"[a-z0-9][A-Z]")
+
+
+def identifiers(text: str) -> set[str]:
+    """The names of code in a text, lowercased: dotted names whole (`QuerySet.get_or_create`), and each
+    part with an underscore or a capital inside (`get_or_create`, `QuerySet`)."""
+    found = set()
+    for match in IDENTIFIER.findall(text):
+        parts = match.split(".")
+        if len(parts) > 1:
+            found.add(match.lower())
+        found.update(part.lower() for part in parts if "_" in part.strip("_") or CAMEL.search(part))
+    return found
+
+
+@dataclass(frozen=True)
+class QueryWord:
+    """A word of a query as the lexical score weighs it: its forms (the word and its base forms, any of
+    which a chunk may hold), and for an identifier its parts, each with its forms."""
+
+    forms: tuple[str, ...]
+    parts: tuple[tuple[str, ...], ...]
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.forms + tuple(token for part in self.parts for token in part)
+
+
+def query_words(text: str) -> list[QueryWord]:
+    """The distinct words of a query (stopwords and one-letter words left out)."""
+    words = []
+    for word in dict.fromkeys(WORD.findall(text)):
+        whole = word.lower()
+        if whole in STOPWORDS or len(whole) < 2:
+            continue
+        parts = [part.lower() for piece in word.split("_") for part in CAMEL_PART.findall(piece)]
+        parts = [part for part in parts if len(part) > 1 and part not in STOPWORDS] if len(parts) > 1 else []
+        words.append(QueryWord((whole, *_stems(whole)), tuple((part, *_stems(part)) for part in parts)))
+    return words
+
+
 def tokenize(text: str) -> list[str]:
     tokens: list[str] = []
     for word in WORD.findall(text):
@@ -70,18 +118,27 @@ def tokenize(text: str) -> list[str]:
 
 class LexicalIndex:
     META = "chunks.json"
+    CENTROID = "centroid.npy"
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.ids: list[str] = []
         self.paths: list[str] = []
         self.retriever: bm25s.BM25 | None = None
+        self._positions: dict[str, int] | None = None
+        self._idf: numpy.ndarray | None = None
+        # The mean of the collection's chunk vectors, kept with the BM25 files (rebuilt with them): the
+        # vector score measures a chunk's cosine from the query's cosine with it (rag.services.search).
+        self.centroid: numpy.ndarray | None = None
 
     # --- build and persist ---------------------------------------------------
     @classmethod
-    def build(cls, directory: Path, entries: list[tuple[str, str, list[str]]]) -> "LexicalIndex":
-        """entries: (chunk id, path, tokens) for every chunk of the collection."""
+    def build(cls, directory: Path, entries: list[tuple[str, str, list[str]]],
+              centroid: numpy.ndarray | None = None) -> "LexicalIndex":
+        """entries: (chunk id, path, tokens) for every chunk of the collection; centroid: the mean of
+        its vectors."""
         index = cls(directory)
+        index.centroid = centroid
         index.ids = [entry[0] for entry in entries]
         index.paths = [entry[1] for entry in entries]
         if entries:
@@ -95,6 +152,10 @@ class LexicalIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.retriever is not None:
             self.retriever.save(str(self.directory), show_progress=False)
+        if self.centroid is not None:
+            numpy.save(self.directory / self.CENTROID, self.centroid)
+        else:
+            (self.directory / self.CENTROID).unlink(missing_ok=True)
         # The id list is written last and atomically: a reader sees the old index or the new one.
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".chunks.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -112,29 +173,123 @@ class LexicalIndex:
         index.ids, index.paths = saved["ids"], saved["paths"]
         if index.ids:
             index.retriever = bm25s.BM25.load(str(directory))
+        centroid = Path(directory) / cls.CENTROID
+        if centroid.exists():
+            index.centroid = numpy.load(centroid)
         return index
 
     # --- search --------------------------------------------------------------
-    def search(self, query: str, limit: int, path_prefix: str | None = None) -> list[tuple[str, float]]:
-        """(chunk id, BM25 score) best first; only chunks of files under path_prefix when given."""
-        tokens = tokenize(query)
-        if self.retriever is None or not tokens:
-            return []
+    @property
+    def positions(self) -> dict[str, int]:
+        if self._positions is None:
+            self._positions = {chunk_id: position for position, chunk_id in enumerate(self.ids)}
+        return self._positions
+
+    def _idf_of(self) -> numpy.ndarray:
+        """Each vocabulary token's idf, as bm25s's default (Lucene) scoring computes it."""
+        if self._idf is None:
+            indptr = numpy.asarray(self.retriever.scores["indptr"])
+            frequencies = numpy.diff(indptr).astype(numpy.float64)
+            self._idf = _idf(frequencies, len(self.ids))
+        return self._idf
+
+    def weighed(self, query: str) -> tuple[list[tuple[float, list[int], list[tuple[float, list[int]]]]], float]:
+        """The query's words as (weight, ids of its forms, [(share, ids of a part's forms)]) and the
+        ideal (the sum of the weights, unseen words included): a word weighs the idf of its rarest
+        form the index knows; an identifier's parts share its weight by their own idf."""
         vocabulary = self.retriever.vocab_dict
-        known = [token for token in tokens if token in vocabulary]
-        if not known:
-            return []
-        mask = None
+        idf = self._idf_of()
+        words, ideal = [], 0.0
+        for word in query_words(query):
+            forms = [vocabulary[token] for token in word.forms if token in vocabulary]
+            parts = [ids for ids in ([vocabulary[token] for token in part if token in vocabulary]
+                                     for part in word.parts) if ids]
+            if not forms and not parts:
+                ideal += float(_idf(numpy.zeros(1), len(self.ids))[0])
+                continue
+            weight = float(idf[forms].max()) if forms else max(float(idf[part].max()) for part in parts)
+            part_weights = [float(idf[part].max()) for part in parts]
+            words.append((weight, forms, [(part_weight / sum(part_weights), part)
+                                          for part_weight, part in zip(part_weights, parts, strict=True)]))
+            ideal += weight
+        return words, ideal
+
+    @staticmethod
+    def _covered(words, holding) -> numpy.ndarray | float:
+        """Σ weight × held share over the words; holding(ids) says which chunks hold any of the ids."""
+        covered = 0.0
+        for weight, forms, parts in words:
+            credit = 0.0
+            for share, part in parts:
+                credit = credit + holding(part) * share
+            if forms:
+                credit = numpy.maximum(credit, holding(forms))
+            covered = covered + credit * weight
+        return covered
+
+    def relevance(self, query: str, path_prefix: str | None = None) -> tuple[numpy.ndarray, numpy.ndarray] | None:
+        """Every chunk's 0-1 score for `query` and its BM25 score (both 0 outside path_prefix), or None
+        when no word of the query is in the index.
+
+        The score is the share of the query's words the chunk holds, each word weighted by its rarity
+        (the idf of its rarest form the index knows): a chunk holding the word in any form (`passwords`,
+        `password`) gets its whole weight; one holding only some parts of an identifier
+        (`get_user_model`: `user`, `model`) gets the parts' share of it. A word the index has never
+        seen weighs as much as the rarest word there is."""
+        if self.retriever is None:
+            return None
+        words, ideal = self.weighed(query)
+        if not words or ideal <= 0:
+            return None
+        known = list(dict.fromkeys(token for _, forms, parts in words
+                                   for token in forms + [token for _, part in parts for token in part]))
+        scores = numpy.minimum(self._covered(words, self._holding) / ideal, 1.0) + numpy.zeros(len(self.ids))
+        bm25 = self.retriever.get_scores(known).astype(numpy.float64)
         if path_prefix and path_prefix != ".":
-            mask = numpy.fromiter((_under(path, path_prefix) for path in self.paths), dtype=numpy.float32,
-                                  count=len(self.paths))
-            if not mask.any():
-                return []
-        limit = min(limit, len(self.ids))
-        documents, scores = self.retriever.retrieve([known], k=limit, show_progress=False, weight_mask=mask,
-                                                    n_threads=1)
-        return [(self.ids[int(document)], float(score))
-                for document, score in zip(documents[0], scores[0], strict=True) if score > 0]
+            inside = numpy.fromiter((_under(path, path_prefix) for path in self.paths), dtype=numpy.float64,
+                                    count=len(self.paths))
+            scores *= inside
+            bm25 *= inside
+        return scores, bm25
+
+    def name_relevance(self, query: str, paths: list[str], symbols: list[str]) -> list[float]:
+        """The same 0-1 score for `query` against each chunk's path and symbols alone; 1 for a chunk
+        defining an identifier the query names (`compute_shipping_cost`, `QuerySet.get_or_create`)."""
+        named = identifiers(query)
+        words, ideal = self.weighed(query) if self.retriever is not None else ([], 0.0)
+        vocabulary = self.retriever.vocab_dict if self.retriever is not None else {}
+        scores = []
+        for path, symbol in zip(paths, symbols, strict=True):
+            defined = {part.lower() for name in symbol.split(", ") if name
+                       for part in (name, name.rpartition(".")[2])}
+            if named & defined:
+                scores.append(1.0)
+                continue
+            if not words or ideal <= 0:
+                scores.append(0.0)
+                continue
+            held = {vocabulary[token] for token in tokenize(f"{path} {symbol}") if token in vocabulary}
+            covered = self._covered(words, lambda ids, held=held: float(any(i in held for i in ids)))
+            scores.append(min(1.0, float(covered) / ideal))
+        return scores
+
+    def _holding(self, token_ids: list[int]) -> numpy.ndarray:
+        """1.0 for each chunk holding any of the tokens, else 0.0."""
+        indptr, indices = self.retriever.scores["indptr"], self.retriever.scores["indices"]
+        holding = numpy.zeros(len(self.ids), dtype=numpy.float64)
+        for token_id in token_ids:
+            holding[indices[indptr[token_id]:indptr[token_id + 1]]] = 1.0
+        return holding
+
+    def top(self, relevance: tuple[numpy.ndarray, numpy.ndarray], limit: int) -> list[tuple[str, float]]:
+        """The `limit` best (chunk id, score) of `relevance`'s scores, best first (ties by BM25), above 0."""
+        scores, bm25 = relevance
+        top = numpy.lexsort((-bm25, -scores))[:max(0, limit)]
+        return [(self.ids[int(position)], float(scores[position])) for position in top if scores[position] > 0]
+
+
+def _idf(frequencies: numpy.ndarray, documents: int) -> numpy.ndarray:
+    return numpy.log(1.0 + (documents - frequencies + 0.5) / (frequencies + 0.5))
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from codegen_site.core.serializers import StrictCharField, StrictIntegerField
+from codegen_site.core.serializers import StrictCharField, StrictFloatField, StrictIntegerField
 from rag.models import IndexState
 from rag.services.search import MODES
 
@@ -57,6 +57,9 @@ class SearchRequestSerializer(serializers.Serializer):
     limit = StrictIntegerField(required=False, min_value=1, max_value=100)
     path = StrictCharField(required=False, allow_blank=True, max_length=4096)
     mode = serializers.ChoiceField(choices=list(MODES), required=False, default="hybrid")
+    min_score = StrictFloatField(required=False, min_value=0, max_value=1,
+                                 help_text="Leave out chunks scoring below this (default rag.min_score); 0: no "
+                                           "cut-off, the best chunks whatever their scores")
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -65,4 +68,7 @@ class SearchHitSerializer(serializers.Serializer):
     end_line = serializers.IntegerField()
     symbol = serializers.CharField(allow_blank=True)
     content = serializers.CharField(allow_blank=True)
-    score = serializers.FloatField()
+    score = serializers.FloatField(min_value=0, max_value=1,
+                                   help_text="How well the chunk matches, 0-1 in every mode: 1 every word of the "
+                                             "query in it and its meaning as close as a paraphrase, 0 nothing "
+                                             "of either; best first, none below the cut-off")

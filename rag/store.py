@@ -4,7 +4,8 @@ The collection is in a persistent store under the data dir, or in a Chroma serve
 `rag.chroma_url` is set; its metadata names the embedder that made its vectors, and an index
 run with another embedder drops it and starts again, so vectors of two models never meet.
 The BM25 index (rag.lexical) is rebuilt whole from the tokens stored per file: an index run
-only marks it stale and the next search rebuilds it once.
+only marks it stale and the next search rebuilds it once, with the mean of the collection's vectors
+(the centroid the vector score is measured from, rag.services.search).
 
 Both are read by the selectors (status) and the services (indexing, search), so they sit
 below both. The process-wide resources, Chroma clients and loaded BM25 indexes, each have one
@@ -18,6 +19,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy
 from django.conf import settings
 
 from codegen_site.core.errors import ServiceUnavailable
@@ -29,6 +31,9 @@ from rag.models import IndexedFile, IndexedRoot
 logger = logging.getLogger(__name__)
 
 STALE_MARK = "stale"
+# How chunks are cut and what of them is embedded (rag.chunking): a collection made another way is
+# rebuilt by the next index run, as one of another embedder is, so its vectors never meet new ones.
+INDEX_FORMAT = 2
 
 
 class ChromaClients:
@@ -96,7 +101,7 @@ class LexicalIndexes:
         for path, chunk_ids, tokens in rows:
             entries.extend((chunk_id, path, chunk_tokens)
                            for chunk_id, chunk_tokens in zip(chunk_ids, tokens, strict=True))
-        LexicalIndex.build(directory, entries)
+        LexicalIndex.build(directory, entries, _centroid())
 
     def _load(self, directory: Path) -> LexicalIndex:
         meta = directory / LexicalIndex.META
@@ -149,9 +154,11 @@ def collection_for(embedder: Embedder):
     client = chroma_client()
     name = rag_settings().collection
     collection = existing_collection()
-    if collection is not None and (collection.metadata or {}).get("embedding") != embedder.identity:
-        logger.info("Embedding model changed (%s -> %s): rebuilding the index",
-                    (collection.metadata or {}).get("embedding"), embedder.identity)
+    metadata = (collection.metadata or {}) if collection is not None else {}
+    if collection is not None and (metadata.get("embedding") != embedder.identity
+                                   or metadata.get("format", 1) != INDEX_FORMAT):
+        logger.info("Embedding model or chunk format changed (%s format %s -> %s format %s): rebuilding the index",
+                    metadata.get("embedding"), metadata.get("format", 1), embedder.identity, INDEX_FORMAT)
         client.delete_collection(name)
         collection = None
     if collection is None:
@@ -162,9 +169,26 @@ def collection_for(embedder: Embedder):
         collection = client.create_collection(
             name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
             metadata={"embedding": embedder.identity, "embedding_provider": embedder.provider,
-                      "embedding_model": embedder.model},
+                      "embedding_model": embedder.model, "format": INDEX_FORMAT},
         )
     return collection
+
+
+def _centroid(batch: int = 4096) -> numpy.ndarray | None:
+    """The mean of the collection's vectors (None when it has none), read in batches."""
+    collection = existing_collection()
+    if collection is None:
+        return None
+    total, count = None, 0
+    for offset in range(0, collection.count(), batch):
+        vectors = numpy.asarray(collection.get(limit=batch, offset=offset, include=["embeddings"])["embeddings"],
+                                dtype=numpy.float64)
+        if not len(vectors):
+            break
+        vectors /= numpy.clip(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        total = vectors.sum(axis=0) if total is None else total + vectors.sum(axis=0)
+        count += len(vectors)
+    return None if total is None else total / count
 
 
 def lexical_dir() -> Path:

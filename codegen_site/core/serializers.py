@@ -314,6 +314,21 @@ class RagSettings(SettingsSection):
     max_file_kb = StrictIntegerField(min_value=1, max_value=65_536)
     fusion_candidates = StrictIntegerField(min_value=1, max_value=1000)
     rrf_k = StrictIntegerField(min_value=1, max_value=10_000)
+    min_score = StrictFloatField(min_value=0, max_value=1,
+                                 help_text="Search scores are 0-1; below this a chunk is no match (0: no cut-off)")
+    vector_weight = StrictFloatField(min_value=0, max_value=1, help_text="Share of the vector score in hybrid")
+    name_weight = StrictFloatField(min_value=0, max_value=1,
+                                   help_text="Share in hybrid of the lexical score of a chunk's path and symbols")
+    vector_floor = StrictFloatField(min_value=0, max_value=0.99,
+                                    help_text="The cosine's lift over the query's average that scores 0")
+    vector_ceiling = StrictFloatField(min_value=0.01, max_value=1,
+                                      help_text="The cosine's lift over the query's average that scores 1")
+    index_suffixes = serializers.ListField(child=StrictCharField(max_length=64), max_length=1000,
+                                           help_text="Suffixes of the files indexed (empty: every text file)")
+    skip_suffixes = serializers.ListField(child=StrictCharField(max_length=64), max_length=1000,
+                                          help_text="Name endings never indexed (.po, .lock, .min.js, ...)")
+    skip_names = serializers.ListField(child=StrictCharField(max_length=255), max_length=1000,
+                                       help_text="Whole file names never indexed (package-lock.json, ...)")
 
 
 class SandboxSettings(SettingsSection):

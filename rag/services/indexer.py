@@ -18,7 +18,7 @@ from codegen_site.core import workspace
 from codegen_site.core.errors import Conflict, ServiceError
 from codegen_site.llm.embedders import Embedder, get_embedder
 from rag import lexical, sources
-from rag.chunking import Chunker, language_of
+from rag.chunking import Chunker, embedding_text, language_of
 from rag.config import rag_settings
 from rag.models import IndexedFile, IndexedRoot, IndexRun
 from rag.selectors import active_run, indexed_files_under, under
@@ -93,7 +93,7 @@ class _ChunkWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        texts = [f"{path}\n{chunk.text}" for _, path, _, chunks in self.pending for chunk in chunks]
+        texts = [embedding_text(path, chunk) for _, path, _, chunks in self.pending for chunk in chunks]
         vectors = self.embedder.embed(texts) if texts else []
         ids, metadatas, documents = [], [], []
         for _, path, sha, chunks in self.pending:

@@ -1,16 +1,37 @@
-"""Search of the code index: vectors, BM25, or both fused by reciprocal rank.
+"""Search of the code index: vectors, BM25, or both, with one 0-1 score in every mode.
 
-`retrieve(query, top_k)` is what other apps call (the workflow's research step, @codebase chat),
-with `context_text(chunks)` to put the chunks into a prompt."""
+The score says how well a chunk matches the query, on the same scale whatever the mode:
+- lexical: the share of the query's words the chunk holds, each weighted by its rarity (rag.lexical;
+  BM25 orders chunks of equal share). 1: every word of the query is in the chunk; 0: none is (a word
+  the index has never seen counts as the rarest there is).
+- vector: how much closer the chunk's meaning is to the query than the index's other chunks are on
+  average, as a share of the way to identical (cosine 1), mapped from [vector_floor, vector_ceiling]
+  onto [0, 1]. 1: as close as a close paraphrase; 0: no closer than what the index holds about
+  anything. Measured from the query's own average over the index (its cosine with the mean chunk
+  vector, the chunk itself left out), so an embedder whose vectors all lean one way (cosines of
+  unrelated texts around 0.4) scores as one that does not.
+- hybrid: vector_weight * vector + name_weight * name + the rest * lexical, each computed for every
+  candidate either ranking found, and ranked by it; `name` is the lexical score against the chunk's
+  path and symbols alone (a question naming what a function or file is called), 1 when the query
+  names one of the chunk's definitions (`compute_shipping_cost`). 1: all agree fully;
+  a chunk only one of them finds gets at most its weight. Without vectors (an index of another
+  embedder) the vector weight goes to the others in proportion.
+Below `rag.min_score` a chunk is no match and is not returned: a query nothing in the index answers
+gets an empty list. `retrieve(query, top_k)` is what other apps call (the workflow's research step,
+@codebase chat), so they get only chunks above the cut-off; `context_text(chunks)` puts them into a
+prompt."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+
+import numpy
 
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, Conflict
 from codegen_site.llm.embedders import get_embedder
-from rag.config import rag_settings
+from rag.config import RagSection, rag_settings
 from rag.models import IndexedFile
 from rag.selectors import indexed_files_under
 from rag.store import existing_collection, lexical_index
@@ -20,70 +41,160 @@ logger = logging.getLogger(__name__)
 MODES = ("hybrid", "vector", "lexical")
 
 
-def _vector_hits(collection, query: str, limit: int, prefix: str | None, strict: bool) -> list[tuple[str, float]]:
+@dataclass
+class Candidate:
+    chunk_id: str
+    vector: float = 0.0   # 0-1 (vector_score of the cosine)
+    lexical: float = 0.0  # 0-1 (rag.lexical)
+    name: float = 0.0     # 0-1, the lexical score against the chunk's path and symbols alone
+    score: float = 0.0
+
+
+def vector_score(cosine: numpy.ndarray | float, average: float, count: int, configured: RagSection):
+    """Cosine → 0-1: the share of the way from the query's average cosine with the index's other chunks
+    (from `average` over all `count` of them) to identical, put on [vector_floor, vector_ceiling]."""
+    cosine = numpy.asarray(cosine, dtype=numpy.float64)
+    # Without the chunk itself: in a small index its own cosine would lift the average it is measured from.
+    baseline = (count * average - cosine) / (count - 1) if count > 1 else numpy.zeros_like(cosine)
+    lift = (cosine - baseline) / numpy.clip(1.0 - baseline, 1e-6, None)
+    span = max(1e-6, configured.vector_ceiling - configured.vector_floor)
+    return numpy.clip((lift - configured.vector_floor) / span, 0.0, 1.0)
+
+
+class _VectorSide:
+    """The query's vector against the collection: the nearest chunks, and the cosine of any chunk."""
+
+    def __init__(self, collection, query: str, strict: bool, configured: RagSection, centroid, count: int):
+        self.collection, self.configured, self.count = collection, configured, count
+        self.vector = None
+        with get_embedder() as embedder:
+            built_with = (collection.metadata or {}).get("embedding")
+            if embedder.identity != built_with:
+                if strict:
+                    raise Conflict(f"The index was built with {built_with} but the embedder now is "
+                                   f"{embedder.identity}: index again to search by meaning")
+                logger.warning("Index built with %s, embedder is %s: lexical search only", built_with,
+                               embedder.identity)
+                return
+            self.vector = numpy.asarray(embedder.embed([query])[0], dtype=numpy.float64)
+        norm = numpy.linalg.norm(self.vector)
+        if norm > 0:
+            self.vector /= norm
+        self.average = float(self.vector @ centroid) if centroid is not None and len(centroid) == len(self.vector) \
+            else 0.0
+
+    def nearest(self, limit: int, where: dict | None) -> dict[str, float]:
+        if self.vector is None:
+            return {}
+        found = self.collection.query(query_embeddings=[self.vector.tolist()],
+                                      n_results=max(1, min(limit, self.collection.count())),
+                                      where=where, include=["distances"])
+        ids, distances = found["ids"][0], found["distances"][0]
+        scores = vector_score(1.0 - numpy.asarray(distances, dtype=numpy.float64), self.average, self.count,
+                              self.configured)
+        return dict(zip(ids, scores.tolist(), strict=True))
+
+    def of(self, chunk_ids: list[str]) -> dict[str, float]:
+        if self.vector is None or not chunk_ids:
+            return {}
+        stored = self.collection.get(ids=chunk_ids, include=["embeddings"])
+        vectors = numpy.asarray(stored["embeddings"], dtype=numpy.float64)
+        if not len(vectors):
+            return {}
+        cosines = vectors @ self.vector / numpy.clip(numpy.linalg.norm(vectors, axis=1), 1e-12, None)
+        scores = vector_score(cosines, self.average, self.count, self.configured)
+        return dict(zip(stored["ids"], scores.tolist(), strict=True))
+
+
+def candidates(query: str, mode: str, prefix: str | None, wanted: int, configured: RagSection,
+               collection) -> list[Candidate]:
+    """The chunks either ranking finds for `query`, each with both scores (hybrid) or its mode's one,
+    and its score in `mode`, best first."""
+    lexical = lexical_index()
     where = None
     if prefix and prefix != ".":
         paths = list(indexed_files_under(prefix).values_list("path", flat=True))
         if not paths:
             return []
         where = {"path": {"$in": paths}}
-    with get_embedder() as embedder:
-        built_with = (collection.metadata or {}).get("embedding")
-        if embedder.identity != built_with:
-            if strict:
-                raise Conflict(f"The index was built with {built_with} but the embedder now is "
-                               f"{embedder.identity}: index again to search by meaning")
-            logger.warning("Index built with %s, embedder is %s: lexical search only", built_with, embedder.identity)
-            return []
-        vector = embedder.embed([query])[0]
-    found = collection.query(query_embeddings=[vector], n_results=max(1, min(limit, collection.count())),
-                             where=where, include=["distances"])
-    return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in zip(found["ids"][0], found["distances"][0], strict=True)]
+    found: dict[str, Candidate] = {}
+    side = None
+    if mode != "lexical":
+        side = _VectorSide(collection, query, mode == "vector", configured, lexical.centroid, len(lexical.ids))
+        for chunk_id, score in side.nearest(wanted, where).items():
+            found[chunk_id] = Candidate(chunk_id, vector=score)
+    if mode != "vector":
+        relevance = lexical.relevance(query, prefix)
+        if relevance is not None:
+            for chunk_id, score in lexical.top(relevance, wanted):
+                found.setdefault(chunk_id, Candidate(chunk_id)).lexical = score
+            if mode == "hybrid":
+                positions = lexical.positions
+                for candidate in found.values():
+                    position = positions.get(candidate.chunk_id)
+                    if position is not None:
+                        candidate.lexical = float(relevance[0][position])
+    if mode == "hybrid":
+        if side is not None:
+            missing = [candidate.chunk_id for candidate in found.values() if candidate.vector == 0.0]
+            for chunk_id, score in side.of(missing).items():
+                found[chunk_id].vector = score
+        if found:
+            stored = collection.get(ids=list(found), include=["metadatas"])
+            scores = lexical.name_relevance(query, [metadata["path"] for metadata in stored["metadatas"]],
+                                            [metadata.get("symbol", "") for metadata in stored["metadatas"]])
+            for chunk_id, score in zip(stored["ids"], scores, strict=True):
+                found[chunk_id].name = score
+    # Weights over 1 together are taken in proportion, so a score stays within 0-1.
+    total = max(1.0, configured.vector_weight + configured.name_weight)
+    vector_weight, name_weight = configured.vector_weight / total, configured.name_weight / total
+    if side is None or side.vector is None:  # no vectors: their share goes to the others in proportion
+        name_weight, vector_weight = (name_weight / (1.0 - vector_weight) if vector_weight < 1.0 else 0.0), 0.0
+    for candidate in found.values():
+        if mode == "vector":
+            candidate.score = candidate.vector
+        elif mode == "lexical":
+            candidate.score = candidate.lexical
+        else:
+            candidate.score = (vector_weight * candidate.vector + name_weight * candidate.name
+                               + (1.0 - vector_weight - name_weight) * candidate.lexical)
+    # Stable: chunks of equal score keep the order their ranking gave them (BM25's, the vectors').
+    return sorted(found.values(), key=lambda candidate: -candidate.score)
 
 
-def _fused(rankings: tuple[list[tuple[str, float]], ...], k: float, limit: int) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: each ranking gives a chunk 1 / (k + its rank)."""
-    fused: dict[str, float] = {}
-    for hits in rankings:
-        for rank, (chunk_id, _) in enumerate(hits):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (k + rank + 1)
-    return sorted(fused.items(), key=lambda item: item[1], reverse=True)[:limit]
-
-
-def search(query: str, limit: int | None = None, path: str | None = None, mode: str = "hybrid") -> list[dict]:
-    """Chunks best first: [{path, start_line, end_line, symbol, content, score}]. `hybrid` fuses the
-    vector and BM25 rankings by reciprocal rank; `vector` and `lexical` give one ranking alone."""
+def search(query: str, limit: int | None = None, path: str | None = None, mode: str = "hybrid",
+           min_score: float | None = None) -> list[dict]:
+    """Chunks best first, [{path, start_line, end_line, symbol, content, score}], every score 0-1 and at
+    least `min_score` (default `rag.min_score`): an empty list when nothing in the index matches.
+    `min_score` 0 is no cut-off: the best candidates whatever their scores."""
     configured = rag_settings()
     if mode not in MODES:
         raise BadInput(f"Unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     limit = limit or configured.top_k
+    cut_off = configured.min_score if min_score is None else min_score
     prefix = workspace.relative(workspace.resolve(path)) if path else None
     collection = existing_collection()
     if collection is None or not query.strip() or collection.count() == 0:
         return []
-    wanted = max(limit, configured.fusion_candidates) if mode == "hybrid" else limit
-    vector_hits = _vector_hits(collection, query, wanted, prefix, mode == "vector") if mode != "lexical" else []
-    lexical_hits = lexical_index().search(query, wanted, prefix) if mode != "vector" else []
-    if mode == "hybrid":
-        ranked = _fused((vector_hits, lexical_hits), configured.rrf_k, limit)
-    else:
-        ranked = (vector_hits or lexical_hits)[:limit]
+    wanted = max(limit, configured.fusion_candidates)
+    ranked = [candidate for candidate in candidates(query, mode, prefix, wanted, configured, collection)
+              if candidate.score >= cut_off][:limit]
     if not ranked:
         return []
-    stored = collection.get(ids=[chunk_id for chunk_id, _ in ranked], include=["documents", "metadatas"])
+    stored = collection.get(ids=[candidate.chunk_id for candidate in ranked], include=["documents", "metadatas"])
     by_id = {chunk_id: (document, metadata)
              for chunk_id, document, metadata in zip(stored["ids"], stored["documents"], stored["metadatas"], strict=True)}
     results = []
-    for chunk_id, score in ranked:
-        if chunk_id not in by_id:  # removed between the two reads
+    for candidate in ranked:
+        if candidate.chunk_id not in by_id:  # removed between the two reads
             continue
-        document, metadata = by_id[chunk_id]
+        document, metadata = by_id[candidate.chunk_id]
         # An index built before a rule changed may hold what the workspace layer now refuses.
         if workspace.is_off_limits(workspace.root() / metadata["path"]) or workspace.looks_secret(document.encode()):
             continue
         results.append({"path": metadata["path"], "start_line": metadata["start_line"],
                         "end_line": metadata["end_line"], "symbol": metadata.get("symbol", ""),
-                        "content": document, "score": round(score, 6)})
+                        "content": document, "score": round(candidate.score, 4)})
     return results
 
 
@@ -99,9 +210,9 @@ def context_text(chunks: list[dict]) -> str:
 
 
 def retrieve(query: str, top_k: int = 5) -> list[dict]:
-    """Top chunks for `query`, best first: [{"path", "start_line", "end_line", "symbol", "content", "score"}].
-
-    Returns [] when no index exists."""
+    """The chunks that match `query`, best first, at most top_k: [{"path", "start_line", "end_line",
+    "symbol", "content", "score"}]. Only chunks at or above `rag.min_score`: nothing when no index
+    exists or nothing in it is relevant, so a prompt never gets chunks only because they ranked first."""
     if not IndexedFile.objects.exists():
         return []
     return search(query, top_k, mode="hybrid")
