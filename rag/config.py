@@ -29,7 +29,7 @@ class RagSection:
     min_score: float
     vector_weight: float        # the hybrid score: vector_weight * vector + name_weight * name
     name_weight: float          # + (1 - both) * lexical
-    vector_floor: float         # the cosine's lift over the query's average that scores 0, and the one
+    vector_floor: float         # the cosine's lift over unrelated text that scores 0, and the one
     vector_ceiling: float       # that scores 1
 
 

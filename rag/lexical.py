@@ -118,7 +118,6 @@ def tokenize(text: str) -> list[str]:
 
 class LexicalIndex:
     META = "chunks.json"
-    CENTROID = "centroid.npy"
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -127,18 +126,12 @@ class LexicalIndex:
         self.retriever: bm25s.BM25 | None = None
         self._positions: dict[str, int] | None = None
         self._idf: numpy.ndarray | None = None
-        # The mean of the collection's chunk vectors, kept with the BM25 files (rebuilt with them): the
-        # vector score measures a chunk's cosine from the query's cosine with it (rag.services.search).
-        self.centroid: numpy.ndarray | None = None
 
     # --- build and persist ---------------------------------------------------
     @classmethod
-    def build(cls, directory: Path, entries: list[tuple[str, str, list[str]]],
-              centroid: numpy.ndarray | None = None) -> "LexicalIndex":
-        """entries: (chunk id, path, tokens) for every chunk of the collection; centroid: the mean of
-        its vectors."""
+    def build(cls, directory: Path, entries: list[tuple[str, str, list[str]]]) -> "LexicalIndex":
+        """entries: (chunk id, path, tokens) for every chunk of the collection."""
         index = cls(directory)
-        index.centroid = centroid
         index.ids = [entry[0] for entry in entries]
         index.paths = [entry[1] for entry in entries]
         if entries:
@@ -152,10 +145,6 @@ class LexicalIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.retriever is not None:
             self.retriever.save(str(self.directory), show_progress=False)
-        if self.centroid is not None:
-            numpy.save(self.directory / self.CENTROID, self.centroid)
-        else:
-            (self.directory / self.CENTROID).unlink(missing_ok=True)
         # The id list is written last and atomically: a reader sees the old index or the new one.
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".chunks.")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -173,9 +162,6 @@ class LexicalIndex:
         index.ids, index.paths = saved["ids"], saved["paths"]
         if index.ids:
             index.retriever = bm25s.BM25.load(str(directory))
-        centroid = Path(directory) / cls.CENTROID
-        if centroid.exists():
-            index.centroid = numpy.load(centroid)
         return index
 
     # --- search --------------------------------------------------------------
@@ -196,7 +182,8 @@ class LexicalIndex:
     def weighed(self, query: str) -> tuple[list[tuple[float, list[int], list[tuple[float, list[int]]]]], float]:
         """The query's words as (weight, ids of its forms, [(share, ids of a part's forms)]) and the
         ideal (the sum of the weights, unseen words included): a word weighs the idf of its rarest
-        form the index knows; an identifier's parts share its weight by their own idf."""
+        form the index knows (at least MIN_WEIGHT), a word the index does not know as much as its
+        rarest word; an identifier's parts share its weight by their own idf."""
         vocabulary = self.retriever.vocab_dict
         idf = self._idf_of()
         words, ideal = [], 0.0
@@ -205,10 +192,10 @@ class LexicalIndex:
             parts = [ids for ids in ([vocabulary[token] for token in part if token in vocabulary]
                                      for part in word.parts) if ids]
             if not forms and not parts:
-                ideal += float(_idf(numpy.zeros(1), len(self.ids))[0])
+                ideal += max(MIN_WEIGHT, float(_idf(numpy.ones(1), len(self.ids))[0]))
                 continue
-            weight = float(idf[forms].max()) if forms else max(float(idf[part].max()) for part in parts)
-            part_weights = [float(idf[part].max()) for part in parts]
+            weight = max(MIN_WEIGHT, float(idf[forms].max()) if forms else max(float(idf[part].max()) for part in parts))
+            part_weights = [max(MIN_WEIGHT, float(idf[part].max())) for part in parts]
             words.append((weight, forms, [(part_weight / sum(part_weights), part)
                                           for part_weight, part in zip(part_weights, parts, strict=True)]))
             ideal += weight
@@ -286,6 +273,11 @@ class LexicalIndex:
         scores, bm25 = relevance
         top = numpy.lexsort((-bm25, -scores))[:max(0, limit)]
         return [(self.ids[int(position)], float(scores[position])) for position in top if scores[position] > 0]
+
+
+# The least a word weighs (the idf of a word in about a third of the chunks): in a small index about one
+# thing, the words every chunk holds still count as words of the query.
+MIN_WEIGHT = 1.0
 
 
 def _idf(frequencies: numpy.ndarray, documents: int) -> numpy.ndarray:

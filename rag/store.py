@@ -4,8 +4,7 @@ The collection is in a persistent store under the data dir, or in a Chroma serve
 `rag.chroma_url` is set; its metadata names the embedder that made its vectors, and an index
 run with another embedder drops it and starts again, so vectors of two models never meet.
 The BM25 index (rag.lexical) is rebuilt whole from the tokens stored per file: an index run
-only marks it stale and the next search rebuilds it once, with the mean of the collection's vectors
-(the centroid the vector score is measured from, rag.services.search).
+only marks it stale and the next search rebuilds it once.
 
 Both are read by the selectors (status) and the services (indexing, search), so they sit
 below both. The process-wide resources, Chroma clients and loaded BM25 indexes, each have one
@@ -19,7 +18,6 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy
 from django.conf import settings
 
 from codegen_site.core.errors import ServiceUnavailable
@@ -101,7 +99,7 @@ class LexicalIndexes:
         for path, chunk_ids, tokens in rows:
             entries.extend((chunk_id, path, chunk_tokens)
                            for chunk_id, chunk_tokens in zip(chunk_ids, tokens, strict=True))
-        LexicalIndex.build(directory, entries, _centroid())
+        LexicalIndex.build(directory, entries)
 
     def _load(self, directory: Path) -> LexicalIndex:
         meta = directory / LexicalIndex.META
@@ -172,23 +170,6 @@ def collection_for(embedder: Embedder):
                       "embedding_model": embedder.model, "format": INDEX_FORMAT},
         )
     return collection
-
-
-def _centroid(batch: int = 4096) -> numpy.ndarray | None:
-    """The mean of the collection's vectors (None when it has none), read in batches."""
-    collection = existing_collection()
-    if collection is None:
-        return None
-    total, count = None, 0
-    for offset in range(0, collection.count(), batch):
-        vectors = numpy.asarray(collection.get(limit=batch, offset=offset, include=["embeddings"])["embeddings"],
-                                dtype=numpy.float64)
-        if not len(vectors):
-            break
-        vectors /= numpy.clip(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        total = vectors.sum(axis=0) if total is None else total + vectors.sum(axis=0)
-        count += len(vectors)
-    return None if total is None else total / count
 
 
 def lexical_dir() -> Path:

@@ -159,7 +159,8 @@ def shop(set_config):
         (root / f"shipping_{number}.py").write_text(
             f'def shipping_cost_{number}(weight):\n    """Shipping cost, variant {number}."""\n'
             f"    cost = 0\n{body}    return cost\n")
-    set_config({"rag": {"collection": f"test-{uuid.uuid4().hex[:12]}", "chroma_url": "", "top_k": 6},
+    # No relevance cut-off (rag.min_score 0): the scripted embedder's vectors mean nothing, the budget is the point.
+    set_config({"rag": {"collection": f"test-{uuid.uuid4().hex[:12]}", "chroma_url": "", "top_k": 6, "min_score": 0},
                 "embeddings": {"provider": "ollama", "model": "nomic-embed-text"}})
     yield root
     shutil.rmtree(root, ignore_errors=True)

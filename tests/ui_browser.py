@@ -78,8 +78,11 @@ def start_server(django_db_blocker, llm: FakeLLMServer, workspace: Path, **env: 
 
     with django_db_blocker.unblock():
         name = connection.settings_dict["NAME"]
+    # No relevance cut-off for code search (rag.min_score 0): the scripted server's embedding vectors mean
+    # nothing (tests/test_search_relevance.py checks the cut-off with the bundled embedder).
     return LiveASGIServer({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": llm.url,
-                           "CODEGEN_OLLAMA__TIMEOUT": "20", "CODEGEN_WORKSPACE_ROOT": str(workspace), **env},
+                           "CODEGEN_OLLAMA__TIMEOUT": "20", "CODEGEN_WORKSPACE_ROOT": str(workspace),
+                           "CODEGEN_RAG__MIN_SCORE": "0", **env},
                           name)
 
 

@@ -320,9 +320,9 @@ class RagSettings(SettingsSection):
     name_weight = StrictFloatField(min_value=0, max_value=1,
                                    help_text="Share in hybrid of the lexical score of a chunk's path and symbols")
     vector_floor = StrictFloatField(min_value=0, max_value=0.99,
-                                    help_text="The cosine's lift over the query's average that scores 0")
+                                    help_text="The cosine's lift over unrelated text that scores 0")
     vector_ceiling = StrictFloatField(min_value=0.01, max_value=1,
-                                      help_text="The cosine's lift over the query's average that scores 1")
+                                      help_text="The cosine's lift over unrelated text that scores 1")
     index_suffixes = serializers.ListField(child=StrictCharField(max_length=64), max_length=1000,
                                            help_text="Suffixes of the files indexed (empty: every text file)")
     skip_suffixes = serializers.ListField(child=StrictCharField(max_length=64), max_length=1000,

@@ -4,12 +4,12 @@ The score says how well a chunk matches the query, on the same scale whatever th
 - lexical: the share of the query's words the chunk holds, each weighted by its rarity (rag.lexical;
   BM25 orders chunks of equal share). 1: every word of the query is in the chunk; 0: none is (a word
   the index has never seen counts as the rarest there is).
-- vector: how much closer the chunk's meaning is to the query than the index's other chunks are on
-  average, as a share of the way to identical (cosine 1), mapped from [vector_floor, vector_ceiling]
-  onto [0, 1]. 1: as close as a close paraphrase; 0: no closer than what the index holds about
-  anything. Measured from the query's own average over the index (its cosine with the mean chunk
-  vector, the chunk itself left out), so an embedder whose vectors all lean one way (cosines of
-  unrelated texts around 0.4) scores as one that does not.
+- vector: how much closer the chunk's meaning is to the query than unrelated text is (sentences
+  about cooking, football, the weather: UNRELATED), as a share of the way to identical (cosine 1),
+  mapped from [vector_floor, vector_ceiling] onto [0, 1]. 1: as close as a close paraphrase; 0: no
+  closer than unrelated text. Measured from unrelated text and not from the index itself, so an
+  embedder whose vectors all lean one way (cosines of unrelated texts around 0.4) scores as one that
+  does not, and an index all about one thing still scores its chunks for what they are.
 - hybrid: vector_weight * vector + name_weight * name + the rest * lexical, each computed for every
   candidate either ranking found, and ranked by it; `name` is the lexical score against the chunk's
   path and symbols alone (a question naming what a function or file is called), 1 when the query
@@ -24,6 +24,7 @@ prompt."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy
@@ -50,22 +51,45 @@ class Candidate:
     score: float = 0.0
 
 
-def vector_score(cosine: numpy.ndarray | float, average: float, count: int, configured: RagSection):
-    """Cosine → 0-1: the share of the way from the query's average cosine with the index's other chunks
-    (from `average` over all `count` of them) to identical, put on [vector_floor, vector_ceiling]."""
-    cosine = numpy.asarray(cosine, dtype=numpy.float64)
-    # Without the chunk itself: in a small index its own cosine would lift the average it is measured from.
-    baseline = (count * average - cosine) / (count - 1) if count > 1 else numpy.zeros_like(cosine)
-    lift = (cosine - baseline) / numpy.clip(1.0 - baseline, 1e-6, None)
+# Sentences about nothing a code index holds: the query's average cosine with them is what "unrelated"
+# means for this embedder and this query (about 0.05 for the bundled MiniLM; higher for embedders whose
+# vectors all lean one way). Embedded once per embedder and process.
+UNRELATED = (
+    "The recipe calls for two cups of flour and a pinch of salt.",
+    "The football match ended in a draw after extra time.",
+    "Heavy rain is expected over the mountains tomorrow morning.",
+    "She played a sonata on the old piano in the village hall.",
+    "The river flows through the capital before it reaches the sea.",
+    "Tickets for the museum are cheaper on Sundays.",
+    "The kitten slept on the windowsill all afternoon.",
+    "He planted tomatoes and beans in the garden last spring.",
+    "The novel tells the story of a family over three generations.",
+    "Our flight was delayed because of fog at the airport.",
+    "The painter mixed blue and yellow paint to get green.",
+    "Wear a warm coat, the evening will be cold and windy.",
+)
+_unrelated_vectors: dict[str, numpy.ndarray] = {}
+_unrelated_lock = threading.Lock()
+
+
+def vector_score(cosine: numpy.ndarray | float, baseline: float, configured: RagSection):
+    """Cosine → 0-1: the share of the way from the query's cosine with unrelated text (baseline) to
+    identical, put on [vector_floor, vector_ceiling]."""
+    lift = (numpy.asarray(cosine, dtype=numpy.float64) - baseline) / max(1e-6, 1.0 - baseline)
     span = max(1e-6, configured.vector_ceiling - configured.vector_floor)
     return numpy.clip((lift - configured.vector_floor) / span, 0.0, 1.0)
+
+
+def _unit(vectors) -> numpy.ndarray:
+    vectors = numpy.atleast_2d(numpy.asarray(vectors, dtype=numpy.float64))
+    return vectors / numpy.clip(numpy.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
 
 class _VectorSide:
     """The query's vector against the collection: the nearest chunks, and the cosine of any chunk."""
 
-    def __init__(self, collection, query: str, strict: bool, configured: RagSection, centroid, count: int):
-        self.collection, self.configured, self.count = collection, configured, count
+    def __init__(self, collection, query: str, strict: bool, configured: RagSection):
+        self.collection, self.configured = collection, configured
         self.vector = None
         with get_embedder() as embedder:
             built_with = (collection.metadata or {}).get("embedding")
@@ -76,12 +100,13 @@ class _VectorSide:
                 logger.warning("Index built with %s, embedder is %s: lexical search only", built_with,
                                embedder.identity)
                 return
-            self.vector = numpy.asarray(embedder.embed([query])[0], dtype=numpy.float64)
-        norm = numpy.linalg.norm(self.vector)
-        if norm > 0:
-            self.vector /= norm
-        self.average = float(self.vector @ centroid) if centroid is not None and len(centroid) == len(self.vector) \
-            else 0.0
+            unrelated = _unrelated_vectors.get(embedder.identity)
+            vectors = _unit(embedder.embed([query] + ([] if unrelated is not None else list(UNRELATED))))
+            if unrelated is None:
+                with _unrelated_lock:
+                    unrelated = _unrelated_vectors.setdefault(embedder.identity, vectors[1:])
+        self.vector = vectors[0]
+        self.baseline = float((unrelated @ self.vector).mean()) if len(unrelated) == len(UNRELATED) else 0.0
 
     def nearest(self, limit: int, where: dict | None) -> dict[str, float]:
         if self.vector is None:
@@ -90,8 +115,7 @@ class _VectorSide:
                                       n_results=max(1, min(limit, self.collection.count())),
                                       where=where, include=["distances"])
         ids, distances = found["ids"][0], found["distances"][0]
-        scores = vector_score(1.0 - numpy.asarray(distances, dtype=numpy.float64), self.average, self.count,
-                              self.configured)
+        scores = vector_score(1.0 - numpy.asarray(distances, dtype=numpy.float64), self.baseline, self.configured)
         return dict(zip(ids, scores.tolist(), strict=True))
 
     def of(self, chunk_ids: list[str]) -> dict[str, float]:
@@ -102,7 +126,7 @@ class _VectorSide:
         if not len(vectors):
             return {}
         cosines = vectors @ self.vector / numpy.clip(numpy.linalg.norm(vectors, axis=1), 1e-12, None)
-        scores = vector_score(cosines, self.average, self.count, self.configured)
+        scores = vector_score(cosines, self.baseline, self.configured)
         return dict(zip(stored["ids"], scores.tolist(), strict=True))
 
 
@@ -120,7 +144,7 @@ def candidates(query: str, mode: str, prefix: str | None, wanted: int, configure
     found: dict[str, Candidate] = {}
     side = None
     if mode != "lexical":
-        side = _VectorSide(collection, query, mode == "vector", configured, lexical.centroid, len(lexical.ids))
+        side = _VectorSide(collection, query, mode == "vector", configured)
         for chunk_id, score in side.nearest(wanted, where).items():
             found[chunk_id] = Candidate(chunk_id, vector=score)
     if mode != "vector":
