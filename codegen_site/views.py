@@ -11,14 +11,9 @@ from rest_framework.views import APIView
 from codegen_site.core import workspace
 from codegen_site.core.apiview import AsyncAPIView
 from codegen_site.core.config import dotted_keys, get_config, overridden_by_environment, save_development
+from codegen_site.core.config_serializers import ConfigViewSerializer, EditableConfigSerializer
 from codegen_site.core.schema import BodyRequiredSchema
-from codegen_site.core.serializers import (
-    ConfigSavedSerializer,
-    ConfigViewSerializer,
-    EditableConfigSerializer,
-    ErrorSerializer,
-    HealthSerializer,
-)
+from codegen_site.core.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 from codegen_site.llm import get_llm
 
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from codegen_site import sandbox
 from codegen_site.core import config as app_config
-from codegen_site.core.serializers import EditableConfigSerializer
+from codegen_site.core.config_serializers import EditableConfigSerializer
 from codegen_site.sandbox import _cgroup, run_python
 
 pytestmark = pytest.mark.timeout(120)
