@@ -8,10 +8,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,17 +40,20 @@ class LiveASGIServer:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.log()}")
-            try:
-                httpx.get(self.url + "/health", timeout=1.0)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"daphne did not answer within {timeout} s:\n{self.log()}")
+        try:
+            wait_for(self._answers, timeout=timeout, what="the server's /health")
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"the server did not answer within {timeout} s:\n{self.log()}") from None
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{self.log()}")
+        try:
+            httpx.get(self.url + "/health", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return True
 
     def log(self) -> str:
         self._log.flush()
