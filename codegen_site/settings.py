@@ -7,7 +7,7 @@ import environ
 
 from codegen_site.core.config import django_log_level, get_config
 from codegen_site.core.sections import section
-from improve.sections import QueueSettings
+from improve.config import QueueSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

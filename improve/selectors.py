@@ -8,8 +8,8 @@ import uuid
 from django.db.models import Count
 
 from codegen_site.core.errors import NotFound
+from improve.config import analysis_settings, queue_settings
 from improve.models import AnalysisReport, ImprovementTask, ProjectChange, QueueState
-from improve.sections import analysis_settings, queue_settings
 from improve.services.cluster import cluster_info
 
 Status = ImprovementTask.Status

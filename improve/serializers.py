@@ -9,8 +9,8 @@ from rest_framework import serializers
 
 from codegen_site.core.serializers import StrictBooleanField, StrictCharField, StrictIntegerField
 from improve.analysis.review import EFFORTS, ISSUE_TYPES, SEVERITIES
+from improve.config import change_settings, run_settings
 from improve.models import AnalysisReport, ImprovementRun, ImprovementTask, ProjectChange
-from improve.sections import change_settings, run_settings
 from improve.selectors import report_page_size
 from improve.services.cluster import BROKERS, MODES
 

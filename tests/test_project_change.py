@@ -232,7 +232,7 @@ def read_stream(response) -> str:
 
 
 def test_improve_change_settings_are_patched_through_config(client, ws):
-    from improve.sections import change_settings
+    from improve.config import change_settings
 
     response = client.patch("/config", json.dumps({"improve_change": {"max_repairs": 1, "near_match_ratio": 0.8}}),
                             content_type="application/json")

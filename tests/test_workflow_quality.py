@@ -11,10 +11,10 @@ import pytest
 from codegen_site.sandbox import SandboxResult, TestOutcome
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import collapse, post_workflow, stage_of, stream_events, user_prompt
+from workflow.config import settings_for
 from workflow.models import WorkflowRun
 from workflow.services import examples, programs, prompts, suite
 from workflow.services.programs import Scored
-from workflow.services.settings import settings_for
 from workflow.services.suite import Suite, TestCase
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]

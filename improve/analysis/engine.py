@@ -33,8 +33,8 @@ from improve.analysis.checks import CheckLimits
 from improve.analysis.duplication import duplicate_blocks
 from improve.analysis.thresholds import Thresholds
 from improve.analysis.workers import analysis_workers, run_checks, worker_count
+from improve.config import AnalysisSettings, analysis_settings
 from improve.models import FileAnalysis
-from improve.sections import AnalysisSettings, analysis_settings
 
 # Bump when the checks change what they report, so old cache entries stop matching.
 CHECKS_REVISION = 2

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from improve.sections import AnalysisSettings
+from improve.config import AnalysisSettings
 
 # Rule family -> issue type. A family prefix is followed by the rule's digits, so "S" (bandit)
 # does not take "SIM" rules, nor "E" the "EM" ones.

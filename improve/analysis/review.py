@@ -10,7 +10,7 @@ import re
 
 from codegen_site.llm import LLMError, LLMUnavailable, get_llm
 from improve.analysis.checks import decode
-from improve.sections import AnalysisSettings
+from improve.config import AnalysisSettings
 
 ISSUE_TYPES = ("complexity", "duplication", "style", "bug", "security", "performance", "refactor")
 SEVERITIES = ("critical", "high", "medium", "low")

@@ -1,5 +1,5 @@
 """The thresholds of the file checks ([improve] settings), declared once: the typed settings
-(improve.sections.AnalysisSettings) and the limits sent to the worker processes
+(improve.config.AnalysisSettings) and the limits sent to the worker processes
 (checks.CheckLimits) both extend it. Standard library only: the workers import it."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from improve.analysis import checks
 from improve.analysis.checks import CheckLimits
-from improve.sections import AnalysisSettings, analysis_settings
+from improve.config import AnalysisSettings, analysis_settings
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from asgiref.sync import async_to_sync
 
 from codegen_site.core.db import db_async
 from improve.analysis import engine, review
+from improve.config import AnalysisSettings, analysis_settings
 from improve.models import AnalysisReport
-from improve.sections import AnalysisSettings, analysis_settings
 
 # What to fix first: (issue type, only these severities or None for all, title, why, effort of a few)
 SUGGESTION_ORDER = (

@@ -24,8 +24,8 @@ from codegen_site.core.db import db_async
 from codegen_site.core.errors import ServiceError
 from codegen_site.llm import get_llm
 from files_app.services import unified_diff
+from improve.config import change_settings, run_settings
 from improve.models import ProjectChange
-from improve.sections import change_settings, run_settings
 from improve.services.apply import sha256_text
 from improve.services.change_context import Context, gather, read_text
 from improve.services.change_edits import EditError, apply_edit, parse

@@ -28,7 +28,7 @@ from pathlib import Path
 from django.conf import settings
 
 from codegen_site.core.errors import Conflict, ServiceError
-from improve.sections import change_settings
+from improve.config import change_settings
 
 ZERO = "0" * 40
 SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external=",

@@ -22,7 +22,7 @@ from pathlib import Path
 from codegen_site.core import workspace
 from codegen_site.sandbox import SandboxResult
 from improve.analysis.lint import ruff_binary
-from improve.sections import change_settings, run_settings
+from improve.config import change_settings, run_settings
 from improve.services import workspace_copy
 from improve.services.change_context import SymbolMap, read_text
 from improve.services.coverage import covering_tests, is_test_file, module_names

@@ -23,7 +23,7 @@ from pathlib import Path
 from django.conf import settings
 
 from codegen_site.core import workspace
-from improve.sections import queue_settings
+from improve.config import queue_settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, NotFound
 from files_app.services import read_file
-from improve.sections import run_settings
+from improve.config import run_settings
 
 
 @dataclass(frozen=True)

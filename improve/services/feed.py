@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from codegen_site.core.db import db_async
 from improve import selectors
-from improve.sections import queue_settings
+from improve.config import queue_settings
 
 
 def _changes(seen: dict, since) -> tuple[list, dict]:

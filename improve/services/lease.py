@@ -26,8 +26,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from improve import selectors
+from improve.config import queue_settings
 from improve.models import ImprovementTask
-from improve.sections import queue_settings
 from improve.services.broker import enqueue
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from codegen_site.core.db import db_async
 from codegen_site.llm import get_llm
 from codegen_site.sandbox import strip_code_fences
 from files_app.services import read_file, unified_diff
+from improve.config import run_settings
 from improve.models import ImprovementRun
-from improve.sections import run_settings
 from improve.services.apply import sha256_text, write_if_unchanged
 from improve.services.validation import Validation, Validator, plan_validation
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from codegen_site.core import workspace
 from improve import selectors
+from improve.config import queue_settings
 from improve.models import ImprovementTask, QueueState
-from improve.sections import queue_settings
 from improve.services.broker import enqueue, ensure_recovery_schedule
 from improve.services.cluster import cluster_info, managed_cluster
 from improve.services.lease import recover_expired

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from codegen_site.core import workspace
 from codegen_site.sandbox import SandboxResult, arun_python
-from improve.sections import run_settings
+from improve.config import run_settings
 from improve.services import workspace_copy
 from improve.services.coverage import covering_tests
 from improve.services.workspace_copy import WorkspaceCopy

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
+from workflow.config import configured
 from workflow.models import Intent
-from workflow.services.settings import configured
 
 GREETING, HELP, CHAT, CODE = Intent.GREETING, Intent.HELP, Intent.CHAT, Intent.CODE
 

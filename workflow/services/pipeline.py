@@ -25,12 +25,12 @@ from codegen_site.core.db import db_async
 from codegen_site.core.errors import ServiceError
 from codegen_site.llm import get_llm
 from workflow import selectors
+from workflow.config import settings_for
 from workflow.models import Intent, WorkflowRun
 from workflow.services import report, stages
 from workflow.services.examples import parse_contract
 from workflow.services.intent import classify_intent, template_answer
 from workflow.services.repair import repair
-from workflow.services.settings import settings_for
 from workflow.services.state import Event, Job, RunState
 
 

@@ -12,11 +12,11 @@ from typing import AsyncIterator
 
 from codegen_site.core.db import db_async
 from rag.services import context_text, retrieve
+from workflow.config import TESTS_WITHOUT_EXAMPLES
 from workflow.models import WorkflowRun
 from workflow.services import examples, programs, prompts, suite
 from workflow.services.generation import Generated, generate, merge
 from workflow.services.programs import Scored
-from workflow.services.settings import TESTS_WITHOUT_EXAMPLES
 from workflow.services.state import Event, Job, RunState
 from workflow.services.suite import Suite
 from workflow.services.validation import compare_candidates, validate, validation_event

@@ -8,10 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 
 from codegen_site.llm import LLMService
+from workflow.config import WorkflowSettings
 from workflow.models import WorkflowRun
 from workflow.services.examples import Contract
 from workflow.services.programs import Scored
-from workflow.services.settings import WorkflowSettings
 from workflow.services.suite import Suite
 
 Event = tuple[str, dict]
