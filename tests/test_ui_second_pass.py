@@ -282,6 +282,12 @@ def test_settings_save_stays_in_view_with_its_result_beside_it(ui, server, modul
             return Math.abs((m.top + m.bottom) / 2 - (b.top + b.bottom) / 2) < Math.max(m.height, b.height); }""")
         assert row or width == "phone", "the result is not beside Save"
         check(ui.locator("#status-model")).to_have_text("qwen2.5-coder:32b")
+        # a list setting is its items separated by commas, saved as a list
+        check(ui.locator("#setting-rag-skip_names")).to_have_value(re.compile(r"^package-lock\.json, "))
+        ui.fill("#setting-rag-skip_names", "poetry.lock, yarn.lock ,")
+        ui.click("#settings-save")
+        check(ui.locator(".save-bar #settings-message")).to_contain_text("rag.skip_names")
+        assert httpx.get(server.url + "/config").json()["rag"]["skip_names"] == ["poetry.lock", "yarn.lock"]
         # an edit after it clears the result of the last Save
         ui.fill("#setting-models-defaults-simple", "local")
         check(ui.locator("#settings-message")).to_be_hidden()

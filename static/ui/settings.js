@@ -100,6 +100,9 @@
     if (choices[name]) {
       control = el("select", { id, name }, choices[name].map((choice) => el("option", { value: choice, text: choice })));
       control.value = value;
+    } else if (Array.isArray(value)) {
+      // A list setting is edited as its items separated by commas.
+      control = el("input", { id, name, type: "text", value: value.join(", "), autocomplete: "off" });
     } else if (typeof value === "number") {
       control = el("input", { id, name, type: "number", value: String(value), inputmode: schema.type === "integer" ? "numeric" : "decimal",
         step: schema.type === "integer" ? "1" : "any", min: schema.minimum ?? null, max: schema.maximum ?? null });
@@ -109,7 +112,7 @@
         autocomplete: "off", placeholder: name.endsWith("api_key") ? "unchanged" : null, readonly: readOnly(name),
         title: readOnly(name) ? "Set by the environment (CODEGEN_WORKSPACE_ROOT); needs a restart" : null });
     }
-    control.dataset.kind = typeof value;
+    control.dataset.kind = Array.isArray(value) ? "list" : typeof value;
     const described = [help ? id + "-help" : null, id + "-error"].filter(Boolean).join(" ");
     control.setAttribute("aria-describedby", described);
     // "memory mb" → "memory (MB)"; "max tokens" and "chunk lines" say their unit already.
@@ -129,7 +132,7 @@
     const nested = [];
     for (const [key, item] of Object.entries(value)) {
       const full = `${name}.${key}`;
-      if (item && typeof item === "object") nested.push(section(full, item, depth + 1));
+      if (item && typeof item === "object" && !Array.isArray(item)) nested.push(section(full, item, depth + 1));
       else leaves.append(input(full, item));
     }
     if (name === "openai_compatible") leaves.append(input("openai_compatible.api_key", ""));
@@ -168,6 +171,10 @@
       if (readOnly(name)) continue;
       let value = control.value;
       if (control.dataset.kind === "number") value = value.trim() === "" ? value : Number(value);
+      if (control.dataset.kind === "list") {
+        value = value.split(",").map((item) => item.trim()).filter(Boolean);
+        if (JSON.stringify(value) === JSON.stringify(loaded[name])) continue;
+      }
       if (name.endsWith("api_key") && value === "") continue;
       if (value === loaded[name]) continue;
       let target = patch;
