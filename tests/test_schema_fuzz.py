@@ -28,7 +28,16 @@ PATH_OPERATIONS = (r"^(GET /files/(read|tree|backups)|POST /files/(write|restore
 # errors: not_a_server_error allows them for these operations only (still documented: status_code_conformance).
 PROVIDER_OPERATIONS = (r"^(POST /(chat|workflow)|GET /models|POST /improve/(analyze|run|change)"
                        r"|POST /rag/(index|search))$")
+# Whether a message fits the model's context window depends on the window (which the fuzzed PATCH /config
+# changes: a small openai_compatible.context_tokens, a large llm.max_tokens) and on the model's tokenizer,
+# which no schema can say: for the chat and workflow operations a 413 naming the tokens over is an answer
+# to schema-valid data (documented: status_code_conformance still checks it).
+PROMPT_OPERATIONS = r"^(GET /chat/stream|POST /chat|POST /chat/stream|POST /workflow)$"
 CONFIG = f"""
+[[operations]]
+include-name-regex = '{PROMPT_OPERATIONS}'
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
+
 [[operations]]
 include-name-regex = '{PATH_OPERATIONS}'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
