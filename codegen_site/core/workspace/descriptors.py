@@ -183,7 +183,7 @@ class Reader:
     def read(self, relative_path: str) -> bytes:
         """A file's bytes, or a ServiceError (gone, a link, too large, not regular, a secret)."""
         directory, _, name = relative_path.rpartition("/")
-        if is_hidden_name(name) or any(is_hidden_name(part) for part in directory.split("/") if part):
+        if is_hidden_name(name):  # the directories' names are checked by open_dir
             raise PathNotAllowed(f"Path is off limits: {relative_path}")
         dir_fd = self._dir_fd(directory)
         fd = open_file(dir_fd, name, os.O_RDONLY, shown=relative_path)
