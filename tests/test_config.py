@@ -190,12 +190,12 @@ def test_two_servers_patching_different_keys_at_once_both_keep_theirs(live_asgi,
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for round_ in range(1, 31):
-            bodies = [(first, {"rag": {"top_k": round_ % 100 + 1}}), (second, {"rag": {"rrf_k": round_}})]
+            bodies = [(first, {"rag": {"top_k": round_ % 100 + 1}}), (second, {"rag": {"max_file_kb": round_}})]
             answers = list(pool.map(lambda args: send(*args), bodies))
             assert [answer.status_code for answer in answers] == [200, 200], [a.text for a in answers]
             saved = tomllib.loads((shared / "development.toml").read_text())["rag"]
-            assert (saved["top_k"], saved["rrf_k"]) == (round_ % 100 + 1, round_), f"round {round_}"
+            assert (saved["top_k"], saved["max_file_kb"]) == (round_ % 100 + 1, round_), f"round {round_}"
     for server in (first, second):
         shown = httpx.get(server.url + "/config", timeout=10).json()["rag"]
-        assert (shown["top_k"], shown["rrf_k"]) == (31, 30)
+        assert (shown["top_k"], shown["max_file_kb"]) == (31, 30)
     assert not [name for name in os.listdir(shared) if name.startswith(".development.") and name.endswith(".toml")]

@@ -201,7 +201,6 @@ class RagSettings(SettingsSection):
     top_k = StrictIntegerField(min_value=1, max_value=100)
     max_file_kb = StrictIntegerField(min_value=1, max_value=65_536)
     fusion_candidates = StrictIntegerField(min_value=1, max_value=1000)
-    rrf_k = StrictIntegerField(min_value=1, max_value=10_000)
     min_score = StrictFloatField(min_value=0, max_value=1,
                                  help_text="Search scores are 0-1; below this a chunk is no match (0: no cut-off)")
     vector_weight = StrictFloatField(min_value=0, max_value=1, help_text="Share of the vector score in hybrid")
