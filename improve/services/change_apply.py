@@ -142,6 +142,16 @@ def _as_applied(item: dict) -> dict:
     return {**item, "proposed": item["applied"], "proposed_sha256": item["applied_sha256"]}
 
 
+def _repo_of(change: ProjectChange, done: str) -> Repo | None:
+    """The workspace's repository for a change made in git (409 when it is one no more), else None."""
+    if not change.git:
+        return None
+    repo = open_repo(workspace.root())
+    if repo is None:
+        raise Conflict(f"The workspace is no longer the git repository the change was {done} in")
+    return repo
+
+
 def apply_change(change_id, files: list[str] | None = None,
                  hunks: dict[str, list[int]] | None = None) -> ProjectChange:
     """POST /improve/change/{id}/apply: every file of the change, or the subset named; of a file
@@ -163,9 +173,7 @@ def apply_change(change_id, files: list[str] | None = None,
     partial = any("applied_hunks" in item for item in items)
     for item in items:
         _unchanged(item, item["original_sha256"], "the proposal was made")
-    repo = open_repo(workspace.root()) if change.git else None
-    if change.git and repo is None:
-        raise Conflict("The workspace is no longer the git repository the change was made in")
+    repo = _repo_of(change, "made")
     _claim(change, State.PROPOSED, State.APPLIED)
     try:
         if repo is not None:
@@ -231,9 +239,7 @@ def undo_change(change_id) -> ProjectChange:
     items = [known[path] for path in change.applied_files]
     for item in items:
         _unchanged(item, item["proposed_sha256"], "the change was applied (later work depends on it)")
-    repo = open_repo(workspace.root()) if change.git else None
-    if change.git and repo is None:
-        raise Conflict("The workspace is no longer the git repository the change was applied in")
+    repo = _repo_of(change, "applied")
     _claim(change, State.APPLIED, State.UNDONE)
     try:
         if repo is not None:
