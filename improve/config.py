@@ -76,7 +76,8 @@ class ChangeSettings:
 
     max_repairs: int
     max_repairs_limit: int
-    context_chars: int
+    context_tokens: int
+    repair_share: float
     symbol_map_max_files: int
     whole_file_max_lines: int
     max_files: int

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from django.utils import timezone
@@ -22,12 +23,12 @@ from django.utils import timezone
 from codegen_site.core import workspace
 from codegen_site.core.db import db_async
 from codegen_site.core.errors import ServiceError
-from codegen_site.llm import get_llm
+from codegen_site.llm import ContextBudget, estimate_tokens, get_llm
 from files_app.services import unified_diff
 from improve.config import change_settings, run_settings
 from improve.models import ProjectChange
 from improve.services.apply import sha256_text
-from improve.services.change_context import Context, gather, read_text
+from improve.services.change_context import Context, SymbolMap, gather, read_text
 from improve.services.change_edits import EditError, apply_edit, parse
 from improve.services.change_git import Repo, open_repo
 from improve.services.change_validation import prove
@@ -49,7 +50,34 @@ def _format(text: str) -> str:
     return "whole" if text.count("\n") <= change_settings().whole_file_max_lines else "blocks"
 
 
-def _prompt(instruction: str, context: Context, repair: tuple[str, str] | None) -> list[dict]:
+@dataclass(frozen=True)
+class FilesBudget:
+    """The tokens the project's files may take in the prompt, and the feedback a repair may send."""
+
+    tokens: int
+    feedback_chars: int
+    report: dict
+
+
+def files_budget(budget: ContextBudget, instruction: str, repairs: int) -> FilesBudget:
+    """The model's prompt limit (its window less the answer's tokens) less the prompt without files and
+    the room for a repair's feedback; capped by improve_change.context_tokens when that is set."""
+    settings, feedback = change_settings(), run_settings().feedback_chars
+    bare = budget.count(_prompt(instruction, Context({}, {}, [], 0, SymbolMap()), None, feedback))
+    room = budget.limit - bare
+    # both halves of the feedback at their longest, as the estimate counts them (it errs high)
+    reserve = min(2 * estimate_tokens("x" * feedback) + 64, int(room * settings.repair_share)) if repairs else 0
+    tokens = max(0, room - reserve)
+    if settings.context_tokens:
+        tokens = min(tokens, settings.context_tokens)
+    feedback_chars = min(feedback, max(0, reserve - 64) * 3 // 2) if repairs else feedback
+    report = {"window": budget.window, "answer_tokens": budget.answer_tokens, "prompt_limit": budget.limit,
+              "instruction_tokens": bare, "repair_tokens": reserve, "files_tokens": tokens, "exact": budget.exact,
+              "model": budget.model}
+    return FilesBudget(tokens, feedback_chars, report)
+
+
+def _prompt(instruction: str, context: Context, repair: tuple[str, str] | None, feedback: int) -> list[dict]:
     parts = [f"Instruction: {instruction}\n\nProject files:"]
     for path, text in context.files.items():
         parts.append(f"\n--- {path} [{_format(text)}] ({text.count(chr(10))} lines; {context.reasons[path]})\n"
@@ -58,7 +86,6 @@ def _prompt(instruction: str, context: Context, repair: tuple[str, str] | None) 
         parts.append(f"\nNot shown (over the budget): {', '.join(context.left_out)}")
     if repair:
         reply, problem = repair
-        feedback = run_settings().feedback_chars
         parts.append(f"\nYour previous answer:\n{reply[-feedback:]}\n\nIt could not be accepted:\n{problem[-feedback:]}"
                      "\n\nReply again with the corrected sections (every file the change needs; files are as shown "
                      "above, your previous edits were not applied).")
@@ -112,7 +139,7 @@ def _files(originals: dict[str, str | None], changes: dict[str, str], formats: d
              "diff": unified_diff(originals[path] or "", text, path)} for path, text in changes.items()]
 
 
-def _commit_on_branch(repo: Repo, change: ProjectChange) -> None:
+def commit_on_branch(repo: Repo, change: ProjectChange) -> None:
     """The proven change as a commit on HEAD, on its own new branch codegen/<id>."""
     head = repo.head()
     entries = {}
@@ -140,16 +167,19 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
     timings = {"context": 0.0, "model": 0.0, "apply": 0.0, "validation": 0.0, "commit": 0.0}
     started = time.perf_counter()
     yield "step", {"step": "context"}
-    context = await db_async(gather)(instruction, named, budget=settings.context_chars,
-                                     max_files=settings.symbol_map_max_files)
+    llm = get_llm()
+    window = await llm.budget(tier="medium", max_tokens=settings.max_tokens or None)
+    fit = await asyncio.to_thread(files_budget, window, instruction, max_repairs)
+    context = await db_async(gather)(instruction, named, budget=fit.tokens, max_files=settings.symbol_map_max_files,
+                                     count=window.text_tokens)
     repo = await asyncio.to_thread(open_repo, workspace.root())
     timings["context"] = time.perf_counter() - started
     change = await db_async(ProjectChange.objects.create)(instruction=instruction, paths=named,
                                                           max_repairs=max_repairs, git=repo is not None,
                                                           task_id=task_id)
     yield "plan", {"change_id": str(change.pk), "context": context.summary(), "left_out": context.left_out,
-                   "symbols": context.symbols, "git": repo is not None}
-    llm = get_llm()
+                   "left_out_files": context.left_out_summary(), "budget": fit.report, "symbols": context.symbols,
+                   "git": repo is not None}
     repair = None
     attempts: list[dict] = []
     proof = None
@@ -159,7 +189,7 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
                 yield "step", {"step": "repair", "attempt": number, "max_attempts": max_repairs + 1}
             yield "step", {"step": "generate", "attempt": number, "change_id": str(change.pk)}
             mark = time.perf_counter()
-            answer = await llm.complete(_prompt(instruction, context, repair), tier="medium",
+            answer = await llm.complete(_prompt(instruction, context, repair, fit.feedback_chars), tier="medium",
                                         max_tokens=settings.max_tokens or None)
             timings["model"] += time.perf_counter() - mark
             change.model = answer.model
@@ -199,7 +229,7 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
             if repo is not None:
                 yield "step", {"step": "commit"}
                 mark = time.perf_counter()
-                await asyncio.to_thread(_commit_on_branch, repo, change)
+                await asyncio.to_thread(commit_on_branch, repo, change)
                 timings["commit"] = time.perf_counter() - mark
             change.state = State.PROPOSED
     except BaseException as exc:
@@ -208,7 +238,8 @@ async def change_events(instruction: str, paths: list[str] | None = None, *, max
         raise
     finally:
         timings["total"] = time.perf_counter() - started
-        change.evidence = {"context": context.summary(), "left_out": context.left_out, "attempts": attempts,
+        change.evidence = {"context": context.summary(), "left_out": context.left_out,
+                           "left_out_files": context.left_out_summary(), "budget": fit.report, "attempts": attempts,
                            "tests": proof.tests if proof and proof.passed else [],
                            "ruff": proof.ruff if proof else [], "timings": timings}
         change.finished_at = timezone.now()

@@ -1,5 +1,8 @@
 """What the model reads before changing the project: the files to change and the files around them,
-within the model's budget (improve_change.context_chars).
+within the model's context window: `gather` is given the tokens the files may take (the window less the
+answer, the instruction and a repair's feedback, services.change.files_budget) and a counter (the model's
+own tokenizer, or the LLM layer's calibrated estimate); a file that does not fit is left out whole, named
+in the prompt and in the result, and the next, smaller ones may still fit.
 
 The project's symbol map comes from `ast` over its Python files, read through the workspace layer
 (nothing is imported or run): which module defines which top-level names, and which modules import
@@ -19,6 +22,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, NotFound, ServiceError
@@ -99,12 +103,21 @@ class Context:
     left_out: list[str]
     symbols: int
     project: SymbolMap
+    tokens: dict[str, int] = field(default_factory=dict)      # path → its tokens, shown or left out
+    budget: int = 0                                            # tokens the files could take
 
     def summary(self) -> list[dict]:
-        return [{"path": path, "reason": self.reasons[path], "chars": len(text)} for path, text in self.files.items()]
+        return [{"path": path, "reason": self.reasons[path], "chars": len(text), "tokens": self.tokens.get(path, 0)}
+                for path, text in self.files.items()]
+
+    def left_out_summary(self) -> list[dict]:
+        return [{"path": path, "reason": self.reasons.get(path, ""), "tokens": self.tokens.get(path, 0)}
+                for path in self.left_out]
 
 
-def gather(instruction: str, paths: list[str], *, budget: int, max_files: int) -> Context:
+def gather(instruction: str, paths: list[str], *, budget: int, max_files: int,
+           count: Callable[[str], int] = len) -> Context:
+    """The files in the order above, each whole while `count` of them stays within `budget`."""
     project = symbol_map(max_files)
     ordered: list[tuple[str, str]] = []
     for path in paths:
@@ -123,6 +136,7 @@ def gather(instruction: str, paths: list[str], *, budget: int, max_files: int) -
     ordered += [(path, "the code search's match for the instruction") for path in searched(instruction)]
     files: dict[str, str] = {}
     reasons: dict[str, str] = {}
+    tokens: dict[str, int] = {}
     left_out: list[str] = []
     used = 0
     for path, reason in ordered:
@@ -131,12 +145,16 @@ def gather(instruction: str, paths: list[str], *, budget: int, max_files: int) -
         text = project.modules[path].text if path in project.modules else read_text(path)
         if text is None:
             continue
-        if used + len(text) > budget:
+        # the file's header line in the prompt counts too (services.change._prompt)
+        tokens[path] = count(f"--- {path} [blocks] ({text.count(chr(10))} lines; {reason})\n```python\n{text}```")
+        reasons[path] = reason
+        if used + tokens[path] > budget:
             left_out.append(path)
             continue
-        files[path], reasons[path] = text, reason
-        used += len(text)
-    return Context(files, reasons, left_out, sum(len(module.defines) for module in project.modules.values()), project)
+        files[path] = text
+        used += tokens[path]
+    return Context(files, reasons, left_out, sum(len(module.defines) for module in project.modules.values()), project,
+                   tokens, budget)
 
 
 def searched(instruction: str, top_k: int = 5) -> list[str]:
