@@ -5,7 +5,10 @@ on failure send the validation output back and retry (up to max_retries) → wri
 files service (services.apply), or keep the proposal for a later POST /improve/apply.
 
 `improvement_events()` is one async generator of (event, data) for both endpoints, like the
-workflow's: `step` and `validation` events carry plain dicts; the last event, `done`, carries
+workflow's: `step`, `progress` and `validation` events carry plain dicts; the model's answer is
+streamed, and each group of tokens that arrives together is one `progress` event ({step: generate,
+attempt, tokens, thinking_tokens, chars}: the tokens so far), so a long generation shows it is
+moving; the last event, `done`, carries
 the ImprovementRun, which the API (and the queue's task) answers with through
 improve.serializers.ImprovementRunResultSerializer."""
 
@@ -63,7 +66,8 @@ def _failure(run: ImprovementRun) -> str:
 
 async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = True,
                              max_retries: int | None = None) -> AsyncIterator[Event]:
-    """Events: step (read, generate, validate, retry, write), validation, then done (the run)."""
+    """Events: step (read, generate, validate, retry, write), progress (while generating), validation,
+    then done (the run)."""
     limits = run_settings()
     max_retries = limits.max_retries if max_retries is None else max_retries
     target = workspace.resolve(file_path, must_exist=True)
@@ -82,10 +86,22 @@ async def improvement_events(file_path: str, issue: dict, *, auto_write: bool = 
             if number > 1:
                 yield "step", {"step": "retry", "attempt": number, "max_attempts": max_retries + 1}
             yield "step", {"step": "generate", "attempt": number, "run_id": str(run.pk)}
-            answer = await llm.complete(_prompt(shown, issue, original, previous), tier="medium",
-                                        max_tokens=limits.max_tokens or None)
-            run.model = answer.model
-            proposal = extract_code(answer.content)
+            chat = await llm.stream(_prompt(shown, issue, original, previous), tier="medium",
+                                    max_tokens=limits.max_tokens or None)
+            content: list[str] = []
+            tokens = thinking = chars = 0
+            async for batch in chat.batches():
+                for delta in batch:
+                    tokens += 1
+                    if delta.kind == "content":
+                        content.append(delta.text)
+                        chars += len(delta.text)
+                    else:
+                        thinking += 1
+                yield "progress", {"step": "generate", "attempt": number, "tokens": tokens,
+                                   "thinking_tokens": thinking, "chars": chars}
+            run.model = chat.model
+            proposal = extract_code("".join(content))
             yield "step", {"step": "validate", "attempt": number}
             if proposal.strip():
                 validation = await validator.validate(proposal)
