@@ -39,7 +39,7 @@ from improve.serializers import (
     ReportListQuerySerializer,
     ReportSummarySerializer,
 )
-from improve.services import analysis, apply, change, change_apply, feed, proposal, queue
+from improve.services import analysis, change, change_apply, feed, improvement_apply, proposal, queue
 
 ANALYZE_DESCRIPTION = (
     "Python files under `path` (a file or a directory; .gitignore, .venv, node_modules, .git and the "
@@ -100,8 +100,11 @@ RUN_DESCRIPTION = (
     "write it with a backup (reason `improve`). `auto_write: false` writes nothing and returns "
     "`proposed_content` and `diff` for POST /improve/apply. A change that turns a passing test red is refused "
     "(`success: false`, the test named in `error`). With `?stream=true` the reply is `text/event-stream`: "
-    "`step` ({step: read|generate|validate|retry|write, attempt}), `validation` ({attempt, passed, output, "
-    "broken_tests}), then `done` (the JSON reply) or `error` ({detail, status})."
+    "`step` ({step: read|generate|validate|retry|write, attempt}), `progress` while the model writes ({step: "
+    "generate, attempt, tokens, thinking_tokens, chars}: the tokens so far, one event per group of tokens that "
+    "arrives together), `validation` ({attempt, passed, output, broken_tests}), then `done` (the JSON reply) or "
+    "`error` ({detail, status}). POST /improve/apply writes a proposal as a one-file project change: in a git "
+    "workspace a commit on the user's branch (`commit`), undone with POST /improve/change/{change_id}/undo."
 )
 ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 429: ErrorSerializer,
           502: ErrorSerializer, 503: ErrorSerializer}
@@ -132,7 +135,8 @@ class ImproveRunView(AsyncAPIView):
         parameters=[StreamFlagSerializer],
         responses={(200, "application/json"): OpenApiResponse(ImproveRunResponseSerializer,
                                                                description=RUN_DESCRIPTION),
-                   (200, "text/event-stream"): event_stream(["step", "validation", "done", "error"], RUN_DESCRIPTION),
+                   (200, "text/event-stream"): event_stream(["step", "progress", "validation", "done", "error"],
+                                                                 RUN_DESCRIPTION),
                    **ERRORS},
         summary="Improve one file: propose, prove in the sandbox, retry, write with a backup",
     )
@@ -153,11 +157,13 @@ class ImproveApplyView(APIView):
     @extend_schema(request=ImproveApplyRequestSerializer,
                    responses={200: ImproveRunResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer,
                               409: ErrorSerializer},
-                   summary="Write a proposal kept by auto_write=false (409 when the file changed since)")
+                   summary="Write a proposal kept by auto_write=false: in a git workspace a commit on the user's "
+                           "branch, else a write with a backup; undo: POST /improve/change/{change_id}/undo (409 "
+                           "when the file changed since)")
     def post(self, request):
         serializer = ImproveApplyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = apply.apply_proposal(serializer.validated_data["run_id"])
+        run = improvement_apply.apply_proposal(serializer.validated_data["run_id"])
         return Response(ImprovementRunResultSerializer(run).data)
 
 
@@ -223,7 +229,7 @@ class QueueEventsView(AsyncAPIView):
 CHANGE_DESCRIPTION = (
     "Change the project as `instruction` says, across several files: the context (the named `paths`, the "
     "files defining the names the instruction mentions, their imports and importers, within "
-    "improve_change.context_chars), the model's edits (whole files for short files, search/replace blocks for "
+    "the model's context window; what did not fit is named in `evidence.left_out_files`), the model's edits (whole files for short files, search/replace blocks for "
     "long ones, applied tolerantly; a block that does not apply goes back to the model), proof in the sandbox "
     "(every changed module imports; the tests covering the changed modules and their importers, and the changed "
     "tests, run before and after; a test green before and red after, a new test that fails, or a new ruff "
@@ -297,8 +303,9 @@ class ChangeApplyView(APIView):
     def post(self, request, change_id):
         serializer = ChangeApplyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = change_apply.apply_change(change_id, serializer.validated_data["files"] or None,
-                                           serializer.validated_data["hunks"] or None)
+        data = serializer.validated_data
+        result = change_apply.apply_change(change_id, data["files"] or None, data["hunks"] or None,
+                                           data["edits"] or None)
         return Response(ProjectChangeSerializer(result).data)
 
 

@@ -75,6 +75,10 @@ class ImprovementRun(models.Model):
     validation_output = models.TextField(blank=True)
     error = models.TextField(blank=True)
     backup_path = models.CharField(max_length=4096, blank=True)
+    # POST /improve/apply writes the proposal as a one-file ProjectChange (a commit in a git
+    # workspace); undoing that change puts the run back to proposed and clears this
+    change = models.ForeignKey("ProjectChange", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+")
     model = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

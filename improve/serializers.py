@@ -172,6 +172,13 @@ class ImproveRunResponseSerializer(serializers.Serializer):
     diff = serializers.CharField(allow_blank=True, help_text="Unified diff of the proposal against the file as read")
     proposed_content = serializers.CharField(allow_null=True, help_text="The proposal, while not written")
     attempts = serializers.IntegerField()
+    change_id = serializers.UUIDField(allow_null=True, required=False,
+                                      help_text="Once applied by POST /improve/apply: the one-file project change it "
+                                                "was written as (undo: POST /improve/change/{id}/undo)")
+    commit = serializers.CharField(allow_null=True, required=False,
+                                   help_text="git: the commit that carries it on the user's branch")
+    git_reason = serializers.CharField(allow_null=True, required=False,
+                                       help_text="Why the apply was a write with a backup and not a commit")
 
 
 class ImprovementRunResultSerializer(ImproveRunResponseSerializer):
@@ -183,6 +190,16 @@ class ImprovementRunResultSerializer(ImproveRunResponseSerializer):
     run_id = serializers.UUIDField(source="pk")
     proposed_content = serializers.CharField(source="unwritten_proposal", allow_null=True)
     attempts = serializers.IntegerField(source="attempt_count")
+    change_id = serializers.UUIDField(allow_null=True)
+    commit = serializers.SerializerMethodField()
+    git_reason = serializers.SerializerMethodField()
+
+    def get_commit(self, run) -> str | None:
+        # the change is read only for an applied run (a stream's runs have none: no query there)
+        return (run.change.applied_commit or None) if run.change_id else None
+
+    def get_git_reason(self, run) -> str | None:
+        return (run.change.evidence.get("git_reason") or None) if run.change_id else None
 
 
 class ImproveApplyRequestSerializer(serializers.Serializer):
@@ -223,6 +240,13 @@ class QueueWorkersSerializer(serializers.Serializer):
     cluster_pid = serializers.IntegerField(allow_null=True)
 
 
+class ReconciliationSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="When the last round ran (any server or queue worker)")
+    recovered = serializers.IntegerField(help_text="Running tasks whose lease ran out, put back or failed")
+    resent = serializers.IntegerField(help_text="Pending tasks whose broker message was gone, sent again")
+    interrupted = serializers.IntegerField(help_text="Runs left running by a dead attempt, ended interrupted")
+
+
 class QueueStatusSerializer(serializers.Serializer):
     running = serializers.BooleanField(help_text="Workers may take tasks (after start, until stop)")
     total_tasks = serializers.IntegerField()
@@ -234,12 +258,15 @@ class QueueStatusSerializer(serializers.Serializer):
     current_task = QueueTaskSerializer(allow_null=True)
     tasks = QueueTaskSerializer(many=True)
     workers = QueueWorkersSerializer()
+    reconciliation = ReconciliationSerializer(
+        allow_null=True, help_text="The last round of the queue's reconciliation (null before the first)")
 
 
 class QueueSummarySerializer(QueueStatusSerializer):
     """The status without its task list: the live feed's `status` event."""
 
     tasks = None
+    reconciliation = None
 
 
 class QueueStartSerializer(serializers.Serializer):
@@ -306,6 +333,13 @@ class ChangeApplyRequestSerializer(serializers.Serializer):
                                   help_text="Apply only these hunks (0-based, in the order of the file's `hunks`) "
                                             "of a file: {path: [index, ...]}; a file not named here is applied "
                                             "whole")
+    edits = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False,
+                                  default=dict,
+                                  help_text="The user's own content for files of the change, edited before applying: "
+                                            "{path: content}, written instead of the proposal (not with `hunks` for "
+                                            "the same file). The tests are not run again: those files are marked "
+                                            "`edited` and listed in `evidence.edited_by_user`; a Python file that "
+                                            "does not parse is a 400")
 
 
 class ChangeHunkSerializer(serializers.Serializer):
@@ -327,6 +361,10 @@ class ChangeFileSerializer(serializers.Serializer):
                                            "the change was made (apply is refused until they are committed)")
     applied_hunks = serializers.ListField(child=serializers.IntegerField(), required=False,
                                           help_text="When only some hunks were applied: their indexes")
+    proposed = serializers.CharField(allow_blank=True, help_text="The file's whole proposed content (to edit it "
+                                     "before applying)")
+    edited = serializers.BooleanField(required=False, help_text="Applied with the user's own edit of the proposal "
+                                      "(not tested again)")
 
     def get_hunks(self, item) -> list[dict]:
         return ChangeHunkSerializer(hunks(item["diff"]), many=True).data

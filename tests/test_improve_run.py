@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -144,6 +146,13 @@ def test_proposal_then_apply_then_apply_again_conflicts(client, calc_project, ol
     assert Backup.objects.get().reason == "improve"
     again = apply(client, body["run_id"])
     assert again.status_code == 409 and "applied already" in again.json()["detail"]
+    # outside git: a write with a backup, said so, and undone in one step like a project change
+    result = applied.json()
+    assert result["commit"] is None and "not the top level of a git repository" in result["git_reason"]
+    undone = client.post(f"/improve/change/{result['change_id']}/undo")
+    assert undone.status_code == 200 and undone.json()["state"] == "undone"
+    assert (calc_project / "calc.py").read_text() == ORIGINAL
+    assert ImprovementRun.objects.get(pk=body["run_id"]).status == "proposed"  # its file is back: apply again
 
 
 def test_apply_after_the_file_changed_is_a_conflict_and_keeps_the_change(client, calc_project, ollama):
@@ -194,6 +203,23 @@ def test_stream_reports_steps_validation_and_done(client, calc_project, ollama):
     assert validations == [False, True]
     assert events[-1][0] == "done" and events[-1][1]["success"] is True
     assert (calc_project / "calc.py").read_text() == BETTER
+
+
+def test_stream_reports_the_tokens_generated_so_far_before_done(client, calc_project, ollama):
+    pieces = fenced(BETTER).splitlines(keepends=True)
+    ollama.script(Turn(content=pieces, chunk_delay=0.05))  # the server sends one piece at a time
+    events = parse_sse(read_stream(improve(client, stream=True, auto_write=False)))
+    names = [name for name, _ in events]
+    progress = [data for name, data in events if name == "progress"]
+    counts = [data["tokens"] for data in progress]
+    assert len(counts) >= 2 and counts == sorted(set(counts)), counts  # growing, one event per arrival
+    assert counts[-1] == len(pieces) and progress[-1]["chars"] == len(fenced(BETTER))
+    assert {(data["step"], data["attempt"]) for data in progress} == {("generate", 1)}
+    # between the generate step and the validation, all before done
+    first, last = names.index("progress"), len(names) - 1 - names[::-1].index("progress")
+    assert names.index("step") < first and names[first - 1] == "step" and events[first - 1][1]["step"] == "generate"
+    assert events[last + 1] == ("step", {"step": "validate", "attempt": 1}) and names[-1] == "done"
+    assert events[-1][1]["proposed_content"] == BETTER
 
 
 def test_stream_with_llm_down_ends_with_an_error_event(client, calc_project, llm_unreachable):
@@ -258,3 +284,88 @@ def test_a_broken_case_is_named_by_its_whole_test_id_from_the_sandboxs_outcomes(
     run = ImprovementRun.objects.get(pk=body["run_id"])
     assert run.attempts[0]["broken_tests"] == ["test_calc.py::test_add[two and three]"]
     assert "test_calc.py: before 2 passed, 0 failed; after 1 passed, 1 failed" in body["validation_output"]
+
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "u@example.com",
+           "GIT_COMMITTER_NAME": "User", "GIT_COMMITTER_EMAIL": "u@example.com", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+
+
+def git(ws, *args) -> str:
+    return subprocess.run(["git", "-C", str(ws), *args], capture_output=True, text=True, check=True,
+                          env=GIT_ENV).stdout.rstrip()
+
+
+@pytest.fixture
+def calc_repo(calc_project):
+    """calc_project committed on main, with the user's uncommitted work in another file and an untracked one."""
+    (calc_project / "notes.py").write_text("NOTE = 1\n")
+    git(calc_project, "init", "-q", "-b", "main")
+    git(calc_project, "add", "-A")
+    git(calc_project, "commit", "-q", "-m", "initial")
+    (calc_project / "notes.py").write_text("NOTE = 2  # work in progress\n")
+    (calc_project / "draft.py").write_text("DRAFT = True\n")
+    return calc_project
+
+
+def user_work_intact(ws) -> None:
+    assert (ws / "notes.py").read_text() == "NOTE = 2  # work in progress\n"
+    assert (ws / "draft.py").read_text() == "DRAFT = True\n"
+    assert git(ws, "status", "--porcelain", "--", "notes.py", "draft.py").split("\n") == [" M notes.py",
+                                                                                      "?? draft.py"]
+
+
+def test_in_git_an_applied_proposal_is_a_commit_on_the_branch_undone_in_one_step(client, calc_repo, ollama):
+    head = git(calc_repo, "rev-parse", "HEAD")
+    ollama.script(Turn(content=fenced(BETTER)))
+    run_id = improve(client, auto_write=False).json()["run_id"]
+    assert git(calc_repo, "rev-parse", "HEAD") == head
+    applied = apply(client, run_id)
+    assert applied.status_code == 200, applied.content
+    body = applied.json()
+    assert body["written"] is True and body["git_reason"] is None and body["backup_path"]
+    assert (calc_repo / "calc.py").read_text() == BETTER
+    assert git(calc_repo, "rev-parse", "HEAD") == body["commit"] != head
+    assert git(calc_repo, "rev-parse", "HEAD^") == head and git(calc_repo, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(calc_repo, "log", "-1", "--format=%s").startswith("codegen: Improve calc.py (line 5): mean()")
+    assert git(calc_repo, "status", "--porcelain", "--", "calc.py") == ""  # committed, index and file agree
+    user_work_intact(calc_repo)
+    change = client.get(f"/improve/change/{body['change_id']}").json()
+    assert change["state"] == "applied" and change["git"]["applied_commit"] == body["commit"]
+    assert change["evidence"]["improvement_run"] == run_id
+
+    undone = client.post(f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert (calc_repo / "calc.py").read_text() == ORIGINAL and git(calc_repo, "rev-parse", "HEAD") == head
+    assert git(calc_repo, "status", "--porcelain", "--", "calc.py") == ""
+    user_work_intact(calc_repo)
+    assert ImprovementRun.objects.get(pk=run_id).status == "proposed"
+
+
+def test_in_git_undo_is_409_when_a_later_commit_changed_the_file(client, calc_repo, ollama):
+    ollama.script(Turn(content=fenced(BETTER)))
+    body = apply(client, improve(client, auto_write=False).json()["run_id"]).json()
+    later = BETTER + "\n\nLATER = True\n"
+    (calc_repo / "calc.py").write_text(later)
+    git(calc_repo, "commit", "-q", "-m", "later work", "--", "calc.py")
+    undone = client.post(f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 409 and "detail" in undone.json()
+    assert (calc_repo / "calc.py").read_text() == later
+    assert git(calc_repo, "log", "-1", "--format=%s") == "later work"
+
+
+def test_in_git_a_file_with_uncommitted_work_is_written_with_a_backup_not_committed(client, calc_repo, ollama):
+    head = git(calc_repo, "rev-parse", "HEAD")
+    dirty = ORIGINAL + "\n\nMINE = 1  # the user's uncommitted line\n"
+    (calc_repo / "calc.py").write_text(dirty)
+    ollama.script(Turn(content=fenced(BETTER + "\n\nMINE = 1  # the user's uncommitted line\n")))
+    run_id = improve(client, auto_write=False).json()["run_id"]
+    body = apply(client, run_id).json()
+    assert body["written"] is True and body["commit"] is None
+    assert "uncommitted changes" in body["git_reason"] and "backup" in body["git_reason"]
+    assert git(calc_repo, "rev-parse", "HEAD") == head  # the user's work was not committed for them
+    assert Backup.objects.get().reason == "improve"
+    undone = client.post(f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert (calc_repo / "calc.py").read_text() == dirty and git(calc_repo, "rev-parse", "HEAD") == head
+    user_work_intact(calc_repo)

@@ -431,3 +431,71 @@ def test_some_hunks_of_a_file_are_applied_and_undone_and_changes_are_listed_newe
     assert "diff" not in rows[0] and "evidence" not in rows[0]
     assert [row["change_id"] for row in client.get("/improve/changes?limit=1&offset=1").json()] == [body["change_id"]]
     assert client.get("/improve/changes?limit=0").status_code == 400
+
+
+CALC_EDITED = CALC_SUB.replace("return a - b", "return a - b  # edited by hand")
+
+
+@pytest.mark.parametrize("use_git", [True, False], ids=["git", "no-git"])
+def test_a_file_edited_before_applying_is_written_as_edited_and_marked_so(client, project, ollama, use_git):
+    if use_git:
+        git(project, "init", "-q", "-b", "main")
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", "initial")
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB) + whole("tests/test_calc.py", TESTS_SUB)))
+    body = change(client).json()
+    assert body["state"] == "proposed", body["error"]
+    assert next(item for item in body["files"] if item["path"] == "calc.py")["proposed"] == CALC_SUB
+    url = f"/improve/change/{body['change_id']}/apply"
+    # refused before anything is written: a file not of the change, one not being applied, both ways at once,
+    # Python that does not parse
+    assert post(client, url, {"edits": {"notes.py": "X = 1\n"}}).status_code == 400
+    assert post(client, url, {"files": ["tests/test_calc.py"], "edits": {"calc.py": CALC_EDITED}}).status_code == 400
+    assert post(client, url, {"edits": {"calc.py": CALC_EDITED}, "hunks": {"calc.py": [0]}}).status_code == 400
+    broken = post(client, url, {"edits": {"calc.py": "def sub(a, b)\n    return a - b\n"}})
+    assert broken.status_code == 400 and "does not parse: line 1" in broken.json()["detail"]
+    assert post(client, url, {"edits": {"calc.py": 5}}).status_code == 400
+    assert (project / "calc.py").read_text() == CALC and not Backup.objects.exists()
+
+    applied = post(client, url, {"edits": {"calc.py": CALC_EDITED}})
+    assert applied.status_code == 200, applied.content
+    result = applied.json()
+    files = {item["path"]: item for item in result["files"]}
+    assert files["calc.py"]["edited"] is True and "edited" not in files["tests/test_calc.py"]
+    assert (project / "calc.py").read_text() == CALC_EDITED and (project / "tests/test_calc.py").read_text() == TESTS_SUB
+    [edited] = result["evidence"]["edited_by_user"]
+    assert edited["path"] == "calc.py" and "+    return a - b  # edited by hand" in edited["diff_from_proposal"]
+    if use_git:
+        assert git(project, "show", "HEAD:calc.py") + "\n" == CALC_EDITED
+        assert "Edited by the user before applying" in git(project, "log", "-1", "--format=%B")
+        assert git(project, "status", "--porcelain", "--", "calc.py", "tests") == ""
+    undone = post(client, f"/improve/change/{body['change_id']}/undo")
+    assert undone.status_code == 200, undone.content
+    assert (project / "calc.py").read_text() == CALC and (project / "tests/test_calc.py").read_text() == TESTS
+
+
+def test_the_context_is_chosen_within_the_models_token_window_and_says_what_it_left_out(client, project, ollama,
+                                                                                       set_config):
+    from codegen_site.llm.budget import ESTIMATE
+
+    ollama.context_length = 2048
+    set_config({"llm": {"max_tokens": 256}})
+    helpers = "from calc import add\n\n\n" + "".join(f"def helper_{n}(value):\n    return add(value, {n})\n\n\n"
+                                                     for n in range(200))
+    (project / "helpers.py").write_text(helpers)  # imports calc: a candidate, far over the window
+    ollama.script(Turn(content=whole("calc.py", CALC_SUB)))
+    body = change(client, "Add sub() to calc.py", paths=["calc.py"], max_repairs=0).json()
+    assert body["state"] == "proposed", body["error"]
+    evidence = body["evidence"]
+    budget = evidence["budget"]
+    assert budget["window"] == 2048 and budget["answer_tokens"] == 256 and budget["exact"] is False
+    assert 0 < budget["files_tokens"] <= 2048 - 256 - budget["instruction_tokens"]
+    shown = {item["path"]: item for item in evidence["context"]}
+    assert "calc.py" in shown and "tests/test_calc.py" in shown
+    assert sum(item["tokens"] for item in shown.values()) <= budget["files_tokens"]
+    left = {item["path"]: item for item in evidence["left_out_files"]}
+    assert left["helpers.py"]["tokens"] > budget["files_tokens"] and left["helpers.py"]["reason"] == "imports calc.py"
+    assert evidence["left_out"] == list(left)
+    sent = ollama.chat_requests[0]["messages"]
+    assert "Not shown (over the budget): helpers.py" in sent[-1]["content"] and "def helper_7" not in sent[-1]["content"]
+    assert ESTIMATE.prompt(sent) + 256 <= 2048  # the whole prompt and the answer fit the window

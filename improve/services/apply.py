@@ -2,8 +2,8 @@
 "improve"), and never over a change made since the improvement read the file:
 
 - `write_if_unchanged`: the run's own write (auto_write), 409 when the file changed meanwhile;
-- `apply_proposal`: POST /improve/apply for a proposal kept by auto_write=false, claimed with a
-  conditional UPDATE so two concurrent applies cannot both write;
+- POST /improve/apply (a proposal kept by auto_write=false) is services.improvement_apply: a one-file
+  ProjectChange, a commit in a git workspace;
 - `written_before`: crash recovery for the queue. A worker killed between the write and its
   report leaves a run whose proposal is in the file; the retried task finds it and completes
   without asking the LLM again."""
@@ -54,32 +54,4 @@ def written_before(run: ImprovementRun) -> ImprovementRun | None:
     run.status, run.error = Status.APPLIED, ""
     run.backup_path = backup.stored_path if backup else ""
     run.save(update_fields=["status", "error", "backup_path"])
-    return run
-
-
-def apply_proposal(run_id) -> ImprovementRun:
-    """Write a proposal kept by auto_write=false; 409 when the file changed since or it was applied."""
-    try:
-        run = ImprovementRun.objects.get(pk=run_id)
-    except ImprovementRun.DoesNotExist:
-        raise NotFound(f"No improvement run {run_id}") from None
-    if run.status == Status.APPLIED:
-        raise Conflict("This proposal was applied already")
-    if run.status != Status.PROPOSED:
-        raise Conflict(f"This run has no validated proposal to apply (status {run.status})")
-    current = read_file(run.file_path).content
-    if sha256_text(current) != run.original_sha256:
-        raise Conflict(f"{run.file_path} changed since the proposal was made; run the improvement again")
-    # Claimed with a conditional UPDATE so two concurrent applies cannot both write.
-    proposed = ImprovementRun.objects.filter(pk=run.pk, status=Status.PROPOSED)
-    if not proposed.update(status=Status.APPLIED):
-        raise Conflict("This proposal was applied already")
-    try:
-        written = write_file(run.file_path, run.proposed_content, reason=Backup.Reason.IMPROVE)
-    except BaseException:
-        ImprovementRun.objects.filter(pk=run.pk).update(status=Status.PROPOSED)
-        raise
-    run.backup_path = written.backup_path or ""
-    run.status = Status.APPLIED
-    run.save(update_fields=["backup_path", "status"])
     return run

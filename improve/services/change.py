@@ -35,6 +35,8 @@ from improve.services.change_validation import prove
 
 Event = tuple[str, object]
 State = ProjectChange.State
+# The prompt names this many of the files left out of it (the result names them all).
+LEFT_OUT_NAMED = 10
 
 SYSTEM_PROMPT = (
     "You change a Python project as the user instructs, across as many files as it takes (code and its "
@@ -64,6 +66,8 @@ def files_budget(budget: ContextBudget, instruction: str, repairs: int) -> Files
     the room for a repair's feedback; capped by improve_change.context_tokens when that is set."""
     settings, feedback = change_settings(), run_settings().feedback_chars
     bare = budget.count(_prompt(instruction, Context({}, {}, [], 0, SymbolMap()), None, feedback))
+    # the note naming the files left out, at its longest (paths of a typical length), as the estimate counts it
+    bare += estimate_tokens(", ".join(["x" * 48] * LEFT_OUT_NAMED) + " and 99999 more")
     room = budget.limit - bare
     # both halves of the feedback at their longest, as the estimate counts them (it errs high)
     reserve = min(2 * estimate_tokens("x" * feedback) + 64, int(room * settings.repair_share)) if repairs else 0
@@ -83,7 +87,9 @@ def _prompt(instruction: str, context: Context, repair: tuple[str, str] | None, 
         parts.append(f"\n--- {path} [{_format(text)}] ({text.count(chr(10))} lines; {context.reasons[path]})\n"
                      f"```python\n{text}```")
     if context.left_out:
-        parts.append(f"\nNot shown (over the budget): {', '.join(context.left_out)}")
+        named = context.left_out[:LEFT_OUT_NAMED]
+        more = len(context.left_out) - len(named)
+        parts.append(f"\nNot shown (over the budget): {', '.join(named)}" + (f" and {more} more" if more else ""))
     if repair:
         reply, problem = repair
         parts.append(f"\nYour previous answer:\n{reply[-feedback:]}\n\nIt could not be accepted:\n{problem[-feedback:]}"

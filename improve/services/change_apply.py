@@ -13,10 +13,14 @@ write puts back the files already written.
   commit, the branch goes back to its parent (history as it was); otherwise a revert commit, 409
   when a later commit changed those files. The files come back from their backups.
 - no git: the files are written with backups; undo restores every backup (a file the change created
-  is removed, after a backup of it) as one operation."""
+  is removed, after a backup of it) as one operation.
+
+An improvement applied through POST /improve/apply is a one-file change too (services.improvement_apply):
+undoing it puts its run back to `proposed`."""
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 
@@ -25,8 +29,8 @@ from django.utils import timezone
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, Conflict, NotFound
 from files_app.models import Backup
-from files_app.services import restore, write_file
-from improve.models import ProjectChange
+from files_app.services import restore, unified_diff, write_file
+from improve.models import ImprovementRun, ProjectChange
 from improve.services.apply import sha256_text
 from improve.services.change_context import read_text
 from improve.services.change_git import Repo, open_repo
@@ -80,7 +84,7 @@ def _put_back(backups: list[dict]) -> None:
             restore(backup_id=entry["backup_id"])
 
 
-def _clean_in_git(repo: Repo, head: str, items: list[dict]) -> None:
+def clean_in_git(repo: Repo, head: str, items: list[dict]) -> None:
     """409 unless each path's index entry and file are as HEAD has them (no uncommitted work there)."""
     for item in items:
         committed = repo.blob(head, item["path"])
@@ -135,6 +139,33 @@ def _chosen_hunks(items: list[dict], hunks: dict[str, list[int]]) -> list[dict]:
     return chosen
 
 
+def _edited(items: list[dict], edits: dict[str, str], hunks: dict[str, list[int]]) -> list[dict]:
+    """Each item the user edited before applying carries the user's content instead of the proposal's.
+    The tests are not run again: the file is marked `edited` (and listed in the evidence's
+    `edited_by_user`) so nobody reads the proposal's proof as the edit's. A Python file that does not
+    parse is refused (400): that much is checked at once, without the sandbox."""
+    paths = {item["path"] for item in items}
+    unknown = [path for path in edits if path not in paths]
+    if unknown:
+        raise BadInput(f"Not files being applied: {', '.join(unknown)}")
+    both = [path for path in edits if path in hunks]
+    if both:
+        raise BadInput(f"Give either hunks or an edit for a file, not both: {', '.join(both)}")
+    edited = []
+    for item in items:
+        text = edits.get(item["path"])
+        if text is None:
+            edited.append(item)
+            continue
+        if item["path"].endswith(".py"):
+            try:
+                ast.parse(text, filename=item["path"])
+            except SyntaxError as exc:
+                raise BadInput(f"The edited {item['path']} does not parse: line {exc.lineno}: {exc.msg}") from None
+        edited.append({**item, "proposed": text, "proposed_sha256": sha256_text(text), "edited": True})
+    return edited
+
+
 def _as_applied(item: dict) -> dict:
     """A file of the change as it was applied (only some of its hunks, or all)."""
     if "applied" not in item:
@@ -152,10 +183,10 @@ def _repo_of(change: ProjectChange, done: str) -> Repo | None:
     return repo
 
 
-def apply_change(change_id, files: list[str] | None = None,
-                 hunks: dict[str, list[int]] | None = None) -> ProjectChange:
+def apply_change(change_id, files: list[str] | None = None, hunks: dict[str, list[int]] | None = None,
+                 edits: dict[str, str] | None = None) -> ProjectChange:
     """POST /improve/change/{id}/apply: every file of the change, or the subset named; of a file
-    named in `hunks`, only those hunks."""
+    named in `hunks`, only those hunks; a file named in `edits` gets the user's content instead."""
     change = get_change(change_id)
     if change.state != State.PROPOSED:
         raise Conflict(f"This change cannot be applied (state {change.state})")
@@ -170,7 +201,9 @@ def apply_change(change_id, files: list[str] | None = None,
         if unknown:
             raise BadInput(f"Not files being applied: {', '.join(unknown)}")
         items = _chosen_hunks(items, hunks)
-    partial = any("applied_hunks" in item for item in items)
+    if edits:
+        items = _edited(items, edits, hunks or {})
+    partial = any("applied_hunks" in item or item.get("edited") for item in items)
     for item in items:
         _unchanged(item, item["original_sha256"], "the proposal was made")
     repo = _repo_of(change, "made")
@@ -185,15 +218,23 @@ def apply_change(change_id, files: list[str] | None = None,
         raise
     change.state, change.applied_at = State.APPLIED, timezone.now()
     change.applied_files = [item["path"] for item in items]
-    applied = {item["path"]: item for item in items if "applied_hunks" in item}
+    applied = {item["path"]: item for item in items if "applied_hunks" in item or item.get("edited")}
     change.files = [{key: value for key, value in item.items() if key not in ("applied", "applied_sha256",
-                                                                               "applied_hunks")}
+                                                                               "applied_hunks", "edited")}
                     for item in change.files]
     for item in change.files:
         if item["path"] in applied:
             chosen = applied[item["path"]]
-            item.update(applied=chosen["proposed"], applied_sha256=chosen["proposed_sha256"],
-                        applied_hunks=chosen["applied_hunks"])
+            item.update(applied=chosen["proposed"], applied_sha256=chosen["proposed_sha256"])
+            if "applied_hunks" in chosen:
+                item["applied_hunks"] = chosen["applied_hunks"]
+            if chosen.get("edited"):
+                item["edited"] = True
+    edited = [item for item in items if item.get("edited")]
+    change.evidence = {**change.evidence, "edited_by_user": [
+        {"path": item["path"], "sha256": item["proposed_sha256"],
+         "diff_from_proposal": unified_diff(known[item["path"]]["proposed"], item["proposed"], item["path"])}
+        for item in edited]}
     change.save()
     return change
 
@@ -202,7 +243,7 @@ def _apply_git(repo: Repo, change: ProjectChange, items: list[dict], *, every: b
     branch, head = repo.branch(), repo.head()
     if not branch:
         raise Conflict("HEAD is detached; check out a branch to apply the change onto")
-    _clean_in_git(repo, head, items)
+    clean_in_git(repo, head, items)
     paths = [item["path"] for item in items]
     if head != change.base_commit:
         moved = [path for path in paths if repo.blob(head, path) != repo.blob(change.base_commit, path)]
@@ -210,14 +251,17 @@ def _apply_git(repo: Repo, change: ProjectChange, items: list[dict], *, every: b
             raise Conflict(f"{branch} changed {', '.join(moved)} since the proposal; make the change again")
     entries = {path: repo.blob(change.commit, path) for path in paths}
     for item in items:
-        if "applied_hunks" in item:  # only some hunks: the file as applied, as its own blob
+        if "applied_hunks" in item or item.get("edited"):  # some hunks, or the user's edit: its own blob
             mode = (entries[item["path"]] or ("100644", ""))[0]
             entries[item["path"]] = (mode, repo.hash_text(item["proposed"], write=True))
     if head == change.base_commit and every:
         commit = change.commit
     else:
         message = repo.run("log", "-1", "--format=%B", change.commit)
-        commit = repo.commit(head, entries, message + ("\n\nFiles: " + ", ".join(paths) if not every else ""))
+        edited = [item["path"] for item in items if item.get("edited")]
+        message += "\n\nFiles: " + ", ".join(paths) if not every else ""
+        message += "\nEdited by the user before applying (not tested again): " + ", ".join(edited) if edited else ""
+        commit = repo.commit(head, entries, message)
     previous = {path: repo.blob(head, path) for path in paths}
     change.backups = _write_all(items)
     try:
@@ -251,6 +295,9 @@ def undo_change(change_id) -> ProjectChange:
         raise
     change.state, change.undone_at = State.UNDONE, timezone.now()
     change.save()
+    # an improvement applied as this change (POST /improve/apply) is a proposal again: its file is back
+    ImprovementRun.objects.filter(change=change, status=ImprovementRun.Status.APPLIED).update(
+        status=ImprovementRun.Status.PROPOSED, change=None, backup_path="")
     return change
 
 
@@ -258,7 +305,7 @@ def _undo_git(repo: Repo, change: ProjectChange, items: list[dict]) -> None:
     branch, head = repo.branch(), repo.head()
     if branch != change.applied_branch:
         raise Conflict(f"The change was applied on {change.applied_branch}; check it out to undo the change")
-    _clean_in_git(repo, head, items)
+    clean_in_git(repo, head, items)
     paths = [item["path"] for item in items]
     parent = repo.run("rev-parse", f"{change.applied_commit}^")
     if head == change.applied_commit:
