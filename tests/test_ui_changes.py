@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from tests.fakes.llm_server import Turn
-from tests.test_project_change import CALC, CALC_SUB, TESTS, git, whole
+from tests.test_project_change import CALC, CALC_EDITED, CALC_SUB, TESTS, git, whole
 from tests.ui_browser import allow_console, checked_page, expect, plant, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -162,3 +162,35 @@ def test_a_conflict_is_explained_beside_apply_and_undo_works_from_the_history(ui
     ui.reload()
     check(ui.locator("#change-state")).to_have_text("undone")
     check(ui.locator(".change-file")).to_have_count(2)
+
+
+def test_a_file_edited_in_the_page_before_applying_is_written_as_edited(ui, server, module_llm, workspace, width):
+    check = expect()
+    head = git(workspace, "rev-parse", "HEAD")
+    propose(ui, server, module_llm)
+    calc = ui.locator('.change-file[data-path="calc.py"]')
+    calc.get_by_role("button", name="Edit calc.py before applying").click()
+    box = calc.get_by_role("textbox", name="New content of calc.py")
+    check(box).to_be_focused()
+    check(box).to_have_value(CALC_SUB)  # the whole proposed file, to change by hand
+    check(calc.locator(".hunk")).to_have_count(0)
+    check(calc.locator(".hunk-count")).to_have_text("your edit replaces the hunks")
+    # discarded, the proposal's hunks are back; edited again, the text box is back with the proposal
+    calc.get_by_role("button", name="Discard your edit of calc.py").click()
+    check(calc.locator(".hunk")).to_have_count(1)
+    check(ui.locator("#apply")).to_have_text("Apply")
+    calc.get_by_role("button", name="Edit calc.py before applying").click()
+    box.fill(CALC_EDITED)
+    check(ui.locator("#apply")).to_have_text("Apply (1 edited by you)")
+    assert ui.evaluate("document.documentElement.scrollWidth <= innerWidth + 1")
+    screenshot(ui, "changes-edit")
+
+    ui.click("#apply")
+    check(ui.locator("#apply-result")).to_contain_text("Applied calc.py (your edit), values.py")
+    check(ui.locator("#change-state")).to_have_text("applied")
+    check(calc.locator(".file-head .badge.edited")).to_have_text("edited")
+    assert (workspace / "calc.py").read_text() == CALC_EDITED
+    assert git(workspace, "show", "HEAD:calc.py") + "\n" == CALC_EDITED
+    ui.click("#undo")
+    check(ui.locator("#apply-result")).to_contain_text("Undone: calc.py, values.py as before")
+    assert (workspace / "calc.py").read_text() == CALC and git(workspace, "rev-parse", "HEAD") == head

@@ -1,8 +1,9 @@
 // Changes: a change to the project from one instruction (POST /improve/change?stream=true,
 // auto_apply false) with its steps live; each file's diff with line numbers and syntax colour,
-// inline or side by side, every hunk accepted or rejected (and every file at once); the evidence
-// (each test before and after, ruff); Apply of the accepted files and hunks
-// (POST /improve/change/{id}/apply {files, hunks}) and Undo (…/undo), their result beside the
+// inline or side by side, every hunk accepted or rejected (and every file at once), or a file's new
+// content edited by hand before applying (sent as `edits`; the server marks it edited, not tested
+// again); the evidence (each test before and after, ruff); Apply of the accepted files and hunks
+// (POST /improve/change/{id}/apply {files, hunks, edits}) and Undo (…/undo), their result beside the
 // buttons, a 409 explained there; the history (GET /improve/changes) with each change's state and Undo.
 "use strict";
 
@@ -18,6 +19,7 @@
 
   let current = null;          // the change shown (the API's reply)
   let accepted = new Map();    // path -> Set of accepted hunk indexes
+  let edits = new Map();       // path -> the user's own new content, replacing the proposal's
   let view = localStorage.getItem("changes.view") === "split" ? "split" : "inline";
   let controller = null;
   let historyOffset = 0;
@@ -92,6 +94,7 @@
   function resetChange(instruction) {
     current = null;
     accepted = new Map();
+    edits = new Map();
     $("change").hidden = false;
     $("change-instruction").textContent = instruction;
     $("change-steps").replaceChildren();
@@ -133,6 +136,7 @@
   function show(change) {
     current = change;
     accepted = new Map(change.files.map((file) => [file.path, new Set(file.hunks.map((_, index) => index))]));
+    edits = new Map();
     $("change").hidden = false;
     $("change-instruction").textContent = change.instruction;
     setState(change.state);
@@ -163,10 +167,11 @@
     const chosen = accepted.get(file.path);
     const added = file.hunks.reduce((sum, hunk) => sum + hunk.lines.filter((line) => line.startsWith("+")).length, 0);
     const removed = file.hunks.reduce((sum, hunk) => sum + hunk.lines.filter((line) => line.startsWith("-")).length, 0);
+    const editing = open && edits.has(file.path);
     const box = el("input", { type: "checkbox", class: "accept-file", "aria-label": `Accept every hunk of ${file.path}` });
-    box.checked = chosen.size === file.hunks.length && chosen.size > 0;
-    box.indeterminate = chosen.size > 0 && chosen.size < file.hunks.length;
-    box.disabled = !open;
+    box.checked = editing || (chosen.size === file.hunks.length && chosen.size > 0);
+    box.indeterminate = !editing && chosen.size > 0 && chosen.size < file.hunks.length;
+    box.disabled = !open || editing;
     box.addEventListener("change", () => {
       accepted.set(file.path, new Set(box.checked ? file.hunks.map((_, index) => index) : []));
       renderFiles();
@@ -179,13 +184,45 @@
         el("span", { class: "file-path mono", text: file.path }),
         el("span", { class: "badge " + (file.status === "added" ? "passed" : "proposed"), text: file.status }),
         applied ? el("span", { class: "badge " + current.state, text: current.state }) : null,
+        file.edited ? el("span", { class: "badge edited", title: "Applied with your own edit of the proposal (not tested again)", text: "edited" }) : null,
+        editing ? el("span", { class: "badge edited", text: "your edit" }) : null,
         file.uncommitted ? el("span", { class: "badge failed", title: "The file had uncommitted edits when the change was made; commit them before applying", text: "uncommitted work" }) : null,
         el("span", { class: "spacer" }),
         el("span", { class: "small counts" }, el("span", { class: "ok", text: `+${added}` }), " ", el("span", { class: "bad", text: `−${removed}` })),
-        el("span", { class: "muted small hunk-count", text: open ? `${chosen.size} of ${file.hunks.length} hunks accepted` : `${file.hunks.length} hunk${file.hunks.length === 1 ? "" : "s"}` })));
+        el("span", { class: "muted small hunk-count", text: editing ? "your edit replaces the hunks" : open ? `${chosen.size} of ${file.hunks.length} hunks accepted` : `${file.hunks.length} hunk${file.hunks.length === 1 ? "" : "s"}` }),
+        open ? el("button", { type: "button", class: "small edit-file", "aria-pressed": String(editing),
+          "aria-label": editing ? `Discard your edit of ${file.path}` : `Edit ${file.path} before applying`,
+          text: editing ? "Discard edit" : "✎ Edit", onclick: () => toggleEdit(file) }) : null));
+    if (editing) {
+      section.append(editBlock(file));
+      return section;
+    }
     const language = languageOf(file.path);
     file.hunks.forEach((hunk, index) => section.append(hunkBlock(file, hunk, index, open, language)));
     return section;
+  }
+
+  // Editing a file before applying: its whole proposed content in a text box; what the user types is
+  // applied instead of the proposal (the hunks' choices set aside until the edit is discarded).
+  function toggleEdit(file) {
+    if (edits.has(file.path)) edits.delete(file.path);
+    else edits.set(file.path, file.proposed);
+    renderFiles();
+    renderActions();
+    if (edits.has(file.path)) {
+      const box = $("change-files").querySelector(`.change-file[data-path="${CSS.escape(file.path)}"] textarea.edit-content`);
+      if (box) box.focus();
+    }
+  }
+
+  function editBlock(file) {
+    const lines = (edits.get(file.path).match(/\n/g) || []).length + 1;
+    const area = el("textarea", { class: "mono edit-content", spellcheck: "false", rows: String(Math.min(30, Math.max(6, lines))),
+      "aria-label": `New content of ${file.path}`, oninput: (event) => edits.set(file.path, event.target.value) });
+    area.value = edits.get(file.path);
+    return el("div", { class: "edit-box" },
+      el("p", { class: "muted small", text: "Your text is written instead of the proposal. The tests are not run again: the change records this file as edited by you." }),
+      area);
   }
 
   function hunkBlock(file, hunk, index, open, language) {
@@ -307,7 +344,9 @@
       box.append(el("div", { class: "table-wrap" }, el("table", { class: "evidence-tests" },
         el("thead", {}, el("tr", {}, el("th", { text: "Test" }), el("th", { text: "Before" }), el("th", { text: "After" }))), body)));
     } else {
-      box.append(el("p", { class: "muted small", text: "No test covers the changed files." }));
+      box.append(el("p", { class: "muted small", text: evidence.improvement_run
+        ? "An improvement from the Improve page: its validation (the module imports, the covering tests before and after) is in the output below."
+        : "No test covers the changed files." }));
     }
     const ruff = evidence.ruff || [];
     $("evidence-ruff").replaceChildren(el("strong", { text: "ruff: " }), ruff.length
@@ -323,13 +362,19 @@
   function selection() {
     const files = [];
     const hunks = {};
+    const edited = {};
     for (const file of current.files) {
+      if (edits.has(file.path)) {
+        files.push(file.path);
+        edited[file.path] = edits.get(file.path);
+        continue;
+      }
       const chosen = accepted.get(file.path) || new Set();
       if (!chosen.size) continue;
       files.push(file.path);
       if (chosen.size < file.hunks.length) hunks[file.path] = [...chosen].sort((a, b) => a - b);
     }
-    return { files, hunks };
+    return { files, hunks, edits: edited };
   }
 
   function renderActions() {
@@ -341,9 +386,11 @@
     if (state === "proposed") {
       const { files } = selection();
       $("apply").disabled = !files.length;
-      const total = current.files.reduce((sum, file) => sum + file.hunks.length, 0);
-      const chosen = [...accepted.values()].reduce((sum, set) => sum + set.size, 0);
-      $("apply").textContent = chosen === total ? "Apply" : `Apply ${chosen} of ${total} hunks`;
+      const plain = current.files.filter((file) => !edits.has(file.path));
+      const total = plain.reduce((sum, file) => sum + file.hunks.length, 0);
+      const chosen = plain.reduce((sum, file) => sum + (accepted.get(file.path) || new Set()).size, 0);
+      const edited = edits.size ? ` (${edits.size} edited by you)` : "";
+      $("apply").textContent = (chosen === total ? "Apply" : `Apply ${chosen} of ${total} hunks`) + edited;
       if (!files.length) resultNote("Nothing accepted: accept a hunk or a file to apply it.", "muted");
       else if (!$("apply-result").dataset.kept) $("apply-result").replaceChildren();
     }
@@ -369,7 +416,7 @@
   }
 
   async function applyChange() {
-    const { files, hunks } = selection();
+    const { files, hunks, edits: edited } = selection();
     if (!files.length) return;
     const button = $("apply");
     button.disabled = true;
@@ -377,8 +424,10 @@
     try {
       const body = { files };
       if (Object.keys(hunks).length) body.hunks = hunks;
+      if (Object.keys(edited).length) body.edits = edited;
       const result = await api("POST", `/improve/change/${current.change_id}/apply`, body);
-      const parts = files.map((path) => hunks[path] ? `${path} (${hunks[path].length} of ${result.files.find((file) => file.path === path).hunks.length} hunks)` : path);
+      const parts = files.map((path) => edited[path] !== undefined ? `${path} (your edit)`
+        : hunks[path] ? `${path} (${hunks[path].length} of ${result.files.find((file) => file.path === path).hunks.length} hunks)` : path);
       show(result);
       const where = result.git && result.git.applied_commit ? ` — commit ${result.git.applied_commit.slice(0, 10)} on ${result.git.applied_branch}` : " — with backups";
       resultNote(`✓ Applied ${parts.join(", ")}${where}`, "ok applied-note", true);
