@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    # the core's tables: shared settings and their history, named locks
+    "codegen_site.core",
     "chat",
     "workflow",
     "improve",
@@ -111,6 +113,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE",
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+
+# Each process watches the database and the shared cache in a thread of its own
+# (codegen_site.core.monitor): the saved settings' version and what GET /health reports.
+PROCESS_MONITOR = True
 
 # ORM calls on streaming hot paths run on pooled threads that keep their connection (codegen_site.core.db).
 DB_ASYNC_POOLED = True

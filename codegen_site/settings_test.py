@@ -38,3 +38,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # In-process tests roll back one connection per test; a live server subprocess
 # runs the pooled path as production does.
 DB_ASYNC_POOLED = bool(os.environ.get("CODEGEN_TEST_SERVER_DB"))
+# pytest-django opens and rolls back the database per test, so the in-process tests run no
+# monitor thread (they call its round themselves); a live server subprocess runs it.
+PROCESS_MONITOR = bool(os.environ.get("CODEGEN_TEST_SERVER_DB"))

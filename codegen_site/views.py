@@ -8,10 +8,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from codegen_site.core import workspace
+from codegen_site.core import config_store, workspace
 from codegen_site.core.apiview import AsyncAPIView
-from codegen_site.core.config import dotted_keys, get_config, overridden_by_environment, save_development
+from codegen_site.core.config import dotted_keys, get_config, overridden_by_environment, saved_version
 from codegen_site.core.config_serializers import ConfigViewSerializer, EditableConfigSerializer
+from codegen_site.core.monitor import monitor
 from codegen_site.core.schema import BodyRequiredSchema
 from codegen_site.core.serializers import ConfigSavedSerializer, ErrorSerializer, HealthSerializer
 from codegen_site.llm import get_llm
@@ -23,11 +24,17 @@ ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503:
 class HealthView(AsyncAPIView):
     throttle_classes: list = []
 
-    @extend_schema(responses={200: HealthSerializer}, summary="Service and LLM backend status")
+    @extend_schema(responses={200: HealthSerializer}, summary="Service and LLM backend status",
+                   description="Answered from memory: `down` names each shared service (database, cache, "
+                               "queue broker) the process's monitor found not answering at its last round, "
+                               "and the status is then `degraded`; `settings_version` is the version of the "
+                               "saved settings this process applies.")
     async def get(self, request):
         health = await get_llm().health()
-        return Response({"status": "ok", "service": "codegen-ai", "llm_provider": health["llm_provider"],
-                         "llm_available": health["llm_available"]})
+        down = monitor().down()
+        return Response({"status": "degraded" if down else "ok", "service": "codegen-ai",
+                         "llm_provider": health["llm_provider"], "llm_available": health["llm_available"],
+                         "down": down, "settings_version": saved_version()})
 
 
 class ModelsView(AsyncAPIView):
@@ -45,21 +52,34 @@ class ConfigView(APIView):
         return Response(ConfigViewSerializer({**get_config(), "workspace": {"root": workspace.root()}}).data)
 
     @extend_schema(request=EditableConfigSerializer, responses={200: ConfigSavedSerializer, 400: ErrorSerializer},
-                   summary="Save settings to config/development.toml; they apply to the next request")
+                   summary="Save settings for every server and worker process; they apply to the next request")
     def patch(self, request):
         serializer = EditableConfigSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         patch = serializer.validated_data
-        save_development(patch)
-        get_config()  # reads the saved file: the change applies from here on
-        return Response({"ok": True, "message": config_saved_message(patch)})
+        version = config_store.save(patch, author=_author(request), user=_user(request))
+        return Response({"ok": True, "message": config_saved_message(patch, version)})
 
 
-def config_saved_message(patch: dict) -> str:
+def _user(request):
+    """The request's authenticated user (DRF's, or the UI session's the middleware read), or None."""
+    for candidate in (getattr(request, "user", None), getattr(getattr(request, "_request", None), "user", None)):
+        if getattr(candidate, "is_authenticated", False):
+            return candidate
+    return None
+
+
+def _author(request) -> str:
+    """Who made a change: the logged-in user's name, else "local" (the single-user mode)."""
+    user = _user(request)
+    return user.get_username() if user is not None else "local"
+
+
+def config_saved_message(patch: dict, version: int) -> str:
     """Which of the saved settings are in effect: all but those the environment sets."""
     overridden = overridden_by_environment(patch)
     applied = [key for key in dotted_keys(patch) if key not in overridden]
-    message = "Config saved to development.toml."
+    message = f"Settings saved (version {version}) for every server and worker process."
     if applied:
         message += f" Applied now, no restart needed: {', '.join(applied)}."
     if overridden:

@@ -14,13 +14,16 @@ pytest_plugins = ["tests.ui_browser"]
 
 @pytest.fixture(autouse=True)
 def isolated_state(tmp_path, monkeypatch):
-    """Each test gets its own writable config dir and an empty cache (throttle counters)."""
+    """Each test gets its own writable config dir, an empty cache (throttle counters) and no saved
+    settings (a PATCH's row is rolled back with the test's database, this process forgets it too)."""
     from django.core.cache import cache
 
     monkeypatch.setenv("CODEGEN_CONFIG_DIR", str(tmp_path / "config"))
     cache.clear()
+    app_config.forget_saved()
     yield
     cache.clear()
+    app_config.forget_saved()
 
 
 @pytest.fixture

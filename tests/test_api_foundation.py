@@ -1,19 +1,20 @@
 """/health, /models, /config, error shapes, throttling, token auth, OpenAPI."""
 
-import tomllib
 
 import pytest
 from django.test import override_settings
 from rest_framework.settings import api_settings
 
 from codegen_site.core import config as app_config
+from codegen_site.core.models import SavedSettings
 
 pytestmark = pytest.mark.django_db
 
 
 def test_health_reports_ollama_when_it_answers(client, ollama):
     body = client.get("/health").json()
-    assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True}
+    assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True,
+                    "down": {}, "settings_version": 0}
 
 
 def test_health_reports_unavailable_ollama_without_failing(client, llm_unreachable):
@@ -62,31 +63,29 @@ def test_config_get_shape(client):
     assert "api_key" not in body["openai_compatible"]
 
 
-def test_config_patch_merges_into_development_toml(client, monkeypatch):
+def test_config_patch_merges_into_the_saved_settings(client, monkeypatch):
     monkeypatch.delenv("CODEGEN_LLM__PROVIDER")  # the test settings pin it
-    path = app_config.development_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('# my notes\n[rag]\ntop_k = 9\n\n[llm]\nprovider = "ollama"\ntemperature = 0.5\n')
+    assert client.patch("/config", {"rag": {"top_k": 9}, "llm": {"provider": "ollama", "temperature": 0.5}},
+                        content_type="application/json").status_code == 200
     response = client.patch("/config", {"llm": {"provider": "lm_studio"}, "logging": {"level": "debug"}},
                             content_type="application/json")
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert "Applied now, no restart needed: llm.provider, logging.level." in response.json()["message"]
-    text = path.read_text()
-    saved = tomllib.loads(text)
-    assert "# my notes" in text
+    saved = SavedSettings.objects.get().values
     assert saved["rag"]["top_k"] == 9
     assert saved["llm"] == {"provider": "lm_studio", "temperature": 0.5}
     assert saved["logging"]["level"] == "DEBUG"
     # and the merged config reads it back over the defaults
-    assert app_config.load_config(environ={})["llm"]["provider"] == "lm_studio"
+    assert app_config.load_config(environ={}, saved=saved)["llm"]["provider"] == "lm_studio"
+    assert app_config.get_config()["llm"]["provider"] == "lm_studio"
 
 
 def test_config_patch_models_per_provider(client):
     response = client.patch("/config", {"models": {"lm_studio": {"complex": "qwen-32b"}}},
                             content_type="application/json")
     assert response.status_code == 200
-    merged = app_config.load_config(environ={})
+    merged = app_config.load_config(environ={}, saved=SavedSettings.objects.get().values)
     assert merged["models"]["lm_studio"]["complex"] == "qwen-32b"
     assert merged["models"]["lm_studio"]["simple"] == "local"
 
@@ -114,7 +113,7 @@ def test_config_patch_rejects_bad_input_and_writes_nothing(client, body, fragmen
     response = client.patch("/config", body, content_type="application/json")
     assert response.status_code == 400
     assert fragment in response.json()["detail"]
-    assert not app_config.development_path().exists()
+    assert not SavedSettings.objects.exists()
 
 
 def test_malformed_json_is_400_detail(client):

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from codegen_site import sandbox
 from codegen_site.core import config as app_config
 from codegen_site.core.config_serializers import EditableConfigSerializer
+from codegen_site.core.models import SavedSettings
 from codegen_site.sandbox import _cgroup, run_python
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,13 +53,15 @@ def test_every_number_patch_config_takes_has_a_range():
     ({"workflow": {"repair_output_chars": 10 ** 9}}, "workflow: repair_output_chars: Ensure this value is less"),
     ({"rag": {"max_file_kb": 10 ** 9}}, "rag: max_file_kb: Ensure this value is less than or equal to"),
 ])
+@pytest.mark.django_db
 def test_a_patch_out_of_range_or_touching_ceilings_is_400_and_writes_nothing(client, body, fragment):
     response = patch(client, body)
     assert response.status_code == 400
     assert fragment in response.json()["detail"]
-    assert not app_config.development_path().exists()
+    assert not SavedSettings.objects.exists()
 
 
+@pytest.mark.django_db
 def test_a_patch_at_the_ceiling_is_saved_and_in_effect(client):
     response = patch(client, {"sandbox": {"memory_mb": 1024, "max_processes": 256, "disk_mb": 64}})
     assert response.status_code == 200, response.json()
@@ -67,6 +70,7 @@ def test_a_patch_at_the_ceiling_is_saved_and_in_effect(client):
     assert "ceilings" not in shown
 
 
+@pytest.mark.django_db
 def test_ceilings_lowered_by_the_deployment_cap_patches_and_the_schema(client, set_config):
     set_config({"sandbox": {"ceilings": {"memory_mb": 300}}})
     response = patch(client, {"sandbox": {"memory_mb": 512}})
@@ -103,7 +107,8 @@ RLIMITS = "import resource\nprint(resource.getrlimit(resource.RLIMIT_AS)[0] >> 2
 
 
 def test_a_run_under_limits_saved_above_their_ceilings_gets_the_ceilings():
-    app_config.save_development({"sandbox": {"max_processes": 100000, "memory_mb": 4096}})
+    # saved settings above the ceilings (from before a deployment lowered them)
+    app_config.apply_saved(app_config.saved_version() + 1, {"sandbox": {"max_processes": 100000, "memory_mb": 4096}})
     result = run_python(RLIMITS)
     assert result.success, result.output  # not "Exit code 125": nothing above a ceiling reaches the runner
     assert result.output.split()[0] == "1024"

@@ -6,7 +6,8 @@ import httpx
 def test_daphne_serves_health_and_reads_config_from_environment(live_asgi, fake_llm):
     server = live_asgi({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": fake_llm.url})
     body = httpx.get(server.url + "/health").json()
-    assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True}
+    assert body == {"status": "ok", "service": "codegen-ai", "llm_provider": "ollama", "llm_available": True,
+                    "down": {}, "settings_version": 0}
     assert httpx.get(server.url + "/models").json() == fake_llm.models
 
 

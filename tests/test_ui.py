@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import MODULE, allow_console, checked_page, development_toml, expect, screenshot
+from tests.ui_browser import MODULE, allow_console, checked_page, expect, reset_settings, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -202,7 +202,7 @@ def test_settings_change_applies_live_and_errors_show_per_field(ui, server, modu
         chat = httpx.post(server.url + "/chat", json={"message": "hi"}, timeout=20).json()
         assert chat["model"] == "qwen2.5-coder:32b"
     finally:
-        development_toml().unlink(missing_ok=True)
+        reset_settings(server)
 
 
 def test_every_page_at_both_widths(ui, server):

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.llm_server import Turn
 from tests.test_workflow import RIGHT, TASK, WRONG, Model
-from tests.ui_browser import MODULE, allow_console, analyse, checked_page, development_toml, expect, plant, screenshot
+from tests.ui_browser import MODULE, allow_console, analyse, checked_page, expect, plant, reset_settings, screenshot
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -292,7 +292,7 @@ def test_settings_save_stays_in_view_with_its_result_beside_it(ui, server, modul
         ui.fill("#setting-models-defaults-simple", "local")
         check(ui.locator("#settings-message")).to_be_hidden()
     finally:
-        development_toml().unlink(missing_ok=True)
+        reset_settings(server)
 
 
 # --- home ------------------------------------------------------------------------------------

@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fakes.llm_server import FakeLLMServer
 from tests.live_server import ROOT, LiveASGIServer
+from tests.polling import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "output" / "screenshots"
@@ -80,10 +83,12 @@ def start_server(django_db_blocker, llm: FakeLLMServer, workspace: Path, **env: 
         name = connection.settings_dict["NAME"]
     # No relevance cut-off for code search (rag.min_score 0): the scripted server's embedding vectors mean
     # nothing (tests/test_search_relevance.py checks the cut-off with the bundled embedder).
-    return LiveASGIServer({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": llm.url,
+    live = LiveASGIServer({"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__HOST": llm.url,
                            "CODEGEN_OLLAMA__TIMEOUT": "20", "CODEGEN_WORKSPACE_ROOT": str(workspace),
                            "CODEGEN_RAG__MIN_SCORE": "0", **env},
                           name)
+    live.db_name = name
+    return live
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +99,14 @@ def server(django_db_setup, django_db_blocker, module_llm, workspace):
     live.stop()
 
 
-def development_toml() -> Path:
-    """Where a live server's PATCH /config writes (settings_test puts every server's config there)."""
-    return Path(os.environ["CODEGEN_TEST_ROOT"]) / "config" / "development.toml"
+def reset_settings(live: LiveASGIServer) -> None:
+    """Forget what a test saved through PATCH /config (the settings' rows in the server's test
+    database), and wait until the server is back on the defaults (its monitor reads the rows)."""
+    with sqlite3.connect(live.db_name) as db:
+        db.execute("DELETE FROM core_settingschange")
+        db.execute("DELETE FROM core_savedsettings")
+    wait_for(lambda: httpx.get(live.url + "/health", timeout=10).json()["settings_version"] == 0, timeout=15,
+             what="the server back on the default settings")
 
 
 def plant(root: Path, files: dict[str, str]) -> Path:

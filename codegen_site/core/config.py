@@ -1,4 +1,6 @@
-"""Application config: config/default.toml < config/development.toml < environment.
+"""Application config: config/default.toml < config/development.toml < the settings saved in the
+database (PATCH /config, shared by every process on every host: codegen_site.core.config_store)
+< environment.
 
 Environment overrides are named CODEGEN_<SECTION>__<KEY> (nested sections join
 with a double underscore too: CODEGEN_MODELS__LM_STUDIO__SIMPLE). Values are
@@ -8,18 +10,13 @@ strings. A few common names are accepted as aliases (OLLAMA_HOST, LLM_PROVIDER).
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import logging
 import os
-import tempfile
 import threading
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
-
-import tomlkit
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 ENV_PREFIX = "CODEGEN_"
@@ -39,6 +36,14 @@ _lock = threading.Lock()
 _cache: dict[str, Any] | None = None
 _cache_stamp: tuple | None = None
 _listeners: list[Callable[[dict, dict], None]] = []
+# The settings saved in the database, as this process last read them: (version, values).
+# Version 0 is "none saved"; config_store reads them (at start and then every
+# monitor.poll_seconds), a PATCH in this process hands them over at once.
+_saved: tuple[int, dict] = (0, {})
+# Starts the thread that keeps _saved current (set by the core app once Django is ready); called
+# again in a forked child (a queue worker), which does not inherit the parent's threads.
+_watcher: Callable[[], None] | None = None
+_watching_pid: int | None = None
 
 
 def config_dir() -> Path:
@@ -100,10 +105,13 @@ def _read_toml(path: Path) -> dict:
         return tomllib.load(handle)
 
 
-def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def load_config(environ: dict[str, str] | None = None, saved: dict | None = None) -> dict[str, Any]:
+    """default.toml < development.toml (a hand-written file of this host, optional) < `saved`
+    (the database's settings) < the environment."""
     environ = os.environ if environ is None else environ
     config = _read_toml(default_path())
     config = deep_merge(config, _without_ceilings(_read_toml(development_path())))
+    config = deep_merge(config, _without_ceilings(saved or {}))
     config = deep_merge(config, _env_overrides(dict(environ)))
     sandbox = config.get("sandbox", {})
     if "ceilings" in sandbox:
@@ -113,13 +121,13 @@ def load_config(environ: dict[str, str] | None = None) -> dict[str, Any]:
 
 # --- ceilings: the most a limit may be, set by the deployment only ------------
 # [sandbox.ceilings] in config/default.toml, overridden by CODEGEN_SANDBOX__CEILINGS__<KEY>.
-# development.toml is what PATCH /config writes, so a ceiling found there is ignored:
-# the API (or anything that can write that file) lowers limits, it never lifts them.
+# A ceiling found in development.toml or in the saved settings (what PATCH /config writes) is
+# ignored: the API (or anything that can write there) lowers limits, it never lifts them.
 
 def _without_ceilings(development: dict) -> dict:
     if isinstance(development.get("sandbox"), dict) and "ceilings" in development["sandbox"]:
-        logger.warning("Ignoring [sandbox.ceilings] in %s: ceilings come from config/default.toml or "
-                       "CODEGEN_SANDBOX__CEILINGS__<KEY> only", development_path())
+        logger.warning("Ignoring [sandbox.ceilings] in the saved settings: ceilings come from "
+                       "config/default.toml or CODEGEN_SANDBOX__CEILINGS__<KEY> only")
         development = {**development, "sandbox": {k: v for k, v in development["sandbox"].items() if k != "ceilings"}}
     return development
 
@@ -157,17 +165,21 @@ def _stamp() -> tuple:
 
 
 def get_config() -> dict[str, Any]:
-    """The merged config. Read again when development.toml changed (PATCH /config, in
-    this process or another), so application settings apply without a restart;
-    the functions given to `on_reload` then run with the previous and new config."""
-    global _cache, _cache_stamp
-    stamp = _stamp()
+    """The merged config. Built again when development.toml changed or newer saved settings
+    arrived (a PATCH /config in this process or any other), so application settings apply
+    without a restart; the functions given to `on_reload` then run with the previous and new
+    config. Reads no database: the saved settings are in memory (`apply_saved`)."""
+    global _cache, _cache_stamp, _watching_pid
+    if _watcher is not None and _watching_pid != os.getpid():
+        _watching_pid = os.getpid()
+        _watcher()
+    stamp = (_stamp(), _saved[0])
     with _lock:
         if _cache is not None and stamp == _cache_stamp:
             return _cache
         previous = _cache
         try:
-            current = load_config()
+            current = load_config(saved=_saved[1])
         except (tomllib.TOMLDecodeError, OSError):
             if previous is None:
                 raise
@@ -182,9 +194,42 @@ def get_config() -> dict[str, Any]:
     return current
 
 
+def saved_version() -> int:
+    """The version of the saved settings in effect in this process (0: none saved)."""
+    return _saved[0]
+
+
+def apply_saved(version: int, values: dict, force: bool = False) -> bool:
+    """Put the database's settings `values` at `version` in effect in this process, when newer
+    than those it applies (versions only grow: an older read arriving late changes nothing), or
+    whatever the version when `force`d (the process that saved them, a database reset)."""
+    global _saved
+    with _lock:
+        if version == _saved[0] or (version < _saved[0] and not force):
+            return False
+        _saved = (version, copy.deepcopy(values))
+    get_config()
+    return True
+
+
+def forget_saved() -> None:
+    """Back to no saved settings in this process (tests: their database rolled back)."""
+    global _saved
+    with _lock:
+        _saved = (0, {})
+    get_config()
+
+
+def watch_with(start: Callable[[], None]) -> None:
+    """`start` runs once per process, at its first `get_config` from now on: it starts what keeps
+    the saved settings current (codegen_site.core.monitor)."""
+    global _watcher, _watching_pid
+    _watcher, _watching_pid = start, None
+
+
 def override(overrides: dict) -> dict:
     """Put `overrides` on top of the config in effect, in this process only (tests, benchmarks);
-    it lasts until the saved settings change. Returns the config it replaced, for `restore`."""
+    it lasts until the saved settings (or development.toml) change. Returns the config it replaced, for `restore`."""
     global _cache
     previous = get_config()
     with _lock:
@@ -241,48 +286,3 @@ def dotted_keys(patch: dict, prefix: str = "") -> list[str]:
     for key, value in patch.items():
         keys += dotted_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
     return keys
-
-
-def _merge_into_document(document: tomlkit.TOMLDocument | dict, patch: dict) -> None:
-    for key, value in patch.items():
-        if isinstance(value, dict):
-            if key not in document or not isinstance(document[key], dict):
-                document[key] = tomlkit.table()
-            _merge_into_document(document[key], value)
-        else:
-            document[key] = value
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """An flock on a file of its own: held across processes (and threads, each opening it anew).
-    Not on development.toml itself, which a save replaces (a new inode, a new lock)."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def save_development(patch: dict[str, Any]) -> Path:
-    """Merge a validated patch into development.toml, keeping every other key
-    and comment. Server processes save at the same time: the file is read and
-    merged inside a lock shared with them, so no save drops another's keys; the
-    write is atomic (and synced) so a crash never leaves half a file."""
-    path = development_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path.with_name(".development.toml.lock")):
-        document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
-        _merge_into_document(document, patch)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".development.", suffix=".toml")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(tomlkit.dumps(document))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-    return path

@@ -83,8 +83,24 @@ def _flatten(detail) -> str:
     return str(detail)
 
 
+def outage_detail(exc: BaseException) -> str | None:
+    """What to tell a client when `exc` says a shared service is away (the database, the Redis
+    the cache or the queue uses): a 503 it may retry, not a 500. None for any other error."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError)):  # not an IntegrityError or a bad query
+        return f"The database is not answering; try again shortly ({type(exc).__name__})"
+    module = type(exc).__module__ or ""
+    if module.startswith("redis") and type(exc).__name__ in ("ConnectionError", "TimeoutError", "BusyLoadingError"):
+        return f"Redis is not answering; try again shortly ({type(exc).__name__})"
+    return None
+
+
 def error_body(exc: BaseException) -> tuple[int, dict]:
     """(HTTP status, {"detail": ...}) for any exception; unknown ones are a logged 500."""
+    if (outage := outage_detail(exc)) is not None:
+        logger.warning("503: %s", exc)
+        return 503, {"detail": outage}
     if isinstance(exc, RequestDataTooBig):
         return 413, {"detail": f"Request body too large (limit {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)"}
     if isinstance(exc, SuspiciousOperation):

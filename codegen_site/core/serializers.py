@@ -111,6 +111,11 @@ class HealthSerializer(serializers.Serializer):
     service = serializers.CharField()
     llm_provider = serializers.CharField()
     llm_available = serializers.BooleanField()
+    down = serializers.DictField(child=serializers.CharField(), required=False,
+                                 help_text="Each shared service not answering (database, cache, queue broker), "
+                                           "with what it answered")
+    settings_version = serializers.IntegerField(
+        required=False, help_text="The saved settings' version this process applies (0: none saved)")
 
 
 class ConfigSavedSerializer(serializers.Serializer):

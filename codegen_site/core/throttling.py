@@ -8,8 +8,10 @@ count is set, so a made-up header was a fresh budget."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -32,8 +34,61 @@ def client_address(request) -> str:
     return addresses[-min(proxies, len(addresses))]
 
 
+# One step in Redis for a sliding window: drop the requests older than the window, count the
+# rest and, under the limit, add this one. DRF's own throttle reads the history and writes it
+# back in two calls, so processes answering at the same instant each counted one request where
+# there were several (bursts overshot their limit). The clock is Redis's, one for every host.
+SLIDING_WINDOW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return -1
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return window - (now_ms - tonumber(oldest[2]))
+"""
+
+
+def _redis_client(key: str):
+    """The Redis client of the default cache when it is Django's Redis cache, else None."""
+    backend = getattr(cache, "_cache", None)
+    get_client = getattr(backend, "get_client", None)
+    if get_client is None or type(cache).__module__ != "django.core.cache.backends.redis":
+        return None
+    return get_client(key, write=True)
+
+
 class ApiRateThrottle(SimpleRateThrottle):
     scope = "api"
+    _waits_ms: int | None = None
+
+    def allow_request(self, request, view):
+        """DRF's check, made in one atomic step in Redis when the cache is Redis (shared by every
+        server process); the in-process cache keeps DRF's own."""
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        full_key = cache.make_and_validate_key(key)
+        client = _redis_client(full_key)
+        if client is None:
+            return super().allow_request(request, view)
+        script = client.register_script(SLIDING_WINDOW)
+        waits = script(keys=[full_key], args=[int(self.duration * 1000), self.num_requests, uuid.uuid4().hex])
+        if int(waits) < 0:
+            return True
+        self._waits_ms = int(waits)
+        return False
+
+    def wait(self):
+        if self._waits_ms is not None:
+            return max(self._waits_ms, 0) / 1000
+        return super().wait()
 
     def get_rate(self):
         # Read at call time so settings overrides (and tests) take effect.
