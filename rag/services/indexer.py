@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from codegen_site.core import workspace
+from codegen_site.core import locks, workspace
 from codegen_site.core.errors import Conflict, ServiceError
 from codegen_site.llm.embedders import Embedder, get_embedder
 from rag import lexical, sources
@@ -46,10 +46,12 @@ def start_run(client_path: str, *, background: bool = False) -> IndexRun:
     the queue holds back other queued ones but not a run in the request (the queue may have no worker)."""
     target = workspace.resolve(client_path, must_exist=True)
     with transaction.atomic():
+        locks.hold("rag-index")  # across processes: the check and the record are one step
         running = active_run(running_only=not background)
         if running is not None:
             raise Conflict(f"An index run is already {running.status} for '{running.path}'; see /rag/status")
-        return IndexRun.objects.create(path=workspace.relative(target))
+        return IndexRun.objects.create(path=workspace.relative(target),
+                                       status=IndexRun.Status.QUEUED if background else IndexRun.Status.RUNNING)
 
 
 def _root_for(relative: str) -> IndexedRoot:
