@@ -58,6 +58,7 @@ class ImprovementRun(models.Model):
         PROPOSED = "proposed"    # validated, waiting for POST /improve/apply
         APPLIED = "applied"      # written through the files service
         FAILED = "failed"
+        INTERRUPTED = "interrupted"  # its process was killed mid-run (services.lease.reconcile)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     file_path = models.CharField(max_length=4096)

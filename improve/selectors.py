@@ -82,9 +82,23 @@ def queue_summary() -> dict:
 
 
 def queue_status() -> dict:
-    """GET /improve/queue/status: the summary and the newest tasks."""
+    """GET /improve/queue/status: the summary, the newest tasks and the last reconciliation."""
     newest = list(ImprovementTask.objects.order_by("-created_at")[:queue_settings().status_task_limit])
-    return {**queue_summary(), "tasks": newest}
+    return {**queue_summary(), "tasks": newest, "reconciliation": last_reconciliation()}
+
+
+# Where services.lease.reconcile keeps what its last round did (the cache: shared by every
+# process when it is Redis).
+RECONCILED_KEY = "improve:queue:reconciled"
+
+
+def last_reconciliation() -> dict | None:
+    from django.core.cache import cache
+
+    try:
+        return cache.get(RECONCILED_KEY)
+    except Exception:  # the cache away: the status still answers, without it
+        return None
 
 
 def changed_tasks(seen: dict, since) -> list[ImprovementTask]:

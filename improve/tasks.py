@@ -103,7 +103,8 @@ async def _run_change(task: ImprovementTask, worker: str) -> ProjectChange | Non
     return change
 
 
-def recover_expired() -> int:
-    """Scheduled every minute in the cluster (services.broker.ensure_recovery_schedule)."""
+def recover_expired() -> dict:
+    """Scheduled every minute in the cluster (services.broker.ensure_recovery_schedule): the
+    queue's reconciliation (services.lease.reconcile). The name stays: saved schedules call it."""
     close_old_connections()
-    return lease.recover_expired()
+    return lease.reconcile()

@@ -250,6 +250,58 @@ def test_the_lease_sweeper_puts_back_a_task_whose_worker_died(set_config):
 
 
 @pytest.mark.django_db
+def test_reconciliation_resends_a_pending_task_whose_message_is_gone_once_per_lease(set_config):
+    """A worker cluster that died took its tasks' messages along (or Redis lost them): the task
+    is sent again, once, and a task whose message still waits in the broker is left alone."""
+    from django_q.models import OrmQ
+
+    set_config({"improve_queue": {"lease_seconds": 30}})
+    QueueState.objects.update_or_create(pk=1, defaults={"accepting": True})
+    long_ago = timezone.now() - timedelta(seconds=60)
+    lost = ImprovementTask.objects.create(file_path="lost.py")
+    waiting = ImprovementTask.objects.create(file_path="waiting.py")
+    fresh = ImprovementTask.objects.create(file_path="fresh.py")
+    ImprovementTask.objects.filter(pk__in=[lost.pk, waiting.pk]).update(updated_at=long_ago)
+    lease.send(waiting.pk)
+    assert lease.resend_lost() == 1
+    assert OrmQ.objects.count() == 2  # the waiting task's message and the lost task's new one
+    from improve.services.broker import waiting_task_ids
+
+    assert waiting_task_ids() == {str(lost.pk), str(waiting.pk)}
+    OrmQ.objects.all().delete()  # the second message taken by a cluster that died too
+    assert lease.resend_lost() == 1  # the waiting task now: its message is gone
+    assert lease.resend_lost() == 0  # each at most once per lease
+    assert str(fresh.pk) not in waiting_task_ids()  # pending for less than a lease: not yet
+
+    QueueState.objects.filter(pk=1).update(accepting=False)
+    ImprovementTask.objects.update(updated_at=long_ago)
+    assert lease.resend_lost() == 0  # a stopped queue sends nothing
+
+
+@pytest.mark.django_db
+def test_reconciliation_ends_dead_attempts_interrupted_and_shows_in_the_status(client, set_config):
+    set_config({"improve_queue": {"max_attempts": 2, "task_timeout": 60, "start_cluster": False}})
+    expired = timezone.now() - timedelta(seconds=5)
+    killed = ImprovementRun.objects.create(file_path="x.py")
+    task = ImprovementTask.objects.create(file_path="x.py", status="running", attempts=1, worker="host:1:a",
+                                          lease_until=expired, run=killed)
+    # POST /improve/run on a server killed long ago, and one still going in a live request
+    orphan = ImprovementRun.objects.create(file_path="y.py")
+    ImprovementRun.objects.filter(pk=orphan.pk).update(created_at=timezone.now() - timedelta(seconds=120))
+    going = ImprovementRun.objects.create(file_path="z.py")
+    done = lease.reconcile()
+    assert (done["recovered"], done["interrupted"]) == (1, 1)
+    assert ImprovementTask.objects.get(pk=task.pk).status == "pending"
+    killed.refresh_from_db()
+    orphan.refresh_from_db()
+    assert killed.status == "interrupted" and "stopped renewing its lease" in killed.error
+    assert orphan.status == "interrupted" and killed.finished_at is not None
+    assert ImprovementRun.objects.get(pk=going.pk).status == "running"
+    shown = client.get("/improve/queue/status").json()["reconciliation"]
+    assert (shown["recovered"], shown["interrupted"], shown["resent"]) == (1, 1, 0)
+
+
+@pytest.mark.django_db
 def test_a_task_is_claimed_by_one_worker_only():
     task = ImprovementTask.objects.create(file_path="x.py")
     assert lease.claim(task.pk, "w1") is not None

@@ -8,7 +8,11 @@
   tried improve_queue.max_attempts times, then fails with the reason: `recover_expired`, run
   by every worker before a task, by `start`, by the cluster's schedule every minute, and in
   each server process by the `LeaseSweeper` every heartbeat, so no task stays running for ever
-  and a killed worker's task is retried within about a lease."""
+  and a killed worker's task is retried within about a lease;
+- `reconcile` adds what a dead worker cluster leaves behind: a pending task whose broker message
+  is gone (taken ahead of time by the cluster, or lost with Redis) is sent again once it has
+  waited a lease, and an ImprovementRun its killed attempt left `running` ends `interrupted`.
+  Its last round is kept in the cache for GET /improve/queue/status."""
 
 from __future__ import annotations
 
@@ -21,18 +25,21 @@ import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.core.cache import cache
 from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
 from improve import selectors
 from improve.config import queue_settings
-from improve.models import ImprovementTask
-from improve.services.broker import enqueue
+from improve.models import ImprovementRun, ImprovementTask
+from improve.services.broker import enqueue, waiting_task_ids
 
 logger = logging.getLogger(__name__)
 
 Status = ImprovementTask.Status
+RUN_RUNNING = ImprovementRun.Status.RUNNING
+RUN_INTERRUPTED = ImprovementRun.Status.INTERRUPTED
 # Where a task's progress stands when its run reaches each step (kept monotonic).
 STEP_PROGRESS = {"claimed": 0.02, "read": 0.05, "generate": 0.2, "validate": 0.5, "retry": 0.6, "write": 0.9}
 
@@ -106,8 +113,27 @@ def heartbeat(task_id, worker: str):
         thread.join(timeout=interval + 5)
 
 
+def send(task_id) -> bool:
+    """Enqueue a message for the task; False (logged) when the broker is away: the row stays
+    pending and the reconciliation sends it again once the broker answers."""
+    try:
+        enqueue(task_id)
+    except Exception as exc:  # Redis away: nothing is lost, the row is the truth
+        logger.warning("Task %s: could not reach the queue's broker (%s); it will be sent again", task_id, exc)
+        return False
+    return True
+
+
+def _interrupt_run(run_id, reason: str) -> int:
+    if run_id is None:
+        return 0
+    return ImprovementRun.objects.filter(pk=run_id, status=RUN_RUNNING).update(
+        status=RUN_INTERRUPTED, error=reason, finished_at=timezone.now())
+
+
 def recover_expired() -> int:
-    """Running tasks whose lease ran out: back to pending (enqueued when accepting) or failed."""
+    """Running tasks whose lease ran out: back to pending (enqueued when accepting) or failed;
+    the run their attempt left running ends interrupted."""
     max_attempts = queue_settings().max_attempts
     now = timezone.now()
     recovered = 0
@@ -119,18 +145,68 @@ def recover_expired() -> int:
             if expired.update(status=Status.PENDING, step="", worker="", lease_until=None,
                               error=f"{reason}; retrying", updated_at=now):
                 recovered += 1
+                _interrupt_run(task.run_id, reason)
                 logger.warning("Task %s: %s; back to pending", task.pk, reason)
                 if selectors.accepting():
-                    enqueue(task.pk)
+                    send(task.pk)
         elif expired.update(status=Status.FAILED, step="done", lease_until=None, finished_at=now, updated_at=now,
                             error=f"{reason}; gave up after {task.attempts} attempt(s) (improve_queue.max_attempts)"):
             recovered += 1
+            _interrupt_run(task.run_id, reason)
             logger.warning("Task %s: %s; failed", task.pk, reason)
     return recovered
 
 
+def resend_lost() -> int:
+    """Pending tasks without a message in the broker, waiting for a lease or longer: sent again
+    (each by one process: the row's updated_at is moved on by the one that sends). A message
+    still held by a live cluster may so get a twin, which finds the task taken and does nothing."""
+    if not selectors.accepting():
+        return 0
+    now = timezone.now()
+    before = now - timedelta(seconds=queue_settings().lease_seconds)
+    stale = list(ImprovementTask.objects.filter(status=Status.PENDING, updated_at__lt=before)
+                 .values_list("pk", "updated_at"))
+    if not stale:
+        return 0
+    waiting = waiting_task_ids()
+    resent = 0
+    for task_id, updated_at in stale:
+        if str(task_id) in waiting:
+            continue
+        if ImprovementTask.objects.filter(pk=task_id, status=Status.PENDING, updated_at=updated_at).update(
+                updated_at=now):
+            if send(task_id):
+                resent += 1
+                logger.warning("Task %s: pending without a message in the broker; sent again", task_id)
+    return resent
+
+
+def interrupt_dead_runs() -> int:
+    """Runs left `running` that no attempt can still be at: older than the longest a task may run
+    (improve_queue.task_timeout) and held by no running task (POST /improve/run on a server that
+    was killed, an attempt whose task went on without it)."""
+    before = timezone.now() - timedelta(seconds=queue_settings().task_timeout)
+    held = ImprovementTask.objects.filter(status=Status.RUNNING, run__isnull=False).values("run_id")
+    dead = ImprovementRun.objects.filter(status=RUN_RUNNING, created_at__lt=before).exclude(pk__in=held)
+    return dead.update(status=RUN_INTERRUPTED, finished_at=timezone.now(),
+                       error="interrupted: its process stopped before the run ended")
+
+
+def reconcile() -> dict:
+    """One round: expired leases recovered, lost messages sent again, dead runs interrupted.
+    What it did is kept (in the cache, shared by the processes when it is Redis) for the status."""
+    done = {"at": timezone.now().isoformat(), "recovered": recover_expired(), "resent": resend_lost(),
+            "interrupted": interrupt_dead_runs()}
+    try:
+        cache.set(selectors.RECONCILED_KEY, done, timeout=None)
+    except Exception:  # the cache may be away; the round itself is done
+        logger.warning("Could not record the queue's reconciliation in the cache")
+    return done
+
+
 class LeaseSweeper:
-    """A server process's periodic step: `recover_expired` every heartbeat_seconds, in a thread
+    """A server process's periodic step: `reconcile` every heartbeat_seconds, in a thread
     with its own connection, from `start()` (improve.resources.start_with_server) to `close()`."""
 
     def __init__(self) -> None:
@@ -151,9 +227,9 @@ class LeaseSweeper:
             while not self._stopping.wait(queue_settings().heartbeat_seconds):
                 try:
                     close_old_connections()
-                    recover_expired()
-                except Exception:  # the database may be away for a moment; the next round tries again
-                    logger.exception("Sweeping expired task leases failed")
+                    reconcile()
+                except Exception as exc:  # the database or Redis may be away; the next round tries again
+                    logger.warning("The queue's reconciliation failed: %s", exc)
                     connection.close()
         finally:
             connection.close()

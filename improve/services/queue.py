@@ -4,7 +4,9 @@ The row is the truth, the broker message only says "look at task X" (services.br
 worker takes a task under a lease (services.lease). `start`/`stop` set one flag row
 (QueueState) that workers read before claiming: a message for a task while the queue is
 stopped leaves the task pending, and `start` enqueues every pending task again. Pending rows
-survive any restart. With improve_queue.start_cluster (the default) adding to a started queue
+survive any restart, and a pending task whose message was lost (with a killed worker cluster
+or a flushed Redis) is sent again by the reconciliation (services.lease.reconcile), every
+heartbeat in each server and every minute in the cluster. With improve_queue.start_cluster (the default) adding to a started queue
 and `start` also make sure the managed qcluster runs (services.cluster)."""
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from codegen_site.core import workspace
 from improve import selectors
 from improve.config import queue_settings
 from improve.models import ImprovementTask, QueueState
-from improve.services.broker import enqueue, ensure_recovery_schedule
+from improve.services.broker import ensure_recovery_schedule
 from improve.services.cluster import cluster_info, managed_cluster
-from improve.services.lease import recover_expired
+from improve.services.lease import recover_expired, send
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def add_task(file_path: str, issue: dict, options: dict) -> ImprovementTask:
     target = workspace.resolve(file_path, must_exist=True)
     task = ImprovementTask.objects.create(file_path=workspace.relative(target), issue=issue, options=options)
     if selectors.accepting():
-        transaction.on_commit(lambda: enqueue(task.pk))
+        transaction.on_commit(lambda: send(task.pk))
         ensure_workers()
     return task
 
@@ -55,7 +57,7 @@ def add_change_task(instruction: str, paths: list[str], options: dict) -> Improv
                                           options={**options, "kind": "change", "instruction": instruction,
                                                    "paths": named})
     if selectors.accepting():
-        transaction.on_commit(lambda: enqueue(task.pk))
+        transaction.on_commit(lambda: send(task.pk))
         ensure_workers()
     return task
 
@@ -68,7 +70,7 @@ def start() -> dict:
     ensure_recovery_schedule()
     pending = list(ImprovementTask.objects.filter(status=Status.PENDING).values_list("pk", flat=True))
     for task_id in pending:
-        enqueue(task_id)
+        send(task_id)
     ensure_workers()
     return {"running": True, "enqueued": len(pending), "workers": cluster_info()}
 
@@ -92,7 +94,7 @@ def requeue(queryset) -> int:
         lease_until=None, started_at=None, finished_at=None, updated_at=timezone.now())
     if ids and selectors.accepting():
         for task_id in ids:
-            enqueue(task_id)
+            send(task_id)
     return len(ids)
 
 
