@@ -72,6 +72,9 @@ def test_analyse_review_accept_and_restore(ui, server, module_llm, workspace):
     ui.click("#accept")
     check(ui.locator("#proposal-state")).to_have_text("applied")
     assert (workspace / "pkg" / "maths.py").read_text() == IMPROVED
+    # not a git workspace: said beside the buttons, with the way to undo it
+    check(ui.locator("#proposal-note")).to_contain_text("Written with a backup. The workspace is not")
+    check(ui.locator("#proposal-note a")).to_have_text("Undo it from Changes")
     backup = ui.locator("#backup-rows tr").filter(has=ui.locator("td", has_text="before improvement"))
     check(backup).to_have_count(1)
     backup.locator("button", has_text="Diff").click()
@@ -119,6 +122,29 @@ def test_queue_an_issue_and_watch_it_run(ui, server, module_llm, workspace):
         check(ui.locator("#queue-state")).to_have_text("stopped")
     ui.click("#queue-clear")
     check(ui.locator("#queue-tasks")).to_contain_text("No tasks")
+def test_the_live_step_shows_the_tokens_generated_so_far(transactional_db, server, module_llm, browser, workspace,
+                                                        width):
+    """A generation streams: the step in progress counts the tokens as they come (progress events)."""
+    check = expect()
+    module_llm.reset()
+    (workspace / "pkg" / "maths.py").write_text(MODULE)
+    with checked_page(browser, server, width) as ui:
+        row = analyse(ui, server)
+        pieces = re.findall(r"\S+\s*", f"```python\n{IMPROVED}```")  # one token a word, paced by the server
+        module_llm.script(Turn(content=pieces, chunk_delay=0.15))
+        row.locator("button", has_text="Improve").click()
+        live = ui.locator("#proposal-live-text")
+        check(live).to_contain_text(re.compile(r"Generating the change · attempt 1 · \d+ s · [1-9]\d* tokens so far"))
+        check(live).to_be_in_viewport()
+        seen = int(re.search(r"(\d+) tokens so far", live.inner_text()).group(1))
+        if seen < len(pieces):  # the count grows while the model writes
+            ui.wait_for_function("seen => { const m = document.getElementById('proposal-live-text').textContent"
+                                 ".match(/(\\d+) tokens so far/); return m !== null && Number(m[1]) > seen; }",
+                                 arg=seen)
+        check(ui.locator("#proposal-state")).to_have_text("proposed")
+        check(ui.locator("#proposal-live")).to_be_hidden()
+
+
 # --- code search ------------------------------------------------------------------------------
 def test_index_and_search_link_to_the_file(ui, server, module_llm):
     check = expect()

@@ -171,10 +171,14 @@
     const mine = runController;
     const steps = [];
     let finished = false;
+    let inView = false;
     try {
       await stream("POST", "/improve/run?stream=true", runRequest(issue), (event, data) => {
         if (event === "step" || event === "progress") {
-          if (liveStep(data) && event === "step") {
+          const next = liveStep(data);
+          // the live step in view once, as the run starts (the card grows below the fold on a phone)
+          if (!inView) { inView = true; $("proposal-live").scrollIntoView({ block: "center" }); }
+          if (next && event === "step") {
             steps.push(data.step + (data.attempt ? ` (attempt ${data.attempt})` : ""));
             $("proposal-steps").textContent = steps.join(" → ");
           }
@@ -251,6 +255,13 @@
       $("accept").hidden = true;
       $("reject").hidden = true;
       showBackups(result.file_path);
+      // beside the buttons: a commit on the user's branch (git), or why it was only a write with a backup
+      const note = $("proposal-note");
+      note.replaceChildren(result.commit
+        ? `Committed as ${result.commit.slice(0, 10)} on your branch. `
+        : `Written with a backup. ${result.git_reason || ""} `);
+      if (result.change_id) note.append(el("a", { href: `/ui/changes?change=${result.change_id}`, text: "Undo it from Changes" }));
+      note.hidden = false;
     } catch (error) {
       showError($("proposal-error"), error);
     } finally {
