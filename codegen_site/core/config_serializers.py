@@ -250,8 +250,9 @@ class ImproveChangeSettings(SettingsSection):
     max_repairs = StrictIntegerField(min_value=0, max_value=20,
                                      help_text="Repairs after the first attempt when a request names none "
                                                "(at most improve_change.max_repairs_limit)")
-    context_chars = StrictIntegerField(min_value=1000, max_value=2_000_000,
-                                       help_text="Characters of project files put before the model")
+    context_tokens = StrictIntegerField(min_value=0, max_value=1_048_576,
+                                        help_text="Project files put before the model; 0: all the model's "
+                                                  "window leaves")
     symbol_map_max_files = StrictIntegerField(min_value=1, max_value=100_000,
                                               help_text="Python files the symbol map reads")
     whole_file_max_lines = StrictIntegerField(min_value=1, max_value=100_000,
