@@ -1,21 +1,27 @@
-"""The scaled set-up: PostgreSQL for the database and Redis for the cache, with
-two server processes sharing rate limits. Both services run on this kind of
-machine (.ci/run starts them when they are down); elsewhere these tests are
-skipped with the reason, unless CODEGEN_REQUIRE_SERVICES=1 makes that a failure."""
+"""The scaled set-up: PostgreSQL for the database and Redis for the cache and the queue, with
+two server processes and two queue workers. Both services run on this kind of machine (.ci/run
+starts them when they are down); elsewhere these tests are skipped with the reason, unless
+CODEGEN_REQUIRE_SERVICES=1 makes that a failure."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live_server import ROOT, LiveASGIServer
+from tests.fakes.llm_server import Turn
+from tests.live_server import ROOT, LiveASGIServer, free_port
+from tests.polling import wait_for
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -39,16 +45,36 @@ def services():
         pytest.skip(message)
 
 
-@pytest.fixture
-def postgres_db(services):
+def _admin(statement: str) -> None:
     import psycopg
 
+    with psycopg.connect(host=PG[0], port=PG[1], user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="module")
+def migrated_template(services, tmp_path_factory):
+    """A database migrated once for the module; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
+    name = f"codegen_template_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "codegen_site.settings", "CODEGEN_MONITOR__POLL_SECONDS": "0",
+           "DATABASE_URL": f"postgres://postgres@{PG[0]}:{PG[1]}/{name}",
+           "CODEGEN_DATA_DIR": str(tmp_path_factory.mktemp("migrate-data"))}
+    try:
+        migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert migrate.returncode == 0, migrate.stderr
+        yield name
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_db(migrated_template):
     name = f"codegen_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(host=PG[0], port=PG[1], user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
     yield f"postgres://postgres@{PG[0]}:{PG[1]}/{name}"
-    with psycopg.connect(host=PG[0], port=PG[1], user="postgres", dbname="postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -63,24 +89,21 @@ def scaled_env(postgres_db, tmp_path):
         "CODEGEN_DATA_DIR": str(tmp_path / "data"),
         "CODEGEN_CONFIG_DIR": str(tmp_path / "config"),
         "CODEGEN_LLM__PROVIDER": "embedded",
-        "CODEGEN_SECURITY__RATE_ANON": "5/minute",
+        "CODEGEN_SECURITY__RATE_ANON": "20/minute",
     }
 
 
-def test_migrations_and_two_servers_sharing_rate_limits(scaled_env):
-    env = {**os.environ, **scaled_env, "DJANGO_SETTINGS_MODULE": "codegen_site.settings"}
-    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr
-
+def test_two_servers_sharing_rate_limits_exactly(scaled_env):
     servers = [LiveASGIServer(scaled_env, settings_module="codegen_site.settings") for _ in range(2)]
     try:
-        config_path = Path(scaled_env["CODEGEN_CONFIG_DIR"]) / "development.toml"
         saved = httpx.patch(servers[0].url + "/config", json={"logging": {"level": "WARNING"}})
-        assert saved.status_code == 200 and config_path.exists()
-        # Rate limit 5/minute per client, counted in Redis: one budget across both processes.
-        codes = [httpx.get(servers[i % 2].url + "/config").status_code for i in range(6)]
-        assert codes[:4] == [200] * 4 and codes[4:] == [429, 429]
+        assert saved.status_code == 200, saved.text
+        # Rate limit 20/minute per client, counted in Redis: one budget across both processes, held
+        # exactly by a burst of 39 more requests at once (the PATCH was the first).
+        with concurrent.futures.ThreadPoolExecutor(13) as pool:
+            codes = list(pool.map(lambda i: httpx.get(servers[i % 2].url + "/config", timeout=30).status_code,
+                                  range(39)))
+        assert codes.count(200) == 19 and codes.count(429) == 20, codes
     finally:
         for server in servers:
             server.stop()
@@ -108,8 +131,6 @@ def test_analysis_cache_on_postgres(scaled_env, tmp_path):
         (root / "pkg" / f"m{index}.py").write_text(f"import os\n\n\ndef f{index}(x):\n    return x or {index}\n")
     env = {**os.environ, **scaled_env, "DJANGO_SETTINGS_MODULE": "codegen_site.settings",
            "CODEGEN_WORKSPACE_ROOT": str(root)}
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=300)
     completed = subprocess.run([sys.executable, "manage.py", "shell", "-c", ANALYSE_TWICE], cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
@@ -117,3 +138,214 @@ def test_analysis_cache_on_postgres(scaled_env, tmp_path):
     assert seen["first"]["analysed"] == 3 and seen["first"]["linted"] == 3
     assert seen["second"]["analysed"] == 0 and seen["second"]["cached"] == 3 and seen["second"]["lint_cached"] == 3
     assert seen["rows"] == 6 and seen["issues_equal"] and seen["functions"] == 3
+
+
+# --- two servers and two queue workers, broken on purpose -------------------------------------
+
+class OwnRedis:
+    """A redis-server of this test's own on a spare port: stopped and started again by the test
+    (never the shared one)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.dir = tmp_path / "redis"
+        self.dir.mkdir()
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _reachable(("127.0.0.1", self.port)), timeout=10, what="the test's redis-server")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def own_redis(services, tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = OwnRedis(tmp_path)
+    yield server
+    server.stop()
+
+
+def _pg(url: str, query: str, *args):
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, args).fetchall()
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return False
+
+
+def _start_worker(env: dict, index: int, log_dir: Path) -> subprocess.Popen:
+    log = (log_dir / f"qcluster-{index}.log").open("ab")
+    try:
+        return subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        log.close()
+
+
+def _stop(process: subprocess.Popen, signal_number=signal.SIGTERM) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal_number)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.timeout(240)
+def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_path, fake_llm):
+    """The scaled set-up as docs/operations.md describes it, on PostgreSQL and a Redis of the
+    test's own: settings shared, a killed worker cluster's tasks all done once with no manual
+    start, one index run across servers, Redis lost and back, a killed server's children gone."""
+    from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
+
+    fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=0.3)
+    workspace = tmp_path / "workspace"
+    (workspace / "docs").mkdir(parents=True)
+    for index in range(20):
+        (workspace / f"mod_{index}.py").write_text(ORIGINAL)
+    for index in range(60):
+        (workspace / "docs" / f"page_{index}.py").write_text(f"def page_{index}():\n    return {index}\n" * 20)
+    scaled = {
+        "DJANGO_SETTINGS_MODULE": "codegen_site.settings",
+        "DATABASE_URL": postgres_db,
+        "CACHE_URL": own_redis.url + "/0",
+        "CODEGEN_IMPROVE_QUEUE__REDIS_URL": own_redis.url + "/1",
+        "CODEGEN_IMPROVE_QUEUE__START_CLUSTER": "false",
+        "CODEGEN_IMPROVE_QUEUE__WORKERS": "2",
+        "CODEGEN_IMPROVE_QUEUE__LEASE_SECONDS": "3",
+        "CODEGEN_IMPROVE_QUEUE__HEARTBEAT_SECONDS": "1",
+        "CODEGEN_MONITOR__POLL_SECONDS": "0.5",
+        "CODEGEN_DATA_DIR": str(tmp_path / "data"),
+        "CODEGEN_CONFIG_DIR": str(tmp_path / "config"),
+        "CODEGEN_WORKSPACE_ROOT": str(workspace),
+        "CODEGEN_LLM__PROVIDER": "ollama",
+        "CODEGEN_OLLAMA__HOST": fake_llm.url,
+        "CODEGEN_EMBEDDINGS__PROVIDER": "ollama",
+        "CODEGEN_SECURITY__RATE_ANON": "100000/minute",
+        "CODEGEN_IMPROVE__WORKERS_AT_START": "true",
+    }
+    env = {**os.environ, **scaled}
+    servers = [LiveASGIServer(scaled, settings_module="codegen_site.settings") for _ in range(2)]
+    base = int(os.environ.get("CODEGEN_SANDBOX__UID_BASE", "69000"))
+
+    def worker_env(index: int) -> dict:
+        # each cluster's sandbox its own uid range (the sandbox kills leftovers by uid)
+        return {**env, "CODEGEN_SANDBOX__UID_BASE": str(base + 300 + 50 * index), "CODEGEN_SANDBOX__UID_COUNT": "50"}
+
+    log_dir = tmp_path
+    workers = [_start_worker(worker_env(index), index, log_dir) for index in range(2)]
+    try:
+        first, second = servers
+
+        # A PATCH on one server is in effect on the other, recorded with its author.
+        saved = httpx.patch(first.url + "/config", json={"rag": {"top_k": 9}}, timeout=30)
+        assert saved.status_code == 200, saved.text
+        wait_for(lambda: httpx.get(second.url + "/config", timeout=10).json()["rag"]["top_k"] == 9, timeout=15,
+                 what="the PATCH on the first server seen by the second")
+        assert _pg(postgres_db, "SELECT author, patch FROM core_settingschange") == [("local", {"rag": {"top_k": 9}})]
+
+        # Two index runs of one folder at the same instant on two servers: one runs, one 409, before any work.
+        barrier = threading.Barrier(2)
+
+        def index_on(server):
+            barrier.wait(10)
+            return httpx.post(server.url + "/rag/index", params={"path": "docs"}, timeout=60)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(index_on, servers))
+        assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
+        assert "already running" in next(a for a in answers if a.status_code == 409).json()["detail"]
+        assert _pg(postgres_db, "SELECT count(*) FROM rag_indexrun") == [(1,)]
+
+        # Twenty tasks; the whole worker cluster SIGKILLed midway, started again as a supervisor would.
+        for index in range(20):
+            added = httpx.post(first.url + "/improve/queue/add", json={"file_path": f"mod_{index}.py", "issue": ISSUE},
+                               timeout=30)
+            assert added.status_code == 201, added.text
+        assert httpx.post(first.url + "/improve/queue/start", timeout=30).status_code == 200
+
+        def completed() -> int:
+            return _pg(postgres_db, "SELECT count(*) FROM improve_improvementtask WHERE status = 'completed'")[0][0]
+
+        wait_for(lambda: completed() >= 3, timeout=60, what="the first tasks done")
+        for process in workers:
+            _stop(process, signal.SIGKILL)
+        assert completed() < 20
+        workers = [_start_worker(worker_env(index), index, log_dir) for index in range(2)]
+        wait_for(lambda: completed() == 20, timeout=120, what="every task done after the cluster was killed")
+        tasks = _pg(postgres_db, "SELECT file_path, attempts FROM improve_improvementtask")
+        assert sorted(path for path, _ in tasks) == sorted(f"mod_{index}.py" for index in range(20))
+        assert all(1 <= attempts <= 2 for _, attempts in tasks)
+        assert all((workspace / f"mod_{index}.py").read_text() == BETTER for index in range(20))
+        runs = _pg(postgres_db, "SELECT file_path, status FROM improve_improvementrun")
+        applied = sorted(path for path, state in runs if state == "applied")
+        assert applied == sorted(f"mod_{index}.py" for index in range(20))  # each written once
+        assert {state for _, state in runs} <= {"applied", "interrupted"}
+        shown = httpx.get(second.url + "/improve/queue/status", timeout=30).json()
+        assert shown["completed"] == 20 and shown["reconciliation"] is not None
+
+        # Redis stopped: a 503 with its detail and /health degraded; Redis back: both recover.
+        own_redis.stop()
+        refused = httpx.get(first.url + "/conversations", timeout=30)
+        assert refused.status_code == 503 and "Redis" in refused.json()["detail"], refused.text
+        wait_for(lambda: "cache" in httpx.get(first.url + "/health", timeout=10).json().get("down", {}),
+                 timeout=15, what="/health to report the cache down")
+        assert httpx.get(first.url + "/health", timeout=10).json()["status"] == "degraded"
+        own_redis.start()
+        wait_for(lambda: httpx.get(first.url + "/conversations", timeout=10).status_code == 200, timeout=20,
+                 what="the server answering again once Redis is back")
+        wait_for(lambda: httpx.get(first.url + "/health", timeout=10).json()["status"] == "ok", timeout=15,
+                 what="/health ok again")
+
+        # A server killed outright leaves no child: its analysis workers (and multiprocessing's
+        # resource tracker), its sandbox.
+        ran = httpx.post(second.url + "/code/run", json={"code": "print(1)"}, timeout=60)
+        assert ran.status_code == 200, ran.text
+        children = _descendants(second.process.pid)
+        assert len(children) >= 3, children  # sandbox zygote, analysis workers, resource tracker
+        second.process.kill()
+        second.process.wait()
+        wait_for(lambda: not any(_alive(pid) for pid in children), timeout=20,
+                 what=f"the killed server's children {sorted(children)} to end")
+    finally:
+        for process in workers:
+            _stop(process)
+        for server in servers:
+            server.stop()

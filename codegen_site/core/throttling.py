@@ -11,7 +11,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -55,11 +56,10 @@ return window - (now_ms - tonumber(oldest[2]))
 
 def _redis_client(key: str):
     """The Redis client of the default cache when it is Django's Redis cache, else None."""
-    backend = getattr(cache, "_cache", None)
-    get_client = getattr(backend, "get_client", None)
-    if get_client is None or type(cache).__module__ != "django.core.cache.backends.redis":
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
         return None
-    return get_client(key, write=True)
+    return backend._cache.get_client(key, write=True)
 
 
 class ApiRateThrottle(SimpleRateThrottle):

@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from codegen_site.core import lifeline
 from improve.analysis import checks
 from improve.analysis.checks import CheckLimits
 from improve.config import AnalysisSettings, analysis_settings
@@ -49,7 +50,8 @@ class AnalysisWorkers:
             if self._pool is None or self._size != size:
                 if self._pool is not None:
                     self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = ProcessPoolExecutor(max_workers=size, mp_context=_context())
+                self._pool = ProcessPoolExecutor(max_workers=size, mp_context=_context(),
+                                                 initializer=lifeline.watch_parent)
                 self._size = size
             return self._pool
 
@@ -161,7 +163,8 @@ def _batches(unique: list[tuple[str, bytes]], workers: int, most_files: int) -> 
 def _one_by_one(batch: list[tuple[str, bytes]], limits: CheckLimits) -> list[tuple[str, dict]]:
     results, single = [], None
     for key, source in batch:
-        single = single or ProcessPoolExecutor(max_workers=1, mp_context=_context())
+        single = single or ProcessPoolExecutor(max_workers=1, mp_context=_context(),
+                                               initializer=lifeline.watch_parent)
         try:
             results.extend(single.submit(checks.analyse_batch, [(key, source)], limits).result())
         except BrokenProcessPool:

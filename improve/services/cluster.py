@@ -3,8 +3,9 @@ the default: "managed"), or clusters that run on their own ("external", the scal
 
 `ManagedCluster` is the process a server started: a pid file and a lock under DATA_DIR keep it
 to one per data dir (a second server finds the first one's cluster by its pid); the process
-that started it stops it at exit, or when `close()` is called (improve.resources.shutdown).
-django-q2 lets running tasks finish when it is stopped."""
+that started it stops it at exit, or when `close()` is called (improve.resources.shutdown); a
+server killed outright takes it along too (codegen_site.core.lifeline: the cluster watches the
+pid of the server that started it). django-q2 lets running tasks finish when it is stopped."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from codegen_site.core import workspace
+from codegen_site.core import lifeline, workspace
 from improve.config import queue_settings
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class ManagedCluster:
                 return pid
             log = (Path(settings.DATA_DIR) / "qcluster.log").open("ab")
             process = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "qcluster"],
-                                       cwd=workspace.run_dir(), env=dict(os.environ), stdout=log,
+                                       cwd=workspace.run_dir(), env=lifeline.child_env(dict(os.environ)), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             log.close()
             _pid_file().write_text(str(process.pid))
