@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -13,6 +11,7 @@ from files_app.models import Backup
 from improve.models import ImprovementRun
 from tests.fakes.llm_server import Turn
 from tests.sse import parse_sse
+from tests.test_project_change import git, user_work_intact
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
@@ -286,16 +285,6 @@ def test_a_broken_case_is_named_by_its_whole_test_id_from_the_sandboxs_outcomes(
     assert "test_calc.py: before 2 passed, 0 failed; after 1 passed, 1 failed" in body["validation_output"]
 
 
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "User", "GIT_AUTHOR_EMAIL": "u@example.com",
-           "GIT_COMMITTER_NAME": "User", "GIT_COMMITTER_EMAIL": "u@example.com", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": "/dev/null"}
-
-
-def git(ws, *args) -> str:
-    return subprocess.run(["git", "-C", str(ws), *args], capture_output=True, text=True, check=True,
-                          env=GIT_ENV).stdout.rstrip()
-
-
 @pytest.fixture
 def calc_repo(calc_project):
     """calc_project committed on main, with the user's uncommitted work in another file and an untracked one."""
@@ -306,13 +295,6 @@ def calc_repo(calc_project):
     (calc_project / "notes.py").write_text("NOTE = 2  # work in progress\n")
     (calc_project / "draft.py").write_text("DRAFT = True\n")
     return calc_project
-
-
-def user_work_intact(ws) -> None:
-    assert (ws / "notes.py").read_text() == "NOTE = 2  # work in progress\n"
-    assert (ws / "draft.py").read_text() == "DRAFT = True\n"
-    assert git(ws, "status", "--porcelain", "--", "notes.py", "draft.py").split("\n") == [" M notes.py",
-                                                                                      "?? draft.py"]
 
 
 def test_in_git_an_applied_proposal_is_a_commit_on_the_branch_undone_in_one_step(client, calc_repo, ollama):
