@@ -107,7 +107,7 @@ class ImprovementRunAdmin(admin.ModelAdmin):
     search_fields = ("file_path", "error", "validation_output")
     readonly_fields = ("id", "file_path", "issue", "auto_write", "max_retries", "status", "original_sha256",
                        "proposed_content", "diff", "attempts", "retries", "validation_output", "error",
-                       "backup_path", "model", "created_at", "finished_at")
+                       "backup_path", "change", "model", "created_at", "finished_at")
 
     def has_add_permission(self, request):
         return False

@@ -297,7 +297,8 @@ def calc_repo(calc_project):
     return calc_project
 
 
-def test_in_git_an_applied_proposal_is_a_commit_on_the_branch_undone_in_one_step(client, calc_repo, ollama):
+def test_in_git_an_applied_proposal_is_a_commit_on_the_branch_undone_in_one_step(client, admin_client, calc_repo,
+                                                                                 ollama):
     head = git(calc_repo, "rev-parse", "HEAD")
     ollama.script(Turn(content=fenced(BETTER)))
     run_id = improve(client, auto_write=False).json()["run_id"]
@@ -315,6 +316,8 @@ def test_in_git_an_applied_proposal_is_a_commit_on_the_branch_undone_in_one_step
     change = client.get(f"/improve/change/{body['change_id']}").json()
     assert change["state"] == "applied" and change["git"]["applied_commit"] == body["commit"]
     assert change["evidence"]["improvement_run"] == run_id
+    run_page = admin_client.get(f"/admin/improve/improvementrun/{run_id}/change/")
+    assert run_page.status_code == 200 and body["change_id"] in run_page.content.decode()
 
     undone = client.post(f"/improve/change/{body['change_id']}/undo")
     assert undone.status_code == 200, undone.content
