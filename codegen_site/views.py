@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from drf_spectacular.plumbing import build_array_type, build_basic_type
+from drf_spectacular.plumbing import build_array_type, build_basic_type, build_object_type
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -37,11 +38,47 @@ class HealthView(AsyncAPIView):
                          "down": down, "settings_version": saved_version()})
 
 
+class ModelsQuerySerializer(serializers.Serializer):
+    details = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Each model as {name, capabilities, chat} instead of its name alone")
+
+
+class ModelDetailSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    capabilities = serializers.ListField(
+        child=serializers.CharField(), allow_null=True,
+        help_text="What the provider says the model can do (Ollama's words: completion, embedding, tools, "
+                  "thinking, vision, ...); null when the provider does not say")
+    chat = serializers.BooleanField(allow_null=True,
+                                    help_text="Whether it answers chat requests (null: the provider does not say)")
+
+
+MODEL_NAMES = build_array_type(build_basic_type(OpenApiTypes.STR))
+MODEL_DETAILS = build_array_type(build_object_type(
+    properties={"name": build_basic_type(OpenApiTypes.STR),
+                "capabilities": {**build_array_type(build_basic_type(OpenApiTypes.STR)), "nullable": True},
+                "chat": {**build_basic_type(OpenApiTypes.BOOL), "nullable": True}},
+    required=["name", "capabilities", "chat"]))
+MODELS_DESCRIPTION = ("Names by default. With details=true, what the provider reports each model can do: "
+                      "Ollama's /api/show capabilities, LM Studio's model type; an OpenAI-compatible server "
+                      "that says nothing gives null. Reused for llm.models_cache_seconds.")
+
+
 class ModelsView(AsyncAPIView):
-    @extend_schema(responses={200: build_array_type(build_basic_type(OpenApiTypes.STR)), **ERRORS},
-                   summary="Model names of the active provider")
+    @extend_schema(parameters=[ModelsQuerySerializer], summary="Models of the active provider",
+                   description=MODELS_DESCRIPTION,
+                   responses={200: OpenApiResponse({"oneOf": [MODEL_NAMES, MODEL_DETAILS]}), **ERRORS})
     async def get(self, request):
-        return Response(await get_llm().list_models())
+        query = ModelsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        llm = get_llm()
+        if not query.validated_data["details"]:
+            return Response(await llm.list_models())
+        details = await llm.model_details()
+        return Response(ModelDetailSerializer(
+            [{"name": model.name, "capabilities": None if model.capabilities is None else list(model.capabilities),
+              "chat": model.chat} for model in details], many=True).data)
 
 
 class ConfigView(APIView):

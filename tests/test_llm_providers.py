@@ -245,3 +245,51 @@ async def test_an_address_with_a_stray_character_is_503_not_a_crash(set_config, 
         with pytest.raises(LLMUnavailable) as caught:
             await call
         assert caught.value.status_code == 503 and "not a valid URL" in caught.value.detail
+
+
+# --- what each model can do (GET /models?details=true) --------------------------------------------
+async def test_model_details_are_what_the_server_reports(backend):
+    """Ollama's /api/show capabilities and LM Studio's model type: the embedding model is not a chat model."""
+    backend.capabilities["qwen2.5-coder:7b"] = ["completion", "tools", "thinking"]
+    details = {model.name: model for model in await get_llm().model_details()}
+    assert list(details) == backend.models
+    assert details["nomic-embed-text"].chat is False
+    assert details["qwen2.5-coder:32b"].chat is True
+    if backend.kind == "ollama":
+        assert details["qwen2.5-coder:7b"].capabilities == ("completion", "tools", "thinking")
+        assert details["nomic-embed-text"].capabilities == ("embedding",)
+
+
+async def test_model_details_are_reused_briefly(ollama, set_config):
+    await get_llm().model_details()
+    shows = len(ollama.show_requests)
+    assert shows == len(ollama.models)
+    await get_llm().model_details()
+    assert len(ollama.show_requests) == shows
+    set_config({"llm": {"models_cache_seconds": 0.0}})
+    await get_llm().model_details()
+    assert len(ollama.show_requests) == 2 * shows
+
+
+async def test_an_openai_compatible_server_that_says_nothing_leaves_capabilities_unknown(lm_studio):
+    lm_studio.lm_studio_types = False
+    details = await get_llm().model_details()
+    assert [(model.name, model.capabilities, model.chat) for model in details] == [
+        (name, None, None) for name in lm_studio.models]
+
+
+@pytest.mark.django_db
+def test_models_endpoint_with_details(client, ollama):
+    plain = client.get("/models")
+    assert plain.json() == ollama.models  # unchanged without the flag
+    body = client.get("/models", {"details": "true"}).json()
+    assert {"name": "nomic-embed-text", "capabilities": ["embedding"], "chat": False} in body
+    assert {"name": "qwen2.5-coder:7b", "capabilities": ["completion"], "chat": True} in body
+    response = client.get("/models", {"details": "maybe"})
+    assert response.status_code == 400 and "details" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_models_details_with_llm_down_is_503_detail(client, llm_unreachable):
+    response = client.get("/models", {"details": "true"})
+    assert response.status_code == 503 and llm_unreachable.removeprefix("http://") in response.json()["detail"]

@@ -11,6 +11,30 @@ from dataclasses import dataclass, field, fields
 
 from codegen_site.core.sections import section
 
+ENDPOINT_PROVIDERS = ("ollama", "lm_studio")
+
+
+@dataclass(frozen=True)
+class EndpointSection:
+    """An entry of llm.endpoints: one more model server of a provider (or the caps of its own
+    address). An entry is a TOML table, so what it leaves out is unset here, not defaulted."""
+
+    provider: str                   # ollama or lm_studio
+    url: str
+    max_concurrent: int | None = None           # per model; unset: llm.max_concurrent; 0: the server's own
+    models: tuple[str, ...] = ()                # the models it serves; empty: any
+    model_max_concurrent: dict[str, int] = field(default_factory=dict)  # a model's own cap on it
+
+    def __post_init__(self):
+        if self.provider not in ENDPOINT_PROVIDERS:
+            raise ValueError(f"llm.endpoints: provider must be one of {', '.join(ENDPOINT_PROVIDERS)}, "
+                             f"not {self.provider!r}")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"llm.endpoints: url must start with http:// or https://, not {self.url!r}")
+        caps = [self.max_concurrent or 0, *self.model_max_concurrent.values()]
+        if any(not isinstance(cap, int) or cap < 0 for cap in caps):
+            raise ValueError(f"llm.endpoints: the caps of {self.url} must be whole numbers, 0 or more")
+
 
 @dataclass(frozen=True)
 class LLMSection:
@@ -19,8 +43,15 @@ class LLMSection:
     probe_timeout: float            # the probe's own timeout
     temperature: float
     max_tokens: int
-    max_connections: int            # per connection pool (one per event loop and timeouts)
+    max_connections: int            # sockets per connection pool (one per event loop and timeouts)
     max_keepalive_connections: int
+    models_cache_seconds: float     # how long a model list with capabilities is reused
+    endpoints: tuple[EndpointSection, ...]  # more model servers (codegen_site.llm.endpoints)
+    max_concurrent: int             # requests at once per server and model; 0: the server's own
+    max_concurrent_ceiling: int     # the most any server is sent at once per model
+    max_waiting: int                # requests waiting for room before a 429
+    queue_timeout: float            # the longest wait for room before a 429
+    endpoint_retry_seconds: float   # how long a server that refused connections is skipped
 
 
 @dataclass(frozen=True)

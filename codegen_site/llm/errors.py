@@ -16,6 +16,19 @@ class LLMUnavailable(LLMError, status_code=503):
     """Nothing answers at the provider's address (or it timed out)."""
 
 
+class LLMUnreachable(LLMUnavailable):
+    """No connection could be made: the server is down (another of the provider's may be up)."""
+
+
+class LLMBusy(LLMError, status_code=429):
+    """Every server of the provider is at its cap and the wait for room is over (or full)."""
+
+
+class LLMServerBusy(LLMError, status_code=429):
+    """A model server refused a request as busy (Ollama's 503 "server busy", a 429): tried again
+    when there is room."""
+
+
 class LLMModelNotFound(LLMError):
     """The provider answered but does not have the requested model."""
 

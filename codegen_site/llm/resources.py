@@ -5,8 +5,10 @@
   bound to the loop it first ran on, and asyncio.run or async_to_sync give a call a loop of its
   own. httpx clients make the calls with a whole JSON answer; aiohttp sessions read token streams
   (aiohttp's HTTP parser is C, where httpx's is Python, and a model sends one HTTP chunk per token);
-- what the availability probes said (`probes`), and the context length each model server gave for
-  a model (`windows`, by provider, address and model);
+- what the availability probes said (`probes`), the context length each model server gave for
+  a model (`windows`, by provider, address and model), and what each server's models can do
+  (`model_details`, for llm.models_cache_seconds);
+- each model server's load, cap and health (`dispatcher`, codegen_site.llm.endpoints);
 - the models run in-process (llama.cpp's, the ONNX embedding model) and the one thread llama.cpp
   runs on.
 
@@ -28,6 +30,7 @@ import httpx
 
 from codegen_site.core.config import on_reload
 from codegen_site.llm.config import LLMSection
+from codegen_site.llm.endpoints import Dispatcher
 
 T = TypeVar("T")
 
@@ -132,13 +135,19 @@ class LLMResources:
         self.probes = ProbeCache()
         # (provider, address, model) -> the model's context length as its server gave it (None: it gave none).
         self.windows: dict[tuple[str, str, str], int | None] = {}
+        # (provider, address) -> (when, the models with what they can do), reused for a few seconds.
+        self.model_details: dict[tuple[str, str], tuple[float, list]] = {}
+        # Every provider's servers: their loads, caps and health (codegen_site.llm.endpoints).
+        self.dispatcher = Dispatcher()
         # A changed config may name other addresses or models: what was learnt about the old ones goes.
         on_reload(lambda previous, current: self.forget())
 
     def forget(self) -> None:
-        """Forget what the servers said (probes, context lengths); they are asked again."""
+        """Forget what the servers said (probes, context lengths, model lists); they are asked again."""
         self.probes.clear()
         self.windows.clear()
+        self.model_details.clear()
+        self.dispatcher.forget()
 
     # --- connection pools ----------------------------------------------------------
     async def pools(self) -> LoopPools:

@@ -10,6 +10,7 @@ Every request is fitted to its model's context window first
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -26,7 +27,7 @@ from codegen_site.llm.config import (
     openai_compatible_settings,
 )
 from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUpstreamError
-from codegen_site.llm.providers import EmbeddedProvider, Messages, OllamaProvider, OpenAICompatibleProvider
+from codegen_site.llm.providers import EmbeddedProvider, Messages, ModelInfo, OllamaProvider, OpenAICompatibleProvider
 from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.router import classify_task
 from codegen_site.llm.thinking import Delta
@@ -154,6 +155,19 @@ class LLMService:
     async def list_models(self) -> list[str]:
         provider = await self.provider()
         return await provider.list_models()
+
+    async def model_details(self) -> list[ModelInfo]:
+        """The active provider's models with what it says each can do; one answer is reused for
+        llm.models_cache_seconds (an Ollama list costs a lookup per model)."""
+        provider = await self.provider()
+        key = (provider.name, provider.host)
+        cache = llm_resources().model_details
+        kept = cache.get(key)
+        if kept and time.monotonic() - kept[0] < self.llm.models_cache_seconds:
+            return kept[1]
+        details = await provider.model_details()
+        cache[key] = (time.monotonic(), details)
+        return details
 
     # --- routing -----------------------------------------------------------
     def models_for(self, provider_name: str) -> dict[str, str]:

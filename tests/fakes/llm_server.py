@@ -13,8 +13,17 @@ user message. Requests for a model not in `models` get the backend's own
 not-found error.
 
 Like Ollama, /api/show gives a model's `context_length` (in model_info; set
-`context_length`, or `context_lengths[model]` for one model), and each chat
-request's prompt and `options.num_ctx` are kept (`prompts`, `num_ctx`).
+`context_length`, or `context_lengths[model]` for one model) and its `capabilities`
+(`capabilities[model]`, else ["completion"]; nomic-embed-text is an embedding model), and
+each chat request's prompt and `options.num_ctx` are kept (`prompts`, `num_ctx`). Like LM
+Studio, /api/v0/models gives each model's `type` (llm or embeddings, from the same table).
+
+Load: `in_flight` chat requests now and the most at once (`max_in_flight`); with `capacity`
+set, a chat request beyond it is refused the way Ollama refuses one over its queue (503
+"server busy"; `busy_status` for another status); `slots` is the parallelism the server
+reports at /props (as llama.cpp's server does; None: no /props). GET /_fake/stats gives
+these figures to a benchmark that runs the server in a process of its own (POST
+/_fake/stats/reset starts them again).
 """
 
 from __future__ import annotations
@@ -122,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self._record(None)
         owner = self.server.owner
-        if self.path in ("/api/tags", "/v1/models") and owner.listing_delay:
+        if self.path in ("/api/tags", "/v1/models", "/api/v0/models") and owner.listing_delay:
             time.sleep(owner.listing_delay)
         if self.path in ("/", "/api/version"):
             self._send_json(200, {"version": "0.0.0-fake"})
@@ -132,13 +141,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": [{"name": m, "model": m, "size": 1} for m in owner.models]})
         elif self.path == "/v1/models":
             self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in owner.models]})
+        elif self.path == "/api/v0/models" and owner.lm_studio_types:
+            self._send_json(200, {"object": "list", "data": [
+                {"id": m, "object": "model",
+                 "type": "embeddings" if "embedding" in owner.capabilities_of(m) else "llm"} for m in owner.models]})
+        elif self.path == "/_fake/stats":
+            # for a benchmark that runs the server in its own process
+            with owner._lock:
+                stats = {"in_flight": owner.in_flight, "max_in_flight": owner.max_in_flight,
+                         "refused": owner.refused, "finished_streams": owner.finished_streams}
+            self._send_json(200, stats)
+        elif self.path == "/props" and owner.slots is not None:
+            self._send_json(200, {"total_slots": owner.slots})
         else:
             self._send_json(404, {"error": f"no route {self.path}"})
 
     def do_POST(self):
         body = self._body()
         self._record(body)
-        if body is None:
+        if self.path == "/_fake/stats/reset":
+            with self.server.owner._lock:
+                owner = self.server.owner
+                owner.max_in_flight, owner.refused, owner.finished_streams = owner.in_flight, 0, 0
+            self._send_json(200, {})
+        elif body is None:
             self._send_json(400, {"error": "invalid JSON body"})
         elif self.path == "/api/chat":
             self._chat(body, wire="ollama")
@@ -171,7 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
         if length is not None:
             info["qwen2.context_length"] = length
         self._send_json(200, {"modelfile": f"FROM {model}", "parameters": "", "template": "{{ .Prompt }}",
-                              "details": {"format": "gguf", "family": "qwen2"}, "model_info": info})
+                              "details": {"format": "gguf", "family": "qwen2"}, "model_info": info,
+                              "capabilities": owner.capabilities_of(model)})
 
     def _embed(self, body: dict, wire: str) -> None:
         owner = self.server.owner
@@ -189,6 +216,17 @@ class _Handler(BaseHTTPRequestHandler):
                                            for i, v in enumerate(vectors)]})
 
     def _chat(self, body: dict, wire: str) -> None:
+        owner = self.server.owner
+        if not owner._enter():
+            error = "server busy, please try again.  maximum pending requests exceeded"
+            return self._send_json(owner.busy_status, {"error": error} if wire == "ollama"
+                                   else {"error": {"message": error, "type": "server_busy"}})
+        try:
+            self._answer(body, wire)
+        finally:
+            owner._leave()
+
+    def _answer(self, body: dict, wire: str) -> None:
         owner = self.server.owner
         model = body.get("model", "")
         turn = owner._next_turn(body)
@@ -295,6 +333,18 @@ class FakeLLMServer:
         self.context_length: int | None = 32768
         self.context_lengths: dict[str, int | None] = {}
         self.show_status = 200
+        # What /api/show reports a model can do, per model (others: completion only).
+        self.capabilities: dict[str, list[str]] = {"nomic-embed-text": ["embedding"]}
+        # Whether /api/v0/models answers (LM Studio's own listing, with each model's type).
+        self.lm_studio_types = True
+        # Chat requests served at once before the next is refused (None: no limit).
+        self.capacity: int | None = None
+        self.busy_status = 503
+        # The parallelism reported at /props (None: no /props, like Ollama).
+        self.slots: int | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.refused = 0
         self.requests: list[RecordedRequest] = []
         self.client_disconnects = 0
         # TCP connections accepted (keep-alive reuse shows as fewer connections than requests).
@@ -348,6 +398,8 @@ class FakeLLMServer:
         with self._lock:
             self.requests.clear()
             self.client_disconnects = self.aborted_streams = self.finished_streams = self.connections = 0
+            self.max_in_flight = self.in_flight
+            self.refused = 0
             self.client_gone.clear()
         while not self._turns.empty():
             self._turns.get_nowait()
@@ -372,6 +424,23 @@ class FakeLLMServer:
     def show_requests(self) -> list[dict]:
         with self._lock:
             return [r.body for r in self.requests if r.path == "/api/show"]
+
+    def capabilities_of(self, model: str) -> list[str]:
+        return list(self.capabilities.get(model, ["completion"]))
+
+    def _enter(self) -> bool:
+        """Count a chat request in; False (and counted as refused) when the server is at capacity."""
+        with self._lock:
+            if self.capacity is not None and self.in_flight >= self.capacity:
+                self.refused += 1
+                return False
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _next_turn(self, body: dict) -> Turn:
         try:

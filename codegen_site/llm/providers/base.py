@@ -3,6 +3,7 @@ windows (codegen_site.llm.budget)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from codegen_site.llm.budget import ESTIMATE, ContextBudget, TokenCounter
@@ -10,6 +11,24 @@ from codegen_site.llm.errors import LLMError
 from codegen_site.llm.thinking import Delta
 
 Messages = list[dict[str, str]]
+
+# What a model can do as model servers name it (Ollama's /api/show words): "completion" is a
+# chat or completion model, "embedding" one that only embeds.
+COMPLETION = "completion"
+EMBEDDING = "embedding"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model as its server reports it; capabilities None: the server does not say."""
+
+    name: str
+    capabilities: tuple[str, ...] | None = None
+
+    @property
+    def chat(self) -> bool | None:
+        """Whether it answers chat requests (None: unknown)."""
+        return None if self.capabilities is None else COMPLETION in self.capabilities
 
 
 class Provider:
@@ -34,6 +53,10 @@ class Provider:
 
     async def probe(self) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    async def model_details(self) -> list[ModelInfo]:
+        """Every model with what the server says it can do; by default it says nothing."""
+        return [ModelInfo(name) for name in await self.list_models()]
 
     # --- the context budget ------------------------------------------------------------
     async def context_window(self, model: str) -> int:  # pragma: no cover - abstract

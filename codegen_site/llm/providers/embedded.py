@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from codegen_site.llm.budget import ESTIMATE, TokenCounter
 from codegen_site.llm.config import EmbeddedSection, embedded_settings
 from codegen_site.llm.errors import LLMError, LLMUnavailable, LLMUpstreamError
-from codegen_site.llm.providers.base import Messages, Provider
+from codegen_site.llm.providers.base import COMPLETION, Messages, ModelInfo, Provider
 from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.thinking import Delta, ThinkSplitter
 
@@ -110,6 +110,9 @@ class EmbeddedProvider(Provider):
 
     async def list_models(self, timeout: float | None = None) -> list[str]:
         return [self.model_name] if self.available() else []
+
+    async def model_details(self) -> list[ModelInfo]:
+        return [ModelInfo(name, (COMPLETION,)) for name in await self.list_models()]
 
     @property
     def _source(self) -> tuple:

@@ -5,16 +5,25 @@ httpx, and token streams read through aiohttp in batches. A subclass gives the w
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import aiohttp
 import httpx
 
 from codegen_site.llm.config import LLMSection
-from codegen_site.llm.errors import LLMError, LLMModelNotFound, LLMUnavailable, LLMUpstreamError
-from codegen_site.llm.providers.base import Messages, Provider
+from codegen_site.llm.endpoints import MAX_REFUSALS, Endpoint, Slot, busy, servers
+from codegen_site.llm.errors import (
+    LLMError,
+    LLMModelNotFound,
+    LLMServerBusy,
+    LLMUnavailable,
+    LLMUnreachable,
+    LLMUpstreamError,
+)
+from codegen_site.llm.providers.base import Messages, ModelInfo, Provider
 from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.thinking import Delta, ThinkSplitter
 
@@ -25,6 +34,8 @@ DRAIN_SECONDS = 0.5
 # time, which costs a fast stream fewer writes.
 FIRST_BATCH_BYTES = 4096
 BATCH_BYTES = 2**16
+
+T = TypeVar("T")
 
 
 def error_text(body: bytes) -> str:
@@ -41,10 +52,15 @@ def error_text(body: bytes) -> str:
 
 
 class HTTPProvider(Provider):
-    """Shared HTTP plumbing: error mapping, timeouts, streaming lines."""
+    """Shared HTTP plumbing: error mapping, timeouts, streaming lines; the provider's servers
+    (codegen_site.llm.endpoints): each model request takes a slot on the least busy one, a list
+    or a probe asks every one. `host` is the provider's own address, or the one server of a
+    copy made by `at(url)`."""
 
     name = "http"
     label = "LLM server"
+    # Whether a server of this kind may say how many requests it runs at once (`parallelism`).
+    reports_parallelism = False
 
     def __init__(self, base_url: str, timeout: float, connect_timeout: float, llm: LLMSection):
         self.host = base_url.rstrip("/")
@@ -52,6 +68,107 @@ class HTTPProvider(Provider):
         self.connect_timeout = connect_timeout
         self.llm = llm
         self.probe_timeout = llm.probe_timeout
+        self.endpoints: tuple[Endpoint, ...] = servers(self.name, self.host, llm)
+
+    def at(self, url: str) -> "HTTPProvider":
+        """This provider on one of its servers only."""
+        one = copy.copy(self)
+        one.host = url
+        one.endpoints = tuple(endpoint for endpoint in self.endpoints if endpoint.url == url) or (
+            Endpoint(url, self.llm.max_concurrent),)
+        return one
+
+    async def parallelism(self) -> int | None:
+        """The requests the server says it runs at once; None when it does not say."""
+        return None
+
+    # --- the servers -------------------------------------------------------------------
+    async def on_a_server(self, model: str, call: Callable[["HTTPProvider"], Awaitable[T]]) -> T:
+        """`call` on the least busy server with room for `model`, holding a slot while it runs: a
+        server that refuses the connection is marked down and the next one tried; one that answers
+        busy is tried again when there is room."""
+        dispatcher = llm_resources().dispatcher
+        refusals = 0
+        while True:
+            slot = await dispatcher.acquire(self, model, first=refusals > 0)
+            try:
+                result = await call(self.at(slot.endpoint.url))
+            except LLMUnreachable as exc:
+                if not self._next_server(slot, exc):
+                    raise
+                continue
+            except LLMServerBusy as exc:
+                refusals = self._refused(slot, model, refusals, exc)
+                continue
+            finally:
+                slot.release()
+            slot.answered(self.llm.max_concurrent_ceiling)
+            return result
+
+    def _next_server(self, slot: Slot, exc: LLMError) -> bool:
+        """Mark the slot's server down; whether another may be tried."""
+        slot.down(exc.detail, self.llm.endpoint_retry_seconds)
+        return not slot.lone
+
+    def _refused(self, slot: Slot, model: str, refusals: int, exc: LLMError) -> int:
+        slot.refused()
+        if refusals + 1 >= MAX_REFUSALS:
+            raise busy(self, model, f"the server refused it {MAX_REFUSALS} times ({exc.detail})") from exc
+        return refusals + 1
+
+    async def _each_server(self, call: Callable[["HTTPProvider"], Awaitable[T]]) -> list[T]:
+        """`call` on every server that is up, at once; what the ones that answered gave (the first
+        error when none did)."""
+        up = llm_resources().dispatcher.up(self)
+        results = await asyncio.gather(*(call(self.at(endpoint.url)) for endpoint in up), return_exceptions=True)
+        answers = [result for result in results if not isinstance(result, BaseException)]
+        if not answers:
+            raise next(result for result in results if isinstance(result, BaseException))
+        return answers
+
+    async def list_models(self, timeout: float | None = None) -> list[str]:
+        """The models of every server that answers (the provider's address alone: its list)."""
+        if len(self.endpoints) == 1:
+            return await self.listed(timeout)
+        lists = await self._each_server(lambda one: one.listed(timeout))
+        return list(dict.fromkeys(name for names in lists for name in names))
+
+    async def model_details(self) -> list[ModelInfo]:
+        if len(self.endpoints) == 1:
+            return await self.described()
+        lists = await self._each_server(lambda one: one.described())
+        found: dict[str, ModelInfo] = {}
+        for models in lists:
+            for model in models:
+                if found.get(model.name) is None or found[model.name].capabilities is None:
+                    found[model.name] = model
+        return list(found.values())
+
+    async def probe(self) -> bool:
+        """Whether any server answers; with several, each one's answer marks it up or down."""
+        if len(self.endpoints) == 1:
+            return await self.probe_here()
+        dispatcher = llm_resources().dispatcher
+        answers = await asyncio.gather(*(self.at(endpoint.url).probe_here() for endpoint in self.endpoints))
+        for endpoint, answered in zip(self.endpoints, answers, strict=True):
+            dispatcher.mark((self.name, endpoint.url), up=answered, why="no answer to the health probe",
+                            seconds=self.llm.endpoint_retry_seconds)
+        return any(answers)
+
+    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+        return await self.on_a_server(model, lambda one: one.embed_here(texts, model))
+
+    # Provided by each wire format.
+    async def listed(self, timeout: float | None = None) -> list[str]:  # pragma: no cover - abstract
+        """This server's model names."""
+        raise NotImplementedError
+
+    async def described(self) -> list[ModelInfo]:
+        """This server's models with what it says they can do."""
+        return [ModelInfo(name) for name in await self.listed()]
+
+    async def embed_here(self, texts: list[str], model: str) -> list[list[float]]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     async def client(self) -> httpx.AsyncClient:
         return (await llm_resources().pools()).client(self.timeout, self.connect_timeout, self.llm)
@@ -65,6 +182,8 @@ class HTTPProvider(Provider):
         if model and (status == 404 or "not found" in lowered or "no such model" in lowered):
             return self.error(LLMModelNotFound,
                               f"Model '{model}' not found at {self.label} ({self.host}): {message}")
+        if status == 429 or (status == 503 and "busy" in lowered):
+            return self.error(LLMServerBusy, f"{self.label} at {self.host} is busy ({status}: {message})")
         return self.error(LLMUpstreamError,
                           f"{self.label} at {self.host} answered {status}: {message or 'no details'}")
 
@@ -73,7 +192,7 @@ class HTTPProvider(Provider):
             return self.error(LLMUnavailable, f"{self.label} address {self.host!r} is not a valid URL ({exc})")
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, aiohttp.ClientConnectorError,
                             aiohttp.ConnectionTimeoutError)):
-            return self.error(LLMUnavailable,
+            return self.error(LLMUnreachable,
                               f"{self.label} is not reachable at {self.host} ({exc.__class__.__name__})")
         if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
             return self.error(LLMUnavailable, f"{self.label} at {self.host} did not answer within {self.timeout:g} s")
@@ -81,12 +200,13 @@ class HTTPProvider(Provider):
                           f"{self.label} at {self.host} broke off the response ({exc.__class__.__name__}: {exc})")
 
     async def _json(self, method: str, path: str, *, json_body: Any = None, model: str | None = None,
-                    timeout: float | None = None) -> Any:
+                    timeout: float | None = None, base: str | None = None) -> Any:
+        """A whole-JSON call to `path` under the address (or under `base`, another root on the server)."""
         kwargs: dict[str, Any] = {"json": json_body, "headers": self.headers()}
         if timeout:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(self.connect_timeout, timeout))
         try:
-            response = await (await self.client()).request(method, self.host + path, **kwargs)
+            response = await (await self.client()).request(method, (base or self.host) + path, **kwargs)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: an address set with a stray character
             raise self._transport_error(exc) from exc
         if response.status_code >= 400:
@@ -96,19 +216,21 @@ class HTTPProvider(Provider):
         except ValueError as exc:
             raise self.error(LLMUpstreamError, f"{self.label} at {self.host} sent invalid JSON") from exc
 
-    async def probe(self) -> bool:
+    async def probe_here(self) -> bool:
         try:
-            await self.list_models(timeout=self.probe_timeout)
+            await self.listed(timeout=self.probe_timeout)
             return True
         except LLMError:
             return False
 
-    async def _post_json(self, path: str, body: dict, model: str | None = None) -> Any:
-        """A whole-JSON POST on the streams' own pooled connections: a lookup made before a stream
-        (a model's context length) leaves its connection for the stream to reuse."""
+    async def _post_json(self, path: str, body: dict | None, model: str | None = None, *, method: str = "POST",
+                         base: str | None = None) -> Any:
+        """A whole-JSON call on the streams' own pooled connections: a lookup made before a stream
+        (a model's context length, a server's parallelism) leaves its connection for the stream to reuse."""
         session = (await llm_resources().pools()).session(self.timeout, self.connect_timeout, self.llm)
         try:
-            async with session.post(self.host + path, json=body, headers=self.headers()) as response:
+            async with session.request(method, (base or self.host) + path, json=body,
+                                       headers=self.headers()) as response:
                 data = await response.read()
                 if response.status >= 400:
                     raise self._status_error(response.status, data, model)
@@ -148,6 +270,33 @@ class HTTPProvider(Provider):
 
     async def stream_batches(self, messages: Messages, model: str,
                              options: dict | None = None) -> AsyncIterator[list[Delta]]:
+        """The stream from the least busy server with room (as `on_a_server`, until a first
+        delta: a server that fails after it cannot be swapped)."""
+        dispatcher = llm_resources().dispatcher
+        refusals = 0
+        while True:
+            slot = await dispatcher.acquire(self, model, first=refusals > 0)
+            sent = False
+            try:
+                async for batch in self.at(slot.endpoint.url).stream_here(messages, model, options):
+                    sent = True
+                    yield batch
+            except LLMUnreachable as exc:
+                if sent or not self._next_server(slot, exc):
+                    raise
+                continue
+            except LLMServerBusy as exc:
+                if sent:
+                    raise
+                refusals = self._refused(slot, model, refusals, exc)
+                continue
+            finally:
+                slot.release()
+            slot.answered(self.llm.max_concurrent_ceiling)
+            return
+
+    async def stream_here(self, messages: Messages, model: str,
+                          options: dict | None = None) -> AsyncIterator[list[Delta]]:
         """Deltas grouped as they arrived: each read takes every complete line
         buffered by then, so a fast model costs one trip through the layers
         above (parsing, the SSE relay, the server's write) per group of tokens,

@@ -4,12 +4,13 @@ default size, silently. A model's context length comes from /api/show, asked onc
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from codegen_site.llm.budget import ContextBudget, context_size
 from codegen_site.llm.config import LLMSection, OllamaSection
 from codegen_site.llm.errors import LLMError
-from codegen_site.llm.providers.base import Messages
+from codegen_site.llm.providers.base import COMPLETION, EMBEDDING, Messages, ModelInfo
 from codegen_site.llm.providers.http import HTTPProvider
 from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.thinking import Delta, ThinkSplitter
@@ -26,6 +27,24 @@ def context_length(show: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+def capabilities(show: Any) -> tuple[str, ...] | None:
+    """What an /api/show answer says the model can do: its `capabilities` (Ollama 0.6.4 on); from an
+    older server, an embedding model is one whose model_info has a pooling type, any other completes."""
+    if not isinstance(show, dict):
+        return None
+    listed = show.get("capabilities")
+    if isinstance(listed, list) and all(isinstance(item, str) for item in listed):
+        return tuple(listed)
+    info = show.get("model_info")
+    if not isinstance(info, dict):
+        return None
+    return (EMBEDDING,) if any(key.endswith(".pooling_type") for key in info) else (COMPLETION,)
+
+
+# /api/show lookups made at once for a model list.
+SHOW_LOOKUPS = 8
+
+
 class OllamaProvider(HTTPProvider):
     name = "ollama"
     label = "Ollama"
@@ -34,23 +53,43 @@ class OllamaProvider(HTTPProvider):
         super().__init__(settings.host, settings.timeout, settings.connect_timeout, llm)
         self.settings = settings
 
-    async def list_models(self, timeout: float | None = None) -> list[str]:
+    async def listed(self, timeout: float | None = None) -> list[str]:
         payload = await self._json("GET", "/api/tags", timeout=timeout)
         return [item.get("name") or item.get("model") for item in payload.get("models", [])]
+
+    async def _show(self, model: str) -> Any:
+        """The model's /api/show answer; its context length is kept as model_context_length's."""
+        show = await self._post_json("/api/show", {"model": model, "name": model}, model=model)
+        llm_resources().windows[(self.name, self.host, model)] = context_length(show)
+        return show
+
+    async def described(self) -> list[ModelInfo]:
+        names = await self.listed()
+        gate = asyncio.Semaphore(SHOW_LOOKUPS)
+
+        async def details(name: str) -> ModelInfo:
+            async with gate:
+                try:
+                    return ModelInfo(name, capabilities(await self._show(name)))
+                except LLMError:  # a model the server cannot describe is listed, its abilities unknown
+                    return ModelInfo(name)
+
+        return list(await asyncio.gather(*(details(name) for name in names)))
 
     async def model_context_length(self, model: str) -> int | None:
         """What /api/show says the model holds; None when it says nothing. Kept per address and model;
         a failed lookup is not kept (the chat request that follows reports the failure)."""
+        if len(self.endpoints) > 1:  # asked of a server that is up
+            return await self.at(llm_resources().dispatcher.preferred(self, model).url).model_context_length(model)
         key = (self.name, self.host, model)
         windows = llm_resources().windows
         if key in windows:
             return windows[key]
         try:
-            show = await self._post_json("/api/show", {"model": model, "name": model}, model=model)
+            show = await self._show(model)
         except LLMError:
             return None
-        windows[key] = length = context_length(show)
-        return length
+        return context_length(show)
 
     async def context_window(self, model: str) -> int:
         length = await self.model_context_length(model)
@@ -81,6 +120,6 @@ class OllamaProvider(HTTPProvider):
             batch.extend(splitter.feed(message["content"]))
         return bool(item.get("done"))
 
-    async def embed(self, texts: list[str], model: str) -> list[list[float]]:
+    async def embed_here(self, texts: list[str], model: str) -> list[list[float]]:
         payload = await self._json("POST", "/api/embed", json_body={"model": model, "input": texts}, model=model)
         return payload["embeddings"]
