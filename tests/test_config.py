@@ -174,3 +174,41 @@ def test_get_config_shows_the_workspace_root_and_patch_cannot_change_it(client, 
     response = client.patch("/config", {"workspace": {"root": "/"}}, content_type="application/json")
     assert response.status_code == 400
 
+
+@pytest.mark.django_db
+def test_every_setting_has_help_and_every_quantity_its_unit(client):
+    """What the Settings page shows beside each field: the schema's description, and x-unit."""
+    schema = client.get("/api/schema", {"format": "json"}).json()
+    components = schema["components"]["schemas"]
+
+    def resolve(node):
+        while "$ref" in node or len(node.get("allOf", [])) == 1:
+            node = components[node["$ref"].split("/")[-1]] if "$ref" in node else node["allOf"][0]
+        return node
+
+    leaves = {}
+
+    def walk(node, prefix):
+        for key, prop in resolve(node).get("properties", {}).items():
+            name = f"{prefix}.{key}" if prefix else key
+            resolved = resolve(prop)
+            if "properties" in resolved:
+                walk(resolved, name)
+            else:
+                leaves[name] = {**resolved, **prop}
+
+    walk(components["PatchedEditableConfig"], "")
+    assert len(leaves) > 60
+    missing = sorted(name for name, leaf in leaves.items() if not leaf.get("description", "").strip())
+    assert not missing, f"settings without help: {missing}"
+    units = {name: leaf.get("x-unit") for name, leaf in leaves.items()}
+    for name, unit in units.items():
+        key = name.split(".")[-1]
+        if key.endswith("timeout"):
+            assert unit == "seconds", name
+        if key.endswith("_tokens"):
+            assert unit == "tokens", name
+        if key.endswith("_mb"):
+            assert unit == "MB", name
+    assert units["sandbox.max_output_bytes"] == "bytes" and units["rag.chunk_lines"] == "lines"
+    assert leaves["ollama.timeout"]["description"].startswith("Longest wait")

@@ -188,13 +188,24 @@ def test_chat_keyboard_path_skip_link_and_drawer(ui, server, width):
     check(ui.locator("#chat-input")).to_be_focused()
 
 
-def test_chat_model_picker_lists_chat_models_only(ui, server, width):
+def test_chat_model_picker_lists_chat_models_only(ui, server, module_llm, width):
     check = expect()
-    ui.goto(server.url + "/ui/chat")
-    # The scripted server lists nomic-embed-text, which GET /config names as the embeddings model.
-    check(ui.locator("#model-picker option", has_text="qwen2.5-coder:7b")).to_have_count(1)
-    names = ui.locator("#model-picker option").all_inner_texts()
-    assert "nomic-embed-text" not in names and "qwen2.5-coder:32b" in names
+    # The model server's own report (/api/show capabilities through /models?details=true) decides,
+    # not a name: it lists one more embedding model and one more chat model than the settings know.
+    module_llm.models += ["mxbai-embed-large", "coder:1b"]
+    module_llm.capabilities["mxbai-embed-large"] = ["embedding"]
+    try:
+        # A changed config forgets the model list the server reuses for a few seconds.
+        httpx.patch(server.url + "/config", json={"llm": {"temperature": 0.3}}).raise_for_status()
+        ui.goto(server.url + "/ui/chat")
+        check(ui.locator("#model-picker option", has_text="coder:1b")).to_have_count(1)
+        names = ui.locator("#model-picker option").all_inner_texts()
+        assert "nomic-embed-text" not in names and "mxbai-embed-large" not in names
+        assert "qwen2.5-coder:32b" in names and "qwen2.5-coder:7b" in names
+    finally:
+        module_llm.models = [name for name in module_llm.models if name not in ("mxbai-embed-large", "coder:1b")]
+        del module_llm.capabilities["mxbai-embed-large"]
+        reset_settings(server)
 
     # A provider that reports capabilities is believed, whatever the settings say.
     models = [{"name": "coder:1b", "capabilities": ["completion", "tools"]},
@@ -248,12 +259,15 @@ def test_settings_save_stays_in_view_with_its_result_beside_it(ui, server, modul
         timeout = ui.locator("#setting-ollama-timeout")
         check(timeout).to_have_attribute("min", "0.1")
         check(timeout).to_have_attribute("max", "3600")
-        check(ui.locator("#setting-ollama-timeout-help")).to_have_text("0.1–3,600 seconds.")
+        check(ui.locator("#setting-ollama-timeout-help")).to_have_text(
+            "Longest wait between two pieces of an answer. 0.1–3,600 seconds.")
         check(timeout).to_have_attribute("aria-describedby", re.compile(r"setting-ollama-timeout-help"))
         check(ui.locator("label[data-field='ollama.timeout'] > span").first).to_have_text("timeout (seconds)")
         check(ui.locator("#setting-workflow-plan_max_tokens-help")).to_contain_text(
             "Most tokens the stage may generate; 0: llm.max_tokens.")
-        check(ui.locator("#setting-sandbox-memory_mb-help")).to_have_text(re.compile(r"^16–[\d,]+ MB\.$"))
+        check(ui.locator("#setting-sandbox-memory_mb-help")).to_have_text(re.compile(r"^Memory of one run\. 16–[\d,]+ MB\.$"))
+        check(ui.locator("#setting-llm-provider-help")).to_contain_text("Which model server answers")
+        check(ui.locator("#setting-llm-provider-help")).not_to_contain_text("* `")
         check(ui.locator("#setting-ollama-host-help")).to_contain_text("http:// or https://")
         # Save is in the window at the top of the form and at its end.
         in_viewport(ui, "#settings-save")

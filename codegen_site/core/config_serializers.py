@@ -67,11 +67,14 @@ class LogLevelField(serializers.ChoiceField):
 class SettingsSection(serializers.Serializer):
     """A table of settings: unknown keys are an error naming them, an empty table too.
 
-    Every number has a range. `ceilings` names the fields whose maximum is also a key of
-    [sandbox.ceilings], which the deployment sets: read when the serializer is built, so the
-    check and the OpenAPI schema's maximum both follow the ceilings in effect."""
+    Every field has its help text, and every number its range and, in `units`, the unit it is
+    counted in (the schema's `x-unit`, which the Settings page shows beside the field).
+    `ceilings` names the fields whose maximum is also a key of [sandbox.ceilings], which the
+    deployment sets: read when the serializer is built, so the check and the OpenAPI schema's
+    maximum both follow the ceilings in effect."""
 
     ceilings: dict[str, str] = {}
+    units: dict[str, str] = {}
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("required", False)
@@ -98,7 +101,8 @@ class SettingsSection(serializers.Serializer):
 
 
 class SettingsSectionSchema(OpenApiSerializerExtension):
-    """What SettingsSection enforces, in the schema: at least one setting, no unknown ones."""
+    """What SettingsSection enforces, in the schema: at least one setting, no unknown ones; and
+    each number's unit as `x-unit`."""
 
     target_class = SettingsSection
     match_subclasses = True
@@ -107,6 +111,9 @@ class SettingsSectionSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_basic_serializer(self.target, direction)
         schema["minProperties"] = 1
         schema["additionalProperties"] = False
+        for name, unit in self.target.units.items():
+            if name in schema.get("properties", {}):
+                schema["properties"][name]["x-unit"] = unit
         return schema
 
 
@@ -121,58 +128,74 @@ def _capped(field: serializers.Field, key: str, ceiling: int | float) -> seriali
                        error_messages={"max_value": message})
 
 
-def _seconds():
-    return StrictFloatField(min_value=0.1, max_value=3600)
+def _seconds(help_text: str):
+    return StrictFloatField(min_value=0.1, max_value=3600, help_text=help_text)
 
+
+PROVIDER_HELP = "auto: Ollama when it answers, else the embedded model; or ollama, lm_studio, embedded"
+READ_TIMEOUT = "Longest wait between two pieces of an answer"
+CONNECT_TIMEOUT = "Longest wait to open a connection"
 
 
 class LLMSettings(SettingsSection):
-    provider = serializers.ChoiceField(choices=config.PROVIDERS)
-    temperature = StrictFloatField(min_value=0, max_value=2)
-    max_tokens = StrictIntegerField(min_value=1, max_value=1_000_000)
+    units = {"max_tokens": "tokens"}
+
+    provider = serializers.ChoiceField(choices=config.PROVIDERS, help_text="Which model server answers: " + PROVIDER_HELP)
+    temperature = StrictFloatField(min_value=0, max_value=2,
+                                   help_text="Sampling temperature: 0 gives the likeliest answer, higher varies more")
+    max_tokens = StrictIntegerField(min_value=1, max_value=1_000_000, help_text="Most tokens one answer may take")
 
 
 class OllamaSettings(SettingsSection):
-    host = HttpURLField()
-    timeout = _seconds()
-    connect_timeout = _seconds()
+    units = {"timeout": "seconds", "connect_timeout": "seconds", "min_context_tokens": "tokens",
+             "max_context_tokens": "tokens"}
+
+    host = HttpURLField(help_text="Ollama's address (llm.endpoints, set in the TOML, adds more servers)")
+    timeout = _seconds(READ_TIMEOUT)
+    connect_timeout = _seconds(CONNECT_TIMEOUT)
     min_context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
-                                            help_text="The smallest num_ctx asked of Ollama (tokens)")
+                                            help_text="The smallest num_ctx asked of Ollama")
     max_context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
-                                            help_text="The largest num_ctx asked of Ollama (tokens)")
+                                            help_text="The largest num_ctx asked of Ollama")
 
 
 class OpenAICompatibleSettings(SettingsSection):
-    base_url = HttpURLField()
-    api_key = StrictCharField(allow_blank=True, write_only=True)
-    timeout = _seconds()
-    connect_timeout = _seconds()
+    units = {"timeout": "seconds", "connect_timeout": "seconds", "context_tokens": "tokens"}
+
+    base_url = HttpURLField(help_text="The OpenAI-compatible address, with its /v1 (LM Studio, vLLM, llama.cpp)")
+    api_key = StrictCharField(allow_blank=True, write_only=True, help_text="Sent as a bearer token; blank: none")
+    timeout = _seconds(READ_TIMEOUT)
+    connect_timeout = _seconds(CONNECT_TIMEOUT)
     context_tokens = StrictIntegerField(min_value=256, max_value=1_048_576,
-                                        help_text="The context length the server loaded its models with (tokens)")
+                                        help_text="The context length the server loaded its models with")
 
 
 class ModelTiers(SettingsSection):
-    simple = StrictCharField()
-    medium = StrictCharField()
-    complex = StrictCharField()
-    fallback = StrictCharField()
+    simple = StrictCharField(help_text="Model for short, routine requests")
+    medium = StrictCharField(help_text="Model for most requests")
+    complex = StrictCharField(help_text="Model for long or design-level requests")
+    fallback = StrictCharField(help_text="Model tried when the chosen one is missing or fails before answering")
 
 
 class ModelSettings(SettingsSection):
-    defaults = ModelTiers()
-    ollama = ModelTiers()
-    lm_studio = ModelTiers()
-    embedded = ModelTiers()
+    defaults = ModelTiers(help_text="Models of every provider, unless its own table names one")
+    ollama = ModelTiers(help_text="Ollama's models")
+    lm_studio = ModelTiers(help_text="The OpenAI-compatible server's models")
+    embedded = ModelTiers(help_text="The bundled model")
 
 
 class EmbeddingSettings(SettingsSection):
-    provider = serializers.ChoiceField(choices=config.PROVIDERS)
-    model = StrictCharField()
-    batch_size = StrictIntegerField(min_value=1, max_value=4096)
+    units = {"batch_size": "texts per request"}
+
+    provider = serializers.ChoiceField(choices=config.PROVIDERS,
+                                       help_text="Which server embeds code for search: " + PROVIDER_HELP
+                                                 + "; a change rebuilds the index")
+    model = StrictCharField(help_text="The Ollama or LM Studio embedding model; a change rebuilds the index")
+    batch_size = StrictIntegerField(min_value=1, max_value=4096, help_text="Texts sent in one embedding request")
 
 
 class LoggingSettings(SettingsSection):
-    level = LogLevelField()
+    level = LogLevelField(help_text="The least severe level written to the log")
 
 
 STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
@@ -180,27 +203,43 @@ STAGE_TOKENS = "Most tokens the stage may generate; 0: llm.max_tokens."
 
 class WorkflowSettings(SettingsSection):
     ceilings = {"validation_timeout": "timeout_seconds"}
+    units = {"max_repairs": "rounds", "edit_rounds": "rounds", "edit_programs": "programs per round",
+             "validation_timeout": "seconds", "plan_max_tokens": "tokens", "tests_max_tokens": "tokens",
+             "code_max_tokens": "tokens", "chat_max_tokens": "tokens", "repair_output_chars": "characters",
+             "context_code_chars": "characters", "research_top_k": "chunks"}
 
-    max_repairs = StrictIntegerField(min_value=0, max_value=20)
-    edit_rounds = StrictIntegerField(min_value=0, max_value=5)
-    edit_programs = StrictIntegerField(min_value=0, max_value=5000)
-    validation_timeout = StrictFloatField(min_value=1, max_value=600)
+    max_repairs = StrictIntegerField(min_value=0, max_value=20,
+                                     help_text="Repair rounds after the first failing validation")
+    edit_rounds = StrictIntegerField(min_value=0, max_value=5,
+                                     help_text="Rounds of small edits to a failing program tried before a model "
+                                               "repair (0: off)")
+    edit_programs = StrictIntegerField(min_value=0, max_value=5000, help_text="Edited programs tried per round")
+    validation_timeout = StrictFloatField(min_value=1, max_value=600,
+                                          help_text="Wall-clock limit of each sandbox validation run")
     plan_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
     tests_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
     code_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
     chat_max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000, help_text=STAGE_TOKENS)
-    repair_output_chars = StrictIntegerField(min_value=0, max_value=1_000_000)
-    context_code_chars = StrictIntegerField(min_value=0, max_value=1_000_000)
-    research_top_k = StrictIntegerField(min_value=0, max_value=100)
+    repair_output_chars = StrictIntegerField(min_value=0, max_value=1_000_000,
+                                             help_text="Failing test output sent back in a repair prompt")
+    context_code_chars = StrictIntegerField(min_value=0, max_value=1_000_000,
+                                            help_text="The session's previous code put into the prompts")
+    research_top_k = StrictIntegerField(min_value=0, max_value=100,
+                                        help_text="Code search results added to the prompts (0: no research)")
 
 
 class RagSettings(SettingsSection):
-    collection = CollectionNameField()
-    chunk_lines = StrictIntegerField(min_value=1, max_value=10_000)
-    chunk_overlap = StrictIntegerField(min_value=0, max_value=10_000)
-    top_k = StrictIntegerField(min_value=1, max_value=100)
-    max_file_kb = StrictIntegerField(min_value=1, max_value=65_536)
-    fusion_candidates = StrictIntegerField(min_value=1, max_value=1000)
+    units = {"chunk_lines": "lines", "chunk_overlap": "lines", "top_k": "results", "max_file_kb": "KB",
+             "fusion_candidates": "candidates per retriever"}
+
+    collection = CollectionNameField(help_text="The Chroma collection the index is kept in")
+    chunk_lines = StrictIntegerField(min_value=1, max_value=10_000, help_text="Longest chunk of a file")
+    chunk_overlap = StrictIntegerField(min_value=0, max_value=10_000,
+                                       help_text="Lines two consecutive pieces of a long block share")
+    top_k = StrictIntegerField(min_value=1, max_value=100, help_text="Results of a search that names no top_k")
+    max_file_kb = StrictIntegerField(min_value=1, max_value=65_536, help_text="Larger files are not indexed")
+    fusion_candidates = StrictIntegerField(min_value=1, max_value=1000,
+                                           help_text="Candidates each retriever adds to the hybrid ranking")
     min_score = StrictFloatField(min_value=0, max_value=1,
                                  help_text="Search scores are 0-1; below this a chunk is no match (0: no cut-off)")
     vector_weight = StrictFloatField(min_value=0, max_value=1, help_text="Share of the vector score in hybrid")
@@ -224,17 +263,22 @@ class SandboxSettings(SettingsSection):
 
     ceilings = {name: name for name in ("max_concurrent", "max_waiting", "cpu_seconds", "memory_mb", "max_processes",
                                         "max_file_mb", "max_open_files", "max_output_bytes", "disk_mb")}
+    units = {"max_concurrent": "runs", "max_waiting": "runs", "cpu_seconds": "seconds", "memory_mb": "MB",
+             "max_processes": "processes", "max_file_mb": "MB", "max_open_files": "files",
+             "max_output_bytes": "bytes", "disk_mb": "MB"}
 
-    max_concurrent = StrictIntegerField(min_value=1, max_value=256)
-    max_waiting = StrictIntegerField(min_value=0, max_value=10_000)
-    cpu_seconds = StrictIntegerField(min_value=1, max_value=3600)
-    memory_mb = StrictIntegerField(min_value=16, max_value=65_536)
-    max_processes = StrictIntegerField(min_value=1, max_value=4096)
-    max_file_mb = StrictIntegerField(min_value=1, max_value=4096)
-    max_open_files = StrictIntegerField(min_value=16, max_value=65_536)
-    max_output_bytes = StrictIntegerField(min_value=1024, max_value=16 * 1024 * 1024)
+    max_concurrent = StrictIntegerField(min_value=1, max_value=256, help_text="Runs at once")
+    max_waiting = StrictIntegerField(min_value=0, max_value=10_000,
+                                     help_text="Runs queued behind them before a run is refused (429)")
+    cpu_seconds = StrictIntegerField(min_value=1, max_value=3600, help_text="CPU time of one run")
+    memory_mb = StrictIntegerField(min_value=16, max_value=65_536, help_text="Memory of one run")
+    max_processes = StrictIntegerField(min_value=1, max_value=4096, help_text="Processes one run may have")
+    max_file_mb = StrictIntegerField(min_value=1, max_value=4096, help_text="Largest file a run may write")
+    max_open_files = StrictIntegerField(min_value=16, max_value=65_536, help_text="Files a run may hold open")
+    max_output_bytes = StrictIntegerField(min_value=1024, max_value=16 * 1024 * 1024,
+                                          help_text="Output kept of a run (the rest is cut)")
     # its tmpfs holds the run's files (4 MB: the few a run starts with fit)
-    disk_mb = StrictIntegerField(min_value=4, max_value=65_536)
+    disk_mb = StrictIntegerField(min_value=4, max_value=65_536, help_text="A run's own disk (its tmpfs)")
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and "ceilings" in data:
@@ -246,6 +290,10 @@ class SandboxSettings(SettingsSection):
 
 class ImproveChangeSettings(SettingsSection):
     """[improve_change]: POST /improve/change (max_repairs_limit is the deployment's, not the API's)."""
+
+    units = {"max_repairs": "rounds", "context_tokens": "tokens", "symbol_map_max_files": "files",
+             "whole_file_max_lines": "lines", "max_files": "files",
+             "max_tokens": "tokens", "git_timeout": "seconds", "ruff_timeout": "seconds"}
 
     max_repairs = StrictIntegerField(min_value=0, max_value=20,
                                      help_text="Repairs after the first attempt when a request names none "
@@ -260,28 +308,28 @@ class ImproveChangeSettings(SettingsSection):
                                                         "longer ones as search/replace blocks")
     max_files = StrictIntegerField(min_value=1, max_value=200, help_text="Most files one change may touch")
     near_match_ratio = StrictFloatField(min_value=0.5, max_value=1.0,
-                                        help_text="How alike (0..1) a region must be for a search block to "
+                                        help_text="How alike a region must be for a search block to "
                                                   "match it when no exact match exists")
     max_tokens = StrictIntegerField(min_value=0, max_value=1_000_000,
                                     help_text="Answer tokens per model call; 0: the provider's default")
-    git_timeout = _seconds()
-    ruff_timeout = _seconds()
+    git_timeout = _seconds("Each git command on the workspace repository")
+    ruff_timeout = _seconds("ruff over the changed files")
 
 
 class EditableConfigSerializer(SettingsSection):
     """What GET /config shows and PATCH /config accepts: application settings, which
     apply to the next request. Deployment settings come from the environment only."""
 
-    llm = LLMSettings()
-    ollama = OllamaSettings()
-    openai_compatible = OpenAICompatibleSettings()
-    models = ModelSettings()
-    embeddings = EmbeddingSettings()
-    logging = LoggingSettings()
-    workflow = WorkflowSettings()
-    rag = RagSettings()
-    sandbox = SandboxSettings()
-    improve_change = ImproveChangeSettings()
+    llm = LLMSettings(help_text="The model server and its answers")
+    ollama = OllamaSettings(help_text="Ollama")
+    openai_compatible = OpenAICompatibleSettings(help_text="An OpenAI-compatible server (LM Studio, vLLM, llama.cpp)")
+    models = ModelSettings(help_text="The model per task complexity, per provider")
+    embeddings = EmbeddingSettings(help_text="The embedder of code search")
+    logging = LoggingSettings(help_text="Logging")
+    workflow = WorkflowSettings(help_text="The code generation workflow")
+    rag = RagSettings(help_text="Code search")
+    sandbox = SandboxSettings(help_text="Limits of each sandbox run, under the deployment's ceilings")
+    improve_change = ImproveChangeSettings(help_text="Changes to several files from one instruction")
 
 
 class WorkspaceSerializer(serializers.Serializer):

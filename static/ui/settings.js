@@ -12,7 +12,7 @@
   const choices = JSON.parse(document.getElementById("setting-choices").textContent);
   const LABELS = { llm: "LLM", ollama: "Ollama", openai_compatible: "LM Studio (OpenAI-compatible)", models: "Models per task complexity",
     embeddings: "Embeddings", logging: "Logging", workspace: "Workspace (read-only)", workflow: "Workflow", rag: "Code search", sandbox: "Sandbox limits",
-    defaults: "defaults (any provider)", lm_studio: "lm_studio", embedded: "embedded", ollama_models: "ollama" };
+    improve_change: "Changes from one instruction", defaults: "defaults (any provider)", lm_studio: "lm_studio", embedded: "embedded", ollama_models: "ollama" };
   // Shown, never sent: the environment sets them.
   const READ_ONLY = ["workspace"];
   const readOnly = (name) => READ_ONLY.includes(name.split(".")[0]);
@@ -22,16 +22,8 @@
   let fieldSchemas = {};
 
   // --- help from the schema -----------------------------------------------------------------
-  // Units the schema's numbers are in, by the field's name (the schema gives ranges, and a
-  // description for some fields only).
-  const UNITS = [[/(^|_)timeout$|_seconds$/, "seconds"], [/_mb$/, "MB"], [/_kb$/, "KB"], [/_bytes$/, "bytes"],
-    [/_chars$/, "characters"], [/(^|_)max_tokens$|_tokens$/, "tokens"], [/^chunk_(lines|overlap)$/, "lines"],
-    [/^edit_programs$/, "programs"], [/^batch_size$/, "texts per request"]];
-  const unitOf = (name) => {
-    const key = name.split(".").pop();
-    const found = UNITS.find(([pattern]) => pattern.test(key));
-    return found ? found[1] : "";
-  };
+  // Each setting's help, range and unit (x-unit) come from the schema.
+  const unitOf = (name) => (fieldSchemas[name] || {})["x-unit"] || "";
 
   // name ("ollama.timeout") → that property's schema, $refs followed.
   function flattenSchema(schema) {
@@ -70,8 +62,9 @@
     const schema = fieldSchemas[name] || {};
     const unit = unitOf(name);
     const parts = [];
-    // drf-spectacular describes an enum by listing its values: the select shows them already.
-    if (schema.description && !schema.description.startsWith("* `")) parts.push(schema.description.trim().replace(/\.?$/, "."));
+    // drf-spectacular appends an enum's values to its description: the select shows them already.
+    const description = (schema.description || "").split(/\n*\* `/)[0].trim();
+    if (description) parts.push(description.replace(/\.?$/, "."));
     const low = schema.minimum ?? schema.exclusiveMinimum;
     const high = schema.maximum ?? schema.exclusiveMaximum;
     if (low !== undefined && high !== undefined) parts.push(`${number(low)}–${number(high)}${unit ? " " + unit : ""}.`);
