@@ -6,6 +6,7 @@ files on disk change), undone (the files back); a 409 explained beside Apply; Un
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -68,6 +69,9 @@ def propose(ui, server, module_llm):
     check(ui.locator("#change-steps li.running")).to_have_count(0)
     check(ui.locator("#change-steps")).to_contain_text("Running the tests and ruff")
     check(ui.locator("#change-steps")).to_contain_text("Attempt 1: the tests and ruff pass")
+    # what the model read, within the share of its window left for files
+    check(ui.locator("#change-steps")).to_contain_text(re.compile(r"Context: \d+ files \([\d,]+ of [\d,]+ tokens"))
+    check(ui.locator("#evidence-context")).to_contain_text("tokens the model's window leaves for files")
 
 
 def test_a_two_file_change_some_hunks_applied_then_undone(ui, server, module_llm, workspace, width):
@@ -189,6 +193,7 @@ def test_a_file_edited_in_the_page_before_applying_is_written_as_edited(ui, serv
     check(ui.locator("#apply-result")).to_contain_text("Applied calc.py (your edit), values.py")
     check(ui.locator("#change-state")).to_have_text("applied")
     check(calc.locator(".file-head .badge.edited")).to_have_text("edited")
+    check(ui.locator("#evidence-edited")).to_have_text("Edited by you before applying, not tested again: calc.py")
     assert (workspace / "calc.py").read_text() == CALC_EDITED
     assert git(workspace, "show", "HEAD:calc.py") + "\n" == CALC_EDITED
     ui.click("#undo")

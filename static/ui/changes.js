@@ -80,10 +80,22 @@
   }
 
   function planText(plan) {
-    const count = (plan.context || []).length;
-    const left = (plan.left_out || []).length;
-    return `Context: ${count} file${count === 1 ? "" : "s"}` + (left ? `, ${left} left out` : "") +
+    return contextText(plan.context, plan.left_out_files || (plan.left_out || []).map((path) => ({ path })), plan.budget) +
       (plan.git ? " (git workspace)" : "");
+  }
+
+  // What the model read, against the share of its window the files could take, and what did not fit.
+  function contextText(context, leftOut, budget) {
+    const files = context || [];
+    const used = files.reduce((sum, file) => sum + (file.tokens || 0), 0);
+    let text = `Context: ${files.length} file${files.length === 1 ? "" : "s"}`;
+    if (budget) text += ` (${used.toLocaleString()} of ${budget.files_tokens.toLocaleString()} tokens the model's window leaves for files)`;
+    const left = leftOut || [];
+    if (left.length) {
+      const named = left.slice(0, 5).map((file) => file.tokens ? `${file.path} (${file.tokens.toLocaleString()} tokens)` : file.path);
+      text += `; left out, over the budget: ${named.join(", ")}` + (left.length > 5 ? ` and ${left.length - 5} more` : "");
+    }
+    return text;
   }
 
   function editText(edit) {
@@ -327,6 +339,11 @@
     const tests = evidence.tests || [];
     const attempts = evidence.attempts || [];
     $("evidence").hidden = !tests.length && !attempts.length && !evidence.ruff;
+    $("evidence-context").textContent = evidence.context ? contextText(evidence.context, evidence.left_out_files, evidence.budget) : "";
+    const edited = evidence.edited_by_user || [];
+    $("evidence-edited").hidden = !edited.length;
+    $("evidence-edited").textContent = edited.length
+      ? `Edited by you before applying, not tested again: ${edited.map((item) => item.path).join(", ")}` : "";
     const box = $("evidence-tests");
     box.replaceChildren();
     if (tests.length) {
