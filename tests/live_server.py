@@ -43,8 +43,9 @@ class LiveASGIServer:
         try:
             wait_for(self._answers, timeout=timeout, what="the server's /health")
         except AssertionError:
+            log = self.log()  # before stop(), which closes it
             self.stop()
-            raise RuntimeError(f"the server did not answer within {timeout} s:\n{self.log()}") from None
+            raise RuntimeError(f"the server did not answer within {timeout} s:\n{log}") from None
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:
