@@ -1,129 +1,140 @@
-"""files_app write-with-backup and read against bare Python file IO of the same bytes.
+"""GET /files/read and POST /files/write through the server (as `make run` starts it), this
+checkout against an earlier commit's tree (`git archive`) served the same way, in one run.
 
-    python bench/files_io.py [N]
+    python bench/files_io.py [--baseline REF] [--rounds 6] [-n 60]
 
-Baselines, measured in the same run on the same disk: open().write() + os.replace
-(no fsync), the same with an fsync of the file (what durability costs on its own),
-and open().read(). The service adds the openat walk, a directory lock, the backup
-(a streamed copy into the content-addressed store, an fsync, a database row) and
-fsyncs of the file and its directory. Prints p50/p99 in ms and ratios; no assertions.
+Both servers run at once, each with its own data dir and workspace on the same disk; rounds
+alternate which is measured first. Each round times, one request at a time on a kept-alive
+connection: GET /health (the framework's own floor), GET /files/read of a 4 KB file, POST
+/files/write of 4 KB of new content (so every write backs up the version it replaces) and
+the same with create_backup=false; and, on the same disk, a bare write + fsync + rename (what
+durability costs on its own) and a bare open().read(). Prints p50/p99 per server, the ratio
+this ÷ baseline, and the goals of issue #26: a read's p50 within 1 ms of /health's, a write's
+p50 within 2x the bare durable write plus /health's p50. No assertions.
 """
 
 from __future__ import annotations
 
+import argparse
+import http.client
+import json
 import os
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from figures import percentile  # noqa: E402
+from baseline import ROOT, Server, describe, exported
+from figures import percentile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-SIZES = (4 * 1024, 256 * 1024)
-
-
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for index in range(n):
-        start = time.perf_counter()
-        fn(index)
-        out.append(time.perf_counter() - start)
-    return out
+SIZE = 4 * 1024
+KINDS = ("health", "read", "write", "write_no_backup")
+LABELS = {"health": "GET /health", "read": "GET /files/read (4 KB)", "write": "POST /files/write (4 KB, backup)",
+          "write_no_backup": "POST /files/write (4 KB, no backup)"}
 
 
-def setup_django(base: Path) -> None:
-    for name in ("data", "workspace", "config"):
-        (base / name).mkdir()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "codegen_site.settings",
-        "CODEGEN_DATA_DIR": str(base / "data"),
-        "CODEGEN_WORKSPACE_ROOT": str(base / "workspace"),
-        "CODEGEN_CONFIG_DIR": str(base / "config"),
-        "DATABASE_URL": f"sqlite:///{base / 'data' / 'bench.sqlite3'}",
-        "CODEGEN_LOGGING__LEVEL": "WARNING",
-    })
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+def payload(index: int) -> str:
+    line = "x = 1  # some source code\n"
+    body = (line * (SIZE // len(line) + 1))[: SIZE - 16]
+    return body + f"# {index:13d}\n"
 
 
-def payloads(size: int, n: int) -> list[bytes]:
-    """n distinct payloads of `size` bytes, so every backup stores new content."""
-    line = b"x = 1  # some source code\n"
-    body = (line * (size // len(line) + 1))[: size - 16]
-    return [body + f"# {index:13d}\n".encode() for index in range(n)]
+class Client:
+    def __init__(self, server: Server):
+        self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        self.counter = 0
+
+    def call(self, method: str, path: str, body: dict | None = None) -> float:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        started = time.perf_counter()
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        answer = response.read()
+        seconds = time.perf_counter() - started
+        if response.status != 200:
+            raise SystemExit(f"{method} {path}: {response.status} {answer[:300]!r}")
+        return seconds
+
+    def run(self, kind: str) -> float:
+        self.counter += 1
+        if kind == "health":
+            return self.call("GET", "/health")
+        if kind == "read":
+            return self.call("GET", "/files/read?path=src/pkg/module.py")
+        return self.call("POST", "/files/write", {"path": f"src/pkg/{kind}.py", "content": payload(self.counter),
+                                                   "create_backup": kind == "write"})
+
+
+def bare_write(directory: Path, index: int) -> float:
+    temp, target = directory / ".bare.tmp", directory / "bare.py"
+    data = payload(index).encode()
+    started = time.perf_counter()
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, target)
+    return time.perf_counter() - started
+
+
+def bare_read(path: Path) -> float:
+    started = time.perf_counter()
+    with open(path, "rb") as handle:
+        handle.read().decode("utf-8")
+    return time.perf_counter() - started
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    with tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
-        base = Path(tmp)
-        setup_django(base)
-        from files_app import services
-        from files_app.models import Backup
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="HEAD", help="the commit to compare with (default HEAD)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("-n", type=int, default=60, help="requests of each kind per server per round")
+    args = parser.parse_args()
 
-        workspace = base / "workspace"
-        print(f"files_io: N={n} per figure, workspace on {workspace}")
-        print(f"{'size':>7} {'operation':<38} {'p50 ms':>8} {'p99 ms':>8} {'x bare p50':>11} {'x bare p99':>11}")
-        for size in SIZES:
-            data = payloads(size, n)
-            target = workspace / f"bare_{size}.py"
-            temp = workspace / f".bare_{size}.tmp"
+    with exported(args.baseline) as old_tree, tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
+        work = Path(tmp)
+        with Server(old_tree, work / "baseline") as old, Server(ROOT, work / "this") as new:
+            servers = {"baseline": old, "this": new}
+            for server in servers.values():
+                (server.workspace / "src/pkg").mkdir(parents=True)
+                (server.workspace / "src/pkg/module.py").write_text(payload(0))
+            clients = {name: Client(server) for name, server in servers.items()}
+            samples = {name: {kind: [] for kind in KINDS} for name in servers}
+            bare = {"write + fsync + rename": [], "open().read() + decode": []}
+            for client in clients.values():  # warm-up: first requests import and connect
+                for kind in KINDS:
+                    for _ in range(5):
+                        client.run(kind)
+            for round_number in range(args.rounds):
+                order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    for kind in KINDS:
+                        samples[name][kind] += [clients[name].run(kind) for _ in range(args.n)]
+                bare["write + fsync + rename"] += [bare_write(new.workspace, index) for index in range(args.n)]
+                bare["open().read() + decode"] += [bare_read(new.workspace / "src/pkg/module.py")
+                                                   for _ in range(args.n)]
+            for client in clients.values():
+                client.connection.close()
 
-            def bare_write(index, data=data, target=target, temp=temp):
-                with open(temp, "wb") as handle:
-                    handle.write(data[index])
-                os.replace(temp, target)
-
-            def bare_write_fsync(index, data=data, target=target, temp=temp):
-                with open(temp, "wb") as handle:
-                    handle.write(data[index])
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, target)
-
-            def service_write(index, data=data, size=size):
-                services.write_file(f"svc_{size}.py", data[index])
-
-            def service_write_same(index, data=data, size=size):
-                services.write_file(f"same_{size}.py", data[0])
-
-            def service_write_no_backup(index, data=data, size=size):
-                services.write_file(f"nob_{size}.py", data[index], create_backup=False)
-
-            def bare_read(index, target=target):
-                with open(target, "rb") as handle:
-                    handle.read().decode("utf-8")
-
-            def service_read(index, size=size):
-                services.read_file(f"svc_{size}.py")
-
-            for warm in (bare_write, service_write, service_write_same, service_write_no_backup):
-                warm(0)
-            rows = [
-                ("bare open().write() + os.replace", timed(bare_write, n)),
-                ("bare write + fsync + os.replace", timed(bare_write_fsync, n)),
-                ("write_file, backup of new content", timed(service_write, n)),
-                ("write_file, backup of stored content", timed(service_write_same, n)),
-                ("write_file, create_backup=False", timed(service_write_no_backup, n)),
-            ]
-            reads = [("bare open().read() + decode", timed(bare_read, n)),
-                     ("read_file", timed(service_read, n))]
-            for group in (rows, reads):
-                base50, base99 = percentile(group[0][1], .5) * 1000, percentile(group[0][1], .99) * 1000
-                for label, samples in group:
-                    p50, p99 = percentile(samples, .5) * 1000, percentile(samples, .99) * 1000
-                    print(f"{size // 1024:>5}KB {label:<38} {p50:8.3f} {p99:8.3f} {p50 / base50:11.1f} "
-                          f"{p99 / base99:11.1f}")
-            mean = statistics.mean
-            print(f"{'':>7} (means: bare write {mean(rows[0][1]) * 1000:.3f} ms, "
-                  f"write_file {mean(rows[2][1]) * 1000:.3f} ms)")
-        print(f"backups recorded: {Backup.objects.count()}")
+    ms = {name: {kind: (percentile(values, .5) * 1000, percentile(values, .99) * 1000)
+                 for kind, values in by_kind.items()} for name, by_kind in samples.items()}
+    print(f"files_io: baseline {describe(args.baseline)}")
+    print(f"{args.rounds} rounds x {args.n} requests of each kind per server, alternating; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'':38} {'baseline p50':>12} {'p99':>8} {'this p50':>9} {'p99':>8} {'this/baseline p50':>18}")
+    for kind in KINDS:
+        (old50, old99), (new50, new99) = ms["baseline"][kind], ms["this"][kind]
+        print(f"{LABELS[kind]:38} {old50:12.2f} {old99:8.2f} {new50:9.2f} {new99:8.2f} {new50 / old50:17.2f}x")
+    for label, values in bare.items():
+        print(f"{'bare ' + label:38} {percentile(values, .5) * 1000:12.2f} {percentile(values, .99) * 1000:8.2f}"
+              "   (same disk, no server)")
+    floor_write = percentile(bare["write + fsync + rename"], .5) * 1000
+    for name in servers:
+        health, read, write = (ms[name][kind][0] for kind in ("health", "read", "write"))
+        goal = 2 * floor_write + health
+        print(f"{name:>8}: read p50 - /health p50 = {read - health:+.2f} ms (goal <= 1 ms); write p50 "
+              f"{write:.2f} ms vs 2 x bare durable write + /health p50 = {goal:.2f} ms: {write / goal:.2f}x "
+              "(goal <= 1)")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,26 @@ def test_writing_over_a_directory_or_below_a_file_is_400(client, ws):
     assert (ws / "plain.txt").read_text() == "x"
 
 
+def test_a_failed_backup_copy_leaves_the_old_file_and_records_no_backup(client, ws, data_dir, monkeypatch):
+    """The copy into the store runs beside the new content's write: when it fails, the new
+    content is not renamed into place and no row points at a blob that is not on disk."""
+    (ws / "keep.txt").write_text("old content\n")
+    real = os.fsync
+
+    def broken(fd):
+        if str(data_dir) in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", broken)
+    response = write(client, "keep.txt", "new content\n")
+    monkeypatch.setattr(os, "fsync", real)
+    assert response.status_code == 500 and "injected" in response.json()["detail"]
+    assert (ws / "keep.txt").read_text() == "old content\n"
+    assert temp_litter(ws) == [] and temp_litter(data_dir / "backups") == []
+    assert not Backup.objects.exists()
+
+
 # ---------------------------------------------------------------- read
 
 def test_read_returns_the_reference_shape(client, ws):
@@ -186,6 +206,44 @@ def test_read_directory_and_fifo_are_400_without_hanging(client, ws):
     assert "directory" in read(client, "d").json()["detail"]
     response = read(client, "pipe")
     assert response.status_code == 400 and "regular file" in response.json()["detail"]
+
+
+def test_read_of_a_large_file_answers_as_a_small_one(client, ws):
+    # Small answers are rendered on the event loop, large ones on a thread: the same JSON.
+    from files_app.api import INLINE_RENDER_CHARS
+
+    big = "é = 1  # \"quoted\"\n" * (INLINE_RENDER_CHARS // 10)
+    (ws / "big.py").write_text(big)
+    response = read(client, "big.py")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert response.json() == {"success": True, "path": str(ws / "big.py"), "content": big, "error": None}
+
+
+def test_read_follows_a_workspace_root_replaced_at_the_same_path(client, ws):
+    """The root's fd is kept between reads; a new directory at the root's path is opened anew."""
+    (ws / "f.py").write_text("first\n")
+    assert read(client, "f.py").json()["content"] == "first\n"
+    ws.rename(ws.with_name("old-ws"))
+    ws.mkdir()
+    (ws / "f.py").write_text("second\n")
+    assert read(client, "f.py").json()["content"] == "second\n"
+
+
+def test_reads_without_openat2_answer_and_refuse_the_same(client, ws, outside, monkeypatch):
+    """Where the kernel has no openat2 the walk from the root reads instead."""
+    from codegen_site.core.workspace import descriptors
+
+    (ws / "src").mkdir()
+    (ws / "src/m.py").write_text("m = 1\n")
+    (ws / "out").symlink_to(outside, target_is_directory=True)
+    answers = []
+    for works in (True, False):
+        monkeypatch.setattr(descriptors, "_openat2_works", works)
+        answers.append([(r.status_code, r.json()) for r in
+                        (read(client, "src/m.py"), read(client, "out/secret.txt"), read(client, "src/none.py"),
+                         read(client, "src/m.py/x"))])
+    assert answers[0] == answers[1]
+    assert [status for status, _ in answers[0]] == [200, 400, 404, 404]
 
 
 def test_read_needs_a_path(client, ws):

@@ -1,8 +1,11 @@
 """Atomic writes of workspace files, each backing up the version it replaces.
 
 The new content goes to a temp file in the same directory, is fsynced and renamed over the
-old one (mode and, as root, owner kept), so a failure at any step leaves the old file as it
-was. Writers of one directory take turns (flock on the directory), across threads and
+old one (mode and, as root, owner kept), and the directory is fsynced, so a failure at any
+step leaves the old file as it was and a write that returned survives a crash. Meanwhile a
+second thread copies the version it replaces into the backup store (fsynced, renamed into
+place, its directory fsynced); the backup's row is written once both are on disk, before the
+rename. Writers of one directory take turns (flock on the directory), across threads and
 processes, so concurrent writes each back up the version they replace. The IO walks from the
 workspace root with O_NOFOLLOW (codegen_site.core.workspace): a symlink swapped in after the
 path check makes the call fail (400) instead of leading out of the workspace."""
@@ -14,6 +17,7 @@ import fcntl
 import logging
 import os
 import stat
+import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,39 +61,81 @@ def _existing(dir_fd: int, name: str, shown: str) -> os.stat_result | None:
     return current
 
 
-def _backup_current(dir_fd: int, name: str, shown: str, reason: str) -> Backup:
+class _Copy(threading.Thread):
+    """The backup's copy into the store (its own fsyncs), on a thread of its own while the
+    caller writes and fsyncs the new content: the two wait on the disk at once, not in turn."""
+
+    def __init__(self, fd: int):
+        super().__init__(name="files-backup-copy", daemon=True)
+        self.fd = fd
+        self.stored: tuple[str, int] | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.stored = store_blob(self.fd)
+        except BaseException as exc:  # handed to the caller by `result`
+            self.error = exc
+
+    def result(self) -> tuple[str, int]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.stored
+
+
+def _open_current(dir_fd: int, name: str, shown: str) -> int:
     fd = workspace.open_file(dir_fd, name, os.O_RDONLY, shown=shown)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadInput(f"Path is not a regular file: {shown}")
+    return fd
+
+
+def _write_temp(dir_fd: int, temp: str, data: bytes, current: os.stat_result | None, shown: str) -> None:
+    """The new content in `temp` beside the file, with the old file's mode (and owner, as root), fsynced."""
+    fd = workspace.open_file(dir_fd, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, shown=shown)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BadInput(f"Path is not a regular file: {shown}")
-        with store_lock(exclusive=False):
-            sha256, size = store_blob(fd)
-            return Backup.objects.create(path=shown, stored_path=stored_path_for(sha256), sha256=sha256,
-                                         size=size, reason=reason)
+        if current is not None:
+            os.fchmod(fd, stat.S_IMODE(current.st_mode))
+            if os.geteuid() == 0:
+                os.fchown(fd, current.st_uid, current.st_gid)
+        write_all(fd, data)
+        os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _replace(dir_fd: int, name: str, data: bytes, current: os.stat_result | None, shown: str) -> None:
-    """Atomically make `name` hold `data`: a failure at any step leaves the old file as it was."""
+def _replace(dir_fd: int, name: str, data: bytes, current: os.stat_result | None, shown: str,
+             backup_of: int | None, reason: str) -> Backup | None:
+    """Atomically make `name` hold `data`, first backing up the open file `backup_of` (when
+    given): a failure at any step leaves the old file as it was. The backup's row is written
+    once its blob is durable, and before the rename, so no state on disk has the new content
+    without the old one stored."""
     temp = temp_name()
-    fd = workspace.open_file(dir_fd, temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, shown=shown)
+    backup = None
     try:
-        try:
-            if current is not None:
-                os.fchmod(fd, stat.S_IMODE(current.st_mode))
-                if os.geteuid() == 0:
-                    os.fchown(fd, current.st_uid, current.st_gid)
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if backup_of is None:
+            _write_temp(dir_fd, temp, data, current, shown)
+        else:
+            # Writers share the store lock until the blob's row exists (pruning takes it exclusively).
+            with store_lock(exclusive=False):
+                copy = _Copy(backup_of)
+                copy.start()
+                try:
+                    _write_temp(dir_fd, temp, data, current, shown)
+                finally:
+                    # The backup is recorded even when the new content failed: it is the file's current content.
+                    sha256, size = copy.result()
+                    backup = Backup.objects.create(path=shown, stored_path=stored_path_for(sha256), sha256=sha256,
+                                                   size=size, reason=reason)
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with suppress(OSError):
             os.unlink(temp, dir_fd=dir_fd)
         raise
     os.fsync(dir_fd)  # the rename itself survives a crash
+    return backup
 
 
 def write_bytes(target: Path, data: bytes, *, create_backup: bool, reason: str) -> WriteResult:
@@ -99,10 +145,12 @@ def write_bytes(target: Path, data: bytes, *, create_backup: bool, reason: str) 
         with workspace.open_dir_for_write(target.parent) as dir_fd:
             fcntl.flock(dir_fd, fcntl.LOCK_EX)  # released when the fd closes
             current = _existing(dir_fd, target.name, shown)
-            backup = None
-            if current is not None and create_backup:
-                backup = _backup_current(dir_fd, target.name, shown, reason)
-            _replace(dir_fd, target.name, data, current, shown)
+            backup_of = _open_current(dir_fd, target.name, shown) if current is not None and create_backup else None
+            try:
+                backup = _replace(dir_fd, target.name, data, current, shown, backup_of, reason)
+            finally:
+                if backup_of is not None:
+                    os.close(backup_of)
     except OSError as exc:
         if exc.errno == errno.EISDIR:
             raise BadInput(f"Path is a directory: {shown}") from exc

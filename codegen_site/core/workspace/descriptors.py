@@ -5,9 +5,12 @@ open by name. A link or a FIFO swapped in at any moment makes the call fail, not
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import platform
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +21,78 @@ from codegen_site.core.workspace.policy import is_hidden_name, looks_secret
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK_BYTES = 1 << 20
+
+# openat2(2) (Linux 5.6+): one call opens a path below a directory fd, refusing every symbolic
+# link and any way out of the directory on the kernel's side; what the walk below does one
+# component at a time. Its number in the generic syscall table (x86-64 and arm64 alike).
+_OPENAT2 = 437
+_RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _load_openat2():
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_OpenHow), ctypes.c_size_t]
+    return syscall
+
+
+_syscall = _load_openat2()
+_openat2_works = _syscall is not None
+
+
+def _openat2(dir_fd: int, relative_path: str, flags: int) -> int | None:
+    """An fd for `relative_path` below `dir_fd` with no symbolic link on the way, or None where
+    the kernel (or a seccomp filter) has no openat2: the caller walks instead. OSError otherwise."""
+    global _openat2_works
+    if not _openat2_works:
+        return None
+    how = _OpenHow(flags, 0, _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+    fd = _syscall(_OPENAT2, dir_fd, os.fsencode(relative_path), ctypes.byref(how), ctypes.sizeof(how))
+    if fd >= 0:
+        return fd
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
+        _openat2_works = False
+        return None
+    raise OSError(error, os.strerror(error))
+
+
+class _RootHandle:
+    """The workspace root, opened once and kept (checked against the path by one stat per use,
+    so a root moved or replaced is opened again)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[str, int, int] | None = None
+        self._fd: int | None = None
+
+    def fd(self) -> int:
+        path = root()
+        info = os.stat(path)
+        key = (str(path), info.st_dev, info.st_ino)
+        with self._lock:
+            if key != self._key:
+                fd = os.open(path, _DIR_FLAGS)
+                opened = os.fstat(fd)
+                if (opened.st_dev, opened.st_ino) != key[1:]:
+                    os.close(fd)
+                    raise ServiceError(f"The workspace root changed while being opened: {path}")
+                # The old fd (if any) stays open: a reader may hold its number a moment longer,
+                # and a root changes rarely (tests, a new workspace setting).
+                self._key, self._fd = key, fd
+            return self._fd
+
+
+_root_handle = _RootHandle()
 
 
 def _walk_error(exc: OSError, dir_fd: int, name: str, shown: str, *, creating: bool = False) -> ServiceError:
@@ -125,31 +200,54 @@ def read_open(fd: int, limit: int, shown: str) -> bytes:
         raise BadInput(f"Path is not a regular file: {shown}")
     if info.st_size > limit:
         raise BadInput(f"File is {info.st_size} bytes; the read limit is {limit} bytes")
-    data = _read_all(fd, limit, shown)
+    data = _read_all(fd, limit, shown, info.st_size)
     if looks_secret(data):
         raise PathNotAllowed(f"Path is off limits (it holds a private key): {shown}")
     return data
 
 
-def _read_all(fd: int, limit: int, shown: str) -> bytes:
+def _read_all(fd: int, limit: int, shown: str, size: int) -> bytes:
+    # Asks for the size fstat gave and a byte more: a read that comes back short having reached
+    # that size is the end of the file, so a file that did not change is one read.
     chunks, total = [], 0
-    while chunk := os.read(fd, min(CHUNK_BYTES, limit + 1 - total)):
+    expected = min(size, limit) + 1
+    while True:
+        asked = min(CHUNK_BYTES, limit + 1 - total, expected - total if total < expected else CHUNK_BYTES)
+        chunk = os.read(fd, asked)
+        if not chunk:
+            break
         chunks.append(chunk)
         total += len(chunk)
         if total > limit:
             raise BadInput(f"File is over the read limit of {limit} bytes")
-    return b"".join(chunks)
+        if len(chunk) < asked and total >= size:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_bytes(path: Path, limit: int) -> bytes:
-    """A resolved workspace file's bytes (see read_open for what is refused)."""
+    """A resolved workspace file's bytes (see read_open for what is refused): one open (openat2
+    from the kept root fd, where the kernel has it) and one read."""
     shown = relative(path)
-    with open_dir(path.parent) as dir_fd:
-        fd = open_file(dir_fd, path.name, os.O_RDONLY, shown=shown)
+    names = parts(path)
+    if any(is_hidden_name(name) for name in names):
+        raise PathNotAllowed(f"Path is off limits (the product's own data): {shown}")
+    fd = None
+    if names:
         try:
-            return read_open(fd, limit, shown)
-        finally:
-            os.close(fd)
+            fd = _openat2(_root_handle.fd(), "/".join(names), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                          | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise PathNotFound(f"Path not found: {shown}") from None
+        except OSError:
+            fd = None  # a link, a file for a directory, no permission: the walk names what it met
+    if fd is None:
+        with open_dir(path.parent) as dir_fd:
+            fd = open_file(dir_fd, path.name, os.O_RDONLY, shown=shown)
+    try:
+        return read_open(fd, limit, shown)
+    finally:
+        os.close(fd)
 
 
 class Reader:
