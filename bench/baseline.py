@@ -60,7 +60,8 @@ def free_port() -> int:
 
 class Server:
     """codegen_site.server from `tree` with its own data dir, config dir and workspace under
-    `workdir`, no rate limit, no analysis workers at start."""
+    `workdir`, a rate limit no bench reaches (per second, so the throttle keeps a second of
+    history, as it keeps at most its limit in use), no analysis workers at start."""
 
     def __init__(self, tree: Path, workdir: Path, **env: str):
         self.tree, self.workdir = tree, workdir
@@ -72,7 +73,7 @@ class Server:
         self.env = tree_env(tree, DJANGO_SETTINGS_MODULE="codegen_site.settings",
                             CODEGEN_DATA_DIR=str(workdir / "data"), CODEGEN_CONFIG_DIR=str(workdir / "config"),
                             CODEGEN_WORKSPACE_ROOT=str(self.workspace),
-                            CODEGEN_SECURITY__RATE_ANON="1000000/minute", CODEGEN_LOGGING__LEVEL="WARNING",
+                            CODEGEN_SECURITY__RATE_ANON="1000000/second", CODEGEN_LOGGING__LEVEL="WARNING",
                             CODEGEN_IMPROVE__WORKERS_AT_START="false", PYTHONUNBUFFERED="1", **env)
         self.process: subprocess.Popen | None = None
 
