@@ -4,7 +4,9 @@ Every task in bench/workflow_tasks.json is a statement with examples plus hidden
 workflow never sees. Each task runs twice with the same model in one go: single-shot (the
 statement as one prompt; the code in the reply is checked by the hidden tests) and the full
 workflow (its final code checked by the same hidden tests). Prints both pass counts and their
-ratio, the workflow's verdicts, attempts and candidates used, and p50/p90 seconds per task.
+ratio, the workflow's verdicts, attempts and candidates used, and p50/p90 seconds per task, and
+how far the workflow's own verdict can be trusted: the false passes (its verdict says `passed`,
+the hidden tests fail) against the verdicts that say `passed`.
 
 Run:
   .venv/bin/python bench/workflow_quality.py                      # scripted LLM: deterministic, the
@@ -13,6 +15,10 @@ Run:
   .venv/bin/python bench/workflow_quality.py --tasks add,clamp --set candidates=5 --set max_repairs=2
   .venv/bin/python bench/workflow_quality.py --check              # the task set itself: references pass
                                                                   # their hidden tests and examples
+  .venv/bin/python bench/workflow_quality.py --llm embedded --rows /tmp/rows.json   # every task's row
+                                                                  # (verdict, evidence) kept as JSON
+  .venv/bin/python bench/workflow_quality.py --llm embedded --no-single   # the workflow only: its passes,
+                                                                  # verdicts and false passes
 """
 
 from __future__ import annotations
@@ -138,9 +144,11 @@ async def full_workflow(task: dict) -> dict:
     started = time.monotonic()
     run = await run_workflow(task["prompt"])
     seconds = time.monotonic() - started
+    verdict = run.report.get("verdict") or "none"
     return {"passed": await hidden_pass(run.code, task["hidden_tests"]), "seconds": seconds, "code": run.code,
-            "verdict": run.report.get("verdict") or "none", "attempts": run.attempts,
-            "candidates": run.report.get("candidates", 0), "own_verdict_passed": run.passed}
+            "verdict": verdict, "attempts": run.attempts, "candidates": run.report.get("candidates", 0),
+            "own_verdict_passed": verdict == "passed", "tests_passed": run.passed,
+            "evidence": run.report.get("evidence")}
 
 
 def reseed(task: dict) -> None:
@@ -156,7 +164,7 @@ def reseed(task: dict) -> None:
 
 
 async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
-                  scripted: ScriptedModel | None = None, show_failed: bool = False) -> None:
+                  scripted: ScriptedModel | None = None, show_failed: bool = False, single: bool = True) -> None:
     """Fills `rows` as tasks finish, so an interrupted run still reports what it measured."""
     stop_at = time.monotonic() + budget_seconds if budget_seconds else float("inf")
     for task in tasks:
@@ -167,18 +175,42 @@ async def compare(tasks: list[dict], rows: list[dict], budget_seconds: float,
             scripted.phase = "single"
         else:
             reseed(task)
-        single = await single_shot(task)
+        asked = await single_shot(task) if single else {"passed": False, "seconds": 0.0}
         if scripted:
             scripted.phase = "workflow"
         else:
             reseed(task)
         flow = await full_workflow(task)
-        rows.append({"name": task["name"], "single": single, "workflow": flow})
-        print(f"  {task['name']:<26} single {'PASS' if single['passed'] else 'fail'} {single['seconds']:6.1f} s | "
+        rows.append({"name": task["name"], "single": asked, "workflow": flow})
+        false_pass = " FALSE PASS" if flow["own_verdict_passed"] and not flow["passed"] else ""
+        print(f"  {task['name']:<26} single {'PASS' if asked['passed'] else 'fail'} {asked['seconds']:6.1f} s | "
               f"workflow {'PASS' if flow['passed'] else 'fail'} {flow['seconds']:6.1f} s  verdict={flow['verdict']:<11} "
-              f"attempts={flow['attempts']} candidates={flow['candidates']}", flush=True)
+              f"attempts={flow['attempts']} candidates={flow['candidates']}{false_pass}{evidence_note(flow)}",
+              flush=True)
         if show_failed and not flow["passed"]:
             print("    " + (flow["code"].strip() or "(no code)").replace("\n", "\n    "), flush=True)
+
+
+def evidence_note(flow: dict) -> str:
+    """The evidence of a run whose tests passed, in a few words: tests by origin, mutants, why weak."""
+    evidence = flow.get("evidence") or {}
+    if not flow.get("tests_passed") or not evidence:
+        return ""
+    tests = " ".join(f"{origin}={count['passed']}/{count['ran']}" for origin, count in evidence["tests"].items()
+                     if count["ran"])
+    mutants = evidence["mutants"]
+    reasons = evidence["reasons"][0][:70] if evidence["reasons"] else ""
+    return f"\n      evidence: {tests} mutants {mutants['rejected']}/{mutants['tried']} rejected  {reasons}"
+
+
+def trust(rows: list[dict]) -> dict:
+    """How far the verdicts can be trusted: verdicts that say `passed`, the false ones among them
+    (hidden tests fail), and the hidden passes of the other verdicts."""
+    said = [row for row in rows if row["workflow"]["own_verdict_passed"]]
+    false = [row["name"] for row in said if not row["workflow"]["passed"]]
+    weak = [row for row in rows if row["workflow"]["verdict"] == "passed_examples_only"]
+    return {"said_passed": len(said), "false_passes": false, "real_passes": sum(r["workflow"]["passed"] for r in rows),
+            "examples_only": len(weak), "examples_only_hidden_pass": sum(r["workflow"]["passed"] for r in weak)}
 
 
 def report(rows: list[dict], label: str, settings) -> None:
@@ -211,6 +243,14 @@ def report(rows: list[dict], label: str, settings) -> None:
     print(f"  verdicts: {', '.join(f'{k} {v}' for k, v in sorted(verdicts.items()))}; "
           f"tasks without a verdict: {verdicts.get('none', 0)}; "
           f"the workflow's own verdict matched the hidden tests on {agree}/{count}")
+    trusted = trust(rows)
+    said = trusted["said_passed"]
+    share = f"{len(trusted['false_passes']) / said:.2f}" if said else "n/a"
+    print(f"  passes (hidden tests pass): {trusted['real_passes']}/{count}; verdict `passed`: {said}, "
+          f"false passes among them: {len(trusted['false_passes'])} ({share})"
+          f"{' — ' + ', '.join(trusted['false_passes']) if trusted['false_passes'] else ''}; "
+          f"`passed_examples_only`: {trusted['examples_only']} (hidden tests pass on "
+          f"{trusted['examples_only_hidden_pass']})")
 
 
 # ---------------------------------------------------------------- the task set itself
@@ -259,6 +299,10 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="check the task set and exit")
     parser.add_argument("--show-failed", action="store_true",
                         help="print the workflow's code for each task it fails")
+    parser.add_argument("--no-single", action="store_true",
+                        help="run the workflow only (single-shot is then reported as 0 passes)")
+    parser.add_argument("--rows", default="", help="write every task's row (verdict, evidence, code) to this "
+                                                   "JSON file")
     args = parser.parse_args()
 
     tasks = json.loads(TASKS_FILE.read_text())
@@ -296,13 +340,15 @@ def main() -> int:
         rows: list[dict] = []
         try:
             asyncio.run(compare(tasks, rows, args.budget * 60, server.responder if server else None,
-                                args.show_failed))
+                                args.show_failed, single=not args.no_single))
         except KeyboardInterrupt:
             print(f"  (interrupted: {len(tasks) - len(rows)} task(s) not finished)")
         finally:
             if server:
                 server.stop()
         report(rows, label, settings)
+        if args.rows:
+            Path(args.rows).write_text(json.dumps(rows, indent=1, default=str))
     return 0
 
 

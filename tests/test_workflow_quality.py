@@ -379,6 +379,10 @@ def test_candidates_the_tests_cannot_tell_apart_are_ranked_by_agreement(client, 
     set_config({"workflow": {"candidates": 3}})
     ollama.responder = Script([square, twice, plus], tests=["no tests"])
     body = post_workflow(client, {"task": task}).json()
-    assert body["verdict"] == "passed" and "n * n" not in body["code"]
+    assert "n * n" not in body["code"]
+    # the majority is kept, but one candidate that passes the same test answers otherwise: the
+    # test cannot tell which is right, so the pass rests on the example only
+    assert body["verdict"] == "passed_examples_only"
+    assert [item.split(":")[0] for item in body["evidence"]["agreement"]["disagreements"]] == ["double(1)", "double(3)"]
     scores = WorkflowRun.objects.get().report["scores"]
     assert sorted(score["agreement"] for score in scores) == [4, 7, 7]  # 5 probes; n * n agrees on 2 and 0

@@ -17,7 +17,10 @@ class Intent(models.TextChoices):
 
 class Verdict(models.TextChoices):
     """How a pipeline ended (WorkflowRun.report["verdict"]); every run that reaches its end has one."""
-    PASSED = "passed", "Passed"  # every counted test passes
+    PASSED = "passed", "Passed"  # every counted test passes and the checks beyond them found nothing weak
+    # every counted test passes, but that is all the evidence: the suite also passes a broken
+    # variant of the program, the program crashes on an edge input, or candidates disagree
+    PASSED_EXAMPLES_ONLY = "passed_examples_only", "Passed its examples only"
     FAILED = "failed", "Failed"  # repairs used up with tests still failing
     OUT_OF_TIME = "out_of_time", "Out of time"  # the wall-clock limit ended the run with tests still failing
     UNVERIFIED = "unverified", "Unverified"  # no usable tests: only a smoke test could run

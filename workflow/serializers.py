@@ -38,7 +38,8 @@ class WorkflowResponseSerializer(serializers.Serializer):
     plan = serializers.CharField(allow_blank=True)
     tests = serializers.CharField(allow_blank=True)
     code = serializers.CharField(allow_blank=True)
-    validation_passed = serializers.BooleanField()
+    validation_passed = serializers.BooleanField(
+        help_text="The kept program passes every counted test; `verdict` says how much that is worth")
     validation_output = serializers.CharField(allow_blank=True)
     attempts = serializers.IntegerField(help_text="Validation runs made (1 + repair rounds); 0 without a pipeline")
     verdict = serializers.ChoiceField(choices=[*Verdict.values, ""],
@@ -48,6 +49,16 @@ class WorkflowResponseSerializer(serializers.Serializer):
     suspect_tests = serializers.ListField(child=serializers.CharField(),
                                           help_text="Model tests every candidate failed: set aside, not chased")
     candidates = serializers.IntegerField(help_text="Programs sampled for the first attempt")
+    chosen_run = serializers.IntegerField(
+        allow_null=True, help_text="The program kept: the 1-based place of its `validation` event in the run "
+                                   "(null without a pipeline, or when no program was validated)")
+    chosen_candidate = serializers.IntegerField(allow_null=True, help_text="The candidate the kept program is "
+                                                                           "(or descends from)")
+    chosen_attempt = serializers.IntegerField(allow_null=True, help_text="The attempt that wrote the kept program")
+    evidence = serializers.DictField(
+        allow_null=True, help_text="What the verdict rests on: tests by origin (task, llm, probe, smoke) with "
+                                   "ran/passed, edge inputs and crashes, agreement with other candidates, the "
+                                   "mutant check, and the reasons the evidence is weak (null without a pipeline)")
 
     def to_representation(self, run: WorkflowRun) -> dict:
         report = run.report or {}
@@ -56,4 +67,6 @@ class WorkflowResponseSerializer(serializers.Serializer):
             "tests": run.tests, "code": run.code, "validation_passed": run.passed, "validation_output": run.output,
             "attempts": run.attempts, "verdict": report.get("verdict", ""),
             "test_sources": report.get("test_sources", []), "suspect_tests": report.get("suspect_tests", []),
-            "candidates": report.get("candidates", 0)})
+            "candidates": report.get("candidates", 0), "chosen_run": report.get("chosen_run"),
+            "chosen_candidate": report.get("chosen_candidate"), "chosen_attempt": report.get("chosen_attempt"),
+            "evidence": report.get("evidence")})

@@ -284,11 +284,15 @@ def plain_tests(suite, names: list[str]) -> list[str]:
     return plain
 
 
-def trial_program(programs: list[str], tests: str, names: list[str], seconds_each: float = SECONDS_EACH) -> str:
+def trial_program(programs: list[str], tests: str, names: list[str],
+                  seconds_each: float | list[float] = SECONDS_EACH, probes: list[str] | tuple = ()) -> str:
     """A module that runs `tests` against each program in its own namespace and prints one
-    line per program: the mark and the positions in `names` of the tests that passed. Each
-    program gets a timer, so one that loops loses only itself; a crash of the whole run
-    keeps the lines already printed."""
+    line per program: the mark and the positions in `names` of the tests that passed (and,
+    with `probes`, the repr of each probe call's value or `error:<exception>`). Each program
+    gets a timer (`seconds_each`, one for all or one per program) for its tests and the same
+    again for each probe, so one that loops loses only itself (after its first late probe the
+    rest are not run); a crash of the whole run keeps the lines already printed."""
+    limits = seconds_each if isinstance(seconds_each, list) else [seconds_each] * len(programs)
     return f"""
 import io, json, signal, sys
 
@@ -302,12 +306,16 @@ signal.signal(signal.SIGALRM, _late)
 _programs = {programs!r}
 _tests = {tests!r}
 _names = {names!r}
+_probes = {list(probes)!r}
+_limits = {limits!r}
 _out = sys.stdout
 for _number, _source in enumerate(_programs):
     _passed = []
+    _seen = []
+    _space = None
     sys.stdout = io.StringIO()
     try:
-        signal.setitimer(signal.ITIMER_REAL, {seconds_each!r})
+        signal.setitimer(signal.ITIMER_REAL, _limits[_number])
         _space = {{"__name__": "solution"}}
         exec(compile(_source, "solution.py", "exec"), _space)
         exec(compile(_tests, "test_solution.py", "exec"), _space)
@@ -323,18 +331,40 @@ for _number, _source in enumerate(_programs):
         pass
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.stdout = _out
-    print({MARK!r} + json.dumps([_number, _passed]), flush=True)
+    for _call in _probes:
+        if _space is None or (_seen and _seen[-1] == "error:Timeout"):
+            _seen.append("error:NotRun")
+            continue
+        try:
+            signal.setitimer(signal.ITIMER_REAL, _limits[_number])
+            _seen.append(repr(eval(_call, _space))[:300])
+        except _Late:
+            _seen.append("error:Timeout")
+        except BaseException as _exc:
+            _seen.append("error:" + type(_exc).__name__)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.stdout = _out
+    print({MARK!r} + json.dumps([_number, _passed, _seen] if _probes else [_number, _passed]), flush=True)
 """
 
 
 def read_trial(output: str, names: list[str], count: int) -> list[set[str] | None]:
     """The names of the passed tests per program (None for a program that printed no line)."""
-    results: list[set[str] | None] = [None] * count
+    return [item[0] if item else None for item in read_probed(output, names, count)]
+
+
+def read_probed(output: str, names: list[str], count: int) -> list[tuple[set[str], list[str]] | None]:
+    """Per program: the names of the passed tests and what each probe gave (an empty list
+    without probes); None for a program that printed no line."""
+    results: list[tuple[set[str], list[str]] | None] = [None] * count
     for line in marked(output, MARK):
-        if not (isinstance(line, list) and len(line) == 2 and isinstance(line[1], list)):
+        if not (isinstance(line, list) and len(line) in (2, 3) and isinstance(line[1], list)):
             continue
-        number, passed = line
+        number, passed = line[0], line[1]
+        seen = line[2] if len(line) == 3 and isinstance(line[2], list) else []
         if isinstance(number, int) and 0 <= number < count:
-            results[number] = {names[index] for index in passed if isinstance(index, int) and 0 <= index < len(names)}
+            results[number] = ({names[index] for index in passed
+                                if isinstance(index, int) and 0 <= index < len(names)},
+                               [str(item) for item in seen])
     return results

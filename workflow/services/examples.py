@@ -40,6 +40,8 @@ class Contract:
     imports: list[str] = field(default_factory=list)
     # every top-level function and class the task's code defines (helpers the tests may use)
     names: set[str] = field(default_factory=set)
+    # parameter -> its annotation as written (`list[int]`), for the parameters that have one
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def signature(self) -> str:
@@ -100,6 +102,9 @@ def parse_contract(task: str) -> Contract:
                     contract.name = node.name
                     if not isinstance(node, ast.ClassDef):
                         contract.params = _params(node.args)
+                        contract.annotations = {arg.arg: ast.unparse(arg.annotation)
+                                                for arg in (*node.args.posonlyargs, *node.args.args)
+                                                if arg.annotation is not None}
     if not contract.name:
         match = _NAMED_CALL.search(task) or _QUOTED_SIGNATURE.search(task)
         if match:

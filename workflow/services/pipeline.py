@@ -10,8 +10,10 @@ The pipeline is built for small local models: the task's own examples are its
 most trusted tests, the model's tests are checked one by one, several programs are
 sampled and ranked by the tests, programs one edit away from the failing ones are
 tried before the model is asked again, and repairs run while any test fails and the
-budget (repairs, wall-clock) lasts. Every run ends with a verdict. The stages are in
-stages.py, the repairs in repair.py (with edit_search.py), the verdict in report.py."""
+budget (repairs, wall-clock) lasts. A program that passes is then checked beyond its tests
+(edge inputs, the other candidates, broken variants of it) before the run says `passed`.
+Every run ends with a verdict. The stages are in stages.py, the repairs in repair.py (with
+edit_search.py), the checks in evidence.py, the verdict in report.py."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from codegen_site.llm import get_llm
 from workflow import selectors
 from workflow.config import settings_for
 from workflow.models import Intent, WorkflowRun
-from workflow.services import report, stages
+from workflow.services import evidence, programs, report, stages
 from workflow.services.examples import parse_contract
 from workflow.services.intent import classify_intent, template_answer
 from workflow.services.repair import repair
@@ -48,7 +50,8 @@ async def _tdd(job: Job, state: RunState, previous_code: str) -> AsyncIterator[E
         async with aclosing(stage) as events:
             async for event in events:
                 yield event
-    report.conclude(job, state)
+    best = programs.best(state.scored, state.tests, state.counted())
+    report.conclude(job, state, best, await evidence.strengthen(job, state, best))
 
 
 async def workflow_events(task: str, session_id: uuid.UUID | None = None) -> AsyncIterator[tuple[str, object]]:

@@ -130,6 +130,8 @@ class Scored:
     agreement: int = 0
     # what an edit search changed in the program it came from ("" for the model's own program)
     edit: str = ""
+    # the 1-based place of its `validation` event among the run's (0: it had none)
+    run: int = 0
 
     def count(self, suite: Suite, origin: str | None = None, among: set[str] | None = None) -> int:
         names = suite.names(origin)

@@ -41,6 +41,7 @@ class RunState:
     candidates: int = 0  # programs sampled for the first attempt
     edited: set[str] = field(default_factory=set)  # programs an edit search started from
     edit_searches: list[dict] = field(default_factory=list)
+    validations: int = 0  # `validation` events sent
 
     def add_time(self, stage: str, started: float) -> None:
         self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 3)

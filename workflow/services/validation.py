@@ -35,10 +35,13 @@ async def validate(job: Job, state: RunState, code: str, candidate: int, attempt
 
 
 def validation_event(state: RunState, scored: Scored) -> Event:
+    """The program's `validation` event; numbers the program by it (`chosen_run` names one)."""
     tests = state.tests
+    state.validations += 1
+    scored.run = state.validations
     return "validation", {
         "passed": not scored.failing(state.counted()), "output": scored.output, "attempt": scored.attempt,
-        "candidate": scored.candidate, "tests_passed": scored.count(tests),
+        "candidate": scored.candidate, "run": scored.run, "tests_passed": scored.count(tests),
         "tests_failed": len(tests.names()) - scored.count(tests),
         "task_tests_passed": scored.count(tests, suite.TASK), "edit": scored.edit,
         "tests": [{"name": name, "passed": scored.passed.get(name, False)} for name in tests.names()]}

@@ -1,0 +1,156 @@
+"""Verdicts with their evidence: a run says `passed` only when its tests are more than the task's
+examples can carry — edge inputs, the other candidates and broken variants of the program — and
+every result says what it rests on. Against the scripted LLM server and the real sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_workflow import post_workflow, stream_events
+from tests.test_workflow_quality import Script, workflow
+from workflow.services import evidence, examples
+
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
+
+LARGEST = '''Complete this function:
+
+```python
+def largest(values):
+    """Return the largest of values.
+
+    >>> largest([1, 5, 3])
+    5
+    """
+```'''
+# satisfies the one example, wrong on nearly everything else (and crashes on one item)
+SECOND_ITEM = "```python\ndef largest(values):\n    return values[1]\n```"
+RIGHT_LARGEST = "```python\ndef largest(values):\n    best = values[0]\n    for v in values:\n        if v > best:\n" \
+                "            best = v\n    return best\n```"
+# right where the examples look, and written differently from the loop above
+SORTED_LARGEST = "```python\ndef largest(values):\n    return sorted(values)[-1]\n```"
+TWO_LARGEST = "```python\ndef largest(values):\n    return max(values[:2])\n```"
+
+ADD = '''Complete this function:
+
+```python
+def add(a, b):
+    """Return the sum of a and b.
+
+    >>> add(2, 3)
+    5
+    >>> add(-1, 1)
+    0
+    """
+```'''
+RIGHT_ADD = "```python\ndef add(a, b):\n    return a + b\n```"
+
+EVEN = "Write a function is_even(n). is_even(4) returns True."
+RIGHT_EVEN = "```python\ndef is_even(n):\n    return n % 2 == 0\n```"
+
+ORIGINS = {"task", "llm", "probe", "smoke"}
+
+
+def examples_only(client, ollama, set_config, codes, task, **settings):
+    return workflow(client, ollama, set_config, Script(codes), task=task, model_tests="without_examples",
+                    plan=False, **settings)
+
+
+def test_a_wrong_program_that_satisfies_the_examples_is_not_passed(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [SECOND_ITEM], LARGEST)
+    assert body["validation_passed"] is True  # its tests did pass...
+    assert body["verdict"] == "passed_examples_only"  # ...but that is all they show
+    found = body["evidence"]
+    assert found["weak"] is True and found["checked"] is True
+    assert found["tests"]["task"] == {"ran": 1, "passed": 1}
+    assert any(crash.startswith("largest([1])") for crash in found["crashes"]), found["crashes"]
+    assert found["mutants"]["survived"], found["mutants"]
+    assert "weak evidence" in body["content"] and "crashes on an edge input" in body["content"]
+
+
+def test_a_suite_that_passes_a_mutant_is_reported_weak(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [RIGHT_EVEN], EVEN)
+    found = body["evidence"]
+    # is_even(4) == True is also what "return True" gives
+    assert body["verdict"] == "passed_examples_only" and found["weak"] is True
+    assert found["crashes"] == [] and found["mutants"]["tried"] >= 2
+    survived = found["mutants"]["survived"]
+    assert any("returns `is_even(4)`'s value for every input" in change for change in survived), survived
+    assert any("broken variant" in reason for reason in found["reasons"])
+
+
+def test_examples_that_reject_every_mutant_make_a_pass(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [RIGHT_ADD], ADD)
+    found = body["evidence"]
+    assert body["verdict"] == "passed", found
+    assert found["weak"] is False and found["reasons"] == []
+    assert found["mutants"]["survived"] == [] and found["mutants"]["rejected"] >= 4
+    assert found["tests"]["task"] == {"ran": 2, "passed": 2}
+    assert found["tests"]["probe"]["ran"] == len(found["edge_inputs"]) > 0
+    assert found["ran"] == sum(item["ran"] for item in found["tests"].values())
+    assert "broken variants of it fail them" in body["content"]
+
+
+def test_candidates_that_answer_differently_beyond_the_examples_make_the_pass_weak(client, ollama, set_config):
+    # both pass largest([1, 5, 3]) == 5; for largest([1, 5, 3, 6]) the second still says 5
+    body = examples_only(client, ollama, set_config, [RIGHT_LARGEST, TWO_LARGEST], LARGEST, candidates=2)
+    found = body["evidence"]
+    assert body["verdict"] == "passed_examples_only"
+    assert found["agreement"]["candidates"] == 1 and found["agreement"]["disagreements"], found["agreement"]
+    assert any("answers differently" in reason for reason in found["reasons"])
+
+
+def test_candidates_that_agree_beyond_the_examples_check_what_the_examples_do_not(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [RIGHT_LARGEST, SORTED_LARGEST], LARGEST, candidates=2)
+    found = body["evidence"]
+    assert found["agreement"]["candidates"] == 1 and found["agreement"]["disagreements"] == []
+    assert found["agreement"]["agreed"] >= 3  # the edge inputs on which both give one answer
+    # the agreed answers are tests too: a broken variant that answers one of them differently fails
+    assert found["mutants"]["survived"] == [], found["mutants"]
+    assert body["verdict"] == "passed"
+
+
+def test_the_result_and_done_say_what_the_verdict_rests_on_and_which_run_was_kept(client, ollama, set_config):
+    set_config({"workflow": {"candidates": 2, "plan": False, "model_tests": "without_examples"}})
+    ollama.responder = Script([SECOND_ITEM.replace("values[1]", "values[2]"), RIGHT_LARGEST])
+    events = stream_events(client, {"task": LARGEST})
+    validations = [data for name, data in events if name == "validation"]
+    name, done = events[-1]
+    assert name == "done"
+    assert set(done["evidence"]["tests"]) == ORIGINS
+    assert done["evidence"]["tests"]["task"] == {"ran": 1, "passed": 1}
+    kept = validations[done["chosen_run"] - 1]
+    assert kept["run"] == done["chosen_run"] and kept["passed"] is True
+    assert (kept["candidate"], kept["attempt"]) == (done["chosen_candidate"], done["chosen_attempt"])
+    assert "best = v" in done["code"]
+    # the plain reply carries the same fields
+    body = post_workflow(client, {"task": LARGEST}).json()
+    assert {"evidence", "chosen_run", "chosen_candidate", "chosen_attempt"} <= set(body)
+    assert body["chosen_run"] >= 1 and set(body["evidence"]["tests"]) == ORIGINS
+
+
+def test_a_question_has_no_evidence_and_no_chosen_run(client, ollama, set_config):
+    body = workflow(client, ollama, set_config, Script(["unused"]), task="What is recursion?")
+    assert body["intent_kind"] == "chat"
+    assert (body["evidence"], body["chosen_run"], body["verdict"]) == (None, None, "")
+
+
+# ---------------------------------------------------------------- edge inputs
+
+def test_edge_inputs_vary_the_examples_without_leaving_their_domain():
+    task = "Write a function repeat(text, times). repeat('ab', 3) returns 'ababab'."
+    calls = evidence.edge_calls(task, examples.parse_contract(task))
+    assert "repeat('ab', 3)" not in calls  # the example itself is a test already
+    assert "repeat('', 3)" in calls and "repeat('ab', 0)" in calls
+    assert not any("-" in call for call in calls)  # no example uses a negative count
+
+
+def test_edge_inputs_come_from_annotations_when_the_task_has_no_example():
+    task = "```python\ndef total(values: list[int], start: int) -> int:\n    ...\n```"
+    calls = evidence.edge_calls(task, examples.parse_contract(task))
+    assert calls[0] == "total([], 0)" and len(calls) >= 3
+
+
+def test_probe_results_are_compared_as_answers():
+    assert evidence.same("0.30000000000000004", "0.3")
+    assert evidence.same("[1.0, 2]", "[1.0000000000001, 2]")
+    assert not evidence.same("3", "4") and not evidence.same("error:IndexError", "error:IndexError2")
