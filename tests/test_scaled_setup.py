@@ -93,8 +93,20 @@ def scaled_env(postgres_db, tmp_path):
     }
 
 
+class ScaledServer(LiveASGIServer):
+    def _wait_ready(self, timeout: float = 90.0) -> None:
+        # several servers and workers start at once here, on a machine that may be busy
+        super()._wait_ready(timeout)
+
+
+def _start_servers(envs: list[dict]) -> list[LiveASGIServer]:
+    """Servers started side by side (each takes seconds to answer)."""
+    with concurrent.futures.ThreadPoolExecutor(len(envs)) as pool:
+        return list(pool.map(lambda env: ScaledServer(env, settings_module="codegen_site.settings"), envs))
+
+
 def test_two_servers_sharing_rate_limits_exactly(scaled_env):
-    servers = [LiveASGIServer(scaled_env, settings_module="codegen_site.settings") for _ in range(2)]
+    servers = _start_servers([scaled_env, scaled_env])
     try:
         saved = httpx.patch(servers[0].url + "/config", json={"logging": {"level": "WARNING"}})
         assert saved.status_code == 200, saved.text
@@ -235,12 +247,12 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
     start, one index run across servers, Redis lost and back, a killed server's children gone."""
     from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
 
-    fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=0.3)
+    fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=0.1)
     workspace = tmp_path / "workspace"
     (workspace / "docs").mkdir(parents=True)
     for index in range(20):
         (workspace / f"mod_{index}.py").write_text(ORIGINAL)
-    for index in range(60):
+    for index in range(30):
         (workspace / "docs" / f"page_{index}.py").write_text(f"def page_{index}():\n    return {index}\n" * 20)
     scaled = {
         "DJANGO_SETTINGS_MODULE": "codegen_site.settings",
@@ -259,10 +271,8 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         "CODEGEN_OLLAMA__HOST": fake_llm.url,
         "CODEGEN_EMBEDDINGS__PROVIDER": "ollama",
         "CODEGEN_SECURITY__RATE_ANON": "100000/minute",
-        "CODEGEN_IMPROVE__WORKERS_AT_START": "true",
     }
     env = {**os.environ, **scaled}
-    servers = [LiveASGIServer(scaled, settings_module="codegen_site.settings") for _ in range(2)]
     base = int(os.environ.get("CODEGEN_SANDBOX__UID_BASE", "69000"))
 
     def worker_env(index: int) -> dict:
@@ -271,7 +281,10 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
 
     log_dir = tmp_path
     workers = [_start_worker(worker_env(index), index, log_dir) for index in range(2)]
+    servers: list[LiveASGIServer] = []
     try:
+        # the second server starts its analysis workers at once: the test kills it and looks for them
+        servers = _start_servers([scaled, {**scaled, "CODEGEN_IMPROVE__WORKERS_AT_START": "true"}])
         first, second = servers
 
         # A PATCH on one server is in effect on the other, recorded with its author.
@@ -304,7 +317,7 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         def completed() -> int:
             return _pg(postgres_db, "SELECT count(*) FROM improve_improvementtask WHERE status = 'completed'")[0][0]
 
-        wait_for(lambda: completed() >= 3, timeout=60, what="the first tasks done")
+        wait_for(lambda: completed() >= 2, timeout=60, what="the first tasks done")
         for process in workers:
             _stop(process, signal.SIGKILL)
         assert completed() < 20
@@ -346,6 +359,6 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
                  what=f"the killed server's children {sorted(children)} to end")
     finally:
         for process in workers:
-            _stop(process)
+            _stop(process, signal.SIGKILL)
         for server in servers:
             server.stop()
