@@ -10,9 +10,11 @@ import threading
 
 import httpx
 import pytest
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from codegen_site.core import config as app_config
 from codegen_site.core import config_store
+from codegen_site.core.errors import error_body
 from codegen_site.core.models import SavedSettings, SettingsChange
 from codegen_site.core.monitor import monitor
 from tests.polling import wait_for
@@ -106,3 +108,13 @@ def test_health_is_ok_with_every_part_answering(client):
     assert monitor().check() == {}
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["down"] == {}
+
+
+@pytest.mark.parametrize("error, status, start", [
+    (OperationalError("connection to server at 10.0.0.5 failed"), 503, "The database is not answering"),
+    (InterfaceError("connection already closed"), 503, "The database is not answering"),
+    (IntegrityError("duplicate key"), 500, "Internal server error"),
+])
+def test_a_database_that_does_not_answer_is_a_503_not_an_integrity_error(error, status, start):
+    answered, body = error_body(error)
+    assert answered == status and body["detail"].startswith(start)
