@@ -25,8 +25,12 @@ PYTHON = sys.executable
 
 
 @contextmanager
-def exported(ref: str) -> Iterator[Path]:
-    """The tree of commit `ref` in a temp dir (removed on exit)."""
+def exported(ref: str | None) -> Iterator[Path]:
+    """The tree of commit `ref` in a temp dir (removed on exit); None: this checkout as it is,
+    uncommitted changes included."""
+    if ref is None:
+        yield ROOT
+        return
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
         archive = Path(tmp) / "tree.tar"
         subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), ref], check=True)
@@ -37,8 +41,10 @@ def exported(ref: str) -> Iterator[Path]:
         yield tree
 
 
-def describe(ref: str) -> str:
+def describe(ref: str | None) -> str:
     """`ref` as a short commit id and subject, for the figures' heading."""
+    if ref is None:
+        return "the working tree"
     return subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", ref], capture_output=True,
                           text=True, check=True).stdout.strip()[:90]
 
@@ -78,8 +84,9 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=self.tree, env=self.env, check=True)
         self.log = (self.workdir / "server.log").open("wb")
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=self.tree, env=self.env, check=True,
+                       stdout=self.log, stderr=subprocess.STDOUT)
         self.process = subprocess.Popen(
             [PYTHON, "-P", "-m", "codegen_site.server", "-b", "127.0.0.1", "-p", str(self.port)],
             cwd=self.tree, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)

@@ -1,7 +1,7 @@
 """GET /files/read and POST /files/write through the server (as `make run` starts it), this
 checkout against an earlier commit's tree (`git archive`) served the same way, in one run.
 
-    python bench/files_io.py [--baseline REF] [--rounds 6] [-n 60]
+    python bench/files_io.py [--baseline REF] [--this REF] [--rounds 6] [-n 60]
 
 Both servers run at once, each with its own data dir and workspace on the same disk; rounds
 alternate which is measured first. Each round times, one request at a time on a kept-alive
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baseline import ROOT, Server, describe, exported
+from baseline import Server, describe, exported
 from figures import percentile
 
 SIZE = 4 * 1024
@@ -87,13 +87,15 @@ def bare_read(path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="HEAD", help="the commit to compare with (default HEAD)")
+    parser.add_argument("--this", default=None, help="the commit measured against it (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("-n", type=int, default=60, help="requests of each kind per server per round")
     args = parser.parse_args()
 
-    with exported(args.baseline) as old_tree, tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
+    with exported(args.baseline) as old_tree, exported(args.this) as new_tree, \
+            tempfile.TemporaryDirectory(prefix="bench-files-") as tmp:
         work = Path(tmp)
-        with Server(old_tree, work / "baseline") as old, Server(ROOT, work / "this") as new:
+        with Server(old_tree, work / "baseline") as old, Server(new_tree, work / "this") as new:
             servers = {"baseline": old, "this": new}
             for server in servers.values():
                 (server.workspace / "src/pkg").mkdir(parents=True)
@@ -118,7 +120,7 @@ def main() -> None:
 
     ms = {name: {kind: (percentile(values, .5) * 1000, percentile(values, .99) * 1000)
                  for kind, values in by_kind.items()} for name, by_kind in samples.items()}
-    print(f"files_io: baseline {describe(args.baseline)}")
+    print(f"files_io: baseline {describe(args.baseline)}\n          this     {describe(args.this)}")
     print(f"{args.rounds} rounds x {args.n} requests of each kind per server, alternating; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'':38} {'baseline p50':>12} {'p99':>8} {'this p50':>9} {'p99':>8} {'this/baseline p50':>18}")
