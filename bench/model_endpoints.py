@@ -58,9 +58,10 @@ def start_app(workdir: Path, name: str, env: dict[str, str]) -> tuple[subprocess
                "CODEGEN_SECURITY__RATE_ANON": "100000/minute", "CODEGEN_SECURITY__RATE_LLM": "100000/minute",
                "CODEGEN_LOGGING__LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **env}
     environ.pop("CODEGEN_API_TOKEN", None)
-    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=environ, check=True)
     folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "daphne.log").open("wb")
+    log = (folder / "server.log").open("wb")
+    subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=environ, check=True,
+                   stdout=log, stderr=log)
     app = subprocess.Popen([PYTHON, "-P", "-m", "codegen_site.server", "-b", "127.0.0.1", "-p", str(port)],
                            cwd=ROOT, env=environ, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
