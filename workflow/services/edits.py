@@ -285,14 +285,18 @@ def plain_tests(suite, names: list[str]) -> list[str]:
 
 
 def trial_program(programs: list[str], tests: str, names: list[str],
-                  seconds_each: float | list[float] = SECONDS_EACH, probes: list[str] | tuple = ()) -> str:
+                  seconds_each: float | list[float] = SECONDS_EACH, probes: list[str] | tuple = (),
+                  cpu_time: bool = False) -> str:
     """A module that runs `tests` against each program in its own namespace and prints one
     line per program: the mark and the positions in `names` of the tests that passed (and,
     with `probes`, the repr of each probe call's value or `error:<exception>`). Each program
     gets a timer (`seconds_each`, one for all or one per program) for its tests and the same
     again for each probe, so one that loops loses only itself (after its first late probe the
-    rest are not run); a crash of the whole run keeps the lines already printed."""
+    rest are not run); a crash of the whole run keeps the lines already printed. With `cpu_time`
+    the timers count the run's CPU seconds rather than the clock's, so a loaded machine does not
+    make a sound program late (a program that sleeps is then stopped by the run's own limit)."""
     limits = seconds_each if isinstance(seconds_each, list) else [seconds_each] * len(programs)
+    timer, alarm = ("ITIMER_PROF", "SIGPROF") if cpu_time else ("ITIMER_REAL", "SIGALRM")
     return f"""
 import io, json, signal, sys
 
@@ -302,7 +306,7 @@ class _Late(BaseException):
 def _late(signum, frame):
     raise _Late()
 
-signal.signal(signal.SIGALRM, _late)
+signal.signal(signal.{alarm}, _late)
 _programs = {programs!r}
 _tests = {tests!r}
 _names = {names!r}
@@ -315,7 +319,7 @@ for _number, _source in enumerate(_programs):
     _space = None
     sys.stdout = io.StringIO()
     try:
-        signal.setitimer(signal.ITIMER_REAL, _limits[_number])
+        signal.setitimer(signal.{timer}, _limits[_number])
         _space = {{"__name__": "solution"}}
         exec(compile(_source, "solution.py", "exec"), _space)
         exec(compile(_tests, "test_solution.py", "exec"), _space)
@@ -330,20 +334,20 @@ for _number, _source in enumerate(_programs):
     except BaseException:
         pass
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.{timer}, 0)
     for _call in _probes:
         if _space is None or (_seen and _seen[-1] == "error:Timeout"):
             _seen.append("error:NotRun")
             continue
         try:
-            signal.setitimer(signal.ITIMER_REAL, _limits[_number])
+            signal.setitimer(signal.{timer}, _limits[_number])
             _seen.append(repr(eval(_call, _space))[:300])
         except _Late:
             _seen.append("error:Timeout")
         except BaseException as _exc:
             _seen.append("error:" + type(_exc).__name__)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.{timer}, 0)
     sys.stdout = _out
     print({MARK!r} + json.dumps([_number, _passed, _seen] if _probes else [_number, _passed]), flush=True)
 """

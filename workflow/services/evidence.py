@@ -35,8 +35,8 @@ ORIGINS = (suite.TASK, suite.LLM, PROBE, suite.SMOKE)
 _MAX_EDGE_INPUTS = 12
 _MAX_MUTANTS = 40
 _MAX_OTHERS = 3  # other candidates' programs compared with the kept one
-# Per program: its tests, and again each edge input. The kept program and the candidates
-# had their tests run already, so they get longer than mutants, which may loop.
+# CPU seconds per program: its tests, and again each edge input. The kept program and the
+# candidates had their tests run already, so they get longer than mutants, which may loop.
 _SECONDS_TRUSTED = 1.0
 _SECONDS_MUTANT = edits.SECONDS_EACH
 # Exceptions that are an answer rather than a crash: a function refusing an input it does not take.
@@ -299,7 +299,8 @@ async def strengthen(job: Job, state: RunState, best: Scored) -> Evidence:
     codes = [best.code, *(item.code for item in others), *(variant.code for variant in variants)]
     limits = [_SECONDS_TRUSTED] * (1 + len(others)) + [_SECONDS_MUTANT] * len(variants)
     started = time.monotonic()
-    result = await arun_python(edits.trial_program(codes, state.tests.source(set(names)), names, limits, probes),
+    result = await arun_python(edits.trial_program(codes, state.tests.source(set(names)), names, limits, probes,
+                                                   cpu_time=True),
                                timeout=state.run_timeout(job.settings.validation_timeout))
     state.add_time("evidence", started)
     lines = edits.read_probed(result.output, names, len(codes))
