@@ -68,7 +68,7 @@ MODELS_DESCRIPTION = ("Names by default. With details=true, what the provider re
 class ModelsView(AsyncAPIView):
     @extend_schema(parameters=[ModelsQuerySerializer], summary="Models of the active provider",
                    description=MODELS_DESCRIPTION,
-                   responses={200: OpenApiResponse({"oneOf": [MODEL_NAMES, MODEL_DETAILS]}), **ERRORS})
+                   responses={200: OpenApiResponse({"anyOf": [MODEL_NAMES, MODEL_DETAILS]}), **ERRORS})
     async def get(self, request):
         query = ModelsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

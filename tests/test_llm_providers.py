@@ -293,3 +293,10 @@ def test_models_endpoint_with_details(client, ollama):
 def test_models_details_with_llm_down_is_503_detail(client, llm_unreachable):
     response = client.get("/models", {"details": "true"})
     assert response.status_code == 503 and llm_unreachable.removeprefix("http://") in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_models_details_say_null_where_the_server_says_nothing(client, lm_studio):
+    lm_studio.lm_studio_types = False
+    body = client.get("/models", {"details": "true"}).json()
+    assert body == [{"name": name, "capabilities": None, "chat": None} for name in lm_studio.models]
