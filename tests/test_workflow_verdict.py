@@ -154,3 +154,20 @@ def test_probe_results_are_compared_as_answers():
     assert evidence.same("0.30000000000000004", "0.3")
     assert evidence.same("[1.0, 2]", "[1.0000000000001, 2]")
     assert not evidence.same("3", "4") and not evidence.same("error:IndexError", "error:IndexError2")
+
+
+def test_one_sandbox_run_gives_each_program_its_tests_and_its_answers_to_the_edge_inputs():
+    from codegen_site.sandbox import run_python
+    from workflow.services import edits
+    from workflow.services.suite import Suite, TestCase
+
+    tests = Suite([TestCase("test_two", "def test_two():\n    assert half(4) == 2\n", "task")], [])
+    looping = "def half(n):\n    while n:\n        pass\n    return 0\n"
+    codes = ["def half(n):\n    return n // 2\n", "def half(n):\n    return 1 // n\n", looping]
+    result = run_python(edits.trial_program(codes, tests.source(), ["test_two"], [1.0, 1.0, 0.25],
+                                            ["half(0)", "half(7)"], cpu_time=True), timeout=20)
+    lines = edits.read_probed(result.output, ["test_two"], 3)
+    assert lines[0] == ({"test_two"}, ["0", "3"])
+    assert lines[1] == (set(), ["error:ZeroDivisionError", "0"])
+    # the loop loses its test and the input it loops on, not the run
+    assert lines[2] == (set(), ["0", "error:Timeout"])
