@@ -12,6 +12,9 @@ app servers (codegen_site.server, as `make run` starts it):
   as Ollama does), the app with the shipped settings against the app with the cap of 20 it had
   before (llm.max_connections = llm.max_concurrent = 20). Rounds alternate; printed: first
   content p50 / p99 of each and the ratio.
+- the same two comparisons through the LLM layer alone (get_llm().stream in this process, no
+  HTTP relay), with a model that takes 100 ms before its first token: on a busy machine the
+  relay's own CPU hides what the caps do, and waves of requests show in a model's wait.
 
 No assertions: figures to read, as ratios within the same run.
 """
@@ -41,8 +44,10 @@ sys.path.insert(0, {root!r})
 from tests.fakes.llm_server import FakeLLMServer, Turn
 servers = [FakeLLMServer().start() for _ in range(3)]
 servers[2].capacity = {room}
+# "think ...": the model takes 100 ms before its first token (reading a prompt), as a real one does.
 for server in servers:
-    server.responder = lambda body: Turn(content=["tok "] * 20, chunk_delay=0.001)
+    server.responder = lambda body: Turn(content=["tok "] * 20, chunk_delay=0.001, first_byte_delay=(
+        0.1 if body["messages"][-1]["content"].startswith("think") else 0.0))
 print(" ".join(server.url for server in servers), flush=True)
 while True:
     time.sleep(3600)
@@ -86,6 +91,29 @@ async def burst(app_url: str, count: int) -> list[float]:
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as http:
         await first_content(http, app_url, -1)  # warm: connections, the model's window
         return list(await asyncio.gather(*(first_content(http, app_url, number) for number in range(count))))
+
+
+async def layer_first_delta(config: dict, number: int) -> float:
+    from codegen_site.llm import get_llm
+
+    started = time.perf_counter()
+    chat = await get_llm(config).stream([{"role": "user", "content": f"think {number}"}], model="qwen2.5-coder:7b")
+    first = None
+    async for _ in chat:
+        if first is None:
+            first = time.perf_counter() - started
+    return first or 0.0
+
+
+async def layer_burst(config: dict, count: int) -> list[float]:
+    await layer_first_delta(config, -1)
+    return list(await asyncio.gather(*(layer_first_delta(config, number) for number in range(count))))
+
+
+def layer_config(env: dict[str, str]) -> dict:
+    from codegen_site.core.config import load_config
+
+    return load_config(environ={"CODEGEN_LLM__PROVIDER": "ollama", "CODEGEN_OLLAMA__CONNECT_TIMEOUT": "30", **env})
 
 
 def stats(url: str, reset: bool = False) -> dict:
@@ -149,12 +177,48 @@ def main() -> None:
                   f"(median {ms(statistics.median(samples[name]))})")
         print(f"  defaults / fixed 20: p50 {figures['defaults'][0] / figures['fixed 20'][0]:.2f}x, "
               f"p99 {figures['defaults'][1] / figures['fixed 20'][1]:.2f}x (issue #26 asks p99 <= 200 ms)")
+        layer(rounds, count, first, second, roomy)
     finally:
         for app in apps:
             app.terminate()
             app.wait(timeout=10)
         models.terminate()
         models.wait(timeout=10)
+
+
+def layer(rounds: int, count: int, first: str, second: str, roomy: str) -> None:
+    """The same comparisons through the LLM layer in this process: first delta of each stream."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
+    os.environ.setdefault("CODEGEN_DATA_DIR", tempfile.mkdtemp(prefix="bench-endpoints-layer-"))
+    import django
+
+    django.setup()
+    two = layer_config({"CODEGEN_OLLAMA__HOST": first, "CODEGEN_LLM__MAX_CONCURRENT": "10",
+                        "CODEGEN_LLM__ENDPOINTS": f'[{{provider = "ollama", url = "{second}"}}]'})
+    configs = {"defaults": layer_config({"CODEGEN_OLLAMA__HOST": roomy}),
+               "fixed 20": layer_config({"CODEGEN_OLLAMA__HOST": roomy, "CODEGEN_LLM__MAX_CONNECTIONS": "20",
+                                         "CODEGEN_LLM__MAX_CONCURRENT": "20"})}
+    print("through the LLM layer alone (no HTTP relay), the model taking 100 ms before its first token:")
+    firsts: list[float] = []
+    most = {"A": 0, "B": 0}
+    for _ in range(rounds):
+        for url in (first, second):
+            stats(url, reset=True)
+        firsts += asyncio.run(layer_burst(two, count))
+        most = {"A": max(most["A"], stats(first)["max_in_flight"]), "B": max(most["B"], stats(second)["max_in_flight"])}
+    p50, p99 = percentile(firsts, 0.5), percentile(firsts, 0.99)
+    print(f"  two servers, cap 10 each: most at once A {most['A']}, B {most['B']}; first delta p50 {ms(p50)}, "
+          f"p99 {ms(p99)}, spread {ms(p99 - p50)}")
+    samples: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(rounds):
+        for name, config in configs.items():
+            samples[name] += asyncio.run(layer_burst(config, count))
+    figures = {name: (percentile(times, 0.5), percentile(times, 0.99)) for name, times in samples.items()}
+    for name, (p50, p99) in figures.items():
+        print(f"  one server with room for {count}, {name:8}: first delta p50 {ms(p50)}, p99 {ms(p99)}")
+    print(f"  defaults / fixed 20: p50 {figures['defaults'][0] / figures['fixed 20'][0]:.2f}x, "
+          f"p99 {figures['defaults'][1] / figures['fixed 20'][1]:.2f}x")
 
 
 if __name__ == "__main__":
