@@ -57,13 +57,18 @@ def symbol_words(symbol: str) -> str:
     return ", ".join(words_of(name) for name in names)
 
 
-def embedding_text(path: str, chunk: Chunk) -> str:
-    """What the embedding model reads of a chunk. A small model reads only its first tokens
-    (embeddings.embedded_max_tokens), and reads words better than code, so the text puts first what
-    says what the chunk is about, in words: the file's path and the chunk's symbols split into words,
-    then for Python each definition's signature and the first paragraph of its docstring, and comments,
-    in their order; then the rest of the docstrings and the code. Other text is read as it is, after
-    the path."""
+# Code lines the embedding model reads after a chunk's outline (None: all of them, up to the token limit).
+CODE_LINES = 0
+
+
+def embedding_text(path: str, chunk: Chunk, code_lines: int | None = CODE_LINES) -> str:
+    """What the embedding model reads of a chunk: what says what the chunk is about, in words. A small
+    model reads only its first tokens (embeddings.embedded_max_tokens) and reads words better than code,
+    so the text is the file's path and the chunk's symbols split into words, then for Python each
+    definition's signature, decorators, the first paragraph of its docstring and the comments, in their
+    order: the chunk's outline. The code itself follows only for a chunk with no outline (module-level
+    statements), or its first `code_lines` lines; the lexical index reads all of it. Other text is read
+    as it is, after the path."""
     head = f"{words_of(PurePosixPath(path).with_suffix('').as_posix())}. {symbol_words(chunk.symbol)}".strip(". ")
     if language_of(path) != "python":
         return f"{head}\n{chunk.text}"
@@ -90,7 +95,11 @@ def embedding_text(path: str, chunk: Chunk) -> str:
             outline.append(stripped.lstrip("#").strip())
         elif stripped:
             rest.append(stripped)
-    return "\n".join([head, *(line for line in outline if line), *(line for line in rest if line)])
+    outline = [line for line in outline if line]
+    rest = [line for line in rest if line]
+    if outline and code_lines is not None:
+        rest = rest[:code_lines]
+    return "\n".join([head, *outline, *rest])
 
 
 def language_of(path: str) -> str:

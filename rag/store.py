@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 STALE_MARK = "stale"
 # How chunks are cut and what of them is embedded (rag.chunking): a collection made another way is
 # rebuilt by the next index run, as one of another embedder is, so its vectors never meet new ones.
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 
 
 class ChromaClients:

@@ -20,7 +20,7 @@ from django.conf import settings
 from codegen_site.core.errors import PathNotFound, PathOutsideWorkspace
 from codegen_site.llm.embedders import EMBEDDED_MODEL, OnnxEmbedder, get_embedder
 from rag import services, store
-from rag.chunking import Chunker, words_of
+from rag.chunking import Chunker, embedding_text, words_of
 from rag.config import rag_settings
 from rag.lexical import tokenize
 from rag.models import IndexedFile, IndexRun
@@ -463,6 +463,27 @@ def test_the_embedded_embedder_gives_vectors_with_no_network(monkeypatch, set_co
     assert cosine(cat, kitten) > cosine(cat, invoice) + 0.2
 
 
+def test_the_embedded_embedder_gives_the_same_vectors_batched_on_threads_as_one_by_one(set_config):
+    """Batches padded to their own longest text and run side by side change no vector; a text given
+    twice gets its vector twice, in order."""
+    config = set_config({"embeddings": {"provider": "embedded", "batch_size": 3, "embedded_threads": 3}})
+    texts = ["def compute_shipping_cost(weight_kg, distance_km):", "a cat sleeps on the sofa",
+             "Paginator count num pages " * 20, "x", "the invoice total includes value added tax",
+             "a cat sleeps on the sofa", "class Greeter: says hello to people", "normalize postcode " * 40]
+    with get_embedder(config) as embedder:
+        assert embedder.threads == 3
+        together = embedder.embed(texts)
+        alone = [embedder.embed([text])[0] for text in texts]
+    assert len(together) == len(texts) and together[1] == together[5]
+    for one, other in zip(together, alone, strict=True):
+        assert sum(x * y for x, y in zip(one, other, strict=True)) > 0.9999
+
+
+def test_the_embedded_embedder_uses_every_core_unless_told(set_config):
+    with get_embedder(set_config({"embeddings": {"provider": "embedded", "embedded_threads": 0}})) as embedder:
+        assert embedder.threads == len(os.sched_getaffinity(0))
+
+
 def test_auto_embeddings_take_ollama_only_when_it_has_the_model(ollama, set_config, unused_port):
     config = set_config({"embeddings": {"provider": "auto", "model": "nomic-embed-text"}})
     with get_embedder(config) as embedder:
@@ -509,6 +530,41 @@ def test_chunking_ends_on_any_settings_and_covers_every_line(chunk_lines, overla
     assert covered == set(range(1, 201))
     broken = "def f(:\n" + text  # not Python: falls back to lines
     assert Chunker(chunk_lines, overlap).chunk("broken.py", broken)
+
+
+def test_the_embedding_model_reads_a_definitions_outline_and_the_code_only_where_there_is_none():
+    source = ('import os\n\nLIMIT = 5\n\n\n@cached\ndef compute_shipping_cost(weight_kg, distance_km):\n'
+              '    """Price of sending a parcel.\n\n    Details nobody searches for.\n    """\n'
+              '    # the fee first\n    base_fee = 4.5\n    return base_fee + 0.8 * weight_kg\n')
+    gap, definition = Chunker(12, 2).chunk("shop/shipping.py", source)
+    text = embedding_text("shop/shipping.py", definition)
+    assert text.splitlines() == ["shop shipping. compute shipping cost", "@cached",
+                                 "def compute_shipping_cost(weight_kg, distance_km):", "Price of sending a parcel.",
+                                 "the fee first"]
+    # module-level statements have no outline: their code is what says what they are
+    assert embedding_text("shop/shipping.py", gap).splitlines() == ["shop shipping", "import os", "LIMIT = 5"]
+    # the lexical index still reads the whole chunk
+    assert "base_fee" in tokenize(definition.text) and "details" in tokenize(definition.text)
+
+
+def test_an_index_run_reports_its_progress_file_by_file(project, embedded_embeddings, monkeypatch):
+    from django.db.models.signals import post_save
+
+    from rag.services import indexer
+
+    monkeypatch.setattr(indexer, "PROGRESS_SECONDS", 0)
+    seen = []
+
+    def record(sender, instance, update_fields=None, **kwargs):
+        if update_fields and "files_done" in update_fields:
+            seen.append(instance.files_done)
+
+    post_save.connect(record, sender=IndexRun)
+    try:
+        services.index_path(rel(project))
+    finally:
+        post_save.disconnect(record, sender=IndexRun)
+    assert seen == [1, 2, 3]
 
 
 def test_code_tokens_keep_identifiers_whole_and_split():

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import importlib.util
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from codegen_site.llm.config import EmbeddingsSection
 from codegen_site.llm.errors import LLMError, LLMUnavailable
@@ -75,18 +76,32 @@ class Embedder:
         self.close()
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class OnnxEmbedder(Embedder):
     """all-MiniLM-L6-v2 (int8) in-process: WordPiece tokens, mean pooling over the mask, L2 normalised,
-    as sentence-transformers computes it. Loaded once per process; one run at a time (the session is
-    thread-safe, but two runs on two cores only slow each other down)."""
+    as sentence-transformers computes it. Loaded once per process; one `embed` at a time.
+
+    How it uses the machine: every text is tokenized first (the tokenizer's own threads), identical texts
+    once; the texts are sorted by token count and cut into batches of `batch_size`, each padded only to
+    its longest text (padding costs as much as real tokens); the batches run `threads` at a time (default:
+    every core the process may use), each on one core. For a model this small, whole batches side by side
+    keep the cores busier than one batch split across them. `progress(done)` is called as texts finish."""
 
     provider = "embedded"
     model = EMBEDDED_MODEL
 
     def __init__(self, settings: EmbeddingsSection):
         self.max_tokens = settings.embedded_max_tokens
-        self.threads = settings.embedded_threads
+        self.threads = max(1, settings.embedded_threads or available_cores())
         self.batch_size = settings.batch_size
+        self._pool: ThreadPoolExecutor | None = None
 
     def _load(self):
         files = embedded_model_files()
@@ -99,13 +114,14 @@ class OnnxEmbedder(Embedder):
             from tokenizers import Tokenizer
 
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            # Idle worker threads sleep instead of spinning: the cores are shared with the server.
+            # One core per run: the parallelism is across batches (several runs of this session at once).
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.log_severity_level = 3
             session = onnxruntime.InferenceSession(files[0], sess_options=options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(files[1])
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            tokenizer.no_padding()  # each batch is padded to its own longest text, here
             return session, tokenizer
 
         session, tokenizer = llm_resources().model("onnx", files, load)
@@ -117,24 +133,43 @@ class OnnxEmbedder(Embedder):
 
         if not texts:
             return []
-        vectors: list = [None] * len(texts)
+        unique = list(dict.fromkeys(texts))
+        vectors: dict[str, list[float]] = {}
         with llm_resources().lock("onnx"):
             session, tokenizer = self._load()
-            # Texts of similar length batched together: padding is computed like real tokens.
-            order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-            for start in range(0, len(order), self.batch_size):
-                picked = order[start:start + self.batch_size]
-                encodings = tokenizer.encode_batch([texts[index] for index in picked])
-                ids = numpy.array([item.ids for item in encodings], dtype=numpy.int64)
-                mask = numpy.array([item.attention_mask for item in encodings], dtype=numpy.int64)
+            encodings = [encoding.ids for encoding in tokenizer.encode_batch(unique)]
+            order = sorted(range(len(unique)), key=lambda index: len(encodings[index]))
+            batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+            def run(picked: list[int]):
+                width = len(encodings[picked[-1]])  # sorted by length: the last is the longest
+                ids = numpy.zeros((len(picked), width), dtype=numpy.int64)
+                mask = numpy.zeros((len(picked), width), dtype=numpy.int64)
+                for row, index in enumerate(picked):
+                    ids[row, :len(encodings[index])] = encodings[index]
+                    mask[row, :len(encodings[index])] = 1
                 hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
                                             "token_type_ids": numpy.zeros_like(ids)})[0]
                 weights = mask[..., None].astype(numpy.float32)
                 pooled = (hidden * weights).sum(axis=1) / numpy.clip(weights.sum(axis=1), 1e-9, None)
                 pooled /= numpy.clip(numpy.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+                return picked, pooled
+
+            if self.threads == 1 or len(batches) == 1:
+                done = map(run, batches)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="embed")
+                done = self._pool.map(run, batches)
+            for picked, pooled in done:
                 for index, vector in zip(picked, pooled.tolist(), strict=True):
-                    vectors[index] = vector
-        return vectors
+                    vectors[unique[index]] = vector
+        return [vectors[text] for text in texts]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 class RemoteEmbedder(Embedder):

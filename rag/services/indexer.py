@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Chunks embedded and written together (one embedding call per embedder batch inside).
 FLUSH_CHUNKS = 256
+# The run's progress (files done) is written as each file is, at most this often.
+PROGRESS_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,25 @@ def _root_for(relative: str) -> IndexedRoot:
 def _chunk_id(path: str, sha: str, number: int) -> str:
     # The file's hash is part of the id: a changed file's new chunks never collide with its old ones.
     return f"{hashlib.sha1(path.encode()).hexdigest()[:16]}-{sha[:12]}-{number}"
+
+
+class _Progress:
+    """The run's files_done, counted per file (read and skipped, or read and chunked) and written to its
+    row when PROGRESS_SECONDS have passed since the last write, so /rag/status moves file by file
+    without a database write for each."""
+
+    def __init__(self, run: IndexRun):
+        self.run = run
+        self.written = time.monotonic()
+
+    def each(self, files: list) -> Iterator:
+        """The files, one by one, each counted once the loop is done with it."""
+        for file in files:
+            yield file
+            self.run.files_done += 1
+            if time.monotonic() - self.written >= PROGRESS_SECONDS:
+                self.run.save(update_fields=["files_done"])
+                self.written = time.monotonic()
 
 
 class _ChunkWriter:
@@ -128,8 +150,6 @@ class _ChunkWriter:
         ])
         self.files += len(self.pending)
         self.chunks += len(ids)
-        self.run.files_done += len(self.pending)
-        self.run.save(update_fields=["files_done"])
         self.pending, self.pending_chunks = [], 0
 
     def _delete_chunks(self, chunk_ids: list[str]) -> None:
@@ -164,8 +184,9 @@ def index_path(client_path: str, run: IndexRun | None = None) -> IndexResult:
             writer = _ChunkWriter(run, embedder, collection, root)
             skipped = 0
             seen = set()
+            progress = _Progress(run)
             with workspace.Reader(max_bytes) as reader:
-                for file in files:
+                for file in progress.each(files):
                     try:
                         data = reader.read(file.path)
                     except ServiceError as exc:
