@@ -24,9 +24,10 @@ from workflow.serializers import (
 SSE_DESCRIPTION = (
     "With `?stream=true` the reply is `text/event-stream`. Events: `plan`, `plan_thinking`, `tests`, "
     "`tests_thinking`, `code`, `code_thinking` (chunks: {\"content\": ...}; code chunks carry `attempt`), "
-    "`validation` ({passed, output, attempt, tests_passed, tests_failed}) after each sandbox run, `repair` "
-    "({attempt, max_attempts, reason, ...}) when a repair round starts, `content`/`thinking` chunks for a chat "
-    "answer, `done` (the same payload as the JSON reply) and `error` ({detail, status})."
+    "`validation` ({passed, output, attempt, candidate, run, tests_passed, tests_failed}) after each sandbox run, "
+    "`repair` ({attempt, max_attempts, reason, ...}) when a repair round starts, `content`/`thinking` chunks for "
+    "a chat answer, `done` (the same payload as the JSON reply: `verdict`, `evidence`, `chosen_run` naming the "
+    "kept program's `validation` event) and `error` ({detail, status})."
 )
 
 STREAM_EVENTS = ["plan", "plan_thinking", "tests", "tests_thinking", "code", "code_thinking", "validation", "repair",

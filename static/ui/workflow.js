@@ -1,7 +1,8 @@
 // Workflow: POST /workflow?stream=true; plan, tests and code fill as they stream, each
 // validation run is listed with its output (failed runs folded; at the end the program kept
-// comes first, marked), the final code can be copied or downloaded. A question gets an
-// answer, without the plan, tests and code panes.
+// comes first, marked), the verdict says what it rests on (tests by origin, edge inputs,
+// other candidates, broken variants), the final code can be copied or downloaded. A question
+// gets an answer, without the plan, tests and code panes.
 "use strict";
 
 (function () {
@@ -66,6 +67,7 @@
     $("validation-card").hidden = false;
     verdict.textContent = "";
     verdict.className = "badge";
+    $("evidence").hidden = true;
     finalCard.hidden = true;
     errorLine.hidden = true;
   }
@@ -155,6 +157,40 @@
     }
   }
 
+  const VERDICTS = {
+    passed: ["passed", "passed"], passed_examples_only: ["passed its examples only", "weak"],
+    failed: ["failed", "failed"], out_of_time: ["out of time", "failed"], unverified: ["unverified", "weak"],
+  };
+  const ORIGINS = { task: "task example", llm: "model-written test", probe: "edge input", smoke: "smoke test" };
+
+  function plural(count, word) { return `${count} ${word}${count === 1 ? "" : "s"}`; }
+
+  // What the verdict rests on: the tests by origin, then the checks beyond them and, when the
+  // evidence is weak, why.
+  function showEvidence(found) {
+    const box = $("evidence");
+    box.hidden = !found;
+    if (!found) return;
+    const parts = Object.entries(found.tests || {}).filter(([, count]) => count.ran)
+      .map(([origin, count]) => `${count.passed} of ${plural(count.ran, ORIGINS[origin] || origin)}`);
+    $("evidence-summary").textContent = "Rests on: " + (parts.length ? parts.join(", ") : "no test") +
+      ` (${found.passed} of ${found.ran} passed).`;
+    const checks = [];
+    const mutants = found.mutants || {};
+    if (mutants.tried) {
+      checks.push(`Broken variants of the program rejected by the tests: ${mutants.rejected} of ${mutants.tried}` +
+        (mutants.equivalent ? ` (${mutants.equivalent} behave the same on every input tried)` : "") + ".");
+    }
+    const agreement = found.agreement || {};
+    if (agreement.candidates) {
+      checks.push(`Other candidates compared: ${agreement.candidates}; same answer on ` +
+        `${plural(agreement.agreed, "edge input")}.`);
+    }
+    if (found.crashes && found.crashes.length) checks.push("Crashes: " + found.crashes.join("; ") + ".");
+    $("evidence-checks").replaceChildren(...checks.map((text) => el("li", { text })));
+    $("evidence-reasons").replaceChildren(...(found.reasons || []).map((text) => el("li", { text: "Weak: " + text })));
+  }
+
   function finish(result) {
     sessionId = result.session_id;
     sessionLine.textContent = "Session " + sessionId;
@@ -170,8 +206,10 @@
       if (stages[name].state.textContent === "writing") mark(name, "done");
     }
     const passed = result.validation_passed;
-    verdict.textContent = passed ? "passed" : (result.verdict || "failed").replace("_", " ");
-    verdict.className = "badge " + (passed ? "passed" : "failed");
+    const [said, tone] = VERDICTS[result.verdict] || (passed ? VERDICTS.passed : VERDICTS.failed);
+    verdict.textContent = said;
+    verdict.className = "badge " + tone;
+    showEvidence(result.evidence);
     if (!attempts.children.length || attempts.querySelector(".placeholder")) {
       attempts.replaceChildren(attemptView({ attempt: result.attempts || 1, passed, output: result.validation_output }));
     }
