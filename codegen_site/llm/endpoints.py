@@ -154,12 +154,6 @@ class Dispatcher:
         with self._lock:
             return self._states.setdefault((provider_name, url), ServerState())
 
-    def load(self, provider_name: str, url: str) -> dict[str, int]:
-        """Requests in flight per model on one server."""
-        with self._lock:
-            state = self._states.get((provider_name, url))
-            return dict(state.in_flight) if state else {}
-
     def mark(self, key: tuple[str, str], *, up: bool, why: str = "", seconds: float = 0.0) -> None:
         with self._lock:
             state = self._states.setdefault(key, ServerState())
