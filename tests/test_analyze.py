@@ -473,3 +473,133 @@ def test_workers_start_with_the_server_and_serve_the_first_analysis(live_asgi, t
     assert len(after) == 2
     if at_start:
         assert after == before  # the analysis used the workers started with the server
+
+
+# ---------------------------------------------------------------- one parse, radon's numbers
+
+TRICKY = '''
+import asyncio
+
+
+def everything(items, flag, other):
+    assert flag and other or not items
+    total = [x for x in items if x if not flag] + [y for y in items for _ in range(2)]
+    pick = (lambda v: v if v else -v)(flag)
+    while flag and other:
+        flag -= 1
+    else:
+        total.append(pick)
+    for item in items:
+        if item > 1:
+            continue
+        elif item < -1 or item == 0:
+            break
+    else:
+        pass
+    try:
+        pass
+    except ValueError:
+        pass
+    except (TypeError, KeyError):
+        pass
+    else:
+        pass
+    finally:
+        pass
+    match flag:
+        case 1 | 2:
+            pass
+        case {"k": value}:
+            pass
+        case _:
+            pass
+    match other:
+        case [first, *rest]:
+            pass
+        case captured:
+            pass
+    with open(__file__) as handle:
+        def inside_with(a=1 if flag else 2):
+            return a or b and c
+    if flag:
+        class Local:
+            def method(self):
+                return [z async for z in self] if self else None
+
+    async def closure():
+        async for piece in other:
+            if piece:
+                yield {k: v for k, v in piece if k if v}
+        try:
+            pass
+        except* ValueError:
+            pass
+    return total, {i for i in items}, (g for g in items if g)
+
+
+class Outer:
+    class Inner:
+        def deep(self, a):
+            return a if a else (a and a or a)
+
+    @staticmethod
+    def decorated(x=[i for i in range(3) if i]):
+        return x
+'''
+
+
+def _radon_complexities(tree) -> dict[tuple[int, int], int]:
+    from radon.visitors import ComplexityVisitor
+
+    found = {}
+    pending_functions, pending_classes = [], []
+    visitor = ComplexityVisitor.from_ast(tree)
+    pending_functions += visitor.functions
+    pending_classes += visitor.classes
+    while pending_classes:
+        cls = pending_classes.pop()
+        pending_functions += cls.methods
+        pending_classes += cls.inner_classes
+    while pending_functions:
+        function = pending_functions.pop()
+        found[(function.lineno, function.col_offset)] = function.complexity
+        pending_functions += function.closures
+    return found
+
+
+def test_complexity_is_radons_number_for_every_def():
+    """The checks walk the tree they parsed once instead of radon's visitor: the same number for
+    every def, on constructs picked for their edge cases and on a sample of Django's own source."""
+    import ast
+
+    import django
+    from radon.visitors import ComplexityVisitor
+
+    from improve.analysis.checks import complexity
+
+    package = os.path.dirname(django.__file__)
+    sample = ["db/models/query.py", "utils/html.py", "template/base.py", "forms/fields.py", "core/validators.py"]
+    sources = [TRICKY] + [open(os.path.join(package, name), encoding="utf-8").read() for name in sample]
+    compared = 0
+    for source in sources:
+        tree = ast.parse(source)
+        radon = _radon_complexities(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                expected = radon.get((node.lineno, node.col_offset))
+                if expected is None:  # a def radon's module pass does not reach (in a class in a function)
+                    expected = ComplexityVisitor.from_ast(node).functions[0].complexity
+                assert complexity(node) == expected, (node.name, node.lineno)
+                compared += 1
+    assert compared > 300
+
+
+def test_maintainability_index_is_radons_from_the_same_tree():
+    import ast
+
+    from radon.metrics import mi_visit
+
+    from improve.analysis.checks import maintainability_index
+
+    for source in (TRICKY, _branches("f", "x", 12), LONG + "# a comment\n\"\"\"doc\nstring\"\"\"\n", ""):
+        assert maintainability_index(ast.parse(source), source.encode()) == mi_visit(source, multi=True)

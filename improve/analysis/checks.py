@@ -14,7 +14,8 @@ import zlib
 from array import array
 from dataclasses import dataclass
 
-from radon.metrics import mi_rank, mi_visit
+from radon.metrics import h_visit_ast, mi_compute, mi_rank
+from radon.raw import analyze as raw_metrics
 from radon.visitors import ComplexityVisitor
 
 from improve.analysis.thresholds import Thresholds
@@ -60,31 +61,64 @@ def complexity_severity(value: int, limits: CheckLimits) -> str | None:
     return None
 
 
-def _complexities(definitions: list) -> dict[tuple[int, int], int]:
-    """radon's complexity of every def it reaches from the outermost defs and classes; module
-    level statements (constants, tables) hold no functions and are not visited."""
-    outermost = [node for _, node, name, _ in definitions if "." not in name]
-    if not outermost:
-        return {}
-    visitor = ComplexityVisitor.from_ast(ast.Module(body=outermost, type_ignores=[]))
-    pending = list(visitor.functions)
-    classes = list(visitor.classes)
-    while classes:
-        cls = classes.pop()
-        pending.extend(cls.methods)
-        classes.extend(cls.inner_classes)
-    found: dict[tuple[int, int], int] = {}
-    while pending:
-        function = pending.pop()
-        found[(function.lineno, function.col_offset)] = function.complexity
-        pending.extend(function.closures)
-    return found
+# Cyclomatic complexity as radon counts it (radon.visitors.ComplexityVisitor), in one walk of the
+# tree this module already parsed: a def is 1 plus the decision points in its body, not counting
+# the defs and classes nested in it (they have their own), an assert counts 1 and is not looked
+# into, a lambda counts nothing but its body does. tests/test_analyze.py checks it against radon.
+_OWN_SCOPE = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def _own_complexity(node: ast.AST) -> int:
-    # A def radon's module pass does not reach (a class inside a function).
-    functions = ComplexityVisitor.from_ast(node).functions
-    return functions[0].complexity if functions else 1
+def _match_points(node: ast.Match) -> int:
+    wildcard = any(getattr(case.pattern, "pattern", False) is None for case in node.cases)
+    return max(0, len(node.cases) - wildcard)
+
+
+_POINTS = {
+    ast.If: lambda node: 1,
+    ast.IfExp: lambda node: 1,
+    ast.Try: lambda node: len(node.handlers) + bool(node.orelse),
+    ast.BoolOp: lambda node: len(node.values) - 1,
+    ast.Match: _match_points,
+    ast.For: lambda node: 1 + bool(node.orelse),
+    ast.AsyncFor: lambda node: 1 + bool(node.orelse),
+    ast.While: lambda node: 1 + bool(node.orelse),
+    ast.comprehension: lambda node: 1 + len(node.ifs),
+}
+
+
+# Fields that never hold a node with decision points below it: a name's load/store context, an
+# operator. Leaving them out of the walk skips a node for nearly every name in the source.
+_NOT_WALKED = frozenset({"ctx", "op", "ops"})
+_walked_fields: dict[type, tuple[str, ...]] = {}
+
+
+def complexity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A def's cyclomatic complexity, radon's number."""
+    total = 1
+    stack = list(node.body)
+    points, own_scope, fields_of, node_type = _POINTS, _OWN_SCOPE, _walked_fields, ast.AST
+    while stack:
+        current = stack.pop()
+        kind = type(current)
+        if kind in own_scope:
+            continue
+        if kind is ast.Assert:
+            total += 1
+            continue
+        counted = points.get(kind)
+        if counted is not None:
+            total += counted(current)
+        fields = fields_of.get(kind)
+        if fields is None:
+            # (a list may hold None or names as text: they have no fields)
+            fields = fields_of[kind] = tuple(name for name in getattr(kind, "_fields", ()) if name not in _NOT_WALKED)
+        for name in fields:
+            value = getattr(current, name, None)
+            if value.__class__ is list:
+                stack.extend(value)
+            elif isinstance(value, node_type):
+                stack.append(value)
+    return total
 
 
 _COMPOUND_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -209,27 +243,34 @@ def _analyse(source: bytes, limits: CheckLimits) -> dict:
 
     definitions: list = []
     _definitions(tree.body, "", False, definitions)
-    complexities = _complexities(definitions)
     for kind, node, name, is_method in definitions:
         if kind == "class":
             result["classes"] += 1
             issues.extend(_class_issues(node, name, limits))
         else:
-            complexity = complexities.get((node.lineno, node.col_offset)) or _own_complexity(node)
+            value = complexity(node)
             result["functions"] += 1
-            result["complexity_sum"] += complexity
-            issues.extend(_function_issues(node, name, is_method, complexity, limits))
+            result["complexity_sum"] += value
+            issues.extend(_function_issues(node, name, is_method, value, limits))
 
     result["dup"] = fingerprints(source, limits.duplicate_min_lines)
     if limits.maintainability and issues:
         # radon's maintainability index costs more than everything above: only for flagged files.
-        index = mi_visit(decode(source), multi=True)
+        index = maintainability_index(tree, source)
         result["maintainability"] = round(index, 1)
         if index < limits.maintainability_min:
             issues.append([1, "refactor", "medium",
                            f"Maintainability index {index:.1f} (rank {mi_rank(index)})",
                            "Reduce complexity and length; the flagged functions above are the place to start"])
     return result
+
+
+def maintainability_index(tree: ast.Module, source: bytes) -> float:
+    """radon's mi_visit(text, multi=True), from the tree already parsed (mi_visit parses again)."""
+    raw = raw_metrics(decode(source))
+    comments = (raw.comments + raw.multi) / float(raw.sloc) * 100 if raw.sloc != 0 else 0
+    return mi_compute(h_visit_ast(tree).total.volume, ComplexityVisitor.from_ast(tree).total_complexity, raw.lloc,
+                      comments)
 
 
 def ready() -> bool:

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -268,16 +269,21 @@ def _run_rules(client_path: str, analysis: AnalysisSettings, *, include_linter: 
 
     limits = check_limits(analysis, maintainability)
     cached = _load_cached(_assign_keys(readable, limits, analysis, include_linter))
-    linter = _Lint(readable, cached, analysis) if include_linter else None
     pending = [item for item in readable if item.checks_key not in cached]
     for item in readable:
         item.result = cached.get(item.checks_key, item.result)
-    workers = run_checks(pending, limits, analysis) if pending else 0
+    # The checks start first (in the workers, waited for on a thread), the linter's copies are
+    # written meanwhile, and the duplication pass runs while ruff may still be at work.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-checks") as side:
+        checked = side.submit(run_checks, pending, limits, analysis) if pending else None
+        linter = _Lint(readable, cached, analysis) if include_linter else None
+        workers = checked.result() if checked is not None else 0
+    duplicates = _duplicates(files, analysis)
     new_entries = {item.checks_key: item.result for item in pending if not item.result.get("failed")}
     if linter:
         new_entries.update(linter.finish())
     _store(new_entries, analysis.cache_max_entries)
-    return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, analysis),
+    return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, duplicates),
                    stats=_stats(files, readable, pending, workers, linter))
 
 
@@ -293,9 +299,12 @@ def _totals(files: list[SourceFile]) -> dict:
     }
 
 
-def _issues(files: list[SourceFile], analysis: AnalysisSettings) -> list[dict]:
-    duplicates = duplicate_blocks([(item.relative, item.result["dup"]) for item in files if item.result],
-                                  analysis.duplicate_min_lines, analysis.duplicate_large_lines)
+def _duplicates(files: list[SourceFile], analysis: AnalysisSettings) -> dict[str, list]:
+    return duplicate_blocks([(item.relative, item.result["dup"]) for item in files if item.result],
+                            analysis.duplicate_min_lines, analysis.duplicate_large_lines)
+
+
+def _issues(files: list[SourceFile], duplicates: dict[str, list]) -> list[dict]:
     issues = []
     for item in files:
         found_lists = (item.result["issues"], item.lint_issues, duplicates.get(item.relative, ())) if item.result \
