@@ -293,6 +293,19 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         wait_for(lambda: httpx.get(second.url + "/config", timeout=10).json()["rag"]["top_k"] == 9, timeout=15,
                  what="the PATCH on the first server seen by the second")
         assert _pg(postgres_db, "SELECT author, patch FROM core_settingschange") == [("local", {"rag": {"top_k": 9}})]
+        # PATCHes of different keys at the same instant on both servers: each keeps the other's (row lock).
+        barrier = threading.Barrier(2)
+
+        def patch_on(server, body):
+            barrier.wait(10)
+            return httpx.patch(server.url + "/config", json=body, timeout=30).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for round_ in range(1, 6):
+                codes = list(pool.map(patch_on, servers, [{"rag": {"top_k": round_}}, {"rag": {"max_file_kb": round_}}]))
+                assert codes == [200, 200]
+                saved = _pg(postgres_db, "SELECT values FROM core_savedsettings")[0][0]["rag"]
+                assert (saved["top_k"], saved["max_file_kb"]) == (round_, round_)
 
         # Two index runs of one folder at the same instant on two servers: one runs, one 409, before any work.
         barrier = threading.Barrier(2)
@@ -307,7 +320,8 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         assert "already running" in next(a for a in answers if a.status_code == 409).json()["detail"]
         assert _pg(postgres_db, "SELECT count(*) FROM rag_indexrun") == [(1,)]
 
-        # Twenty tasks; the whole worker cluster SIGKILLed midway, started again as a supervisor would.
+        # Twenty tasks; the whole worker cluster SIGKILLed midway and the broker flushed; the workers
+        # started again as a supervisor would, and no one calls /improve/queue/start again.
         for index in range(20):
             added = httpx.post(first.url + "/improve/queue/add", json={"file_path": f"mod_{index}.py", "issue": ISSUE},
                                timeout=30)
@@ -321,6 +335,10 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         for process in workers:
             _stop(process, signal.SIGKILL)
         assert completed() < 20
+        # and the broker flushed: the messages still waiting in Redis are gone too
+        import redis
+
+        redis.Redis.from_url(own_redis.url + "/1").flushdb()
         workers = [_start_worker(worker_env(index), index, log_dir) for index in range(2)]
         wait_for(lambda: completed() == 20, timeout=120, what="every task done after the cluster was killed")
         tasks = _pg(postgres_db, "SELECT file_path, attempts FROM improve_improvementtask")
