@@ -1,17 +1,22 @@
-"""POST /improve/analyze's work on the installed Django package source (~880 files): cold
-(empty cache) with the workers started as the server starts them, cold with the workers
-starting inside the request, and warm (everything cached), each against
-`ruff check --no-cache` on the same tree timed in the same run. Goals: cold <= 10x ruff,
-warm <= 2x ruff.
+"""POST /improve/analyze's work on a copy of the installed Django package's source (~880 files),
+this checkout against an earlier commit's tree (`git archive`), beside `ruff check --no-cache`
+on the same copy, all in one run.
 
-    .venv/bin/python bench/analyze.py [--rounds 3] [--cold 5]
+    .venv/bin/python bench/analyze.py [--baseline REF] [--this REF] [--cold 5] [--warm 3]
+
+Each tree runs in a process of its own (its directory first on sys.path) with its analysis
+workers started first, as the server starts them (improve.workers_at_start). Each round: a
+ruff run, then a cold analysis (empty cache, linter on) by each tree, the order alternating.
+Prints the medians, each cold run over the ruff run of its round, and this ÷ baseline; then
+warm runs (everything cached). Goal (issue #26): cold <= 6x ruff, median of 5. No assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,127 +24,128 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import PYTHON, describe, exported, tree_env
 
-def setup_django(workspace: Path, data_dir: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    os.environ["CODEGEN_WORKSPACE_ROOT"] = str(workspace)
-    os.environ["CODEGEN_DATA_DIR"] = data_dir
-    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir}/bench.sqlite3"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
+
+def child() -> None:
+    """One tree's side: set up Django on a scratch data dir, start the workers, then answer
+    "cold" / "warm" lines with one JSON line each."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "codegen_site.settings"
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", verbosity=0)
+    from improve.analysis import checks
+    from improve.analysis.workers import analysis_workers, start_if_configured, worker_count
+    from improve.config import analysis_settings
+    from improve.models import FileAnalysis
+    from improve.services.analysis import analyze_sync
+
+    start_if_configured()
+    size = worker_count(analysis_settings())
+    pool = analysis_workers().pool(size)
+    all(future.result() for future in [pool.submit(checks.ready) for _ in range(size)])
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "cold":
+            FileAnalysis.objects.all().delete()
+        started = time.perf_counter()
+        result = analyze_sync("django", include_linter=True)
+        seconds = time.perf_counter() - started
+        print(json.dumps({"seconds": seconds, "stats": result["stats"], "files": result["total_files"],
+                          "issues": len(result["issues"])}), flush=True)
+    analysis_workers().close()
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class Side:
+    def __init__(self, tree: Path, workspace: Path, data_dir: Path):
+        env = tree_env(tree, CODEGEN_WORKSPACE_ROOT=str(workspace), CODEGEN_DATA_DIR=str(data_dir),
+                       CODEGEN_CONFIG_DIR=str(data_dir / "config"), DATABASE_URL=f"sqlite:///{data_dir}/bench.sqlite3",
+                       CODEGEN_LOGGING__LEVEL="ERROR")
+        (data_dir / "config").mkdir(parents=True)
+        self.process = subprocess.Popen([PYTHON, __file__, "--child"], cwd=tree, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.answer()
 
+    def answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the analysis process exited ({self.process.wait()})")
+        return json.loads(line)
 
-def cpu_seconds(function) -> float:
-    """CPU time of this process and of the child processes it started and reaped meanwhile."""
-    started, children = time.process_time(), children_cpu()
-    function()
-    return time.process_time() - started + children_cpu() - children
+    def run(self, kind: str) -> dict:
+        self.process.stdin.write(kind + "\n")
+        self.process.stdin.flush()
+        return self.answer()
 
-
-def timed(function) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = function()
-    return time.perf_counter() - started, result
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def ruff_seconds(tree: Path) -> float:
-    from improve.analysis.lint import ruff_binary
-
-    seconds, completed = timed(lambda: subprocess.run([ruff_binary(), "check", "--no-cache", "--exit-zero",
-                                                       str(tree)], capture_output=True))
+    ruff = Path(PYTHON).with_name("ruff")
+    started = time.perf_counter()
+    completed = subprocess.run([str(ruff), "check", "--no-cache", "--exit-zero", str(tree)], capture_output=True)
+    seconds = time.perf_counter() - started
     assert completed.returncode == 0, completed.stderr
     return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="warm runs and ruff runs (median taken)")
-    parser.add_argument("--cold", type=int, default=5, help="cold runs, each timed beside its own ruff run")
+    parser.add_argument("--baseline", default="HEAD", help="the commit to compare with (default HEAD)")
+    parser.add_argument("--this", default=None, help="the commit measured (default: the working tree)")
+    parser.add_argument("--cold", type=int, default=5, help="cold runs per tree (median taken)")
+    parser.add_argument("--warm", type=int, default=3, help="warm runs per tree (median taken)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child()
+        return
 
     import django as django_package
 
-    tree = Path(django_package.__path__[0]).resolve()
-    with tempfile.TemporaryDirectory(prefix="bench-analyze-") as data_dir:
-        setup_django(tree.parent, data_dir)
-        from improve.analysis import checks
-        from improve.analysis.workers import analysis_workers, start_if_configured
-        from improve.models import FileAnalysis
-        from improve.services.analysis import analyze_sync
+    with exported(args.baseline) as old_tree, exported(args.this) as new_tree, \
+            tempfile.TemporaryDirectory(prefix="bench-analyze-") as tmp:
+        workspace = Path(tmp) / "workspace"
+        shutil.copytree(django_package.__path__[0], workspace / "django",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        sides = {"baseline": Side(old_tree, workspace, Path(tmp) / "baseline"),
+                 "this": Side(new_tree, workspace, Path(tmp) / "this")}
+        cold = {name: [] for name in sides}
+        ruff = []
+        result = {}
+        try:
+            for round_number in range(args.cold):
+                ruff.append(ruff_seconds(workspace / "django"))
+                order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
+                for name in order:
+                    result[name] = sides[name].run("cold")
+                    assert result[name]["stats"]["cached"] == 0, result[name]["stats"]
+                    cold[name].append(result[name]["seconds"])
+            warm = {name: [side.run("warm")["seconds"] for _ in range(args.warm)] for name, side in sides.items()}
+            ruff += [ruff_seconds(workspace / "django") for _ in range(args.warm)]
+        finally:
+            for side in sides.values():
+                side.close()
 
-        workers = analysis_workers()
-
-        def analyse(include_linter: bool = True) -> dict:
-            return analyze_sync("django", include_linter=include_linter)
-
-        def cold_run() -> tuple[float, dict]:
-            FileAnalysis.objects.all().delete()
-            return timed(analyse)
-
-        ruff_before = [ruff_seconds(tree) for _ in range(args.rounds)]
-        # As the server does (improve.workers_at_start): the workers start with it, and the
-        # first analysis comes later.
-        start_if_configured()
-        ready = [workers.pool(os.cpu_count() or 1).submit(checks.ready) for _ in range(os.cpu_count() or 1)]
-        all(future.result() for future in ready)
-        # Each cold run beside a ruff run of its own: the pairs see the same machine load.
-        pairs = []
-        for _ in range(args.cold):
-            ruff_run = ruff_seconds(tree)
-            seconds, result = cold_run()
-            assert result["stats"]["cached"] == 0, result["stats"]
-            pairs.append((seconds, ruff_run))
-        stats = result["stats"]
-        workers.close()
-        cold_starting, _ = cold_run()  # workers_at_start = false: they start inside the request
-        warm = []
-        for _ in range(args.rounds):
-            seconds, warm_result = timed(analyse)
-            assert warm_result["stats"]["analysed"] == 0 and warm_result["stats"]["linted"] == 0
-            warm.append(seconds)
-        no_lint_warm, _ = timed(lambda: analyse(include_linter=False))
-        ruff_after = [ruff_seconds(tree) for _ in range(args.rounds)]
-
-        # CPU seconds do not depend on what else the machine runs: a cold run with workers
-        # started and stopped inside the measurement (so their time is counted) against ruff's.
-        workers.close()
-        FileAnalysis.objects.all().delete()
-
-        def cold_with_workers():
-            analyse()
-            workers.close()
-
-        cold_cpu = cpu_seconds(cold_with_workers)
-        ruff_cpu = statistics.median(cpu_seconds(lambda: ruff_seconds(tree)) for _ in range(args.rounds))
-
-    ruff = statistics.median(ruff_before + ruff_after + [pair[1] for pair in pairs])
-    ratios = sorted(seconds / ruff_run for seconds, ruff_run in pairs)
-    # Other work on the machine stretches the long cold run more than ruff's short one.
-    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    warm_median = statistics.median(warm)
-    print(f"tree: {tree} — {result['total_files']} files, {result['total_lines']} lines, "
-          f"{result['total_functions']} functions, {len(result['issues'])} issues, workers {stats['workers']}")
-    print(f"ruff check --no-cache (yardstick, median of {len(ruff_before + ruff_after) + len(pairs)}): {ruff:.3f} s")
-    print(f"cold, workers started with the server ({len(pairs)} runs, each / its own ruff run): "
-          f"median {statistics.median(seconds for seconds, _ in pairs):.3f} s = "
-          f"{statistics.median(seconds for seconds, _ in pairs) / ruff:.1f}x the median ruff; each / the ruff "
-          f"run just before it: {', '.join(f'{ratio:.1f}x' for ratio in ratios)} (goal <= 10x)")
-    print("  runs: " + ", ".join(f"{seconds:.3f} s (ruff {ruff_run:.3f} s)" for seconds, ruff_run in pairs))
-    print(f"cold, workers starting in the request: {cold_starting:.3f} s = {cold_starting / ruff:.1f}x ruff")
-    print(f"warm (all cached, median of {len(warm)}): {warm_median:.3f} s = {warm_median / ruff:.2f}x ruff "
-          f"(goal <= 2x)")
-    print(f"warm without the linter:  {no_lint_warm:.3f} s = {no_lint_warm / ruff:.2f}x ruff")
-    print(f"CPU seconds, cold (workers' included): {cold_cpu:.2f} vs ruff {ruff_cpu:.2f} = "
-          f"{cold_cpu / ruff_cpu:.1f}x")
+    ruff_median = statistics.median(ruff)
+    print(f"analyze: baseline {describe(args.baseline)}\n         this     {describe(args.this)}")
+    print(f"tree: a copy of {django_package.__path__[0]}: {result['this']['files']} files, "
+          f"{result['this']['issues']} issues (baseline {result['baseline']['issues']}), "
+          f"workers {result['this']['stats']['workers']}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"ruff check --no-cache: median {ruff_median:.3f} s of {len(ruff)}")
+    for name, runs in cold.items():
+        per_round = [seconds / ruff_run for seconds, ruff_run in zip(runs, ruff, strict=False)]
+        print(f"cold {name:8}: median {statistics.median(runs):.3f} s = {statistics.median(runs) / ruff_median:.1f}x "
+              f"the median ruff; each over its round's ruff: {', '.join(f'{r:.1f}x' for r in per_round)} "
+              f"(median {statistics.median(per_round):.1f}x; goal <= 6x)")
+    print(f"cold this / baseline: {statistics.median(cold['this']) / statistics.median(cold['baseline']):.2f}x "
+          f"(per round: {', '.join(f'{a / b:.2f}' for a, b in zip(cold['this'], cold['baseline'], strict=True))})")
+    for name, runs in warm.items():
+        print(f"warm {name:8}: median {statistics.median(runs):.3f} s = {statistics.median(runs) / ruff_median:.2f}x ruff")
 
 
 if __name__ == "__main__":
