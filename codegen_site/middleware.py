@@ -21,8 +21,11 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.http import is_same_domain
 from django.utils.module_loading import import_string
 
+from codegen_site.core import audit, users
 from codegen_site.core.access import OPEN_PREFIXES
+from codegen_site.core.db import db_async
 from codegen_site.core.errors import error_body, json_error
+from codegen_site.core.permissions import required_role
 from codegen_site.routes import browser_paths
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
@@ -102,23 +105,35 @@ def body_refusal(length: int | None):
 
 
 def needs_token(path: str) -> bool:
-    return bool(settings.API_TOKEN) and not (path.startswith(OPEN_PREFIXES) or path in browser_paths())
+    return bool(settings.API_TOKEN or users.users_mode()) and not (
+        path.startswith(OPEN_PREFIXES) or path in browser_paths())
 
 
 def token_valid(authorization: str) -> bool:
-    """`Bearer <token>` with the configured token, compared in constant time."""
-    scheme, _, supplied = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(supplied.strip().encode(), settings.API_TOKEN.encode())
+    """`Bearer <token>` with the configured token, compared in constant time. In multi-user mode:
+    a token not known to be unknown or revoked (this process's memory of the last few seconds;
+    the middleware then asks the database)."""
+    supplied = users.bearer(authorization)
+    if users.users_mode():
+        if supplied is None:
+            return False
+        known, principal = users.cached(supplied)
+        return principal is not None or not known
+    return supplied is not None and hmac.compare_digest(supplied.encode(), settings.API_TOKEN.encode())
+
+
+def unauthenticated():
+    response = json_error("Authentication required: send 'Authorization: Bearer <token>' or log in at /login",
+                          401)
+    response["WWW-Authenticate"] = 'Bearer realm="codegen-ai"'
+    return response
 
 
 def path_token_refusal(path: str, authorization: str):
     """A 401 for a call to `path` that needs the token and does not carry it; else None."""
     if not needs_token(path) or token_valid(authorization):
         return None
-    response = json_error("Authentication required: send 'Authorization: Bearer <token>' or log in at /login",
-                          401)
-    response["WWW-Authenticate"] = 'Bearer realm="codegen-ai"'
-    return response
+    return unauthenticated()
 
 
 def token_refusal(request):
@@ -196,25 +211,97 @@ class EdgeMiddleware(RefusingMiddleware):
     refusal = staticmethod(edge_refusal)
 
 
+def identify(request):
+    """Multi-user mode: (refusal, principal) for an API call, from its personal token or, without
+    one, its UI session. Reads the database unless the token is in this process's memory."""
+    token = users.bearer(request.headers.get("Authorization", ""))
+    if token is not None:
+        principal = users.principal_for_token(token)
+        return (None if principal is not None else unauthenticated()), principal
+    if not has_session(request):
+        return unauthenticated(), None
+    refusal = session_refusal(request, unauthenticated())
+    return refusal, (users.principal_for_user(request.user) if refusal is None else None)
+
+
+def role_refusal(request, principal):
+    """A 403 naming the role the call needs when the user's is lower; else None. Marks the
+    request with its user for the views (request.user, request.principal)."""
+    request.user = principal.user
+    request.principal = principal
+    needed = required_role(request.path, request.method)
+    if principal.has_role(needed):
+        return None
+    return json_error(f"Forbidden: this call needs the {needed} role; "
+                      f"{principal.user.get_username()} has the {principal.role} role", 403)
+
+
+def audit_arguments(request, action):
+    """The arguments to record for an audited call, read before the view reads the body."""
+    if action is None:
+        return None
+    try:
+        return audit.arguments(request.body)
+    except Exception:  # an unreadable body is the view's to refuse; the entry goes without it
+        return {}
+
+
 class ApiTokenMiddleware(RefusingMiddleware):
     """Optional bearer-token guard for the API (CODEGEN_API_TOKEN); the browser UI's
-    own calls pass with a logged-in session instead (session_refusal)."""
+    own calls pass with a logged-in session instead (session_refusal).
+
+    In multi-user mode (security.users): a personal token or a session names the user, the
+    user's role is checked against the call (codegen_site.core.permissions), and calls with
+    effects are recorded in the audit log (codegen_site.core.audit)."""
 
     refusal = staticmethod(token_refusal)
 
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
+        if users.users_mode() and needs_token(request.path):
+            refusal, principal = identify(request)
+            refusal = refusal or role_refusal(request, principal)
+            if refusal is not None:
+                return refusal
+            action = audit.action_of(request.path, request.method)
+            arguments = audit_arguments(request, action)
+            response = self.get_response(request)
+            if action is not None:
+                audit.record(principal, action, request.method, request.path, response.status_code, arguments)
+            return response
         refusal = self.refusal(request)
         if refusal is not None and has_session(request):
             refusal = session_refusal(request, refusal)
         return refusal or self.get_response(request)
 
     async def __acall__(self, request):
+        if users.users_mode() and needs_token(request.path):
+            return await self.users_call(request)
         refusal = self.refusal(request)
         if refusal is not None and has_session(request):
             refusal = await sync_to_async(session_refusal)(request, refusal)
         return refusal or await self.get_response(request)
+
+    async def users_call(self, request):
+        token = users.bearer(request.headers.get("Authorization", ""))
+        known, principal = users.cached(token) if token is not None else (False, None)
+        if known:  # no thread hop for a token this process resolved a moment ago
+            refusal = None if principal is not None else unauthenticated()
+        elif token is not None:
+            refusal, principal = await db_async(identify)(request)
+        else:  # a session: read on the request's own thread, as Django's auth does
+            refusal, principal = await sync_to_async(identify)(request)
+        refusal = refusal or role_refusal(request, principal)
+        if refusal is not None:
+            return refusal
+        action = audit.action_of(request.path, request.method)
+        arguments = audit_arguments(request, action)
+        response = await self.get_response(request)
+        if action is not None:
+            await db_async(audit.record)(principal, action, request.method, request.path, response.status_code,
+                                         arguments)
+        return response
 
 
 class BrowserOnlyMiddleware:

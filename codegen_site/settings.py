@@ -137,12 +137,14 @@ APP_CONFIG = get_config()
 
 # The server refuses a larger body before reading it (codegen_site.server).
 DATA_UPLOAD_MAX_MEMORY_SIZE = APP_CONFIG["security"]["max_request_bytes"]
+# Multi-user mode (security.users): personal tokens and roles (codegen_site.core.users).
+USERS = bool(APP_CONFIG["security"].get("users", False))
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON with a nesting limit (security.max_json_depth).
     "DEFAULT_PARSER_CLASSES": ["codegen_site.core.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["codegen_site.core.users.PrincipalAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "codegen_site.core.errors.drf_exception_handler",

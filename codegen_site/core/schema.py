@@ -17,7 +17,7 @@ from codegen_site.core.access import OPEN_PREFIXES
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
 EDGE_ANSWERS = {
     "400": "Malformed JSON, or nested too deeply",
-    "401": "API token missing or wrong (when CODEGEN_API_TOKEN is set)",
+    "401": "API token missing, wrong or revoked (when CODEGEN_API_TOKEN is set or security.users is on)",
     "413": "Request body too large",
     "429": "Rate limit reached",
 }

@@ -1,0 +1,171 @@
+"""Multi-user mode (security.users): personal tokens (hashed, revocable), roles checked before any
+view runs, conversations and runs owned by their user, and the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from codegen_site.core import users
+from codegen_site.core.models import ApiToken, AuditEntry, SettingsChange
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def users_on(settings):
+    settings.USERS = True
+    users.forget_cached()
+    yield
+    users.forget_cached()
+
+
+def make_user(django_user_model, name: str, role: str | None):
+    user = django_user_model.objects.create_user(name, password="pw")
+    if role == "admin":
+        user.is_superuser = True
+        user.save()
+    elif role is not None:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+class Api:
+    """A client sending one user's personal token."""
+
+    def __init__(self, token: str):
+        self.client = Client()
+        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    def get(self, url, **params):
+        return self.client.get(url, params, **self.headers)
+
+    def post(self, path, body=None):
+        return self.client.post(path, body or {}, content_type="application/json", **self.headers)
+
+    def patch(self, path, body):
+        return self.client.patch(path, body, content_type="application/json", **self.headers)
+
+    def delete(self, path):
+        return self.client.delete(path, **self.headers)
+
+
+@pytest.fixture
+def api(django_user_model):
+    """api("reader") → an Api for a new user with that role (the user as .user)."""
+    def make(role: str | None, name: str | None = None) -> Api:
+        user = make_user(django_user_model, name or f"{role or 'plain'}-user", role)
+        _, token = users.issue_token(user, "test")
+        client = Api(token)
+        client.user, client.token = user, token
+        return client
+    return make
+
+
+# ---------------------------------------------------------------- tokens
+
+def test_only_the_token_digest_is_stored_and_it_names_its_user(api):
+    reader = api("reader")
+    row = ApiToken.objects.get(user=reader.user)
+    assert reader.token not in (row.digest, row.prefix) and row.digest == users.digest(reader.token)
+    assert reader.get("/config").status_code == 200
+    row.refresh_from_db()
+    assert row.last_used_at is not None
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer cg_unknown", "Bearer", "Basic abc"])
+def test_calls_without_a_valid_token_are_401(authorization):
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = Client().get("/conversations", **headers)
+    assert response.status_code == 401
+    assert response.json()["detail"].startswith("Authentication required")
+    assert Client().get("/health").status_code == 200  # health checks stay open
+
+
+def test_the_shared_token_is_not_a_user(api, settings):
+    settings.API_TOKEN = "s3cret"
+    assert Client().get("/config", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 401
+
+
+def test_a_revoked_token_is_401_at_once_and_elsewhere_within_seconds(api):
+    developer = api("developer")
+    assert developer.get("/conversations").status_code == 200
+    row = ApiToken.objects.get(user=developer.user)
+    users.revoke_token(row)
+    assert developer.get("/conversations").status_code == 401
+    # Another process learns it when its memory of the token runs out.
+    users.forget_cached()
+    assert developer.get("/conversations").status_code == 401
+
+
+def test_an_inactive_user_is_401(api):
+    developer = api("developer")
+    developer.user.is_active = False
+    developer.user.save()
+    users.forget_cached()
+    assert developer.get("/conversations").status_code == 401
+
+
+def test_the_server_edge_refuses_an_unknown_token_it_has_seen(api):
+    from codegen_site.middleware import head_refusal
+
+    reader = api("reader")
+    assert head_refusal("/files/write", "", set(), 10).status_code == 401
+    # Not seen yet: the middleware asks the database.
+    assert head_refusal("/files/write", "Bearer cg_unknown", set(), 10) is None
+    assert Client().post("/files/write", {}, content_type="application/json",
+                         HTTP_AUTHORIZATION="Bearer cg_unknown").status_code == 401
+    assert head_refusal("/files/write", "Bearer cg_unknown", set(), 10).status_code == 401
+    assert reader.get("/conversations").status_code == 200
+    assert head_refusal("/files/write", f"Bearer {reader.token}", set(), 10) is None
+
+
+# ---------------------------------------------------------------- roles
+
+def test_a_reader_cannot_write_files_or_run_code(api, ws):
+    reader = api("reader")
+    for path, body in (("/files/write", {"path": "a.py", "content": "x = 1\n"}),
+                       ("/code/run", {"code": "print(1)"})):
+        response = reader.post(path, body)
+        assert response.status_code == 403
+        assert "needs the developer role" in response.json()["detail"]
+    assert not (ws / "a.py").exists()
+    assert reader.get("/files/tree").status_code == 200
+
+
+def test_a_developer_writes_files_and_runs_code_but_not_settings(api, ws):
+    developer = api("developer")
+    assert developer.post("/files/write", {"path": "a.py", "content": "x = 1\n"}).status_code == 200
+    assert (ws / "a.py").read_text() == "x = 1\n"
+    ran = developer.post("/code/run", {"code": "print(1)"})
+    assert ran.status_code == 200 and ran.json()["output"] == "1\n"
+    refused = developer.patch("/config", {"logging": {"level": "DEBUG"}})
+    assert refused.status_code == 403 and "needs the admin role" in refused.json()["detail"]
+    assert developer.post("/improve/queue/clear").status_code == 403
+
+
+def test_a_user_in_no_role_group_is_a_reader_and_a_superuser_an_admin(api):
+    plain = api(None)
+    assert plain.post("/code/run", {"code": "print(1)"}).status_code == 403
+    admin = api("admin")
+    assert admin.patch("/config", {"logging": {"level": "DEBUG"}}).status_code == 200
+
+
+# ---------------------------------------------------------------- audit
+
+def test_writes_runs_and_setting_changes_are_audited_with_their_author(api, ws):
+    developer, admin = api("developer"), api("admin")
+    developer.post("/files/write", {"path": "a.py", "content": "y = 2\n" * 100})
+    developer.post("/code/run", {"code": "print(1)"})
+    developer.patch("/config", {"logging": {"level": "DEBUG"}})  # refused: not recorded
+    admin.patch("/config", {"logging": {"level": "DEBUG"}})
+    developer.get("/files/read", path="a.py")  # reads are not recorded
+    entries = list(AuditEntry.objects.order_by("created_at").values_list("actor", "action", "status"))
+    assert entries == [("developer-user", "file write", 200), ("developer-user", "code run", 200),
+                       ("admin-user", "settings change", 200)]
+    write = AuditEntry.objects.get(action="file write")
+    assert write.user == developer.user and write.detail["path"] == "a.py"
+    assert write.detail["content"] == "<600 characters>"
+    change = SettingsChange.objects.get()
+    assert (change.author, change.user) == ("admin-user", admin.user)
