@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 TITLE_LENGTH = 120
@@ -24,6 +25,10 @@ class Conversation(models.Model):
     title = models.CharField(max_length=TITLE_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # The user it belongs to in multi-user mode (codegen_site.core.users); null in the single-user
+    # mode and for older rows, which then only admins see.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
 
     class Meta:
         ordering = ["-created_at"]

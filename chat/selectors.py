@@ -9,6 +9,7 @@ from django.db.models import Count
 
 from chat.models import Conversation, Message
 from codegen_site.core.errors import NotFound
+from codegen_site.core.users import visible
 
 Role = Message.Role
 
@@ -16,7 +17,7 @@ CONVERSATION_NOT_FOUND = "Conversation not found"
 
 
 def list_conversations(limit: int, offset: int = 0) -> list[dict]:
-    rows = (Conversation.objects.annotate(message_count=Count("messages"))
+    rows = (visible(Conversation.objects).annotate(message_count=Count("messages"))
             .order_by("-created_at", "-id")[offset:offset + limit])
     return [{"id": str(row.id), "title": row.title, "created_at": row.created_at, "updated_at": row.updated_at,
              "message_count": row.message_count} for row in rows]
@@ -35,15 +36,19 @@ def get_conversation(conversation_id: uuid.UUID) -> dict:
 
 def conversation_fields(conversation_id: uuid.UUID) -> dict:
     """The conversation's own fields; NotFound (404) when there is none."""
-    fields = Conversation.objects.filter(id=conversation_id).values("id", "title", "created_at", "updated_at").first()
+    fields = visible(Conversation.objects).filter(id=conversation_id).values("id", "title", "created_at", "updated_at").first()
     if fields is None:
         raise NotFound(CONVERSATION_NOT_FOUND)
     return fields
 
 
 def find_conversation(conversation_id: uuid.UUID) -> Conversation | None:
-    """The conversation, or None: a turn with an unknown id starts a conversation with it."""
-    return Conversation.objects.filter(id=conversation_id).first()
+    """The conversation, or None: a turn with an unknown id starts a conversation with it.
+    Another user's is NotFound (404), as if there were none; its id is taken all the same."""
+    conversation = Conversation.objects.filter(id=conversation_id).first()
+    if conversation is not None and not visible(Conversation.objects).filter(pk=conversation.pk).exists():
+        raise NotFound(CONVERSATION_NOT_FOUND)
+    return conversation
 
 
 def stored_history(conversation: Conversation, cap: int) -> tuple[list[dict[str, str]], int]:

@@ -229,6 +229,7 @@ def role_refusal(request, principal):
     request with its user for the views (request.user, request.principal)."""
     request.user = principal.user
     request.principal = principal
+    users.acting.set(principal)
     needed = required_role(request.path, request.method)
     if principal.has_role(needed):
         return None
@@ -259,6 +260,7 @@ class ApiTokenMiddleware(RefusingMiddleware):
     def __call__(self, request):
         if self.is_async:
             return self.__acall__(request)
+        users.acting.set(None)  # a thread serves one request after another
         if users.users_mode() and needs_token(request.path):
             refusal, principal = identify(request)
             refusal = refusal or role_refusal(request, principal)
@@ -276,6 +278,7 @@ class ApiTokenMiddleware(RefusingMiddleware):
         return refusal or self.get_response(request)
 
     async def __acall__(self, request):
+        users.acting.set(None)
         if users.users_mode() and needs_token(request.path):
             return await self.users_call(request)
         refusal = self.refusal(request)

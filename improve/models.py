@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
 class AnalysisReport(models.Model):
     path = models.CharField(max_length=1024, help_text="The analysed path, relative to the workspace root")
+    # The user it belongs to in multi-user mode (codegen_site.core.users); null in the single-user
+    # mode and for older rows, which then only admins see.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
     # include_linter, use_llm, maintainability as asked
     options = models.JSONField(default=dict)
     # total_files, total_lines, total_functions, total_classes, avg_complexity
@@ -62,6 +67,10 @@ class ImprovementRun(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     file_path = models.CharField(max_length=4096)
+    # The user it belongs to in multi-user mode (codegen_site.core.users); null in the single-user
+    # mode and for older rows, which then only admins see.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
     issue = models.JSONField(default=dict)
     auto_write = models.BooleanField(default=True)
     max_retries = models.PositiveIntegerField(default=3)
@@ -176,6 +185,10 @@ class ProjectChange(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     instruction = models.TextField()
     paths = models.JSONField(default=list)          # the paths the request named
+    # The user it belongs to in multi-user mode (codegen_site.core.users); null in the single-user
+    # mode and for older rows, which then only admins see.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING, db_index=True)
     # [{path, status: added|modified, original_sha256, original, proposed, diff, format}]
     files = models.JSONField(default=list)

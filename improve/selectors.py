@@ -8,6 +8,7 @@ import uuid
 from django.db.models import Count
 
 from codegen_site.core.errors import NotFound
+from codegen_site.core.users import visible
 from improve.config import analysis_settings, queue_settings
 from improve.models import AnalysisReport, ImprovementTask, ProjectChange, QueueState
 from improve.services.cluster import cluster_info
@@ -18,11 +19,11 @@ Status = ImprovementTask.Status
 
 
 def list_reports(limit: int, offset: int):
-    return AnalysisReport.objects.defer("issues", "suggestions")[offset:offset + limit]
+    return visible(AnalysisReport.objects).defer("issues", "suggestions")[offset:offset + limit]
 
 
 def get_report(report_id: int) -> AnalysisReport:
-    report = AnalysisReport.objects.filter(pk=report_id).first()
+    report = visible(AnalysisReport.objects).filter(pk=report_id).first()
     if report is None:
         raise NotFound("Report not found")
     return report
@@ -114,4 +115,4 @@ def changed_tasks(seen: dict, since) -> list[ImprovementTask]:
 
 def list_changes(limit: int, offset: int):
     """Project changes, newest first, without their files' texts, diffs or evidence."""
-    return ProjectChange.objects.defer("diff", "evidence").order_by("-created_at")[offset:offset + limit]
+    return visible(ProjectChange.objects).defer("diff", "evidence").order_by("-created_at")[offset:offset + limit]

@@ -9,6 +9,7 @@ from django.test import Client
 
 from codegen_site.core import users
 from codegen_site.core.models import ApiToken, AuditEntry, SettingsChange
+from tests.fakes.llm_server import Turn
 
 pytestmark = pytest.mark.django_db
 
@@ -169,3 +170,75 @@ def test_writes_runs_and_setting_changes_are_audited_with_their_author(api, ws):
     assert write.detail["content"] == "<600 characters>"
     change = SettingsChange.objects.get()
     assert (change.author, change.user) == ("admin-user", admin.user)
+
+
+# ---------------------------------------------------------------- ownership
+
+@pytest.fixture
+def chat_llm(ollama):
+    return ollama
+
+
+def chat(client: Api, message: str, **extra):
+    return client.post("/chat", {"message": message, **extra})
+
+
+def test_a_conversation_is_its_owners_and_an_admins(api, chat_llm):
+    from chat.models import Conversation
+
+    ada, bob, admin = api("reader", "ada"), api("reader", "bob"), api("admin", "root")
+    chat_llm.script(Turn(content="one"), Turn(content="two"))
+    first = chat(ada, "Ada's question").json()["conversation_id"]
+    assert Conversation.objects.get(id=first).owner == ada.user
+    chat(bob, "Bob's question")
+    assert [row["title"] for row in ada.get("/conversations").json()] == ["Ada's question"]
+    assert [row["title"] for row in bob.get("/conversations").json()] == ["Bob's question"]
+    assert len(admin.get("/conversations").json()) == 2
+    # Another's conversation is as if it did not exist: read, rename, delete, or continue it.
+    assert bob.get(f"/conversations/{first}").status_code == 404
+    assert bob.patch(f"/conversations/{first}", {"title": "mine"}).status_code == 404
+    assert bob.delete(f"/conversations/{first}").status_code == 404
+    assert chat(bob, "more", conversation_id=first).status_code == 404
+    assert ada.get(f"/conversations/{first}").json()["title"] == "Ada's question"
+    assert admin.get(f"/conversations/{first}").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_streamed_conversation_is_owned_too(api, chat_llm, async_client):
+    """Through the ASGI handler: the stream's writes run on other threads, owned all the same."""
+    from asgiref.sync import sync_to_async
+
+    from chat.models import Conversation
+
+    ada, bob = await sync_to_async(api)("reader", "ada"), await sync_to_async(api)("reader", "bob")
+    chat_llm.script(Turn(content=["streamed ", "answer"]))
+    response = await async_client.get("/chat/stream", query_params={"message": "stream it"},
+                                      headers={"Authorization": f"Bearer {ada.token}"})
+    assert response.status_code == 200
+    b"".join([part async for part in response.streaming_content])
+    conversation = await Conversation.objects.aget()
+    assert conversation.owner_id == ada.user.pk
+    other = await async_client.get(f"/conversations/{conversation.id}", headers={"Authorization": f"Bearer {bob.token}"})
+    assert other.status_code == 404
+    assert (await async_client.get("/conversations", headers={"Authorization": f"Bearer {ada.token}"})).json()
+
+
+def test_reports_are_their_owners(api, ws):
+    (ws / "module.py").write_text("def f(x):\n    return x\n")
+    ada, bob, admin = api("developer", "ada"), api("developer", "bob"), api("admin", "root")
+    report = ada.post("/improve/analyze", {"path": ".", "include_linter": False}).json()
+    assert [row["id"] for row in ada.get("/improve/reports").json()] == [report["report_id"]]
+    assert bob.get("/improve/reports").json() == []
+    assert bob.get(f"/improve/reports/{report['report_id']}").status_code == 404
+    assert admin.get(f"/improve/reports/{report['report_id']}").status_code == 200
+
+
+def test_single_user_mode_owns_nothing_and_sees_everything(settings, client, chat_llm):
+    from chat.models import Conversation
+
+    settings.USERS = False
+    chat_llm.script(Turn(content="one"))
+    conversation_id = client.post("/chat", {"message": "hi"}, content_type="application/json").json()[
+        "conversation_id"]
+    assert Conversation.objects.get(id=conversation_id).owner is None
+    assert client.get(f"/conversations/{conversation_id}").status_code == 200

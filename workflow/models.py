@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -35,6 +36,10 @@ class WorkflowRun(models.Model):
         ERROR = "error", "Error"  # LLM or sandbox error stopped the run
 
     session_id = models.UUIDField(default=uuid.uuid4, db_index=True)
+    # The user it belongs to in multi-user mode (codegen_site.core.users); null in the single-user
+    # mode and for older rows, which then only admins see.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
     task = models.TextField()
     intent_kind = models.CharField(max_length=16, choices=Intent.choices, db_index=True)
     content = models.TextField(blank=True, default="")

@@ -17,6 +17,7 @@ import hashlib
 import secrets
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -153,6 +154,44 @@ def revoke_token(row) -> None:
         row.save(update_fields=["revoked_at"])
     with _cache_lock:
         _cache.pop(row.digest, None)
+
+
+# The user the current request acts for (multi-user mode), set by the middleware for each API
+# call; database work the request hands to other threads (core.db) carries it along. Rows with
+# an owner are created owned by it and read through `visible`.
+acting: ContextVar[Principal | None] = ContextVar("acting", default=None)
+
+
+def acting_principal() -> Principal | None:
+    return acting.get() if users_mode() else None
+
+
+def visible(queryset):
+    """The rows of an owned model the acting user may see: its own, or all for an admin and
+    outside multi-user mode (the single-user mode, queue workers, management commands)."""
+    principal = acting_principal()
+    if principal is None or principal.is_admin:
+        return queryset
+    return queryset.filter(owner_id=principal.user_id)
+
+
+def set_owner(sender, instance, raw=False, **kwargs) -> None:
+    """pre_save for the models with an `owner`: a new row belongs to the acting user."""
+    if raw or not instance._state.adding or instance.owner_id is not None:
+        return
+    principal = acting_principal()
+    if principal is not None:
+        instance.owner_id = principal.user_id
+
+
+def connect_owners() -> None:
+    """Give every installed model with an `owner` field its owner when created (set_owner)."""
+    from django.apps import apps
+    from django.db.models.signals import pre_save
+
+    for model in apps.get_models():
+        if any(field.name == "owner" for field in model._meta.concrete_fields):
+            pre_save.connect(set_owner, sender=model, dispatch_uid=f"owner:{model._meta.label}")
 
 
 def principal_of(request) -> Principal | None:

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from codegen_site.core import workspace
 from codegen_site.core.errors import BadInput, Conflict, NotFound
+from codegen_site.core.users import visible
 from files_app.models import Backup
 from files_app.services import restore, unified_diff, write_file
 from improve.models import ImprovementRun, ProjectChange
@@ -40,7 +41,7 @@ State = ProjectChange.State
 
 def get_change(change_id) -> ProjectChange:
     try:
-        return ProjectChange.objects.get(pk=change_id)
+        return visible(ProjectChange.objects).get(pk=change_id)
     except (ProjectChange.DoesNotExist, ValueError):
         raise NotFound(f"No project change {change_id}") from None
 

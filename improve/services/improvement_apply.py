@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from codegen_site.core import workspace
 from codegen_site.core.errors import Conflict, NotFound, ServiceError
+from codegen_site.core.users import visible
 from files_app.models import Backup
 from files_app.services import read_file
 from improve.models import ImprovementRun, ProjectChange
@@ -83,7 +84,7 @@ def _discard(change: ProjectChange | None) -> None:
 def apply_proposal(run_id) -> ImprovementRun:
     """Write a proposal kept by auto_write=false; 409 when the file changed since or it was applied."""
     try:
-        run = ImprovementRun.objects.get(pk=run_id)
+        run = visible(ImprovementRun.objects).get(pk=run_id)
     except ImprovementRun.DoesNotExist:
         raise NotFound(f"No improvement run {run_id}") from None
     if run.status == Status.APPLIED:
