@@ -68,16 +68,23 @@ def _openat2(dir_fd: int, relative_path: str, flags: int) -> int | None:
 
 class _RootHandle:
     """The workspace root, opened once and kept (checked against the path by one stat per use,
-    so a root moved or replaced is opened again)."""
+    so a root moved or replaced is opened again, and the old fd closed)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple[str, int, int] | None = None
         self._fd: int | None = None
 
-    def fd(self) -> int:
+    def open_below(self, relative_path: str, flags: int) -> int | None:
+        """_openat2 of a path below the root. The lock is held for the call, so the fd it uses is
+        never closed (and its number reused) under it."""
+        if not _openat2_works:
+            return None
         path = root()
-        info = os.stat(path)
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None  # the walk answers for a root that is not there
         key = (str(path), info.st_dev, info.st_ino)
         with self._lock:
             if key != self._key:
@@ -86,10 +93,10 @@ class _RootHandle:
                 if (opened.st_dev, opened.st_ino) != key[1:]:
                     os.close(fd)
                     raise ServiceError(f"The workspace root changed while being opened: {path}")
-                # The old fd (if any) stays open: a reader may hold its number a moment longer,
-                # and a root changes rarely (tests, a new workspace setting).
+                if self._fd is not None:
+                    os.close(self._fd)
                 self._key, self._fd = key, fd
-            return self._fd
+            return _openat2(self._fd, relative_path, flags)
 
 
 _root_handle = _RootHandle()
@@ -235,8 +242,7 @@ def read_bytes(path: Path, limit: int) -> bytes:
     fd = None
     if names:
         try:
-            fd = _openat2(_root_handle.fd(), "/".join(names), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-                          | os.O_NONBLOCK)
+            fd = _root_handle.open_below("/".join(names), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise PathNotFound(f"Path not found: {shown}") from None
         except OSError:
