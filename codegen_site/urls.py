@@ -14,6 +14,7 @@ ui_patterns = [
     path("search", ui.search, name="ui-search"),
     path("files", ui.files, name="ui-files"),
     path("settings", ui.config, name="ui-settings"),
+    path("tokens", ui.tokens, name="ui-tokens"),
 ]
 
 urlpatterns = [
