@@ -1,6 +1,8 @@
 """The project's own middleware: the checks every request passes (Host, Origin,
 optional bearer token, which a logged-in browser UI session stands in for) and the
-split between API and browser pages.
+split between API and browser pages. In multi-user mode (security.users) the token
+is a user's own, and the user's role, the audit log and ownership follow from it
+(codegen_site.core.users, permissions, audit).
 
 The body limit and the token check are also made by the server itself
 (codegen_site.server) from a request's head, before its body is read: both ask

@@ -14,7 +14,8 @@ class AsyncAPIView(APIView):
 
     adrf runs `initial()` (authentication, permissions, throttles) through
     sync_to_async because those may touch the database. Here they never do:
-    no authentication classes, no permissions, throttle counters in the cache.
+    authentication takes the user the middleware found (codegen_site.core.users), no
+    permissions (roles are the middleware's), throttle counters in the cache.
     Skipping the thread hop shortens every async request, time to first
     byte of a stream included (bench/sse_relay.py)."""
 
