@@ -59,7 +59,9 @@ def _as_change(run: ImprovementRun) -> ProjectChange:
     attempts = [{"number": attempt["number"], "applied": True, "passed": attempt["passed"],
                  "output": attempt["validation_output"], "broken_tests": attempt["broken_tests"]}
                 for attempt in run.attempts]
-    change = ProjectChange(instruction=_instruction(run), paths=[run.file_path], state=ProjectChange.State.PROPOSED,
+    # the run's owner owns the change it is applied as (an admin applying it does not take it over)
+    change = ProjectChange(owner_id=run.owner_id, instruction=_instruction(run), paths=[run.file_path],
+                           state=ProjectChange.State.PROPOSED,
                            files=[item], diff=run.diff, model=run.model, git=repo is not None,
                            max_repairs=run.max_retries, finished_at=run.finished_at,
                            evidence={"improvement_run": str(run.pk), "attempts": attempts,
