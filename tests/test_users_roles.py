@@ -242,3 +242,38 @@ def test_single_user_mode_owns_nothing_and_sees_everything(settings, client, cha
         "conversation_id"]
     assert Conversation.objects.get(id=conversation_id).owner is None
     assert client.get(f"/conversations/{conversation_id}").status_code == 200
+
+
+def test_another_users_workflow_session_lends_none_of_its_code(api):
+    import uuid
+
+    from workflow.models import WorkflowRun
+    from workflow.selectors import previous_code
+
+    ada, bob = api("developer", "ada"), api("developer", "bob")
+    session = uuid.uuid4()
+    WorkflowRun.objects.create(session_id=session, task="t", intent_kind="code", code="secret = 1", owner=ada.user)
+    token = users.acting.set(users.Principal(bob.user, "developer"))
+    try:
+        assert previous_code(session, exclude_pk=0, limit=100) == ""
+        users.acting.set(users.Principal(ada.user, "developer"))
+        assert previous_code(session, exclude_pk=0, limit=100) == "secret = 1"
+    finally:
+        users.acting.reset(token)
+
+
+def test_an_admin_issues_a_token_in_the_admin_and_sees_the_audit_log(api, django_user_model, ws):
+    root = make_user(django_user_model, "root", "admin")
+    root.is_staff = True
+    root.save()
+    developer = api("developer", "dev")
+    developer.post("/files/write", {"path": "a.py", "content": "x = 1\n"})
+    page = Client()
+    page.force_login(root)
+    made = page.post("/admin/core/apitoken/add/", {"user": developer.user.pk, "name": "ci"}, follow=True)
+    token = next(str(message).rsplit(" ", 1)[1] for message in made.context["messages"] if "shown this once" in
+                 str(message))
+    assert Client().get("/conversations", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    log = page.get("/admin/core/auditentry/")
+    assert log.status_code == 200 and b"file write" in log.content
+    assert page.get(f"/admin/core/auditentry/{AuditEntry.objects.get().pk}/change/").status_code == 200

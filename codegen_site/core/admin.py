@@ -65,6 +65,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if not change:
             token = users.fill_new_token(obj)
             messages.warning(request, f"The new token (shown this once, copy it now): {token}")
+            if not users.users_mode():
+                messages.warning(request, "Multi-user mode is off (security.users): the API takes no personal "
+                                          "token until it is on.")
         super().save_model(request, obj, form, change)
 
     @admin.action(description="Revoke the selected tokens")
