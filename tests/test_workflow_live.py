@@ -54,7 +54,8 @@ def test_whole_workflow_on_the_bundled_model(client, set_config):
     assert body["plan"].strip() and body["tests"].strip() and body["code"].strip()
     assert isinstance(body["validation_passed"], bool) and body["validation_output"].strip()
     assert 1 <= body["attempts"] <= 2
-    assert body["verdict"] in ("passed", "failed", "out_of_time", "unverified")
+    assert body["verdict"] in ("passed", "passed_examples_only", "failed", "out_of_time", "unverified")
+    assert set(body["evidence"]["tests"]) == {"task", "llm", "probe", "smoke"}
     run = WorkflowRun.objects.get()
     assert run.status == ("completed" if body["validation_passed"] else "failed")
     assert run.models_used["plan"] == "smollm2-135m-instruct"
