@@ -96,7 +96,10 @@ def _variants(value, seen: list) -> list:
             found.append(-value)
         return found
     if isinstance(value, str):
-        return ["", value[:1], value[::-1], value + value[-1:]]
+        found = ["", value[:1], value[::-1], value + value[-1:]]
+        if value != value.upper():
+            found.append(value.upper())  # letter case: a check the examples often leave out
+        return found
     if isinstance(value, (list, tuple)):
         found = [type(value)(), value[:1], value[::-1], value + value[-1:]]
         if value and all(_is_int(item) for item in value):
