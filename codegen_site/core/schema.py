@@ -44,6 +44,9 @@ def document_edge_answers(result, generator, request, public):
         operation = result["paths"].get(path, {}).get(method.lower())
         if operation is None:
             continue
+        # The token is optional (none in the single-user mode): a declared requirement would say
+        # every call needs one. Where it applies, the 401 below says so.
+        operation.pop("security", None)
         codes = []
         if "requestBody" in operation:
             codes += ["400", "413"]
@@ -53,6 +56,7 @@ def document_edge_answers(result, generator, request, public):
             codes.append("429")
         for code in codes:
             operation["responses"].setdefault(code, _error_response(EDGE_ANSWERS[code]))
+    result.get("components", {}).pop("securitySchemes", None)
     return result
 
 
