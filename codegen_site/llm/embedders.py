@@ -91,8 +91,8 @@ class OnnxEmbedder(Embedder):
     How it uses the machine: every text is tokenized first (the tokenizer's own threads), identical texts
     once; the texts are sorted by token count and cut into batches of `batch_size`, each padded only to
     its longest text (padding costs as much as real tokens); the batches run `threads` at a time (default:
-    every core the process may use), each on one core. For a model this small, whole batches side by side
-    keep the cores busier than one batch split across them. `progress(done)` is called as texts finish."""
+    every core the process may use), each on one core, so no core waits for another inside a batch.
+    bench/embedder.py measures it against batch size and threads."""
 
     provider = "embedded"
     model = EMBEDDED_MODEL
