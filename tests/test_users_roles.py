@@ -277,3 +277,16 @@ def test_an_admin_issues_a_token_in_the_admin_and_sees_the_audit_log(api, django
     log = page.get("/admin/core/auditentry/")
     assert log.status_code == 200 and b"file write" in log.content
     assert page.get(f"/admin/core/auditentry/{AuditEntry.objects.get().pk}/change/").status_code == 200
+
+
+def test_a_logged_in_page_acts_as_its_user_with_its_role(django_user_model, ws):
+    reader = make_user(django_user_model, "ada", "reader")
+    page = Client(enforce_csrf_checks=True)
+    page.force_login(reader)
+    page.get("/ui/chat")  # sets the csrftoken cookie
+    csrf = {"HTTP_X_CSRFTOKEN": page.cookies["csrftoken"].value}
+    assert page.get("/files/tree").status_code == 200
+    refused = page.post("/files/write", {"path": "a.py", "content": ""}, content_type="application/json", **csrf)
+    assert refused.status_code == 403 and "developer role" in refused.json()["detail"]
+    no_csrf = page.post("/chat", {"message": "hi"}, content_type="application/json")
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.json()["detail"]
