@@ -289,8 +289,15 @@ def test_reconciliation_ends_dead_attempts_interrupted_and_shows_in_the_status(c
     orphan = ImprovementRun.objects.create(file_path="y.py")
     ImprovementRun.objects.filter(pk=orphan.pk).update(created_at=timezone.now() - timedelta(seconds=120))
     going = ImprovementRun.objects.create(file_path="z.py")
+    # killed after it made its run but before it reported it: the run of its file made after the claim
+    unreported_task = ImprovementTask.objects.create(file_path="w.py", status="running", attempts=1,
+                                                     worker="host:2:b", lease_until=expired,
+                                                     started_at=timezone.now() - timedelta(seconds=10))
+    unreported = ImprovementRun.objects.create(file_path="w.py")
     done = lease.reconcile()
-    assert (done["recovered"], done["interrupted"]) == (1, 1)
+    assert (done["recovered"], done["interrupted"]) == (2, 3)
+    assert ImprovementTask.objects.get(pk=unreported_task.pk).status == "pending"
+    assert ImprovementRun.objects.get(pk=unreported.pk).status == "interrupted"
     assert ImprovementTask.objects.get(pk=task.pk).status == "pending"
     killed.refresh_from_db()
     orphan.refresh_from_db()
@@ -298,7 +305,7 @@ def test_reconciliation_ends_dead_attempts_interrupted_and_shows_in_the_status(c
     assert orphan.status == "interrupted" and killed.finished_at is not None
     assert ImprovementRun.objects.get(pk=going.pk).status == "running"
     shown = client.get("/improve/queue/status").json()["reconciliation"]
-    assert (shown["recovered"], shown["interrupted"], shown["resent"]) == (1, 1, 0)
+    assert (shown["recovered"], shown["interrupted"], shown["resent"]) == (2, 3, 0)
 
 
 @pytest.mark.django_db

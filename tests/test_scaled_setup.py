@@ -349,8 +349,8 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         assert all((workspace / f"mod_{index}.py").read_text() == BETTER for index in range(20))
         runs = _pg(postgres_db, "SELECT file_path, status FROM improve_improvementrun")
         applied = sorted(path for path, state in runs if state == "applied")
-        assert applied == sorted(f"mod_{index}.py" for index in range(20))  # each written once
-        assert {state for _, state in runs} <= {"applied", "interrupted"}
+        assert applied == sorted(f"mod_{index}.py" for index in range(20)), runs  # each written once
+        assert {state for _, state in runs} <= {"applied", "interrupted"}, runs
         shown = httpx.get(second.url + "/improve/queue/status", timeout=30).json()
         assert shown["completed"] == 20 and shown["reconciliation"] is not None
 

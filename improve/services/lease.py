@@ -124,16 +124,23 @@ def send(task_id) -> bool:
     return True
 
 
-def _interrupt_run(run_id, reason: str) -> int:
-    if run_id is None:
+def _interrupt_run(task: ImprovementTask, reason: str) -> int:
+    """End the run the task's dead attempt left running: the one it reported, or, killed before it
+    reported one, the run of its file it made after its claim."""
+    runs = ImprovementRun.objects.filter(status=RUN_RUNNING)
+    if task.run_id is not None:
+        runs = runs.filter(pk=task.run_id)
+    elif task.started_at is not None:
+        runs = runs.filter(file_path=task.file_path, created_at__gte=task.started_at)
+    else:
         return 0
-    return ImprovementRun.objects.filter(pk=run_id, status=RUN_RUNNING).update(
-        status=RUN_INTERRUPTED, error=reason, finished_at=timezone.now())
+    return runs.update(status=RUN_INTERRUPTED, error=reason, finished_at=timezone.now())
 
 
-def recover_expired() -> int:
+def recover_expired(interrupted: list[int] | None = None) -> int:
     """Running tasks whose lease ran out: back to pending (enqueued when accepting) or failed;
-    the run their attempt left running ends interrupted."""
+    the run their attempt left running ends interrupted (counted into `interrupted`, when given)."""
+    interrupted = [] if interrupted is None else interrupted
     max_attempts = queue_settings().max_attempts
     now = timezone.now()
     recovered = 0
@@ -145,14 +152,14 @@ def recover_expired() -> int:
             if expired.update(status=Status.PENDING, step="", worker="", lease_until=None,
                               error=f"{reason}; retrying", updated_at=now):
                 recovered += 1
-                _interrupt_run(task.run_id, reason)
+                interrupted.append(_interrupt_run(task, reason))
                 logger.warning("Task %s: %s; back to pending", task.pk, reason)
                 if selectors.accepting():
                     send(task.pk)
         elif expired.update(status=Status.FAILED, step="done", lease_until=None, finished_at=now, updated_at=now,
                             error=f"{reason}; gave up after {task.attempts} attempt(s) (improve_queue.max_attempts)"):
             recovered += 1
-            _interrupt_run(task.run_id, reason)
+            interrupted.append(_interrupt_run(task, reason))
             logger.warning("Task %s: %s; failed", task.pk, reason)
     return recovered
 
@@ -196,8 +203,9 @@ def interrupt_dead_runs() -> int:
 def reconcile() -> dict:
     """One round: expired leases recovered, lost messages sent again, dead runs interrupted.
     What it did is kept (in the cache, shared by the processes when it is Redis) for the status."""
-    done = {"at": timezone.now().isoformat(), "recovered": recover_expired(), "resent": resend_lost(),
-            "interrupted": interrupt_dead_runs()}
+    interrupted: list[int] = []
+    done = {"at": timezone.now().isoformat(), "recovered": recover_expired(interrupted), "resent": resend_lost()}
+    done["interrupted"] = sum(interrupted) + interrupt_dead_runs()
     try:
         cache.set(selectors.RECONCILED_KEY, done, timeout=None)
     except Exception:  # the cache may be away; the round itself is done
