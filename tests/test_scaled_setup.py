@@ -22,6 +22,7 @@ import pytest
 from tests.fakes.llm_server import Turn
 from tests.live_server import ROOT, LiveASGIServer, free_port
 from tests.polling import wait_for
+from tests.sse import parse_sse
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -242,14 +243,88 @@ def _stop(process: subprocess.Popen, signal_number=signal.SIGTERM) -> None:
             process.wait()
 
 
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A Chroma server of the test's own (`chroma run`, as docs/operations.md starts one), stopped at the end."""
+    port = free_port()
+    log = (tmp_path / "chroma.log").open("ab")
+    try:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "chroma-server"),
+             "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert process.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
+        try:
+            return httpx.get(url + "/api/v2/heartbeat", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(answering, timeout=30, what="the Chroma server")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _chat_turns_across(first: LiveASGIServer, second: LiveASGIServer, fake_llm, turns: int) -> None:
+    """One conversation whose turns alternate: POST /chat on the first server, a stream on the second.
+    Each server answers from the history the other stored, and the history holds every turn once."""
+
+    def last_user(request: dict) -> str:
+        return [m["content"] for m in request.get("messages", []) if m.get("role") == "user"][-1]
+
+    fake_llm.responder = lambda request: Turn(content=["re: ", last_user(request)])
+    conversation_id = None
+    expected: list[tuple[str, str]] = []
+    for turn in range(turns):
+        message = f"question {turn}"
+        if turn % 2 == 0:
+            body = {"message": message, **({"conversation_id": conversation_id} if conversation_id else {})}
+            answer = httpx.post(first.url + "/chat", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["content"] == f"re: {message}"
+            conversation_id = answer.json()["conversation_id"]
+        else:
+            streamed = httpx.get(second.url + "/chat/stream", timeout=60,
+                                 params={"message": message, "conversation_id": conversation_id})
+            assert streamed.status_code == 200, streamed.text
+            events = parse_sse(streamed.text)
+            assert events[:2] == [("content", "re: "), ("content", message)], events
+            kind, done = events[-1]
+            assert kind == "done" and len(events) == 3 and done["conversation_id"] == conversation_id, events
+            assert done["context"]["history_left_out"] == 0
+        # the model was sent the whole history, whichever server stored it
+        assert [(m["role"], m["content"]) for m in fake_llm.prompts[-1] if m["role"] != "system"] == [
+            *expected, ("user", message)]
+        expected += [("user", message), ("assistant", f"re: {message}")]
+        if turn == 0:
+            listed = httpx.get(second.url + "/conversations", timeout=30)
+            assert listed.status_code == 200 and conversation_id in [c["id"] for c in listed.json()], listed.text
+    for server in (first, second):
+        stored = httpx.get(f"{server.url}/conversations/{conversation_id}", timeout=30)
+        assert stored.status_code == 200, stored.text
+        assert [(m["role"], m["content"]) for m in stored.json()["messages"]] == expected
+
+
 @pytest.mark.timeout(240)
-def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_path, fake_llm):
+def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, chroma_server, tmp_path, fake_llm):
     """The scaled set-up as docs/operations.md describes it, on PostgreSQL and a Redis of the
-    test's own: settings shared, a killed worker cluster's tasks all done once with no manual
-    start, one index run across servers, Redis lost and back, a killed server's children gone."""
+    test's own and a Chroma server: settings shared, a conversation and its streams across
+    servers, one index run across servers and its index searched on the other, a killed worker
+    cluster's tasks all done once with no manual start, Redis lost and back, a killed server's
+    children gone."""
     from tests.test_improve_run import BETTER, ISSUE, ORIGINAL, fenced
 
-    fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=0.1)
     workspace = tmp_path / "workspace"
     (workspace / "docs").mkdir(parents=True)
     for index in range(20):
@@ -272,6 +347,7 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         "CODEGEN_LLM__PROVIDER": "ollama",
         "CODEGEN_OLLAMA__HOST": fake_llm.url,
         "CODEGEN_EMBEDDINGS__PROVIDER": "ollama",
+        "CODEGEN_RAG__CHROMA_URL": chroma_server,
         "CODEGEN_SECURITY__RATE_ANON": "100000/minute",
     }
     env = {**os.environ, **scaled}
@@ -321,7 +397,26 @@ def test_two_servers_two_workers_broken_on_purpose(postgres_db, own_redis, tmp_p
         assert sorted(answer.status_code for answer in answers) == [200, 409], [a.text for a in answers]
         assert "already running" in next(a for a in answers if a.status_code == 409).json()["detail"]
         assert _pg(postgres_db, "SELECT count(*) FROM rag_indexrun") == [(1,)]
+        # The index is in the Chroma server (no store under the data dir); the server that got the 409
+        # finds a file of that folder by its vectors alone.
+        import chromadb
+        from chromadb.config import Settings
 
+        port = int(chroma_server.rsplit(":", 1)[1])
+        shared = chromadb.HttpClient(host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False))
+        indexed = answers[0].json() if answers[0].status_code == 200 else answers[1].json()
+        assert [c.count() for c in shared.list_collections()] == [indexed["chunks"]] and indexed["chunks"] > 0
+        assert not (tmp_path / "data" / "chroma").exists()
+        loser = servers[[a.status_code for a in answers].index(409)]
+        found = httpx.post(loser.url + "/rag/search", json={"query": "def page_7", "mode": "vector", "min_score": 0},
+                           timeout=60)
+        assert found.status_code == 200, found.text
+        assert found.json() and found.json()[0]["path"].startswith("docs/page_"), found.text
+
+        # A conversation whose turns alternate between the servers, half of them streamed.
+        _chat_turns_across(first, second, fake_llm, turns=10)
+
+        fake_llm.responder = lambda request: Turn(content=fenced(BETTER), first_byte_delay=0.1)
         # Twenty tasks; the whole worker cluster SIGKILLed midway and the broker flushed; the workers
         # started again as a supervisor would, and no one calls /improve/queue/start again.
         for index in range(20):
