@@ -134,6 +134,76 @@ def test_a_question_has_no_evidence_and_no_chosen_run(client, ollama, set_config
     assert (body["evidence"], body["chosen_run"], body["verdict"]) == (None, None, "")
 
 
+PRODUCT = "Write a function product(numbers) that returns the product of the numbers. product([2, 3, 4]) -> 24, product([]) -> 1."
+# right on every list without a zero, and the model's own rule for one
+REFUSES_ZERO = "```python\ndef product(numbers):\n    result = 1\n    for n in numbers:\n        if n == 0:\n" \
+               "            raise ValueError('zero')\n        result *= n\n    return result\n```"
+RIGHT_PRODUCT = "```python\ndef product(numbers):\n    result = 1\n    for n in numbers:\n        result *= n\n" \
+                "    return result\n```"
+
+
+def test_a_program_that_raises_on_a_zero_inside_a_list_is_not_passed(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [REFUSES_ZERO], PRODUCT)
+    found = body["evidence"]
+    assert body["validation_passed"] is True and found["checked"] is True
+    assert body["verdict"] == "passed_examples_only", found
+    assert "product([2, 0, 4]) raised ValueError" in found["crashes"], found["crashes"]
+    assert "product([2, -3, 4])" in found["edge_inputs"]
+
+
+def test_a_right_program_on_the_same_task_is_passed(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [RIGHT_PRODUCT], PRODUCT)
+    found = body["evidence"]
+    assert body["verdict"] == "passed", (found["reasons"], found["mutants"])
+    assert found["crashes"] == [] and found["mutants"]["survived"] == []
+
+
+VOWELS = '''Complete this function:
+
+```python
+def vowels(text):
+    """Count the vowels (a, e, i, o, u, either case) in text.
+
+    >>> vowels('hello')
+    2
+    >>> vowels('sky')
+    0
+    """
+```'''
+LOWER_VOWELS = "```python\ndef vowels(text):\n    letters = 'aeiou'\n    return sum(1 for char in text if char in letters)\n```"
+
+
+def test_a_program_blind_to_upper_case_is_not_passed_where_the_examples_are_lower_case(client, ollama, set_config):
+    body = examples_only(client, ollama, set_config, [LOWER_VOWELS], VOWELS)
+    found = body["evidence"]
+    assert "vowels('HELLO')" in found["edge_inputs"] and "vowels('HeLlO')" in found["edge_inputs"]
+    assert body["verdict"] == "passed_examples_only", found
+    assert any(change.startswith("reads its text in lower case") for change in found["mutants"]["survived"])
+
+
+def test_exceptions_on_edge_inputs_that_are_refusals_and_those_that_are_crashes():
+    inside = {"f([2, 0, 4])": evidence.ZERO_INSIDE, "f([2, -3, 4])": evidence.NEGATIVE_INSIDE}
+    # an empty list or a zero or negative argument may be refused with anything
+    assert evidence.refused("f([])", "IndexError", set(), inside)
+    assert evidence.refused("f([1], -1)", "IndexError", set(), inside)
+    assert evidence.refused("f([1, 2], 5)", "ValueError", set(), inside)  # out of the function's domain
+    assert not evidence.refused("f([1, 2], 5)", "IndexError", set(), inside)
+    # a zero or a negative number inside a list of the examples' kind is a plain input
+    assert not evidence.refused("f([2, 0, 4])", "ValueError", set(), inside)
+    assert not evidence.refused("f([2, -3, 4])", "ValueError", set(), inside)
+    # dividing by an item, or an error the examples show, is still a refusal
+    assert evidence.refused("f([2, 0, 4])", "ZeroDivisionError", set(), inside)
+    assert evidence.refused("f([2, -3, 4])", "ValueError", {"ValueError"}, inside)
+
+
+def test_no_zero_or_negative_item_where_the_task_says_its_numbers_are_positive():
+    task = "Write a function product(numbers) for a list of positive integers. product([2, 3, 4]) -> 24, product([]) -> 1."
+    calls, inside = evidence.edge_inputs(task, examples.parse_contract(task))
+    assert inside == {} and "product([2, 0, 4])" not in calls
+    calls, inside = evidence.edge_inputs(PRODUCT, examples.parse_contract(PRODUCT))
+    assert inside == {"product([2, 0, 4])": evidence.ZERO_INSIDE, "product([2, -3, 4])": evidence.NEGATIVE_INSIDE}
+
+
 # ---------------------------------------------------------------- edge inputs
 
 def test_edge_inputs_vary_the_examples_without_leaving_their_domain():

@@ -15,7 +15,23 @@ and through edge inputs derived from the task's examples and signature:
   program just as well.
 
 Any of these (or checks that could not run) makes the verdict `passed_examples_only`
-rather than `passed`; the reasons go into the run's report and its text."""
+rather than `passed`; the reasons go into the run's report and its text.
+
+Refusal or crash. A function may rightly refuse an input it does not take, so an exception on
+an edge input is not always a crash. It counts as a refusal (any exception) when the call has
+an empty text or container, or a top-level number that is zero or negative, among its
+arguments; a `ValueError` (an input out of the function's domain) or an exception the
+task's examples show is a refusal on any other edge input too, except one: a list or tuple
+of the examples' own kind with one item changed to 0 or to a negative number (the examples
+rarely hold one, and a program that raises there, `ValueError` or not, fails a plain input
+of the task). There only a `ZeroDivisionError` on the zero (a task that divides by its
+items) or an exception the examples show is a refusal; a task that says its numbers are
+positive gets no such input (no negative ones for "non-negative").
+
+Letter case. Where every example's text is lower case and the answers are not text (a count,
+a yes or no), the texts' upper- and mixed-case forms are edge inputs, and one mutant is the
+program reading its text in lower case: a program that counts only lower-case letters
+differs from it there, and the tests cannot reject it."""
 
 from __future__ import annotations
 
@@ -40,8 +56,13 @@ _MAX_OTHERS = 3  # other candidates' programs compared with the kept one
 _SECONDS_TRUSTED = 1.0
 _SECONDS_MUTANT = edits.SECONDS_EACH
 # Exceptions that are an answer rather than a crash: a function refusing an input it does not take.
-# On a degenerate input (an empty text or collection, a zero) any exception is a refusal.
+# On a degenerate input (an empty text or collection, a zero or negative number) any exception is a refusal.
 _REFUSALS = {"ValueError", "NotRun"}
+# Edge inputs with one item of a list changed to 0 or a negative number: exceptions there are crashes
+# (the module's docstring), but dividing by an item may rightly fail on the zero.
+ZERO_INSIDE, NEGATIVE_INSIDE = "zero inside", "negative inside"
+_INSIDE_REFUSALS = {ZERO_INSIDE: {"ZeroDivisionError", "NotRun"}, NEGATIVE_INSIDE: {"NotRun"}}
+_PRIORITY = 6  # edge inputs kept before the rest are spread over what is left
 
 
 @dataclass
@@ -96,18 +117,47 @@ def _variants(value, seen: list) -> list:
             found.append(-value)
         return found
     if isinstance(value, str):
-        found = ["", value[:1], value[::-1], value + value[-1:]]
-        if value != value.upper():
-            found.append(value.upper())  # letter case: a check the examples often leave out
-        return found
+        return ["", value[:1], value[::-1], value + value[-1:]]
     if isinstance(value, (list, tuple)):
         found = [type(value)(), value[:1], value[::-1], value + value[-1:]]
+        if len(value) > 1:
+            found.append(value[:1] + value)  # the first item again, in front
         if value and all(_is_int(item) for item in value):
             found.append(value + type(value)([max(value) + 1]))  # a new largest item, last
         return found
     if isinstance(value, dict):
         return [{}, dict(list(value.items())[:1])]
     return []
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _mixed_case(text: str) -> str:
+    return "".join(char.upper() if index % 2 == 0 else char for index, char in enumerate(text))
+
+
+def _first_variants(value, task: str) -> list[tuple[object, str]]:
+    """(variant, kind) of one argument the spread must not drop: a list of numbers with one item
+    (the middle one) 0 or negative, and a lower-case text in upper and mixed case."""
+    found: list[tuple[object, str]] = []
+    if isinstance(value, (list, tuple)) and value and all(_number(item) for item in value):
+        lowered = task.lower()
+        middle = len(value) // 2
+        zero = type(value[middle])(0)
+        negative = -abs(value[middle]) or type(value[middle])(-1)
+        if "positive" not in lowered.replace("non-positive", ""):
+            if zero not in value:
+                found.append((type(value)([*value[:middle], zero, *value[middle + 1:]]), ZERO_INSIDE))
+            if all(item >= 0 for item in value) and not any(word in lowered for word in
+                                                            ("non-negative", "nonnegative", "natural")):
+                found.append((type(value)([*value[:middle], negative, *value[middle + 1:]]), NEGATIVE_INSIDE))
+    if isinstance(value, str) and value != value.upper():
+        found.append((value.upper(), ""))  # letter case: a check the examples often leave out
+        if _mixed_case(value) not in (value, value.upper()):
+            found.append((_mixed_case(value), ""))
+    return found
 
 
 # values for a parameter known only by its annotation
@@ -147,8 +197,14 @@ def edge_calls(task: str, contract: examples.Contract, tests_source: str = "") -
     """Calls of the task's function on edge inputs (not those the task or the tests make): each
     literal argument of such a call varied (empty, one item, reversed, one more, zero, ...),
     or, without any, values for each annotated parameter."""
+    return edge_inputs(task, contract, tests_source)[0]
+
+
+def edge_inputs(task: str, contract: examples.Contract,
+                tests_source: str = "") -> tuple[list[str], dict[str, str]]:
+    """`edge_calls` and, for those with a list item changed to 0 or a negative number, which."""
     if not contract.name:
-        return []
+        return [], {}
     calls = examples.example_calls(task, contract)
     calls += [call for call in _test_calls(tests_source, contract.name) if call not in calls]
     parsed = []
@@ -159,13 +215,23 @@ def edge_calls(task: str, contract: examples.Contract, tests_source: str = "") -
         except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, AttributeError):
             parsed.append(None)
     found: list[str] = []
+    first: list[str] = []
+    inside: dict[str, str] = {}
 
-    def add(values: list) -> None:
+    def add(values: list, into: list[str] = found) -> str | None:
         call = f"{contract.name}({', '.join(repr(value) for value in values)})"
-        if call not in calls and call not in found:
-            found.append(call)
+        if call in calls or call in found or call in first:
+            return None
+        into.append(call)
+        return call
 
     rows = [values for values in parsed if values is not None]
+    for values in rows:
+        for index, value in enumerate(values):
+            for variant, kind in _first_variants(value, task):
+                call = add([*values[:index], variant, *values[index + 1:]], first)
+                if call and kind:
+                    inside[call] = kind
     for values in rows:
         for index, value in enumerate(values):
             seen = [row[index] for row in rows if len(row) > index]
@@ -176,7 +242,9 @@ def edge_calls(task: str, contract: examples.Contract, tests_source: str = "") -
         if all(columns):
             for row in range(max(len(column) for column in columns)):
                 add([column[row % len(column)] for column in columns])
-    return _spread(found, _MAX_EDGE_INPUTS)
+    first = first[:_PRIORITY]
+    chosen = first + _spread(found, _MAX_EDGE_INPUTS - len(first))
+    return chosen, {call: kind for call, kind in inside.items() if call in chosen}
 
 
 def _spread(items: list, limit: int) -> list:
@@ -238,12 +306,41 @@ def constant_mutant(code: str, name: str, call: str) -> str | None:
             f"def {name}(*args, **kwargs):\n    return _workflow_constant\n")
 
 
-def mutants(code: str, name: str, calls: list[str]) -> list[edits.Edit]:
-    """Broken variants of `code`: single edits spread over the whole program, and a constant."""
-    found = _spread(edits.single_edits(code, _MAX_MUTANTS * 5), _MAX_MUTANTS - 1)
+def lower_case_mutant(code: str, name: str) -> str | None:
+    """The program with its function reading every text argument in lower case."""
+    if constant_mutant(code, name, "None") is None:
+        return None
+    return (f"{code.rstrip()}\n\n\n_workflow_cased = {name}\n\n\n"
+            f"def {name}(*args, **kwargs):\n"
+            f"    return _workflow_cased(*(item.lower() if isinstance(item, str) else item for item in args), "
+            f"**kwargs)\n")
+
+
+def _case_blind(task: str, contract: examples.Contract) -> bool:
+    """Every example's text is lower case (with a letter) and no answer is a text."""
+    found = examples.find_examples(task, contract)
+    texts = []
+    for example in found:
+        try:
+            node = ast.parse(example.call, mode="eval").body
+            texts += [value for value in (ast.literal_eval(arg) for arg in node.args) if isinstance(value, str)]
+            if example.printed or example.raises or isinstance(ast.literal_eval(example.expected), str):
+                return False
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, AttributeError):
+            return False
+    return bool(texts) and all(text == text.lower() for text in texts) and any(text.isalpha() for text in texts)
+
+
+def mutants(code: str, name: str, calls: list[str], case_blind: bool = False) -> list[edits.Edit]:
+    """Broken variants of `code`: single edits spread over the whole program, a constant, and
+    (`case_blind`: the examples show only lower-case text) the program reading lower case."""
+    found = _spread(edits.single_edits(code, _MAX_MUTANTS * 5), _MAX_MUTANTS - 2)
     constant = constant_mutant(code, name, calls[0]) if name and calls else None
     if constant:
         found.append(edits.Edit(constant, f"returns `{calls[0]}`'s value for every input"))
+    lowered = lower_case_mutant(code, name) if name and case_blind else None
+    if lowered:
+        found.append(edits.Edit(lowered, "reads its text in lower case"))
     return found
 
 
@@ -295,10 +392,10 @@ async def strengthen(job: Job, state: RunState, best: Scored) -> Evidence:
         evidence.reasons.append("the run's time ended before the program could be checked beyond its tests")
         return evidence
     names = edits.plain_tests(state.tests, [name for name in state.tests.names() if name in counted])
-    probes = edge_calls(job.task, job.contract, state.tests.source())
+    probes, inside = edge_inputs(job.task, job.contract, state.tests.source())
     others = _independent(state, best, counted)
     seeds = examples.example_calls(job.task, job.contract) or _test_calls(state.tests.source(), job.contract.name)
-    variants = mutants(best.code, job.contract.name, seeds or probes)
+    variants = mutants(best.code, job.contract.name, seeds or probes, _case_blind(job.task, job.contract))
     codes = [best.code, *(item.code for item in others), *(variant.code for variant in variants)]
     limits = [_SECONDS_TRUSTED] * (1 + len(others)) + [_SECONDS_MUTANT] * len(variants)
     started = time.monotonic()
@@ -313,7 +410,7 @@ async def strengthen(job: Job, state: RunState, best: Scored) -> Evidence:
     evidence.checked = True
     evidence.edge_inputs = probes
     passed_here, seen = lines[0]
-    agreed = _edge_behaviour(evidence, job, probes, seen, others, lines[1:1 + len(others)])
+    agreed = _edge_behaviour(evidence, job, probes, inside, seen, others, lines[1:1 + len(others)])
     _mutant_check(evidence, probes, passed_here, seen, agreed, variants, lines[1 + len(others):])
     if not names and not agreed:
         evidence.reasons.append("no test could be run against broken variants of the program")
@@ -323,25 +420,35 @@ async def strengthen(job: Job, state: RunState, best: Scored) -> Evidence:
 
 
 def degenerate(call: str) -> bool:
-    """A call with an empty text or collection, or a zero, among its arguments: an input the
-    function may rightly refuse (with any exception)."""
+    """A call with an empty text or collection, or a zero or negative number, among its
+    arguments: an input the function may rightly refuse (with any exception)."""
     try:
         node = ast.parse(call, mode="eval").body
         values = [ast.literal_eval(arg) for arg in node.args]
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, AttributeError):
         return False
-    return any(value in ("", 0) or (isinstance(value, (list, tuple, dict, set)) and not value)
+    return any(value in ("", 0) or (_number(value) and value < 0)
+               or (isinstance(value, (list, tuple, dict, set)) and not value)
                for value in values if not isinstance(value, bool))
 
 
-def _edge_behaviour(evidence: Evidence, job: Job, probes: list[str], seen: list[str], others: list[Scored],
-                    other_lines: list) -> set[int]:
+def refused(call: str, error: str, expected: set[str], inside: dict[str, str]) -> bool:
+    """Whether `error` on the edge input `call` is the function refusing it (the module's docstring)."""
+    if error in expected:
+        return True
+    if call in inside:
+        return error in _INSIDE_REFUSALS[inside[call]]
+    return error in _REFUSALS or degenerate(call)
+
+
+def _edge_behaviour(evidence: Evidence, job: Job, probes: list[str], inside: dict[str, str], seen: list[str],
+                    others: list[Scored], other_lines: list) -> set[int]:
     """Crashes of the kept program and its agreement with the others; returns the edge inputs
     (by position) on which another candidate agrees and none disagrees."""
-    allowed = _REFUSALS | _expected_errors(job)
+    expected = _expected_errors(job)
     crashed = []
     for call, value in zip(probes, seen, strict=True):
-        if value.startswith("error:") and value[6:] not in allowed and not degenerate(call):
+        if value.startswith("error:") and not refused(call, value[6:], expected, inside):
             crashed.append(call)
             evidence.crashes.append(f"{call} raised {value[6:]}" if value != "error:Timeout"
                                     else f"{call} did not return in time")
