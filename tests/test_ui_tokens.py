@@ -16,7 +16,7 @@ from tests.ui_browser import WAIT_MS, new_page, screenshot, start_server
 @pytest.fixture
 def user(django_user_model):
     user = django_user_model.objects.create_user("ada", password="lovelace")
-    user.groups.add(Group.objects.get(name="developer"))
+    user.groups.add(Group.objects.get_or_create(name="developer")[0])
     return user
 
 

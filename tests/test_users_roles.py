@@ -28,7 +28,7 @@ def make_user(django_user_model, name: str, role: str | None):
         user.is_superuser = True
         user.save()
     elif role is not None:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
