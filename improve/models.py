@@ -134,6 +134,10 @@ class ImprovementTask(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     file_path = models.CharField(max_length=4096)
+    # Who queued it in multi-user mode (codegen_site.core.users): the run or change its worker
+    # makes belongs to that user too. Null in the single-user mode and for older rows.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
     issue = models.JSONField(default=dict)
     # auto_write, max_retries
     options = models.JSONField(default=dict)
