@@ -58,17 +58,23 @@ def has_unfinished_tasks() -> bool:
     return ImprovementTask.objects.filter(status__in=(Status.PENDING, Status.RUNNING)).exists()
 
 
+def _tasks():
+    """The queued tasks the acting user sees: its own in multi-user mode, all for an admin."""
+    return visible(ImprovementTask.objects)
+
+
 def get_task(task_id) -> ImprovementTask:
     try:
-        return ImprovementTask.objects.get(pk=uuid.UUID(str(task_id)))
+        return _tasks().get(pk=uuid.UUID(str(task_id)))
     except (ImprovementTask.DoesNotExist, ValueError):
         raise NotFound(f"No queued task {task_id}") from None
 
 
 def queue_summary() -> dict:
-    """The queue's counts, its running task and its workers (what the live feed's `status` shows)."""
-    counts = dict(ImprovementTask.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    current = ImprovementTask.objects.filter(status=Status.RUNNING).order_by("started_at").first()
+    """The queue's counts, its running task and its workers (what the live feed's `status` shows);
+    the counts and the running task are of the tasks the acting user sees."""
+    counts = dict(_tasks().values_list("status").annotate(n=Count("pk")).order_by())
+    current = _tasks().filter(status=Status.RUNNING).order_by("started_at").first()
     return {
         "running": accepting(),
         "total_tasks": sum(counts.values()),
@@ -84,7 +90,7 @@ def queue_summary() -> dict:
 
 def queue_status() -> dict:
     """GET /improve/queue/status: the summary, the newest tasks and the last reconciliation."""
-    newest = list(ImprovementTask.objects.order_by("-created_at")[:queue_settings().status_task_limit])
+    newest = list(_tasks().order_by("-created_at")[:queue_settings().status_task_limit])
     return {**queue_summary(), "tasks": newest, "reconciliation": last_reconciliation()}
 
 
@@ -103,9 +109,9 @@ def last_reconciliation() -> dict | None:
 
 
 def changed_tasks(seen: dict, since) -> list[ImprovementTask]:
-    """Tasks updated since `since` (unfinished ones when None) that `seen` (pk → updated_at) has
+    """The acting user's tasks updated since `since` (unfinished ones when None) that `seen` (pk → updated_at) has
     not shown at that version, oldest change first."""
-    rows = ImprovementTask.objects.order_by("updated_at")
+    rows = _tasks().order_by("updated_at")
     rows = rows.filter(updated_at__gte=since) if since else rows.exclude(status__in=ImprovementTask.FINISHED)
     return [task for task in rows if seen.get(task.pk) != task.updated_at]
 

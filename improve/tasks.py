@@ -6,10 +6,12 @@ A task's stored `result` is the same JSON POST /improve/run answers
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
 
+from codegen_site.core import users
 from codegen_site.core.db import db_async
 from improve import selectors
 from improve.models import ImprovementRun, ImprovementTask, ProjectChange
@@ -32,6 +34,23 @@ def process_task(task_id: str) -> str:
     task = lease.claim(task_id, worker)
     if task is None:
         return "not pending (taken, finished or cancelled)"
+    with acting_for(task):
+        return _process(task, worker)
+
+
+@contextmanager
+def acting_for(task: ImprovementTask):
+    """The worker acts for whoever queued the task: the run or change it makes is owned by that
+    user (codegen_site.core.users.set_owner), as if that user had asked for it directly."""
+    owner = task.owner
+    reset = users.acting.set(users.Principal(owner, users.role_of(owner)) if owner is not None else None)
+    try:
+        yield
+    finally:
+        users.acting.reset(reset)
+
+
+def _process(task: ImprovementTask, worker: str) -> str:
     if task.run is not None and (done := written_before(task.run)) is not None:
         lease.finish(task.pk, worker, result=ImprovementRunResultSerializer(done).data, error="")
         return "completed (the file was written before the previous worker stopped)"

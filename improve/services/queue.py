@@ -41,7 +41,8 @@ def ensure_workers() -> int | None:
 
 
 def add_task(file_path: str, issue: dict, options: dict) -> ImprovementTask:
-    """A pending task; 400/404 now for a path the run would refuse anyway."""
+    """A pending task; 400/404 now for a path the run would refuse anyway. In multi-user mode it
+    belongs to the acting user (codegen_site.core.users.set_owner), and so will its run."""
     target = workspace.resolve(file_path, must_exist=True)
     task = ImprovementTask.objects.create(file_path=workspace.relative(target), issue=issue, options=options)
     if selectors.accepting():
