@@ -180,7 +180,9 @@ class QueueAddView(APIView):
 
 
 class QueueStatusView(APIView):
-    @extend_schema(responses={200: QueueStatusSerializer}, summary="The queue: counts, the running task, recent tasks")
+    @extend_schema(responses={200: QueueStatusSerializer},
+                   summary="The queue: counts, the running task, recent tasks (in multi-user mode of the caller's "
+                           "own tasks; an admin's: all)")
     def get(self, request):
         return Response(QueueStatusSerializer(selectors.queue_status()).data)
 
