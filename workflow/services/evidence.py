@@ -28,8 +28,8 @@ of the task). There only a `ZeroDivisionError` on the zero (a task that divides 
 items) or an exception the examples show is a refusal; a task that says its numbers are
 positive gets no such input (no negative ones for "non-negative").
 
-Letter case. Where every example's text is lower case and the answers are not text (a count,
-a yes or no), the texts' upper- and mixed-case forms are edge inputs, and one mutant is the
+Letter case. Where every example's text is lower case and no answer is or holds a text (a
+count, a yes or no), the texts' upper- and mixed-case forms are edge inputs, and one mutant is the
 program reading its text in lower case: a program that counts only lower-case letters
 differs from it there, and the tests cannot reject it."""
 
@@ -316,15 +316,23 @@ def lower_case_mutant(code: str, name: str) -> str | None:
             f"**kwargs)\n")
 
 
+def _has_text(value) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, dict):
+        return any(_has_text(item) for item in (*value.keys(), *value.values()))
+    return isinstance(value, (list, tuple, set)) and any(_has_text(item) for item in value)
+
+
 def _case_blind(task: str, contract: examples.Contract) -> bool:
-    """Every example's text is lower case (with a letter) and no answer is a text."""
+    """Every example's text is lower case (with a letter) and no answer is or holds a text."""
     found = examples.find_examples(task, contract)
     texts = []
     for example in found:
         try:
             node = ast.parse(example.call, mode="eval").body
             texts += [value for value in (ast.literal_eval(arg) for arg in node.args) if isinstance(value, str)]
-            if example.printed or example.raises or isinstance(ast.literal_eval(example.expected), str):
+            if example.printed or example.raises or _has_text(ast.literal_eval(example.expected)):
                 return False
         except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, AttributeError):
             return False
