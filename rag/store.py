@@ -3,8 +3,10 @@
 The collection is in a persistent store under the data dir, or in a Chroma server when
 `rag.chroma_url` is set; its metadata names the embedder that made its vectors, and an index
 run with another embedder drops it and starts again, so vectors of two models never meet.
-The BM25 index (rag.lexical) is rebuilt whole from the tokens stored per file: an index run
-only marks it stale and the next search rebuilds it once.
+The BM25 index (rag.lexical) is rebuilt whole from the tokens stored per file in the database:
+an index run only marks it stale and the next search rebuilds it once. Each build also records
+which state of those rows it was made from, so a host whose data dir another host's index run
+never touched rebuilds too when the shared database has moved on.
 
 Both are read by the selectors (status) and the services (indexing, search), so they sit
 below both. The process-wide resources, Chroma clients and loaded BM25 indexes, each have one
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from django.conf import settings
+from django.db.models import Count, Max
 
 from codegen_site.core.errors import ServiceUnavailable
 from codegen_site.llm.embedders import Embedder
@@ -29,6 +33,10 @@ from rag.models import IndexedFile, IndexedRoot
 logger = logging.getLogger(__name__)
 
 STALE_MARK = "stale"
+# The state of the stored rows a BM25 build was made from (rows_stamp), beside it.
+SOURCE_MARK = "source"
+# How long a process trusts its last look at the rows' state before asking the database again.
+SOURCE_CHECK_SECONDS = 1.0
 # How chunks are cut and what of them is embedded (rag.chunking): a collection made another way is
 # rebuilt by the next index run, as one of another embedder is, so its vectors never meet new ones.
 INDEX_FORMAT = 3
@@ -79,27 +87,56 @@ class LexicalIndexes:
         self._rebuild_lock = threading.Lock()
         self._loaded: dict[str, tuple[int, LexicalIndex]] = {}
         self._loaded_lock = threading.Lock()
+        self._checked: dict[str, float] = {}
 
     @staticmethod
     def mark_stale(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / STALE_MARK).touch()
 
+    @staticmethod
+    def rows_stamp() -> str:
+        """The stored rows' state: an edit or an addition moves the newest indexed_at, a removal
+        the count."""
+        state = IndexedFile.objects.aggregate(files=Count("id"), newest=Max("indexed_at"))
+        newest = state["newest"].isoformat() if state["newest"] else "-"
+        return f"{state['files']} {newest}"
+
+    def _moved_on(self, directory: Path) -> str | None:
+        """The rows' stamp when it differs from the one the build in `directory` was made from;
+        asked of the database at most once per SOURCE_CHECK_SECONDS per directory."""
+        key = str(directory)
+        now = time.monotonic()
+        if now - self._checked.get(key, float("-inf")) < SOURCE_CHECK_SECONDS:
+            return None
+        self._checked[key] = now
+        stamp = self.rows_stamp()
+        try:
+            built_from = (directory / SOURCE_MARK).read_text()
+        except FileNotFoundError:
+            built_from = None
+        return None if built_from == stamp else stamp
+
     def current(self, directory: Path) -> LexicalIndex:
         with self._rebuild_lock:
-            if (directory / STALE_MARK).exists() or not (directory / LexicalIndex.META).exists():
+            if ((directory / STALE_MARK).exists() or not (directory / LexicalIndex.META).exists()
+                    or self._moved_on(directory) is not None):
                 (directory / STALE_MARK).unlink(missing_ok=True)
                 self._rebuild(directory)
         return self._load(directory)
 
-    @staticmethod
-    def _rebuild(directory: Path) -> None:
+    def _rebuild(self, directory: Path) -> None:
+        # The stamp is taken first: rows written during the build move it again, so the next
+        # look rebuilds rather than keeping a build that missed them.
+        stamp = self.rows_stamp()
         entries = []
         rows = IndexedFile.objects.order_by("path").values_list("path", "chunk_ids", "tokens")
         for path, chunk_ids, tokens in rows:
             entries.extend((chunk_id, path, chunk_tokens)
                            for chunk_id, chunk_tokens in zip(chunk_ids, tokens, strict=True))
         LexicalIndex.build(directory, entries)
+        (directory / SOURCE_MARK).write_text(stamp)
+        self._checked[str(directory)] = time.monotonic()
 
     def _load(self, directory: Path) -> LexicalIndex:
         meta = directory / LexicalIndex.META
@@ -118,6 +155,7 @@ class LexicalIndexes:
         """Drop the loaded indexes (the next search loads them again)."""
         with self._loaded_lock:
             self._loaded.clear()
+        self._checked.clear()
 
 
 chroma_clients = ChromaClients()

@@ -189,6 +189,35 @@ def test_walk_honours_gitignore_and_skips_tool_dirs_binaries_and_big_files(clien
     assert body["skipped"] == 2 and body["files"] == 0
 
 
+def test_a_host_whose_data_dir_no_run_touched_rebuilds_its_lexical_index_from_the_shared_rows(
+        client, project, ollama_embeddings, tmp_path, monkeypatch):
+    """Another host keeps its BM25 build in a data dir of its own; an index run here marks only
+    this one stale, and the rows in the shared database tell the other that it is behind."""
+    monkeypatch.setattr(store, "SOURCE_CHECK_SECONDS", 0)
+    shipping = rel(project / "shop" / "shipping.py")
+
+    def lexical_hits(directory, query):
+        index_ = store.lexical_indexes.current(directory)
+        found = index_.relevance(query)
+        ids = {chunk_id for chunk_id, _ in index_.top(found, 10)} if found is not None else set()
+        return {path for path, chunk_ids in IndexedFile.objects.values_list("path", "chunk_ids")
+                if ids & set(chunk_ids)}
+
+    index(client, rel(project))
+    other_host = tmp_path / "other-host-lexical"
+    assert lexical_hits(other_host, "normalize_postcode") == {shipping}
+    built = (other_host / "source").stat().st_mtime_ns
+    assert lexical_hits(other_host, "normalize_postcode") == {shipping}
+    assert (other_host / "source").stat().st_mtime_ns == built  # nothing moved: no rebuild
+
+    edited = SHIPPING.replace("normalize_postcode(postcode)", "format_tracking_number(number)")
+    (project / "shop" / "shipping.py").write_text(edited.replace("postcode.replace", "number.replace"))
+    assert index(client, rel(project)).json()["files"] == 1
+
+    assert lexical_hits(other_host, "format_tracking_number") == {shipping}
+    assert lexical_hits(other_host, "normalize_postcode") == set()
+
+
 @pytest.mark.parametrize("path, status", [("../", 400), ("/etc", 400), ("nowhere-at-all", 404), ("", 400)])
 def test_index_refuses_paths_outside_the_workspace_and_missing_ones(client, project, path, status):
     response = index(client, path)
