@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from codegen_site.core import config as app_config
 from codegen_site.llm import clear_probe_cache
 from tests.fakes.llm_server import FakeLLMServer
+from tests.live_server import free_port
+from tests.polling import wait_for
 
 # The browser tests' fixtures (chromium through Playwright, a shared live server).
 pytest_plugins = ["tests.ui_browser"]
@@ -123,3 +129,36 @@ def outside(tmp_path) -> Path:
     directory.mkdir()
     (directory / "secret.txt").write_text("SECRET\n")
     return directory
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    """A Chroma server of the test's own (`chroma run`, as docs/operations.md starts one), stopped at the end."""
+    port = free_port()
+    log = (tmp_path / "chroma.log").open("ab")
+    try:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "chroma-server"),
+             "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert process.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
+        try:
+            return httpx.get(url + "/api/v2/heartbeat", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(answering, timeout=30, what="the Chroma server")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

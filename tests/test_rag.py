@@ -416,33 +416,6 @@ def test_schema_documents_the_rag_endpoints(client):
 
 
 # --- a Chroma server ----------------------------------------------------------------
-@pytest.fixture
-def chroma_server(tmp_path, unused_port):
-    chroma = Path(sys.executable).parent / "chroma"
-    process = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "chroma-server"), "--host",
-                                "127.0.0.1", "--port", str(unused_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
-    url = f"http://127.0.0.1:{unused_port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, "chroma run exited"
-        try:
-            return httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(answers, timeout=60, what="chroma run to answer", interval=0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 def test_a_chroma_server_serves_the_same_results(client, project, ollama_embeddings, chroma_server, set_config):
     queries = ["compute_shipping_cost", "hello name", "shop run"]
 

@@ -243,39 +243,6 @@ def _stop(process: subprocess.Popen, signal_number=signal.SIGTERM) -> None:
             process.wait()
 
 
-@pytest.fixture
-def chroma_server(tmp_path):
-    """A Chroma server of the test's own (`chroma run`, as docs/operations.md starts one), stopped at the end."""
-    port = free_port()
-    log = (tmp_path / "chroma.log").open("ab")
-    try:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "chroma-server"),
-             "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"}, stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()
-    url = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        assert process.poll() is None, (tmp_path / "chroma.log").read_text()[-2000:]
-        try:
-            return httpx.get(url + "/api/v2/heartbeat", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(answering, timeout=30, what="the Chroma server")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _chat_turns_across(first: LiveASGIServer, second: LiveASGIServer, fake_llm, turns: int) -> None:
     """One conversation whose turns alternate: POST /chat on the first server, a stream on the second.
     Each server answers from the history the other stored, and the history holds every turn once."""
