@@ -29,7 +29,7 @@ class SettingsChange(models.Model):
 
     version = models.PositiveBigIntegerField(db_index=True)
     patch = models.JSONField()
-    # "local" for the single-user mode; the user's name once requests carry one.
+    # The acting user's name; "local" in the single-user mode.
     author = models.CharField(max_length=150, blank=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="+")
