@@ -60,7 +60,7 @@ class ChatView(AsyncAPIView):
 
 class ChatStreamView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
-    streams = True  # codegen_site.routes
+    streams = True  # codegen_site.core.apiview
 
     async def _stream(self, serializer):
         serializer.is_valid(raise_exception=True)

@@ -1,12 +1,14 @@
 import asyncio
+import io
+import json
 import logging
 import os
 import sys
 
 import django
 from django.core.exceptions import SuspiciousOperation
-from django.core.handlers.asgi import ASGIHandler
-from django.http import Http404
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.http import Http404, HttpResponse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
 django.setup(set_prefix=False)
@@ -19,24 +21,64 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from codegen_site.core.errors import json_error  # noqa: E402
 from codegen_site.llm import llm_resources  # noqa: E402
 from codegen_site.middleware import edge_refusal  # noqa: E402
-from codegen_site.routes import streaming_paths  # noqa: E402
+from codegen_site.routes import async_paths  # noqa: E402
+from codegen_site.views import health_answer  # noqa: E402
 
 
 class CodegenASGIHandler(ASGIHandler):
-    """Django's ASGI handler, without a thread per request on the streaming endpoints.
+    """Django's ASGI handler, without a thread per request on the async views.
 
     Django gives every request its own thread for sync work (ThreadSensitiveContext),
-    alive until the response ends: for a stream that lasts minutes it is a parked
-    thread per open stream. The streaming endpoints (views with `streams = True`,
-    see codegen_site.routes) do their database work on pooled threads
-    (codegen_site.core.db) and their remaining sync calls (request signals) are
-    quick, so they share one thread instead."""
+    alive until the response ends: a thread started and stopped per request, and for
+    a stream that lasts minutes a parked thread per open stream. The async views
+    (codegen_site.routes.async_paths: every API view that awaits, the streams among
+    them) do their database work on pooled threads (codegen_site.core.db) and their
+    remaining sync calls (request signals, the session check) are quick, so they
+    share one thread instead. Sync views keep Django's thread per request."""
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] in streaming_paths():
+        if scope["type"] == "http" and scope["path"] in async_paths():
             await self.handle(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+JSON_MEDIA = ("*/*", "application/*", "application/json")
+
+
+def accepts_json(scope) -> bool:
+    """Whether the request's Accept takes JSON as the API's negotiation decides it (DRF's: a
+    media range that JSON matches, weights aside), or there is none."""
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            ranges = value.decode("latin-1").lower().split(",")
+            return any(part.split(";")[0].strip() in JSON_MEDIA for part in ranges)
+    return True
+
+
+class HealthFromMemory:
+    """GET /health answered in front of Django's handler, which costs many times the answer.
+
+    The body is HealthView's (codegen_site.views.health_answer: the LLM layer's last probe,
+    the monitor's last round, the settings version), behind the same Host and Origin checks
+    (edge_refusal); /health needs no token (codegen_site.core.access) and has no rate limit.
+    Every other request to /health (another method, an Accept that JSON does not satisfy)
+    goes to Django, which answers it as it answers any path."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if not (scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET"
+                and accepts_json(scope)):
+            return await self.application(scope, receive, send)
+        request = ASGIRequest(scope, io.BytesIO())
+        response = edge_refusal(request)
+        if response is None:
+            response = HttpResponse(json.dumps(await health_answer(), ensure_ascii=False, separators=(",", ":")),
+                                    content_type="application/json")
+            response["Allow"] = "GET, HEAD, OPTIONS"
+        await django_application.send_response(response, send)
 
 
 class StaticFilesHandler(ASGIStaticFilesHandler):
@@ -88,7 +130,7 @@ def answer_overlong_requests() -> None:
 
 django_application = CodegenASGIHandler()
 answer_overlong_requests()
-application = StaticFilesHandler(django_application)
+application = HealthFromMemory(StaticFilesHandler(django_application))
 
 # Each layer's process-wide resources: started with the server, closed in one place as it stops.
 import improve.resources  # noqa: E402

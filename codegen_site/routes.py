@@ -1,8 +1,8 @@
-"""Which paths stream and which are browser pages, read from the URL patterns.
+"""Which paths have async views and which are browser pages, read from the URL patterns.
 
-A view whose response is a long stream says so on its class (`streams = True`);
-a route meant for browsers (the landing page, the admin) is wrapped in
-`browser(...)` in urls.py. The ASGI handler and the middleware take their path
+An async view (the streams among them, `streams = True` on the class) runs without a
+thread of its own per request (codegen_site.asgi); a route meant for browsers (the
+landing page, the admin) is wrapped in `browser(...)` in urls.py. The ASGI handler and the middleware take their path
 lists from here, so they always agree with the routes."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from asgiref.sync import iscoroutinefunction
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern
 
@@ -60,15 +61,15 @@ def _paths(wanted) -> PathSet:
     return PathSet(frozenset(exact), tuple(prefixes))
 
 
-def _streams(route) -> bool:
+def _async_view(route) -> bool:
     callback = getattr(route, "callback", None)
-    return bool(getattr(getattr(callback, "view_class", callback), "streams", False))
+    return callback is not None and iscoroutinefunction(callback)
 
 
 @functools.cache
-def streaming_paths() -> PathSet:
-    """Paths of the views that declare `streams = True`."""
-    return _paths(_streams)
+def async_paths() -> PathSet:
+    """Paths of the async views (the streams among them, views with `streams = True`)."""
+    return _paths(_async_view)
 
 
 @functools.cache

@@ -21,7 +21,6 @@ from codegen_site.llm import get_llm
 ERRORS = {400: ErrorSerializer, 429: ErrorSerializer, 502: ErrorSerializer, 503: ErrorSerializer}
 
 
-
 class HealthView(AsyncAPIView):
     throttle_classes: list = []
 
@@ -31,11 +30,18 @@ class HealthView(AsyncAPIView):
                                "and the status is then `degraded`; `settings_version` is the version of the "
                                "saved settings this process applies.")
     async def get(self, request):
-        health = await get_llm().health()
-        down = monitor().down()
-        return Response({"status": "degraded" if down else "ok", "service": "codegen-ai",
-                         "llm_provider": health["llm_provider"], "llm_available": health["llm_available"],
-                         "down": down, "settings_version": saved_version()})
+        return Response(await health_answer())
+
+
+async def health_answer() -> dict:
+    """/health's body, from memory: the LLM layer's last probe, the monitor's last round, the
+    settings version. The server answers GET /health with it before Django's handler
+    (codegen_site.asgi.HealthFromMemory); this view answers the test client and other methods."""
+    health = await get_llm().health()
+    down = monitor().down()
+    return {"status": "degraded" if down else "ok", "service": "codegen-ai",
+            "llm_provider": health["llm_provider"], "llm_available": health["llm_available"],
+            "down": down, "settings_version": saved_version()}
 
 
 class ModelsQuerySerializer(serializers.Serializer):

@@ -128,7 +128,7 @@ async def _queue_feed(events):
 
 class ImproveRunView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
-    streams = True  # with ?stream=true (codegen_site.routes)
+    streams = True  # with ?stream=true (codegen_site.core.apiview)
 
     @extend_schema(
         request=ImproveRunRequestSerializer,

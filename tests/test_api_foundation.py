@@ -202,16 +202,12 @@ def test_landing_page_shows_provider_and_links(client, ollama):
         assert f"<code>{row}</code>" in html, row
 
 
-def test_streaming_and_browser_paths_are_read_from_the_routes():
-    from codegen_site.routes import browser_paths, streaming_paths
+def test_browser_paths_are_read_from_the_routes():
+    from codegen_site.routes import browser_paths
 
-    assert streaming_paths().exact == {"/chat/stream", "/workflow", "/improve/run", "/improve/change",
-                                      "/improve/queue/events"}
-    assert streaming_paths().prefixes == ()
     assert browser_paths().exact == {"/", "/login", "/logout"}
     assert browser_paths().prefixes == ("/ui/", "/admin/")
     assert "/admin/chat/conversation/" in browser_paths() and "/chat" not in browser_paths()
-
 
 
 @pytest.mark.parametrize("path, field", [("/chat", "message"), ("/code/run", "code"), ("/workflow", "task")])

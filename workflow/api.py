@@ -43,7 +43,7 @@ async def _answered(events: AsyncIterator[tuple[str, object]]) -> AsyncIterator[
 
 class WorkflowView(AsyncAPIView):
     throttle_classes = [ApiRateThrottle, LLMRateThrottle]
-    streams = True  # with ?stream=true (codegen_site.routes)
+    streams = True  # with ?stream=true (codegen_site.core.apiview)
 
     @extend_schema(
         request=WorkflowRequestSerializer,

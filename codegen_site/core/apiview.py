@@ -24,7 +24,7 @@ class AsyncAPIView(APIView):
     check_throttles = views.APIView.check_throttles
 
     def perform_content_negotiation(self, request, force=False):
-        # A view that streams (`streams = True`, codegen_site.routes) builds its
+        # A view that streams (`streams = True`) builds its
         # text/event-stream body itself; EventSource asks for exactly that Accept,
         # which the JSON renderer alone would answer with 406. Errors before the
         # stream starts are JSON.
