@@ -144,6 +144,21 @@ def test_throttling_gives_429_with_detail(client):
     assert "Retry-After" in last.headers
 
 
+def test_the_rate_window_slides_and_retry_after_names_when_its_oldest_request_leaves(client):
+    import time
+
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "api": "2/second"}
+    with override_settings(REST_FRAMEWORK={**api_settings.user_settings, "DEFAULT_THROTTLE_RATES": rates}):
+        first = time.monotonic()
+        assert [client.get("/config").status_code for _ in range(2)] == [200, 200]
+        refused = client.get("/config")
+        assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 1
+        time.sleep(max(0.0, first + 1.05 - time.monotonic()))
+        assert client.get("/config").status_code == 200  # the first two left the window
+        assert client.get("/config").status_code == 200
+        assert client.get("/config").status_code == 429
+
+
 @override_settings(API_TOKEN="s3cret")
 def test_api_token_required_when_configured(client):
     assert client.get("/config").status_code == 401
