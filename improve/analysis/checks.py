@@ -86,37 +86,59 @@ _POINTS = {
 }
 
 
-# Fields that never hold a node with decision points below it: a name's load/store context, an
-# operator. Leaving them out of the walk skips a node for nearly every name in the source.
-_NOT_WALKED = frozenset({"ctx", "op", "ops"})
-_walked_fields: dict[type, tuple[str, ...]] = {}
+# Fields that never hold a node with decision points below it: names and numbers kept as text
+# or ints, a name's load/store context, an operator, an import's aliases.
+_NOT_WALKED = frozenset({"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "names", "module", "level",
+                         "kind", "conversion", "type_comment", "is_async", "rest", "kwd_attrs"})
+# Nodes with nothing below them that counts (their other fields hold plain values).
+_LEAVES = (ast.Constant, ast.MatchSingleton, ast.Pass, ast.Break, ast.Continue)
+
+
+def _skip_scope(node) -> int:
+    return 0
+
+
+def _one(node) -> int:
+    return 1
+
+
+# type -> (its decision points or None, the fields walked below it), made on first sight of a type.
+_plans: dict[type, tuple] = {}
+
+
+def _plan(kind: type) -> tuple:
+    if issubclass(kind, _OWN_SCOPE):
+        plan = (_skip_scope, ())
+    elif kind is ast.Assert:
+        plan = (_one, ())
+    elif issubclass(kind, _LEAVES) or not issubclass(kind, ast.AST):
+        plan = (_POINTS.get(kind), ())
+    else:
+        plan = (_POINTS.get(kind), tuple(name for name in kind._fields if name not in _NOT_WALKED))
+    _plans[kind] = plan
+    return plan
 
 
 def complexity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """A def's cyclomatic complexity, radon's number."""
     total = 1
     stack = list(node.body)
-    points, own_scope, fields_of, node_type = _POINTS, _OWN_SCOPE, _walked_fields, ast.AST
+    plans, make_plan = _plans, _plan
     while stack:
         current = stack.pop()
-        kind = type(current)
-        if kind in own_scope:
-            continue
-        if kind is ast.Assert:
-            total += 1
-            continue
-        counted = points.get(kind)
+        plan = plans.get(current.__class__)
+        if plan is None:
+            plan = make_plan(current.__class__)
+        counted, fields = plan
         if counted is not None:
             total += counted(current)
-        fields = fields_of.get(kind)
-        if fields is None:
-            # (a list may hold None or names as text: they have no fields)
-            fields = fields_of[kind] = tuple(name for name in getattr(kind, "_fields", ()) if name not in _NOT_WALKED)
         for name in fields:
             value = getattr(current, name, None)
             if value.__class__ is list:
                 stack.extend(value)
-            elif isinstance(value, node_type):
+            elif value is not None:
+                # a node, as the plan leaves out the fields that hold text or numbers (anything
+                # else pushed has no fields and counts nothing)
                 stack.append(value)
     return total
 
