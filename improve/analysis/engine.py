@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -44,8 +45,21 @@ SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CACHE_CHUNK = 500
 
 
-def scratch_root() -> Path:
-    """Where the linter's copies are staged: the product's data dir, which no client can reach."""
+# Memory-backed scratch space (Linux); used when it has room for the copies twice over.
+MEMORY_SCRATCH = Path("/dev/shm")
+
+
+def scratch_root(needed: int = 0) -> Path:
+    """Where the linter's copies are staged, in a private folder (mkdtemp: mode 0700) no client
+    can reach: memory when it has room, as creating and removing hundreds of files on a disk
+    (its journal) costs more than ruff's run; else the product's data dir."""
+    try:
+        space = os.statvfs(MEMORY_SCRATCH)
+        if MEMORY_SCRATCH.is_dir() and os.access(MEMORY_SCRATCH, os.W_OK | os.X_OK) \
+                and space.f_bavail * space.f_frsize >= 2 * needed:
+            return MEMORY_SCRATCH
+    except OSError:
+        pass
     path = Path(settings.DATA_DIR) / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -149,7 +163,7 @@ def _load_cached(keys: list[str]) -> dict[str, dict]:
     return found
 
 
-def _store(entries: dict[str, object], max_entries: int) -> None:
+def _store(entries: dict[str, object]) -> None:
     """New cache rows in one executemany: the ORM's per-field preparation of a cold run's
     rows took longer than the rest of the work after the checks together."""
     if not entries:
@@ -161,6 +175,10 @@ def _store(entries: dict[str, object], max_entries: int) -> None:
     rows = [(key, json.dumps(result, separators=(",", ":")), created) for key, result in entries.items()]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def _evict(max_entries: int) -> None:
+    """The oldest cache rows past `max_entries` go."""
     excess = FileAnalysis.objects.count() - max_entries
     if excess > 0:
         oldest = FileAnalysis.objects.order_by("created_at").values_list("key", flat=True)[:excess]
@@ -198,16 +216,34 @@ class _Lint:
         self.state, self.processes, self.scratch = "ok", [], None
         try:
             if self.pending:
-                self.scratch = Path(tempfile.mkdtemp(prefix="lint-", dir=scratch_root())).resolve()
-                self.processes = lint.start([self._stage(item) for item in self.pending], analysis)
+                needed = sum(len(item.source) for item in self.pending)
+                self.scratch = Path(tempfile.mkdtemp(prefix="lint-", dir=scratch_root(needed))).resolve()
+                self.processes = lint.start(self._stage(), analysis)
+        except OSError as exc:
+            self.state = f"failed: the copies for ruff could not be written: {exc}"
         except lint.LinterFailed as exc:
             self.state = f"failed: {exc}"
 
-    def _stage(self, item: SourceFile) -> str:
-        path = self.scratch / item.relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(item.source)
-        return str(path)
+    def _stage(self) -> list[str]:
+        """The copies' paths, each written once (O_EXCL: nothing was there) in folders made once."""
+        made, paths = set(), []
+        root = str(self.scratch)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for item in self.pending:
+            folder, _, _ = item.relative.rpartition("/")
+            if folder not in made:
+                os.makedirs(os.path.join(root, folder), mode=0o700, exist_ok=True)
+                made.add(folder)
+            path = os.path.join(root, item.relative)
+            fd = os.open(path, flags, 0o600)
+            try:
+                view = memoryview(item.source)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            paths.append(path)
+        return paths
 
     def finish(self) -> dict[str, list]:
         """Cache entries of the files linted now (none when ruff failed)."""
@@ -273,16 +309,17 @@ def _run_rules(client_path: str, analysis: AnalysisSettings, *, include_linter: 
     for item in readable:
         item.result = cached.get(item.checks_key, item.result)
     # The checks start first (in the workers, waited for on a thread), the linter's copies are
-    # written meanwhile, and the duplication pass runs while ruff may still be at work.
+    # written meanwhile, and ruff's findings (it usually ends first) are read and stored while
+    # the checks go on.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-checks") as side:
         checked = side.submit(run_checks, pending, limits, analysis) if pending else None
         linter = _Lint(readable, cached, analysis) if include_linter else None
+        if linter:
+            _store(linter.finish())
         workers = checked.result() if checked is not None else 0
     duplicates = _duplicates(files, analysis)
-    new_entries = {item.checks_key: item.result for item in pending if not item.result.get("failed")}
-    if linter:
-        new_entries.update(linter.finish())
-    _store(new_entries, analysis.cache_max_entries)
+    _store({item.checks_key: item.result for item in pending if not item.result.get("failed")})
+    _evict(analysis.cache_max_entries)
     return RuleRun(path=base, files=files, totals=_totals(files), issues=_issues(files, duplicates),
                    stats=_stats(files, readable, pending, workers, linter))
 
