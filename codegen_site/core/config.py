@@ -11,6 +11,7 @@ strings. A few common names are accepted as aliases (OLLAMA_HOST, LLM_PROVIDER).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import threading
@@ -47,7 +48,7 @@ _watching_pid: int | None = None
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("CODEGEN_CONFIG_DIR") or BASE_DIR / "config")
+    return _config_paths(os.environ.get("CODEGEN_CONFIG_DIR"))[0]
 
 
 def default_path() -> Path:
@@ -57,7 +58,15 @@ def default_path() -> Path:
 
 
 def development_path() -> Path:
-    return config_dir() / "development.toml"
+    return _config_paths(os.environ.get("CODEGEN_CONFIG_DIR"))[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _config_paths(folder: str | None) -> tuple[Path, Path]:
+    # Built once per folder: get_config stats development.toml on every call, and building its
+    # path each time cost more than the stat.
+    base = Path(folder or BASE_DIR / "config")
+    return base, base / "development.toml"
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -158,7 +167,7 @@ def _stamp() -> tuple:
     """What identifies the saved settings on disk: a save replaces the file (new inode)."""
     path = development_path()
     try:
-        info = path.stat()
+        info = os.stat(path)
     except OSError:
         return (path, None)
     return (path, info.st_ino, info.st_mtime_ns, info.st_size)
