@@ -21,6 +21,14 @@ show the index's own cost, its vector quality means nothing); `embedded` is the 
 
     python bench/rag_index.py [--embedders fake,embedded] [--corpus package|py] [--files N]
                               [--questions rag_questions.json,rag_questions_heldout.json] [--set rag.key=value]
+
+`--baseline REF` instead times only the cold index run with the bundled embedder, this checkout against
+commit REF's tree (`git archive`), each run in a process of its own on its own empty data dir, over the
+same copy of the package, the order alternating each round (`--rounds`): files/s, chunks/s, seconds and
+CPU seconds of each, the ratios this ÷ baseline of chunks/s and of the time to index the package (the
+chunk counts differ when chunking changed, so both are printed), and the load average.
+
+    python bench/rag_index.py --baseline 83b2004 [--rounds 2] [--corpus package|py] [--files N]
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if "--child" not in sys.argv:  # a child runs the tree on its PYTHONPATH, maybe another commit's
+    sys.path.insert(0, str(ROOT))
 QUESTION_SETS = "rag_questions.json,rag_questions_heldout.json"
 EDITED = "django/db/models/query.py"
 
 
-def prepare(base: Path, limit: int | None, corpus: str, needed: set[str]) -> Path:
+def prepare(base: Path, limit: int | None, corpus: str, needed: set[str], setup: bool = True) -> Path:
     import django
 
     source = Path(django.__file__).parent
@@ -54,6 +63,8 @@ def prepare(base: Path, limit: int | None, corpus: str, needed: set[str]) -> Pat
         target = workspace / "django" / file.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target)
+    if not setup:
+        return workspace
     os.environ.update({
         "CODEGEN_DATA_DIR": str(base / "data"), "CODEGEN_WORKSPACE_ROOT": str(workspace),
         "CODEGEN_CONFIG_DIR": str(base / "config"), "DATABASE_URL": f"sqlite:///{base / 'bench.sqlite3'}",
@@ -169,7 +180,79 @@ def run(name: str, overrides: dict, workspace: Path, question_sets: dict[str, di
           f"the next one {next_search:.3f} s ({first_search / next_search:.0f}x)")
 
 
+def child() -> None:
+    """One tree's cold index run of the workspace in the environment (the bundled embedder), as one
+    JSON line; the model's loading is part of it, as in a server's first run."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from rag import services
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = services.index_path("django")
+    print(json.dumps({"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu_started,
+                      "files": result.files, "chunks": result.chunks, "load": os.getloadavg()[0]}), flush=True)
+
+
+def against_baseline(ref: str, rounds: int, limit: int | None, corpus: str, needed: set[str]) -> None:
+    import statistics
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from baseline import PYTHON, describe, exported, tree_env
+
+    base = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    try:
+        workspace = prepare(base, limit, corpus, needed, setup=False)
+        runs: dict[str, list[dict]] = {"baseline": [], "this": []}
+        loads = []
+        with exported(ref) as old_tree:
+            trees = {"baseline": old_tree, "this": ROOT}
+            for round_number in range(rounds):
+                for name in (list(trees) if round_number % 2 == 0 else list(reversed(trees))):
+                    data = base / f"{name}-{round_number}"
+                    (data / "config").mkdir(parents=True)
+                    env = tree_env(trees[name], DJANGO_SETTINGS_MODULE="codegen_site.settings",
+                                   CODEGEN_DATA_DIR=str(data), CODEGEN_CONFIG_DIR=str(data / "config"),
+                                   CODEGEN_WORKSPACE_ROOT=str(workspace),
+                                   DATABASE_URL=f"sqlite:///{data / 'bench.sqlite3'}",
+                                   CODEGEN_LOGGING__LEVEL="ERROR", CODEGEN_EMBEDDINGS__PROVIDER="embedded")
+                    completed = subprocess.run([PYTHON, __file__, "--child"], cwd=trees[name], env=env,
+                                               capture_output=True, text=True)
+                    if completed.returncode:
+                        raise SystemExit(f"the {name} run failed:\n{completed.stderr[-3000:]}")
+                    runs[name].append(json.loads(completed.stdout.strip().splitlines()[-1]))
+                    loads.append(runs[name][-1]["load"])
+                    shutil.rmtree(data, ignore_errors=True)
+                    print(f"  round {round_number + 1} {name:8s}: {runs[name][-1]}", flush=True)
+        copied = sum(1 for file in (workspace / "django").rglob("*") if file.is_file())
+        print(f"cold index run, bundled embedder, a copy of {copied} files of the installed Django package "
+              f"({corpus}{f', first {limit} files' if limit else ''}); {rounds} rounds, order alternating; "
+              f"{os.cpu_count()} CPUs, load average during the runs {min(loads):.1f}-{max(loads):.1f}")
+        print(f"  baseline {describe(ref)}\n  this     {describe(None)}")
+        medians = {}
+        for name, results in runs.items():
+            seconds = statistics.median(result["seconds"] for result in results)
+            chunks_rate = statistics.median(result["chunks"] / result["seconds"] for result in results)
+            files_rate = statistics.median(result["files"] / result["seconds"] for result in results)
+            cpu = statistics.median(result["cpu"] for result in results)
+            medians[name] = (seconds, chunks_rate)
+            each = [result["seconds"] for result in results]
+            print(f"  {name:8s}: {results[-1]['files']} files, {results[-1]['chunks']} chunks; median "
+                  f"{seconds:.1f} s = {files_rate:.1f} files/s, {chunks_rate:.1f} chunks/s (CPU {cpu:.1f} s; "
+                  f"each run: {', '.join(f'{seconds:.1f} s' for seconds in each)})")
+        print(f"  this / baseline: chunks/s {medians['this'][1] / medians['baseline'][1]:.2f}x; time to index the "
+              f"package {medians['baseline'][0] / medians['this'][0]:.2f}x faster (goal: 3x chunks/s)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
+    if "--child" in sys.argv:
+        child()
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--embedders", default="fake,embedded")
     parser.add_argument("--files", type=int, default=None,
@@ -178,9 +261,16 @@ def main() -> None:
     parser.add_argument("--questions", default=QUESTION_SETS, help="question files in bench/, comma-separated")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a setting for the runs, e.g. rag.min_score=0.4 (a JSON value, or text)")
+    parser.add_argument("--baseline", default=None, metavar="REF",
+                        help="time only the cold index run, this checkout against commit REF")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each tree")
     args = parser.parse_args()
     question_sets = {name.removeprefix("rag_").removesuffix(".json"): json.loads((Path(__file__).parent / name).read_text())
                      for name in args.questions.split(",")}
+    if args.baseline:
+        needed = {item["path"] for question_set in question_sets.values() for item in question_set["questions"]}
+        against_baseline(args.baseline, args.rounds, args.files, args.corpus, needed)
+        return
     settings: dict = {}
     for pair in args.set:
         key, _, value = pair.partition("=")
