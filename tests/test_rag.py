@@ -569,6 +569,59 @@ def test_an_index_run_reports_its_progress_file_by_file(project, embedded_embedd
     assert seen == [1, 2, 3]
 
 
+def test_an_index_run_in_many_sets_stores_each_chunk_with_its_own_vector(project, embedded_embeddings,
+                                                                         monkeypatch):
+    """Each file a set of its own: the model embeds one set while the one before is written. Every
+    chunk is stored once with the vector of its own text, every file has its row."""
+    from rag.services import indexer
+
+    monkeypatch.setattr(indexer, "FLUSH_CHUNKS", 1)
+    result = services.index_path(rel(project))
+    assert result.files == 3 and result.chunks == store.existing_collection().count()
+    rows = IndexedFile.objects.all()
+    assert sorted(row.path.rpartition("/")[2] for row in rows) == ["README.md", "greeting.py", "shipping.py"]
+    stored = store.existing_collection().get(ids=[chunk_id for row in rows for chunk_id in row.chunk_ids],
+                                             include=["embeddings", "documents", "metadatas"])
+    assert len(stored["ids"]) == result.chunks
+    chunker = Chunker(rag_settings().chunk_lines, rag_settings().chunk_overlap)
+    with get_embedder() as embedder:
+        for document, metadata, vector in zip(stored["documents"], stored["metadatas"], stored["embeddings"],
+                                              strict=True):
+            chunk = next(chunk for chunk in chunker.chunk(metadata["path"], (Path(settings.WORKSPACE_ROOT)
+                                                                             / metadata["path"]).read_text())
+                         if chunk.text == document)
+            expected = embedder.embed([embedding_text(metadata["path"], chunk)])[0]
+            assert sum(x * y for x, y in zip(expected, vector, strict=True)) > 0.9999
+
+
+def test_an_embedding_that_fails_mid_run_ends_the_run_in_error_and_leaves_no_thread(project, embedded_embeddings,
+                                                                                    monkeypatch):
+    import threading
+
+    from rag.services import indexer
+
+    monkeypatch.setattr(indexer, "FLUSH_CHUNKS", 1)
+    calls = []
+    real_embed = OnnxEmbedder.embed
+
+    def failing_second(self, texts):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise RuntimeError("the model failed")
+        return real_embed(self, texts)
+
+    monkeypatch.setattr(OnnxEmbedder, "embed", failing_second)
+    with pytest.raises(RuntimeError, match="the model failed"):
+        services.index_path(rel(project))
+    run = IndexRun.objects.latest("pk")
+    assert run.status == IndexRun.Status.ERROR and "the model failed" in run.error
+    assert not any(thread.name.startswith("index-embed") for thread in threading.enumerate())
+    # The next run indexes everything the failed one did not write.
+    monkeypatch.setattr(OnnxEmbedder, "embed", real_embed)
+    services.index_path(rel(project))
+    assert IndexedFile.objects.count() == 3
+
+
 def test_code_tokens_keep_identifiers_whole_and_split():
     tokens = tokenize("def get_user_model(): return HttpResponseRedirect(URLPattern)")
     for token in ("get_user_model", "get", "user", "model", "httpresponseredirect", "http", "response",

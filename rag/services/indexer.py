@@ -10,6 +10,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -95,7 +97,11 @@ class _Progress:
 
 class _ChunkWriter:
     """Files' chunks gathered until FLUSH_CHUNKS, then embedded and written together: the vectors
-    into the collection, a row per file; the old version's chunks go after the new ones are in."""
+    into the collection, a row per file; the old version's chunks go after the new ones are in.
+
+    A pipeline: a gathered set is embedded on a thread of its own while this thread chunks the next
+    files and writes the set before (the model releases the interpreter, so chunking and writing cost
+    the run no time of their own while it runs). The database is written from this thread only."""
 
     def __init__(self, run: IndexRun, embedder: Embedder, collection, root: IndexedRoot):
         configured = rag_settings()
@@ -106,6 +112,8 @@ class _ChunkWriter:
         self.chunks = 0
         self.files = 0
         self.max_batch = chroma_client().get_max_batch_size()
+        self._embedding = ThreadPoolExecutor(1, thread_name_prefix="index-embed")
+        self._in_flight: tuple[list, Future] | None = None
 
     def add(self, record: IndexedFile | None, path: str, sha: str, text: str) -> None:
         chunks = self.chunker.chunk(path, text)
@@ -115,12 +123,33 @@ class _ChunkWriter:
             self.flush()
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        texts = [embedding_text(path, chunk) for _, path, _, chunks in self.pending for chunk in chunks]
-        vectors = self.embedder.embed(texts) if texts else []
+        """Start embedding the gathered files, then write the set embedded before."""
+        if self.pending:
+            texts = [embedding_text(path, chunk) for _, path, _, chunks in self.pending for chunk in chunks]
+            started = (self.pending, self._embedding.submit(self.embedder.embed, texts) if texts else None)
+            self.pending, self.pending_chunks = [], 0
+        else:
+            started = None
+        previous, self._in_flight = self._in_flight, started
+        if previous is not None:
+            self._write(*previous)
+
+    def finish(self) -> None:
+        """Embed and write whatever is gathered or in flight."""
+        self.flush()
+        self.flush()
+
+    def close(self) -> None:
+        """Wait for the embedding thread (a run that failed leaves its last set unwritten)."""
+        if self._in_flight is not None and self._in_flight[1] is not None:
+            self._in_flight[1].cancel()
+        self._in_flight = None
+        self._embedding.shutdown(wait=True)
+
+    def _write(self, files: list, embedding: Future | None) -> None:
+        vectors = embedding.result() if embedding is not None else []
         ids, metadatas, documents = [], [], []
-        for _, path, sha, chunks in self.pending:
+        for _, path, sha, chunks in files:
             language = language_of(path)
             for number, chunk in enumerate(chunks):
                 ids.append(_chunk_id(path, sha, number))
@@ -137,20 +166,19 @@ class _ChunkWriter:
                                    documents=documents[start:end], metadatas=metadatas[start:end])
         # The old version's chunks go after the new ones are in (a search never finds the file missing).
         new_ids = set(ids)
-        self._delete_chunks([chunk_id for record, *_ in self.pending if record is not None
+        self._delete_chunks([chunk_id for record, *_ in files if record is not None
                              for chunk_id in record.chunk_ids if chunk_id not in new_ids])
-        # One delete and one insert for the batch (a row per file, not a query per file).
-        IndexedFile.objects.filter(path__in=[path for _, path, _, _ in self.pending]).delete()
+        # One delete and one insert for the set (a row per file, not a query per file).
+        IndexedFile.objects.filter(path__in=[path for _, path, _, _ in files]).delete()
         IndexedFile.objects.bulk_create([
             IndexedFile(path=path, root=self.root, sha256=sha, language=language_of(path),
                         chunk_ids=[_chunk_id(path, sha, number) for number in range(len(chunks))],
                         tokens=[lexical.tokenize(f"{path} {chunk.symbol} {chunk.text}") for chunk in chunks],
                         embedding_model=self.embedder.identity)
-            for _, path, sha, chunks in self.pending
+            for _, path, sha, chunks in files
         ])
-        self.files += len(self.pending)
+        self.files += len(files)
         self.chunks += len(ids)
-        self.pending, self.pending_chunks = [], 0
 
     def _delete_chunks(self, chunk_ids: list[str]) -> None:
         for start in range(0, len(chunk_ids), self.max_batch):
@@ -185,7 +213,7 @@ def index_path(client_path: str, run: IndexRun | None = None) -> IndexResult:
             skipped = 0
             seen = set()
             progress = _Progress(run)
-            with workspace.Reader(max_bytes) as reader:
+            with workspace.Reader(max_bytes) as reader, closing(writer):
                 for file in progress.each(files):
                     try:
                         data = reader.read(file.path)
@@ -202,7 +230,7 @@ def index_path(client_path: str, run: IndexRun | None = None) -> IndexResult:
                         skipped += 1
                         continue
                     writer.add(record, file.path, sha, data.decode("utf-8", errors="replace"))
-            writer.flush()
+                writer.finish()
             gone = [record for path, record in known.items() if path not in seen]
             writer.remove(gone)
             run.files_done = len(files)
