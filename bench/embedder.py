@@ -4,12 +4,14 @@ replaced, measured in the same run.
 The chunks are those an index run of the installed Django package embeds (the default [rag] file lists,
 rag.chunking), the first `--chunks` of them. Each row embeds them all with the bundled model
 (OnnxEmbedder) at one batch size and number of threads, reading what the index reads of a chunk
-(rag.chunking.embedding_text); `before` is the path this replaced, kept below as it was: one batch at a
-time split across two threads, texts sorted by characters, each chunk's whole outline and code up to
-the token limit. Rounds alternate before and the grid, so a busy machine weighs on both; every figure
-is the best of the rounds, and each ratio is against `before` of the same run.
+(rag.chunking.embedding_text) up to `--tokens` (default: embeddings.embedded_max_tokens); `before` is the
+path this replaced, kept below as it was: one batch at a time split across two threads, texts sorted by
+characters, each chunk's outline and then its code up to 128 tokens (its setting then). Rounds alternate
+before and the grid, so a busy machine weighs on both; every figure is the best of the rounds, and each
+ratio is against `before` of the same run.
 
-    python bench/embedder.py [--chunks 2000] [--batches 8,16,32,64] [--threads 1,2,4] [--rounds 2]
+    python bench/embedder.py [--chunks 2000] [--batches 8,16,32,64] [--threads 1,2,4] [--tokens 64,128]
+                             [--rounds 2]
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ import numpy  # noqa: E402
 
 from codegen_site.llm.config import EmbeddingsSection  # noqa: E402
 from codegen_site.llm.embedders import OnnxEmbedder, available_cores, embedded_model_files  # noqa: E402
+from codegen_site.llm.service import get_llm  # noqa: E402
 from rag.chunking import Chunker, embedding_text  # noqa: E402
 from rag.config import rag_settings  # noqa: E402
 from rag.sources import FileKinds, is_text  # noqa: E402
 
-MAX_TOKENS = 128
+# What `before` read of a chunk.
+BEFORE_TOKENS = 128
 
 
 class BeforeEmbedder:
@@ -54,7 +58,7 @@ class BeforeEmbedder:
         self.session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(tokenizer)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self.tokenizer.enable_truncation(max_length=BEFORE_TOKENS)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list = [None] * len(texts)
@@ -108,22 +112,25 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2000)
     parser.add_argument("--batches", default="8,16,32,64")
     parser.add_argument("--threads", default=",".join(str(n) for n in sorted({1, 2, available_cores(), 4})))
+    parser.add_argument("--tokens", default=str(get_llm().embeddings.embedded_max_tokens),
+                        help="the token limits of the grid (default: embeddings.embedded_max_tokens)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     batches = [int(value) for value in args.batches.split(",")]
     threads = [int(value) for value in args.threads.split(",")]
+    limits = [int(value) for value in args.tokens.split(",")]
     now, before_texts = chunks_of_django(args.chunks)
     print(f"{len(now)} chunks of the installed Django package; {available_cores()} cores, load "
           f"{os.getloadavg()[0]:.1f}")
     before = BeforeEmbedder()
     before.embed(before_texts[:64])  # warm up both
-    embedders = {(batch, count): OnnxEmbedder(EmbeddingsSection("embedded", "", batch, MAX_TOKENS, count))
-                 for batch in batches for count in threads}
+    embedders = {(limit, batch, count): OnnxEmbedder(EmbeddingsSection("embedded", "", batch, limit, count))
+                 for limit in limits for batch in batches for count in threads}
     next(iter(embedders.values())).embed(now[:64])
     before_rates: list[tuple[float, float]] = []
     same_text: list[tuple[float, float]] = []
-    grid: dict[tuple[int, int], list[tuple[float, float]]] = {key: [] for key in embedders}
-    default = OnnxEmbedder(EmbeddingsSection("embedded", "", 32, MAX_TOKENS, 0))
+    grid: dict[tuple[int, int, int], list[tuple[float, float]]] = {key: [] for key in embedders}
+    default = OnnxEmbedder(EmbeddingsSection("embedded", "", 32, BEFORE_TOKENS, 0))
     for _ in range(args.rounds):
         before_rates.append(rate(before.embed, before_texts))
         # The new path on the old texts: what the machinery alone gains.
@@ -137,13 +144,12 @@ def main() -> None:
         return f"{best:6.1f}/s {best / base:4.2f}x, {best_cpu:5.1f}/CPU-s {best_cpu / base_cpu:4.2f}x"
 
     print(f"before: {base:.1f} chunks/s, {base_cpu:.1f} per CPU-second (batch 32, 2 intra-op threads, whole "
-          f"chunk up to {MAX_TOKENS} tokens)")
+          f"chunk up to {BEFORE_TOKENS} tokens)")
     print(f"new path, the same texts as before (batch 32, {default.threads} threads): {shown(same_text)}")
     print("new path, the texts the index embeds now (outline; code only where there is none); chunks/s and per "
           "CPU-second, each with its ratio to before:")
-    for batch in batches:
-        for count in threads:
-            print(f"  batch {batch:3d}, {count} threads: {shown(grid[batch, count])}")
+    for limit, batch, count in grid:
+        print(f"  {limit:3d} tokens, batch {batch:3d}, {count} threads: {shown(grid[limit, batch, count])}")
     for embedder in [default, *embedders.values()]:
         embedder.close()
 
