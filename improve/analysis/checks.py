@@ -144,20 +144,29 @@ def complexity(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
 
 
 _COMPOUND_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+# statement type -> its fields that hold statements (in _COMPOUND_BODIES' order), made on first sight
+_statement_lists: dict[type, tuple[str, ...]] = {}
 
 
 def _definitions(body: list, prefix: str, in_class: bool, out: list) -> None:
     """Every def and class under these statements, with qualified names, without
     walking expressions (defs only sit in statement lists)."""
+    lists_of = _statement_lists
     for node in body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        kind = node.__class__
+        if kind in _DEFS:
             out.append(("def", node, prefix + node.name, in_class))
             _definitions(node.body, f"{prefix}{node.name}.", False, out)
-        elif isinstance(node, ast.ClassDef):
+        elif kind is ast.ClassDef:
             out.append(("class", node, prefix + node.name, False))
             _definitions(node.body, f"{prefix}{node.name}.", True, out)
         else:
-            for field in _COMPOUND_BODIES:
+            fields = lists_of.get(kind)
+            if fields is None:
+                fields = lists_of[kind] = tuple(name for name in _COMPOUND_BODIES
+                                                if name in getattr(kind, "_fields", ()))
+            for field in fields:
                 inner = getattr(node, field, None)
                 if inner:
                     _definitions(inner, prefix, False, out)
