@@ -129,6 +129,42 @@ def test_linter_adds_unused_import_and_eval_of_input(client, tree):
     assert body["stats"]["linter"] == "ok" and body["stats"]["linted"] == 6
 
 
+def test_linter_copies_are_staged_in_memory_else_in_the_data_dir_and_removed(client, tree, tmp_path, monkeypatch):
+    from improve.analysis import engine, lint
+    from improve.models import FileAnalysis
+
+    staged = []
+    start = lint.start
+    monkeypatch.setattr(lint, "start", lambda paths, settings: staged.append(paths) or start(paths, settings))
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    monkeypatch.setattr(engine, "MEMORY_SCRATCH", memory)
+    first = analyze(client, path="pkg", include_linter=True).json()
+    assert first["stats"]["linted"] == 6 and found(first, "security")
+    assert all(path.startswith(str(memory.resolve())) for path in staged[-1]) and not list(memory.iterdir())
+
+    monkeypatch.setattr(engine, "MEMORY_SCRATCH", tmp_path / "absent")  # no memory scratch: the data dir
+    FileAnalysis.objects.all().delete()
+    second = analyze(client, path="pkg", include_linter=True).json()
+    data_scratch = (tree / "data" / "tmp").resolve()
+    assert all(path.startswith(str(data_scratch)) for path in staged[-1]) and not list(data_scratch.iterdir())
+    assert second["issues"] == first["issues"]
+
+
+def test_files_read_in_steps_give_the_results_of_one_go(client, tree, set_config, monkeypatch):
+    """The workers start on the first files read while the rest are still read; a file with
+    the content of one read in an earlier step gets that one's result."""
+    from improve.analysis import engine
+
+    (tree / "pkg/dup_c.py").write_text(PLANTED["pkg/dup_a.py"])
+    inline = analyze(client, path=".", include_linter=False).json()
+    monkeypatch.setattr(engine, "READ_STEP", 2)
+    set_config({"improve": {"parallel_min_files": 3, "workers": 2, "batch_files": 1, "complexity_critical": 40}})
+    stepped = analyze(client, path=".", include_linter=False).json()
+    assert stepped["stats"]["workers"] == 2 and stepped["stats"]["analysed"] == 7
+    assert stepped["issues"] == inline["issues"] and stepped["total_lines"] == inline["total_lines"]
+
+
 def test_failing_linter_is_reported_and_the_rest_goes_on(client, tree, set_config):
     set_config({"improve": {"ruff_select": ["NOPE1"]}})
     body = analyze(client, path="pkg", include_linter=True).json()

@@ -35,7 +35,7 @@ from improve.analysis import lint
 from improve.analysis.checks import CheckLimits
 from improve.analysis.duplication import duplicate_blocks
 from improve.analysis.thresholds import Thresholds
-from improve.analysis.workers import analysis_workers, run_checks, worker_count
+from improve.analysis.workers import CheckRun, analysis_workers, worker_count
 from improve.config import AnalysisSettings, analysis_settings
 from improve.models import FileAnalysis
 
@@ -44,6 +44,8 @@ CHECKS_REVISION = 2
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Keys per query when reading the cache (under SQLite's variable limit).
 CACHE_CHUNK = 500
+# Files read per step: each step's cache misses go to the checks before the next is read.
+READ_STEP = 64
 
 
 # Memory-backed scratch space (Linux); used when it has room for the copies twice over.
@@ -140,20 +142,19 @@ class RuleRun:
     stats: dict
 
 
-def _read(files: list[SourceFile], max_bytes: int) -> None:
-    with workspace.Reader(max_bytes) as reader:
-        for item in files:
-            if item.size > max_bytes:
-                item.error = [1, "refactor", "medium",
-                              f"File is {item.size} bytes, above the analysis limit of {max_bytes}",
-                              "Split the file; generated or data files belong outside the analysed tree"]
-                continue
-            try:
-                item.source = reader.read(item.relative)
-            except ServiceError as exc:
-                item.error = [1, "bug", "critical", f"Cannot read file: {exc.detail}",
-                              "Make the file a readable regular file below the analysis limit and run the "
-                              "analysis again"]
+def _read(files: list[SourceFile], reader: workspace.Reader, max_bytes: int) -> None:
+    for item in files:
+        if item.size > max_bytes:
+            item.error = [1, "refactor", "medium",
+                          f"File is {item.size} bytes, above the analysis limit of {max_bytes}",
+                          "Split the file; generated or data files belong outside the analysed tree"]
+            continue
+        try:
+            item.source = reader.read(item.relative)
+        except ServiceError as exc:
+            item.error = [1, "bug", "critical", f"Cannot read file: {exc.detail}",
+                          "Make the file a readable regular file below the analysis limit and run the "
+                          "analysis again"]
 
 
 def _load_cached(keys: list[str]) -> dict[str, dict]:
@@ -277,16 +278,43 @@ class _Lint:
         return len(self.pending) if self.state == "ok" else 0
 
 
-def _assign_keys(readable: list[SourceFile], limits: CheckLimits, analysis: AnalysisSettings, include_linter: bool) -> list[str]:
+def _assign_keys(readable: list[SourceFile], checks_prefix: str, lint_prefix: str | None) -> list[str]:
+    """The files' cache keys (lint keys only with a lint prefix), as one list to look up."""
+    keys = []
+    for item in readable:
+        content = _digest(item.source)
+        item.checks_key = checks_prefix + content
+        keys.append(item.checks_key)
+        if lint_prefix is not None:
+            item.lint_key = lint_prefix + _digest(item.relative, content)
+            keys.append(item.lint_key)
+    return keys
+
+
+def _read_and_look_up(files: list[SourceFile], limits: CheckLimits, analysis: AnalysisSettings,
+                      include_linter: bool, checker: CheckRun) -> tuple[list, list, dict]:
+    """(readable files, files whose checks were not cached, cached results by key): the files are
+    read a step at a time, and each step's cache misses go to the checks at once."""
     checks_prefix = "c" + checks_version(limits)
-    for item in readable:
-        item.checks_key = checks_prefix + _digest(item.source)
-    if not include_linter:
-        return [item.checks_key for item in readable]
-    lint_prefix = "l" + lint_version(analysis)
-    for item in readable:
-        item.lint_key = lint_prefix + _digest(item.relative, item.source)
-    return [item.checks_key for item in readable] + [item.lint_key for item in readable]
+    lint_prefix = "l" + lint_version(analysis) if include_linter else None
+    readable, pending, cached = [], [], {}
+    with workspace.Reader(analysis.max_file_bytes) as reader:
+        for start in range(0, len(files), READ_STEP):
+            step = files[start:start + READ_STEP]
+            _read(step, reader, analysis.max_file_bytes)
+            ready = [item for item in step if item.source is not None]
+            found = _load_cached(_assign_keys(ready, checks_prefix, lint_prefix))
+            missing = []
+            for item in ready:
+                if item.checks_key in found:
+                    item.result = found[item.checks_key]
+                else:
+                    missing.append(item)
+            checker.add(missing)
+            readable += ready
+            pending += missing
+            cached.update(found)
+    return readable, pending, cached
 
 
 def _stats(files: list[SourceFile], readable: list[SourceFile], pending: list[SourceFile], workers: int,
@@ -323,23 +351,18 @@ def _run_rules(client_path: str, analysis: AnalysisSettings, *, include_linter: 
     base, files = _source_files(client_path, analysis)
     if len(files) >= analysis.parallel_min_files and worker_count(analysis) > 1:
         analysis_workers().start(worker_count(analysis))
-    _read(files, analysis.max_file_bytes)
-    readable = [item for item in files if item.source is not None]
-
     limits = check_limits(analysis, maintainability)
-    cached = _load_cached(_assign_keys(readable, limits, analysis, include_linter))
-    pending = [item for item in readable if item.checks_key not in cached]
-    for item in readable:
-        item.result = cached.get(item.checks_key, item.result)
-    # The checks start first (in the workers, waited for on a thread), the linter's copies are
-    # written meanwhile, and ruff's findings (it usually ends first) are read and stored while
-    # the checks go on.
+    checker = CheckRun(limits, analysis, sum(item.size for item in files if item.size <= analysis.max_file_bytes))
+    readable, pending, cached = _read_and_look_up(files, limits, analysis, include_linter, checker)
+    # The checks are under way (in the workers; a small analysis's are run on a thread here),
+    # the linter's copies are written meanwhile, and ruff's findings (it usually ends first)
+    # are read and stored while the checks go on.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-checks") as side:
-        checked = side.submit(run_checks, pending, limits, analysis) if pending else None
+        checked = side.submit(checker.finish)
         linter = _Lint(readable, cached, analysis) if include_linter else None
         if linter:
             _store(linter.finish())
-        workers = checked.result() if checked is not None else 0
+        workers = checked.result()
     duplicates = _duplicates(files, analysis)
     _store({item.checks_key: item.result for item in pending if not item.result.get("failed")})
     _evict(analysis.cache_max_entries)

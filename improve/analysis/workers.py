@@ -2,9 +2,10 @@
 
 `AnalysisWorkers` owns the pool: started on first use (or with the server, when
 improve.workers_at_start says so: `start_if_configured`), replaced when a worker died or the configured size
-changed, closed by `close()` (improve.resources.shutdown). `run_checks` spreads files over it
-in batches of about equal bytes; a worker that dies costs no results: the files of the lost
-batches are analysed again one at a time, so only a file that crashes alone is reported."""
+changed, closed by `close()` (improve.resources.shutdown). `CheckRun` spreads files over it
+in batches of about equal bytes, sent while the files are still being read; a worker that
+dies costs no results: the files of the lost batches are analysed again one at a time, so
+only a file that crashes alone is reported."""
 
 from __future__ import annotations
 
@@ -100,54 +101,91 @@ def start_if_configured() -> None:
         analysis_workers().start(worker_count(settings))
 
 
-def run_checks(pending: list, limits: CheckLimits, settings: AnalysisSettings) -> int:
-    """Analyse these SourceFiles (in worker processes when there are enough); returns the workers used."""
-    workers = min(worker_count(settings), len(pending))
-    if workers <= 1 or len(pending) < settings.parallel_min_files:
-        for item in pending:
-            item.result = checks.analyse_source(item.source, limits)
-        return 1
-    by_key = {}
-    for item in pending:
-        by_key.setdefault(item.checks_key, []).append(item)
-    unique = [(key, items[0].source) for key, items in by_key.items()]
-    batches = _batches(unique, workers, settings.batch_files)
-    owner = analysis_workers()
-    pool = owner.pool(worker_count(settings))
-    try:
-        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
-    except BrokenProcessPool:
-        # A worker died since the last analysis (killed, out of memory): start afresh.
-        owner.discard(pool)
-        pool = owner.pool(worker_count(settings))
-        futures = [(batch, pool.submit(checks.analyse_batch, batch, limits)) for batch in batches]
-    lost = []
-    for batch, future in futures:
-        try:
-            results = future.result()
-        except BrokenProcessPool:
-            lost.extend(batch)
-            continue
-        for key, result in results:
-            for item in by_key[key]:
-                item.result = result
-    if lost:
-        # A worker died (a file crashed it, or it was killed): every batch still in the pool is
-        # lost with it. Those files go again one at a time, so only a file that crashes alone
-        # is reported as such.
-        logger.warning("An analysis worker died; %d files are analysed again one by one", len(lost))
-        owner.discard(pool)
-        for key, result in _one_by_one(lost, limits):
-            for item in by_key[key]:
-                item.result = result
-    return workers
+class CheckRun:
+    """The checks of one analysis's SourceFiles, handed in (`add`) as they are read: once there
+    are improve.parallel_min_files of them (and more than one worker), they go to the worker
+    processes in batches at once, so the workers start while the rest is still being read;
+    `finish` sends what is left, or checks a small analysis's files here, and waits."""
+
+    def __init__(self, limits: CheckLimits, settings: AnalysisSettings, total_bytes: int):
+        self.limits, self.settings = limits, settings
+        self.size = worker_count(settings)
+        # batches of about equal bytes, several per worker: when the first worker runs out,
+        # what is left is a few batches, so both finish together
+        self.share = max(1, math.ceil(total_bytes / (self.size * 8)))
+        self.count = 0
+        self.by_key: dict[str, list] = {}
+        self.waiting: list[tuple[str, bytes]] = []
+        self.sent: list[tuple[list, object]] = []
+        self.owner: AnalysisWorkers | None = None
+        self.pool: ProcessPoolExecutor | None = None
+
+    def add(self, items: list) -> None:
+        """More SourceFiles to check (a file with the same content as one added before is not
+        checked again: it gets that one's result)."""
+        for item in items:
+            same = self.by_key.get(item.checks_key)
+            if same is None:
+                self.by_key[item.checks_key] = [item]
+                self.waiting.append((item.checks_key, item.source))
+            else:
+                same.append(item)
+        self.count += len(items)
+        if self.size > 1 and (self.pool is not None or self.count >= self.settings.parallel_min_files):
+            self._send()
+
+    def _send(self) -> None:
+        if self.pool is None:
+            self.owner = analysis_workers()
+            self.pool = self.owner.pool(self.size)
+        for batch in _batches(self.waiting, self.share, self.settings.batch_files):
+            try:
+                future = self.pool.submit(checks.analyse_batch, batch, self.limits)
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory) since the last analysis or during this
+                # one: a new pool takes the batches from here on; the lost ones go again in `finish`.
+                self.owner.discard(self.pool)
+                self.pool = self.owner.pool(self.size)
+                future = self.pool.submit(checks.analyse_batch, batch, self.limits)
+            self.sent.append((batch, future))
+        self.waiting = []
+
+    def finish(self) -> int:
+        """Every added file has its result; returns the workers used (0: nothing to check)."""
+        if not self.count:
+            return 0
+        if self.pool is None:
+            for key, source in self.waiting:
+                self._give(key, checks.analyse_source(source, self.limits))
+            return 1
+        self._send()
+        lost = []
+        for batch, future in self.sent:
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                lost.extend(batch)
+                continue
+            for key, result in results:
+                self._give(key, result)
+        if lost:
+            # A worker died (a file crashed it, or it was killed): every batch still in the pool is
+            # lost with it. Those files go again one at a time, so only a file that crashes alone
+            # is reported as such.
+            logger.warning("An analysis worker died; %d files are analysed again one by one", len(lost))
+            self.owner.discard(self.pool)
+            for key, result in _one_by_one(lost, self.limits):
+                self._give(key, result)
+        return min(self.size, self.count)
+
+    def _give(self, key: str, result: dict) -> None:
+        for item in self.by_key[key]:
+            item.result = result
 
 
-def _batches(unique: list[tuple[str, bytes]], workers: int, most_files: int) -> list[list[tuple[str, bytes]]]:
-    """Largest files first, in batches of about equal bytes (several per worker): the work
-    left when the first worker runs out is a few small files, so both finish together."""
+def _batches(unique: list[tuple[str, bytes]], share: int, most_files: int) -> list[list[tuple[str, bytes]]]:
+    """Largest files first, in batches of about `share` bytes and at most `most_files` files."""
     unique = sorted(unique, key=lambda pair: len(pair[1]), reverse=True)
-    share = max(1, math.ceil(sum(len(source) for _, source in unique) / (workers * 8)))
     batches, batch, size = [], [], 0
     for pair in unique:
         batch.append(pair)
