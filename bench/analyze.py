@@ -7,8 +7,9 @@ on the same copy, all in one run.
 Each tree runs in a process of its own (its directory first on sys.path) with its analysis
 workers started first, as the server starts them (improve.workers_at_start). Each round: a
 ruff run, then a cold analysis (empty cache, linter on) by each tree, the order alternating.
-Prints the medians, each cold run over the ruff run of its round, and this ÷ baseline; then
-warm runs (everything cached). Goal (issue #26): cold <= 6x ruff, median of 5. No assertions.
+Prints the medians, each cold run over the ruff run of its round, the CPU time a cold run
+took (server process, ruff, workers: the work done, whatever else loads the machine), and
+this ÷ baseline; then warm runs (everything cached). Goal (issue #26): cold <= 6x ruff, median of 5. No assertions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,12 +52,29 @@ def child() -> None:
     for line in sys.stdin:
         if line.strip() == "cold":
             FileAnalysis.objects.all().delete()
+        spent = cpu_seconds(analysis_workers().pids())
         started = time.perf_counter()
         result = analyze_sync("django", include_linter=True)
         seconds = time.perf_counter() - started
+        cpu = [after - before for before, after in zip(spent, cpu_seconds(analysis_workers().pids()), strict=True)]
         print(json.dumps({"seconds": seconds, "stats": result["stats"], "files": result["total_files"],
-                          "issues": len(result["issues"])}), flush=True)
+                          "issues": len(result["issues"]), "cpu": cpu}), flush=True)
     analysis_workers().close()
+
+
+def cpu_seconds(workers: list[int]) -> tuple[float, float, float]:
+    """CPU seconds so far of this process, of its finished children (ruff) and of its workers
+    (from /proc; 0 where there is none): the work a run did, whatever else loads the machine."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    in_workers = 0.0
+    for pid in workers:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        in_workers += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, in_workers
 
 
 class Side:
@@ -115,6 +134,7 @@ def main() -> None:
         sides = {"baseline": Side(old_tree, workspace, Path(tmp) / "baseline"),
                  "this": Side(new_tree, workspace, Path(tmp) / "this")}
         cold = {name: [] for name in sides}
+        cpu = {name: [] for name in sides}
         ruff = []
         result = {}
         try:
@@ -125,6 +145,7 @@ def main() -> None:
                     result[name] = sides[name].run("cold")
                     assert result[name]["stats"]["cached"] == 0, result[name]["stats"]
                     cold[name].append(result[name]["seconds"])
+                    cpu[name].append(result[name]["cpu"])
             warm = {name: [side.run("warm")["seconds"] for _ in range(args.warm)] for name, side in sides.items()}
             ruff += [ruff_seconds(workspace / "django") for _ in range(args.warm)]
         finally:
@@ -142,6 +163,10 @@ def main() -> None:
         print(f"cold {name:8}: median {statistics.median(runs):.3f} s = {statistics.median(runs) / ruff_median:.1f}x "
               f"the median ruff; each over its round's ruff: {', '.join(f'{r:.1f}x' for r in per_round)} "
               f"(median {statistics.median(per_round):.1f}x; goal <= 6x)")
+    for name, runs in cpu.items():
+        parts = [statistics.median(run[index] for run in runs) for index in range(3)]
+        print(f"cold {name:8} CPU: median {parts[0]:.2f} s in the server process, {parts[1]:.2f} s in ruff, "
+              f"{parts[2]:.2f} s in the workers; {sum(parts):.2f} s in all")
     print(f"cold this / baseline: {statistics.median(cold['this']) / statistics.median(cold['baseline']):.2f}x "
           f"(per round: {', '.join(f'{a / b:.2f}' for a, b in zip(cold['this'], cold['baseline'], strict=True))})")
     for name, runs in warm.items():
