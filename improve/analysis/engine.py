@@ -215,7 +215,7 @@ def _is_python(name: str) -> bool:
 class _Lint:
     """ruff over the files whose lint result is not cached, running while the checks do.
 
-    ruff reads copies of the bytes this analysis read (in a scratch folder of the data dir),
+    ruff reads copies of the bytes this analysis read (in a private scratch folder, `scratch_root`),
     never the workspace files by name: what it reports is about the files that were checked."""
 
     def __init__(self, readable: list[SourceFile], cached: dict, analysis: AnalysisSettings):
