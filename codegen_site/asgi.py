@@ -75,8 +75,13 @@ class HealthFromMemory:
         request = ASGIRequest(scope, io.BytesIO())
         response = edge_refusal(request)
         if response is None:
-            response = HttpResponse(json.dumps(await health_answer(), ensure_ascii=False, separators=(",", ":")),
-                                    content_type="application/json")
+            try:
+                body = json.dumps(await health_answer(), ensure_ascii=False, separators=(",", ":"))
+            except Exception:
+                # Django answers instead, with its error handling (a JSON 500 at worst).
+                logger.exception("GET /health in front of Django failed; Django answers it")
+                return await self.application(scope, receive, send)
+            response = HttpResponse(body, content_type="application/json")
             response["Allow"] = "GET, HEAD, OPTIONS"
         await django_application.send_response(response, send)
 

@@ -3,10 +3,31 @@ handler with the view's body and the same edge checks; async views without a thr
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import httpx
 from django.core.signals import request_started
+
+
+async def asgi_get(application, path: str) -> list[dict]:
+    """The messages `application` sends for a GET of `path`; the client stays until answered."""
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "scheme": "http", "http_version": "1.1", "asgi": {"version": "3.0"}, "root_path": ""}
+    sent, asked = [], asyncio.Event()
+
+    async def receive():
+        if asked.is_set():
+            await asyncio.Event().wait()  # no disconnect: the request ends with its response
+        asked.set()
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    return sent
 
 
 def test_health_from_memory_answers_as_the_view_with_the_same_edge_checks(live_asgi, client):
@@ -47,8 +68,6 @@ def test_health_stays_open_when_the_api_needs_a_token(live_asgi):
 def test_async_views_share_one_thread_and_sync_views_keep_one_per_request(db, settings):
     """Django's handler starts a thread per request for sync work; an async view's request-signal
     work runs on one shared thread instead (codegen_site.routes.async_paths)."""
-    import asyncio
-
     from codegen_site.asgi import CodegenASGIHandler
     from codegen_site.routes import async_paths
 
@@ -66,27 +85,9 @@ def test_async_views_share_one_thread_and_sync_views_keep_one_per_request(db, se
 
     handler = CodegenASGIHandler()
 
-    async def get(path: str) -> int:
-        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
-                 "scheme": "http", "http_version": "1.1", "asgi": {"version": "3.0"}, "root_path": ""}
-        sent, asked = [], asyncio.Event()
-
-        async def receive():
-            if asked.is_set():
-                await asyncio.Event().wait()  # no disconnect: the request ends with its response
-            asked.set()
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await handler(scope, receive, send)
-        return sent[0]["status"]
-
     async def requests(path: str) -> list[str]:
         threads.clear()
-        assert [await get(path) for _ in range(3)] == [200] * 3
+        assert [(await asgi_get(handler, path))[0]["status"] for _ in range(3)] == [200] * 3
         return list(threads)
 
     request_started.connect(record, weak=False)
@@ -97,3 +98,16 @@ def test_async_views_share_one_thread_and_sync_views_keep_one_per_request(db, se
         request_started.disconnect(record)
     assert len(on_async) == 3 and len(set(on_async)) == 1
     assert len(on_sync) == 3 and len(set(on_sync)) == 3
+
+
+def test_health_in_front_of_django_hands_a_failure_to_django(db, monkeypatch, caplog):
+    import codegen_site.asgi as server_app
+
+    async def broken():
+        raise RuntimeError("no answer")
+
+    monkeypatch.setattr(server_app, "health_answer", broken)
+    sent = asyncio.run(asgi_get(server_app.HealthFromMemory(server_app.django_application), "/health"))
+    assert sent[0]["status"] == 200  # the view's own answer
+    assert b'"service":"codegen-ai"' in sent[1]["body"]
+    assert "Django answers it" in caplog.text
