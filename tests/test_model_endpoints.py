@@ -58,8 +58,9 @@ async def test_no_server_over_its_cap_and_the_load_is_shared(fake_llm, second_ll
     point_at(set_config, fake_llm.url, second_llm.url, max_concurrent=3)
     gate = Gate(fake_llm, second_llm)
     tasks = [asyncio.create_task(answer(f"m{number}")) for number in range(14)]
-    await until(lambda: fake_llm.in_flight == 3 and second_llm.in_flight == 3, "both servers at their cap")
-    assert len(llm_resources().dispatcher._waiting) == 8
+    # The last requests may still be on their way to the queue when both servers fill up.
+    await until(lambda: fake_llm.in_flight == 3 and second_llm.in_flight == 3
+                and len(llm_resources().dispatcher._waiting) == 8, "both servers at their cap, 8 queued")
     gate.open.set()
     answers = await asyncio.gather(*tasks)
     assert answers == [f"held m{number}" for number in range(14)]
