@@ -144,6 +144,13 @@ def test_throttling_gives_429_with_detail(client):
     assert "Retry-After" in last.headers
 
 
+@pytest.mark.parametrize("path", ["/health", "/config", "/models", "/files/tree"])
+def test_a_format_no_renderer_has_is_404_detail_not_500(client, path):
+    response = client.get(path, {"format": "xml"})
+    assert response.status_code == 404 and response.json()["detail"].startswith("Not found")
+    assert client.get(path, {"format": "json"}).status_code == 200
+
+
 def test_the_rate_window_slides_and_retry_after_names_when_its_oldest_request_leaves(client):
     import time
 

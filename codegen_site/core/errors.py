@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -98,6 +98,12 @@ def outage_detail(exc: BaseException) -> str | None:
 
 def error_body(exc: BaseException) -> tuple[int, dict]:
     """(HTTP status, {"detail": ...}) for any exception; unknown ones are a logged 500."""
+    # Django's own 404 and 403, as DRF's handler takes them (DRF raises Http404 itself, e.g. for a
+    # ?format= no renderer has).
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     if (outage := outage_detail(exc)) is not None:
         logger.warning("503: %s", exc)
         return 503, {"detail": outage}
@@ -114,7 +120,7 @@ def error_body(exc: BaseException) -> tuple[int, dict]:
 
 
 def drf_exception_handler(exc, context):
-    if isinstance(exc, (exceptions.APIException, RequestDataTooBig, SuspiciousOperation)):
+    if isinstance(exc, (exceptions.APIException, RequestDataTooBig, SuspiciousOperation, Http404, PermissionDenied)):
         response = exception_handler(exc, context)  # keeps DRF's headers (Retry-After, WWW-Authenticate)
         status_code, body = error_body(exc)
         if response is None:
