@@ -9,6 +9,8 @@ import django
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.http import Http404, HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.utils.mediatypes import media_type_matches
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "codegen_site.settings")
 django.setup(set_prefix=False)
@@ -43,16 +45,16 @@ class CodegenASGIHandler(ASGIHandler):
             await super().__call__(scope, receive, send)
 
 
-JSON_MEDIA = ("*/*", "application/*", "application/json")
-
-
 def accepts_json(scope) -> bool:
-    """Whether the request's Accept takes JSON as the API's negotiation decides it (DRF's: a
-    media range that JSON matches, weights aside), or there is none."""
+    """Whether the API's negotiation would answer this request with JSON: no Accept, or one with a
+    media range JSON matches (DRF's matching, weights aside), and no `format` query parameter (DRF's
+    override, which Django is left to judge)."""
+    if b"format=" in scope["query_string"]:
+        return False
     for name, value in scope["headers"]:
         if name == b"accept":
-            ranges = value.decode("latin-1").lower().split(",")
-            return any(part.split(";")[0].strip() in JSON_MEDIA for part in ranges)
+            return any(media_type_matches(JSONRenderer.media_type, part.strip())
+                       for part in value.decode("latin-1").split(","))
     return True
 
 
@@ -62,8 +64,8 @@ class HealthFromMemory:
     The body is HealthView's (codegen_site.views.health_answer: the LLM layer's last probe,
     the monitor's last round, the settings version), behind the same Host and Origin checks
     (edge_refusal); /health needs no token (codegen_site.core.access) and has no rate limit.
-    Every other request to /health (another method, an Accept that JSON does not satisfy)
-    goes to Django, which answers it as it answers any path."""
+    Every other request to /health (another method, an Accept that JSON does not satisfy, a
+    `format` override) goes to Django, which answers it as it answers any path."""
 
     def __init__(self, application):
         self.application = application

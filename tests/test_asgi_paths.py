@@ -53,6 +53,8 @@ def test_health_from_memory_answers_as_the_view_with_the_same_edge_checks(live_a
     for accept in ("text/html", "image/png, text/*"):
         answer = httpx.get(server.url + "/health", headers={"Accept": accept}, timeout=10)
         assert answer.status_code == 406 and "detail" in answer.json()
+    assert httpx.get(server.url + "/health?format=json", timeout=10).status_code == 200
+    assert httpx.get(server.url + "/health?format=xml", timeout=10).status_code == 404
     head = httpx.head(server.url + "/health", timeout=10)
     assert head.status_code == 200 and head.content == b""
     wrong = httpx.delete(server.url + "/health", timeout=10)
