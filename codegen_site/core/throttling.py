@@ -13,7 +13,7 @@ import uuid
 from array import array
 from dataclasses import dataclass
 
-from django.core.cache import cache, caches
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -56,11 +56,8 @@ return window - (now_ms - tonumber(oldest[2]))
 """
 
 
-def _redis_client(key: str):
-    """The Redis client of the default cache when it is Django's Redis cache, else None."""
-    backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return None
+def _redis_client(backend, key: str):
+    """The Redis client of a Django Redis cache for `key` (its full, prefixed form)."""
     return backend._cache.get_client(key, write=True)
 
 
@@ -77,26 +74,26 @@ class ApiRateThrottle(SimpleRateThrottle):
         if self.rate is None:
             return True
         key = self.get_cache_key(request, view)
-        full_key = cache.make_and_validate_key(key)
-        client = _redis_client(full_key)
-        if client is None:
-            return self._allow_from_cache(key)
-        script = client.register_script(SLIDING_WINDOW)
+        backend = caches["default"]
+        if not isinstance(backend, RedisCache):
+            return self._allow_from_cache(backend, key)
+        full_key = backend.make_and_validate_key(key)
+        script = _redis_client(backend, full_key).register_script(SLIDING_WINDOW)
         waits = script(keys=[full_key], args=[int(self.duration * 1000), self.num_requests, uuid.uuid4().hex])
         if int(waits) < 0:
             return True
         self._waits = max(int(waits), 0) / 1000
         return False
 
-    def _allow_from_cache(self, key: str) -> bool:
+    def _allow_from_cache(self, backend, key: str) -> bool:
         now = self.timer()
-        times = array("d", cache.get(key, b""))
+        times = array("d", backend.get(key, b""))
         del times[:bisect.bisect_right(times, now - self.duration)]
         if len(times) >= self.num_requests:
             self._waits = max(self.duration - (now - times[0]), 0.0)
             return False
         times.append(now)
-        cache.set(key, times.tobytes(), self.duration)
+        backend.set(key, times.tobytes(), self.duration)
         return True
 
     def wait(self):
