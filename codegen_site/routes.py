@@ -2,8 +2,8 @@
 
 An async view (the streams among them, `streams = True` on the class) runs without a
 thread of its own per request (codegen_site.asgi); a route meant for browsers (the
-landing page, the admin) is wrapped in `browser(...)` in urls.py. The ASGI handler and the middleware take their path
-lists from here, so they always agree with the routes."""
+landing page, the admin) is wrapped in `browser(...)` in urls.py. The ASGI handler and
+the middleware take their path lists from here, so they always agree with the routes."""
 
 from __future__ import annotations
 

@@ -93,8 +93,9 @@ class OnnxEmbedder(Embedder):
 
     How it uses the machine: every text is tokenized first (the tokenizer's own threads), identical texts
     once; the texts are sorted by token count and cut into batches of at most `batch_size` texts and
-    BATCH_TOKENS tokens, each padded only to its longest text (padding costs as much as real tokens); the batches run `threads` at a time (default:
-    every core the process may use), each on one core, so no core waits for another inside a batch.
+    BATCH_TOKENS tokens, each padded only to its longest text (padding costs as much as real tokens);
+    the batches run `threads` at a time (default: every core the process may use), each on one core,
+    so no core waits for another inside a batch.
     bench/embedder.py measures it against batch size and threads."""
 
     provider = "embedded"
